@@ -1,0 +1,96 @@
+//! Failed-login throttling: fixed windows counted in the store, so every
+//! instance sees the same count. Keys are per account (the normalised email,
+//! whether or not an account exists, so the throttle reveals nothing) and
+//! per client address.
+
+use crate::time::MINUTE;
+use crate::{Email, Timestamp};
+
+/// A counter as the store keeps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub started_at: Timestamp,
+    pub failures: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    pub max_failures: u32,
+    pub window_secs: i64,
+}
+
+/// Five wrong passwords for one account in fifteen minutes.
+pub const PER_ACCOUNT: Policy = Policy { max_failures: 5, window_secs: 15 * MINUTE };
+/// Fifty failures from one address in fifteen minutes (shared offices and
+/// NAT stay usable; a guessing script does not).
+pub const PER_ADDRESS: Policy = Policy { max_failures: 50, window_secs: 15 * MINUTE };
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Allowed,
+    Throttled { retry_after_secs: i64 },
+}
+
+impl Policy {
+    /// Whether another attempt may be made now, given the stored window.
+    pub fn decide(&self, window: Option<Window>, now: Timestamp) -> Decision {
+        match window {
+            Some(w) if now.0 < w.started_at.0 + self.window_secs && w.failures >= self.max_failures => {
+                Decision::Throttled { retry_after_secs: now.until(w.started_at.plus(self.window_secs)).max(1) }
+            }
+            _ => Decision::Allowed,
+        }
+    }
+}
+
+pub fn account_key(email: &Email) -> String {
+    format!("login:acct:{email}")
+}
+
+pub fn address_key(ip: &str) -> String {
+    format!("login:addr:{ip}")
+}
+
+/// The stricter of two decisions.
+pub fn combine(a: Decision, b: Decision) -> Decision {
+    match (a, b) {
+        (Decision::Throttled { retry_after_secs: x }, Decision::Throttled { retry_after_secs: y }) => {
+            Decision::Throttled { retry_after_secs: x.max(y) }
+        }
+        (t @ Decision::Throttled { .. }, _) | (_, t @ Decision::Throttled { .. }) => t,
+        _ => Decision::Allowed,
+    }
+}
+
+/// Whole minutes to tell a person, rounded up.
+pub fn minutes(retry_after_secs: i64) -> i64 {
+    (retry_after_secs + MINUTE - 1) / MINUTE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_opens_again_after_its_length() {
+        let t0 = Timestamp(10_000);
+        let full = Some(Window { started_at: t0, failures: 5 });
+        assert_eq!(PER_ACCOUNT.decide(None, t0), Decision::Allowed);
+        assert_eq!(PER_ACCOUNT.decide(Some(Window { started_at: t0, failures: 4 }), t0), Decision::Allowed);
+        assert_eq!(PER_ACCOUNT.decide(full, t0.plus(60)), Decision::Throttled { retry_after_secs: 14 * 60 });
+        assert_eq!(PER_ACCOUNT.decide(full, t0.plus(15 * 60 - 1)), Decision::Throttled { retry_after_secs: 1 });
+        assert_eq!(PER_ACCOUNT.decide(full, t0.plus(15 * 60)), Decision::Allowed);
+    }
+
+    #[test]
+    fn the_stricter_wins_and_minutes_round_up() {
+        let a = Decision::Throttled { retry_after_secs: 30 };
+        let b = Decision::Throttled { retry_after_secs: 90 };
+        assert_eq!(combine(a, b), b);
+        assert_eq!(combine(Decision::Allowed, a), a);
+        assert_eq!(combine(Decision::Allowed, Decision::Allowed), Decision::Allowed);
+        assert_eq!(minutes(1), 1);
+        assert_eq!(minutes(60), 1);
+        assert_eq!(minutes(61), 2);
+    }
+}

@@ -1,0 +1,188 @@
+//! The command line: `serve`, `demo`, `migrate`, `user create`. Every
+//! command takes `--json` and then prints exactly one JSON object on stdout
+//! (logs go to stderr).
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+use std::io::Read;
+use std::path::PathBuf;
+
+use gatehouse_core::audit::{Actor, AuditEvent, AuditKind};
+use gatehouse_core::{Account, AccountId, Email, Secret, Timestamp, password};
+use gatehouse_store::{Store, StoreError};
+
+use crate::config::Config;
+use crate::server;
+
+#[derive(Debug, Parser)]
+#[command(name = "gatehouse", version, about = "Single sign-on identity provider with a payments service")]
+pub struct Cli {
+    /// A TOML configuration file; GATEHOUSE_* environment variables win over it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print one JSON object instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the identity provider.
+    Serve,
+    /// Run everything with no configuration, with a demo user.
+    Demo {
+        /// Where the demo keeps its database and mail.
+        #[arg(long, default_value = "gatehouse-demo")]
+        dir: PathBuf,
+    },
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Manage accounts.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Read the password from standard input (one line). Without it the
+        /// account has no usable password until it is reset by email.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Mark the email as already verified.
+        #[arg(long)]
+        verified: bool,
+    },
+}
+
+/// The demo's account, printed at start.
+pub const DEMO_EMAIL: &str = "demo@example.com";
+pub const DEMO_PASSWORD: &str = "gatehouse-demo-password";
+
+/// Prints a command's result: JSON when asked, else the text.
+fn report(json_mode: bool, value: &Value, text: &str) {
+    if json_mode {
+        println!("{value}");
+    } else {
+        println!("{text}");
+    }
+}
+
+pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve => {
+            let mut running = server::start(&config).await?;
+            if cli.json {
+                println!("{}", json!({ "listening": running.addr.to_string(), "issuer": running.issuer.as_str() }));
+            }
+            tokio::select! {
+                r = running.wait() => r?,
+                () = server::termination() => {
+                    tracing::info!("shutting down; finishing requests in flight");
+                    running.shutdown().await?;
+                }
+            }
+            Ok(())
+        }
+        Command::Demo { dir } => demo(cli.json, config, dir).await,
+        Command::Migrate => {
+            server::open_store(&config).await?;
+            report(cli.json, &json!({ "migrated": true }), "Migrations applied.");
+            Ok(())
+        }
+        Command::User { command: UserCommand::Create { email, password_stdin, verified } } => {
+            let password = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().read_to_string(&mut line).context("reading the password from stdin")?;
+                Some(line.trim_end_matches(['\r', '\n']).to_owned())
+            } else {
+                None
+            };
+            let store = server::open_store(&config).await?;
+            let uid = create_user(store.as_ref(), &email, password, verified, "cli").await?;
+            report(cli.json, &json!({ "uid": uid.as_str() }), &format!("Created account {uid} for {email}."));
+            Ok(())
+        }
+    }
+}
+
+/// Creates an account the way an administrator does: the password policy
+/// applies, the event is audited.
+pub async fn create_user(
+    store: &dyn Store,
+    email: &str,
+    password: Option<String>,
+    verified: bool,
+    by: &str,
+) -> anyhow::Result<AccountId> {
+    let email = Email::parse(email).map_err(|e| anyhow::anyhow!("--email: {e}"))?;
+    let secret = match password {
+        Some(p) => {
+            password::check_policy(&p, Some(&email)).map_err(|e| anyhow::anyhow!("password: {e}"))?;
+            Secret::new(p)
+        }
+        // A random password nobody knows: the account signs in after a reset.
+        None => Secret::new(gatehouse_core::OpaqueToken::generate().expose().to_owned()),
+    };
+    let hash = tokio::task::spawn_blocking(move || password::hash(&secret)).await??;
+    let now = Timestamp::now();
+    let account = Account {
+        id: AccountId::generate(),
+        email: email.clone(),
+        email_verified: verified,
+        password_hash: hash,
+        created_at: now,
+        updated_at: now,
+    };
+    let actor = Actor { ip: "local".to_owned(), user_agent: format!("gatehouse {by}") };
+    let audit = AuditEvent::new(AuditKind::SignUp, Some(&account.id), &actor, now)
+        .with_detail(json!({ "email": email, "by": by, "verified": verified }));
+    match store.create_account(&account, &audit).await {
+        Ok(()) => Ok(account.id),
+        Err(StoreError::Conflict(_)) => bail!("an account with the email {email} already exists"),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn demo(json_mode: bool, mut config: Config, dir: PathBuf) -> anyhow::Result<()> {
+    // The demo keeps to its own folder unless told otherwise.
+    if std::env::var_os("GATEHOUSE_DATA_DIR").is_none() && cli_default_data_dir(&config) {
+        config.database_url = format!("sqlite://{}", dir.join("gatehouse.db").display());
+        config.data_dir = dir;
+    }
+    let running = server::start(&config).await?;
+    let email = Email::parse(DEMO_EMAIL).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if running.store.account_by_email(&email).await?.is_none() {
+        create_user(running.store.as_ref(), DEMO_EMAIL, Some(DEMO_PASSWORD.to_owned()), true, "demo").await?;
+    }
+    let base = running.issuer.as_str().trim_end_matches('/').to_owned();
+    let mail_dir = config.mail_dir();
+    report(
+        json_mode,
+        &json!({
+            "idp": base,
+            "login": format!("{base}/login"),
+            "email": DEMO_EMAIL,
+            "password": DEMO_PASSWORD,
+            "mail_dir": mail_dir.display().to_string(),
+        }),
+        &format!(
+            "Gatehouse demo is running.\n\n  Identity provider: {base}/\n  Sign in:           {base}/login\n  Demo login:        {DEMO_EMAIL} / {DEMO_PASSWORD}\n  Sign-up mail:      {} (one .eml file per message)\n\nPress Ctrl-C to stop.",
+            mail_dir.display()
+        ),
+    );
+    server::termination().await;
+    running.shutdown().await
+}
+
+fn cli_default_data_dir(config: &Config) -> bool {
+    config.data_dir == std::path::Path::new("gatehouse-data")
+}

@@ -1,0 +1,224 @@
+//! Configuration in one typed struct, layered: defaults, then a TOML file
+//! (`--config`), then `GATEHOUSE_*` environment variables, which win.
+//! Unknown keys and bad values stop the start with a message naming the key.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use url::Url;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Public base URL. `None`: `http://` plus the address actually bound.
+    pub issuer: Option<Url>,
+    pub listen: SocketAddr,
+    pub database_url: String,
+    /// `smtp://host:port`; `None` writes mail as `.eml` files.
+    pub smtp_url: Option<String>,
+    pub data_dir: PathBuf,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("configuration: {key}: {message}")]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+fn error(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError { key: key.into(), message: message.into() }
+}
+
+/// The file's shape: every key optional, nothing else allowed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    issuer: Option<String>,
+    listen: Option<String>,
+    database_url: Option<String>,
+    smtp_url: Option<String>,
+    data_dir: Option<String>,
+    log_format: Option<String>,
+}
+
+/// The environment variables we read; `GATEHOUSE_TEST_*` is left to the
+/// test suite.
+const ENV_KEYS: [&str; 7] = [
+    "GATEHOUSE_ISSUER",
+    "GATEHOUSE_LISTEN",
+    "GATEHOUSE_DATABASE_URL",
+    "GATEHOUSE_SMTP_URL",
+    "GATEHOUSE_DATA_DIR",
+    "GATEHOUSE_LOG_FORMAT",
+    // The log filter (tracing's EnvFilter syntax), read by `main`.
+    "GATEHOUSE_LOG",
+];
+
+impl Config {
+    /// Defaults, then the file (if any), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let text = match file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| error("--config", format!("cannot read {}: {e}", path.display())))?,
+            ),
+            None => None,
+        };
+        Self::from_sources(text.as_deref(), std::env::vars().collect())
+    }
+
+    /// The layering itself, with the sources passed in (testable).
+    pub fn from_sources(file: Option<&str>, env: BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let file: FileConfig = match file {
+            Some(text) => toml::from_str(text).map_err(|e| {
+                let message = e.message().to_owned();
+                let key = message
+                    .split('`')
+                    .nth(1)
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| "config file".to_owned());
+                error(key, message)
+            })?,
+            None => FileConfig::default(),
+        };
+        for key in env.keys() {
+            if key.starts_with("GATEHOUSE_") && !key.starts_with("GATEHOUSE_TEST_") && !ENV_KEYS.contains(&key.as_str()) {
+                return Err(error(key, format!("unknown setting (known: {})", ENV_KEYS.join(", "))));
+            }
+        }
+        // Each setting: the environment wins over the file; remember which
+        // key supplied it, for the error message.
+        let pick = |env_key: &str, file_key: &str, file_value: &Option<String>| -> Option<(String, String)> {
+            env.get(env_key)
+                .map(|v| (env_key.to_owned(), v.clone()))
+                .or_else(|| file_value.clone().map(|v| (file_key.to_owned(), v)))
+        };
+
+        let data_dir = pick("GATEHOUSE_DATA_DIR", "data_dir", &file.data_dir)
+            .map(|(_, v)| PathBuf::from(v))
+            .unwrap_or_else(|| PathBuf::from("gatehouse-data"));
+        let listen = match pick("GATEHOUSE_LISTEN", "listen", &file.listen) {
+            Some((key, v)) => v.parse().map_err(|_| error(key, format!("{v:?} is not an address:port such as 127.0.0.1:8080")))?,
+            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+        };
+        let issuer = match pick("GATEHOUSE_ISSUER", "issuer", &file.issuer) {
+            Some((key, v)) => Some(parse_issuer(&v).map_err(|m| error(key, m))?),
+            None => None,
+        };
+        let database_url = match pick("GATEHOUSE_DATABASE_URL", "database_url", &file.database_url) {
+            Some((key, v)) => {
+                if !(v.starts_with("sqlite:") || v.starts_with("postgres://") || v.starts_with("postgresql://")) {
+                    return Err(error(key, "must start with sqlite:// or postgres://"));
+                }
+                v
+            }
+            None => format!("sqlite://{}", data_dir.join("gatehouse.db").display()),
+        };
+        let smtp_url = match pick("GATEHOUSE_SMTP_URL", "smtp_url", &file.smtp_url) {
+            Some((key, v)) => {
+                let ok = Url::parse(&v).is_ok_and(|u| u.scheme() == "smtp" && u.host_str().is_some());
+                if !ok {
+                    return Err(error(key, format!("{v:?} is not an smtp://host:port URL")));
+                }
+                Some(v)
+            }
+            None => None,
+        };
+        let log_format = match pick("GATEHOUSE_LOG_FORMAT", "log_format", &file.log_format) {
+            Some((key, v)) => match v.as_str() {
+                "human" => LogFormat::Human,
+                "json" => LogFormat::Json,
+                _ => return Err(error(key, format!("{v:?} is neither \"human\" nor \"json\""))),
+            },
+            None => LogFormat::Human,
+        };
+        Ok(Config { issuer, listen, database_url, smtp_url, data_dir, log_format })
+    }
+
+    /// Where `.eml` files go when there is no SMTP server.
+    pub fn mail_dir(&self) -> PathBuf {
+        self.data_dir.join("mail")
+    }
+}
+
+/// The issuer is an absolute http(s) URL with no query or fragment, https
+/// unless on loopback (cookies are `Secure` everywhere else).
+pub fn parse_issuer(value: &str) -> Result<Url, String> {
+    let url = Url::parse(value).map_err(|e| format!("{value:?} is not a URL: {e}"))?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not have a query or fragment".to_owned());
+    }
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if gatehouse_idp::Settings::new(url.clone()).secure_cookies => {
+            Err("must use https unless the host is loopback (127.0.0.1, ::1 or localhost)".to_owned())
+        }
+        "http" => Ok(url),
+        other => Err(format!("scheme {other:?} is not http or https")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        let c = Config::from_sources(None, env(&[])).expect("defaults");
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().expect("addr"));
+        assert_eq!(c.database_url, format!("sqlite://{}", PathBuf::from("gatehouse-data").join("gatehouse.db").display()));
+        assert_eq!(c.issuer, None);
+        assert_eq!(c.smtp_url, None);
+    }
+
+    #[test]
+    fn environment_wins_over_file() {
+        let file = "listen = \"127.0.0.1:9000\"\ndata_dir = \"/tmp/x\"\n";
+        let c = Config::from_sources(Some(file), env(&[("GATEHOUSE_LISTEN", "127.0.0.1:9100")])).expect("ok");
+        assert_eq!(c.listen.port(), 9100);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.database_url, "sqlite:///tmp/x/gatehouse.db");
+    }
+
+    #[test]
+    fn unknown_and_bad_keys_are_named() {
+        let e = Config::from_sources(Some("lissten = \"x\""), env(&[])).expect_err("unknown file key");
+        assert_eq!(e.key, "lissten");
+        let e = Config::from_sources(None, env(&[("GATEHOUSE_LISTN", "x")])).expect_err("unknown env key");
+        assert_eq!(e.key, "GATEHOUSE_LISTN");
+        let e = Config::from_sources(None, env(&[("GATEHOUSE_LISTEN", "nope")])).expect_err("bad value");
+        assert_eq!(e.key, "GATEHOUSE_LISTEN");
+        let e = Config::from_sources(Some("listen = \"nope\""), env(&[])).expect_err("bad file value");
+        assert_eq!(e.key, "listen");
+        let e = Config::from_sources(None, env(&[("GATEHOUSE_DATABASE_URL", "mysql://x")])).expect_err("bad db");
+        assert_eq!(e.key, "GATEHOUSE_DATABASE_URL");
+        let e = Config::from_sources(None, env(&[("GATEHOUSE_SMTP_URL", "http://x")])).expect_err("bad smtp");
+        assert_eq!(e.key, "GATEHOUSE_SMTP_URL");
+        // The test suite's own variables are not settings.
+        assert!(Config::from_sources(None, env(&[("GATEHOUSE_TEST_POSTGRES_URL", "x")])).is_ok());
+    }
+
+    #[test]
+    fn issuer_must_be_https_off_loopback() {
+        assert!(parse_issuer("https://id.example.com").is_ok());
+        assert!(parse_issuer("http://127.0.0.1:8080").is_ok());
+        assert!(parse_issuer("http://localhost:8080").is_ok());
+        assert!(parse_issuer("http://id.example.com").is_err());
+        assert!(parse_issuer("https://id.example.com/?a=b").is_err());
+        assert!(parse_issuer("ftp://id.example.com").is_err());
+        let e = Config::from_sources(None, env(&[("GATEHOUSE_ISSUER", "http://id.example.com")])).expect_err("http");
+        assert_eq!(e.key, "GATEHOUSE_ISSUER");
+    }
+}

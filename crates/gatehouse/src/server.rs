@@ -1,0 +1,109 @@
+//! Starting the IdP: open and migrate the store, set up mail, bind, serve
+//! until told to stop, then finish the requests in flight.
+
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use url::Url;
+
+use gatehouse_idp::mail::Mailer;
+use gatehouse_idp::{AppState, Settings};
+use gatehouse_store::Store;
+
+use crate::config::Config;
+
+/// A server that is up: where it listens, and how to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub issuer: Url,
+    pub store: Arc<dyn Store>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting connections, lets requests in flight finish, and
+    /// waits for the server to end.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await.context("server task")?.context("server")
+    }
+
+    /// Waits until the server ends by itself (it does not, unless it fails).
+    pub async fn wait(&mut self) -> anyhow::Result<()> {
+        (&mut self.task).await.context("server task")?.context("server")
+    }
+}
+
+/// Opens the store named by the configuration, creating the data directory
+/// for a SQLite file, and applies the migrations.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let store = gatehouse_store::connect(&config.database_url)
+        .await
+        .context("cannot open the database")?;
+    store.migrate().await.context("cannot migrate the database")?;
+    Ok(store)
+}
+
+pub fn mailer(config: &Config, issuer: &Url) -> anyhow::Result<Mailer> {
+    let host = issuer.host_str().unwrap_or("localhost");
+    let domain = if host.contains('.') { host.to_owned() } else { "localhost.localdomain".to_owned() };
+    let from = format!("Gatehouse <no-reply@{domain}>").parse().context("sender address")?;
+    Ok(match &config.smtp_url {
+        Some(url) => Mailer::smtp(url, from)?,
+        None => Mailer::folder(config.mail_dir(), from)?,
+    })
+}
+
+/// Starts serving. Returns once the socket is bound.
+pub async fn start(config: &Config) -> anyhow::Result<Running> {
+    let store = open_store(config).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let issuer = match &config.issuer {
+        Some(issuer) => issuer.clone(),
+        None => Url::parse(&format!("http://{addr}")).context("issuer from address")?,
+    };
+    let state = AppState::new(store.clone(), mailer(config, &issuer)?, Settings::new(issuer.clone()));
+    let app = gatehouse_idp::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    tracing::info!(%addr, %issuer, "gatehouse is listening");
+    Ok(Running { addr, issuer, store, stop: Some(stop), task })
+}
+
+/// Resolves when the process is asked to stop (SIGTERM or Ctrl-C).
+pub async fn termination() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

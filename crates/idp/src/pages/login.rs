@@ -1,0 +1,178 @@
+//! Log in (and re-authenticate a session that must enter the password
+//! again), and log out.
+//!
+//! Login is throttled per account and per address with counters in the
+//! store; a wrong password and an unknown email get the same answer in the
+//! same time.
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::CookieJar;
+use serde::Deserialize;
+
+use gatehouse_core::audit::{AuditEvent, AuditKind};
+use gatehouse_core::session::{AuthMethod, SessionSelector, SessionState};
+use gatehouse_core::throttle::{self, Decision};
+use gatehouse_core::{Email, Secret, Timestamp};
+
+use super::render::{LoginPage, notice, render};
+use super::{current, start_session, verify_password};
+use crate::AppState;
+use crate::error::AppError;
+use crate::web::client::Client;
+use crate::web::cookies;
+use crate::web::csrf::{CsrfForm, CsrfToken};
+use crate::web::{q, safe_next};
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    next: Option<String>,
+    email: Option<String>,
+    notice: Option<String>,
+}
+
+const DEFAULT_NEXT: &str = "/settings";
+
+pub async fn page(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    csrf: CsrfToken,
+    Query(query): Query<LoginQuery>,
+) -> Result<Response, AppError> {
+    let next = safe_next(query.next.as_deref()).unwrap_or_else(|| DEFAULT_NEXT.to_owned());
+    let session = current(&state, &jar, Timestamp::now()).await?;
+    let (reauth, email) = match &session {
+        Some(c) if c.state == SessionState::Active => return Ok(Redirect::to(&next).into_response()),
+        Some(c) => (true, c.account.email.to_string()),
+        None => (false, query.email.unwrap_or_default()),
+    };
+    Ok(render(StatusCode::OK, &LoginPage {
+        csrf: csrf.value(),
+        email: &email,
+        next: &next,
+        reauth,
+        notice: notice(query.notice.as_deref()),
+        error: None,
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    next: Option<String>,
+}
+
+pub async fn submit(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    csrf: CsrfToken,
+    Client(actor): Client,
+    CsrfForm(form): CsrfForm<LoginForm>,
+) -> Result<Response, AppError> {
+    let now = Timestamp::now();
+    let next = safe_next(form.next.as_deref()).unwrap_or_else(|| DEFAULT_NEXT.to_owned());
+    let fail = |status: StatusCode, message: String| {
+        render(status, &LoginPage {
+            csrf: csrf.value(),
+            email: form.email.trim(),
+            next: &next,
+            reauth: false,
+            notice: None,
+            error: Some(message),
+        })
+    };
+    let email = match Email::parse(&form.email) {
+        Ok(e) => e,
+        Err(e) => return Ok(fail(StatusCode::BAD_REQUEST, e.to_string())),
+    };
+    if form.password.is_empty() {
+        return Ok(fail(StatusCode::BAD_REQUEST, "Enter your password.".to_owned()));
+    }
+
+    // Throttle before doing any work for the attempt.
+    let account_key = throttle::account_key(&email);
+    let address_key = throttle::address_key(&actor.ip);
+    let decision = throttle::combine(
+        throttle::PER_ACCOUNT.decide(state.store.throttle_window(&account_key).await?, now),
+        throttle::PER_ADDRESS.decide(state.store.throttle_window(&address_key).await?, now),
+    );
+    if let Decision::Throttled { retry_after_secs } = decision {
+        state.metrics.login("throttled");
+        let audit = AuditEvent::new(AuditKind::LoginFailed, None, &actor, now)
+            .failed("throttled")
+            .with_detail(serde_json::json!({ "reason": "throttled", "email": email }));
+        state.store.append_audit(&audit).await?;
+        let minutes = throttle::minutes(retry_after_secs);
+        let mut response = fail(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "Too many attempts. Try again in {minutes} minute{}.",
+                if minutes == 1 { "" } else { "s" }
+            ),
+        );
+        if let Ok(v) = retry_after_secs.to_string().parse() {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+        }
+        return Ok(response);
+    }
+
+    let account = state.store.account_by_email(&email).await?;
+    let stored = account.as_ref().map(|a| a.password_hash.clone());
+    let ok = verify_password(Secret::new(form.password.clone()), stored).await?;
+    let account = match account {
+        Some(a) if ok => a,
+        other => {
+            let reason = if other.is_some() { "bad_password" } else { "unknown_account" };
+            state.metrics.login(reason);
+            state.store.throttle_fail(&account_key, now, throttle::PER_ACCOUNT.window_secs).await?;
+            state.store.throttle_fail(&address_key, now, throttle::PER_ADDRESS.window_secs).await?;
+            let audit = AuditEvent::new(AuditKind::LoginFailed, other.as_ref().map(|a| &a.id), &actor, now)
+                .failed(reason)
+                .with_detail(serde_json::json!({ "reason": reason, "email": email }));
+            state.store.append_audit(&audit).await?;
+            return Ok(fail(StatusCode::BAD_REQUEST, "The email or password is not right.".to_owned()));
+        }
+    };
+    state.store.throttle_clear(&account_key).await?;
+    state.metrics.login("success");
+
+    // A session that had to re-enter the password resumes, same id.
+    if let Some(c) = current(&state, &jar, now).await? {
+        if c.state == SessionState::NeedsReauth && c.account.id == account.id {
+            let audit = AuditEvent::new(AuditKind::Reauthenticated, Some(&account.id), &actor, now)
+                .with_detail(serde_json::json!({ "session": c.session.handle }));
+            state.store.reauthenticate_session(c.digest(), now, &[AuthMethod::Pwd], &audit).await?;
+            return Ok(Redirect::to(&next).into_response());
+        }
+        // Someone else, or a stale session: it ends, a new one begins.
+        let audit = AuditEvent::new(AuditKind::Logout, Some(&c.account.id), &actor, now)
+            .with_detail(serde_json::json!({ "session": c.session.handle, "reason": "replaced" }));
+        state.store.end_sessions(&c.account.id, &SessionSelector::ById(c.digest().clone()), &audit).await?;
+    }
+    let jar = start_session(&state, jar, &account, &actor, now).await?;
+    let to = if account.is_ready() { next } else { "/verify".to_owned() };
+    Ok((jar, Redirect::to(&to)).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct Empty {}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Client(actor): Client,
+    CsrfForm(_): CsrfForm<Empty>,
+) -> Result<Response, AppError> {
+    let now = Timestamp::now();
+    if let Some(c) = current(&state, &jar, now).await? {
+        let audit = AuditEvent::new(AuditKind::Logout, Some(&c.account.id), &actor, now)
+            .with_detail(serde_json::json!({ "session": c.session.handle }));
+        state.store.end_sessions(&c.account.id, &SessionSelector::ById(c.digest().clone()), &audit).await?;
+    }
+    let jar = jar.add(cookies::removal(&state.settings, cookies::SESSION));
+    Ok((jar, Redirect::to(&format!("/login?notice={}", q("signed_out")))).into_response())
+}

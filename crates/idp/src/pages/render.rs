@@ -1,0 +1,143 @@
+//! The page templates (askama, checked at compile time) and turning them
+//! into responses.
+
+use askama::Template;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+
+/// Renders a template with a status. A template that fails to render is a
+/// 500, logged.
+pub fn render(status: StatusCode, template: &impl Template) -> Response {
+    match template.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "template failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "server_error").into_response()
+        }
+    }
+}
+
+pub fn error_page(status: StatusCode, heading: &str, text: &str) -> Response {
+    render(status, &ErrorPage { heading, text })
+}
+
+pub fn message_page(heading: &str, text: &str, link: Option<(&str, &str)>) -> Response {
+    render(StatusCode::OK, &MessagePage { heading, text, link })
+}
+
+/// Fixed notices a redirect may ask a page to show (`?notice=`). Only these
+/// texts can appear: a query string never puts its own words on our pages.
+pub fn notice(key: Option<&str>) -> Option<&'static str> {
+    Some(match key? {
+        "signed_out" => "You are signed out.",
+        "verified" => "Your email address is verified. Sign in to continue.",
+        "verified_in" => "Your email address is verified.",
+        "password_reset" => "Your password is changed. Sign in with the new one.",
+        "password_changed" => "Your password is changed. Your other sessions will ask for it.",
+        "email_change_sent" => "We sent a confirmation to the new address. Enter its code below or open its link.",
+        "email_changed" => "Your email address is changed.",
+        "session_ended" => "That session is signed out.",
+        "others_ended" => "All your other sessions are signed out.",
+        "code_sent" => "We sent you a new code.",
+        "deleted" => "Your account is deleted.",
+        _ => return None,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage<'a> {
+    pub heading: &'a str,
+    pub text: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+pub struct MessagePage<'a> {
+    pub heading: &'a str,
+    pub text: &'a str,
+    pub link: Option<(&'a str, &'a str)>,
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage<'a> {
+    pub csrf: &'a str,
+    pub email: &'a str,
+    pub next: &'a str,
+    pub reauth: bool,
+    pub notice: Option<&'a str>,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "signup.html")]
+pub struct SignupPage<'a> {
+    pub csrf: &'a str,
+    pub email: &'a str,
+    pub notice: Option<&'a str>,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "verify.html")]
+pub struct VerifyPage<'a> {
+    pub csrf: &'a str,
+    pub email: &'a str,
+    pub signed_in: bool,
+    pub notice: Option<&'a str>,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "confirm_link.html")]
+pub struct ConfirmLinkPage<'a> {
+    pub csrf: &'a str,
+    pub heading: &'a str,
+    pub text: &'a str,
+    pub action: &'a str,
+    pub token: &'a str,
+    pub button: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "reset_request.html")]
+pub struct ResetRequestPage<'a> {
+    pub csrf: &'a str,
+    pub email: &'a str,
+    pub notice: Option<&'a str>,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "reset_form.html")]
+pub struct ResetFormPage<'a> {
+    pub csrf: &'a str,
+    pub token: &'a str,
+    pub email: &'a str,
+    pub notice: Option<&'a str>,
+    pub error: Option<String>,
+}
+
+/// One row of the sessions list.
+pub struct SessionRow {
+    pub handle: String,
+    pub user_agent: String,
+    pub ip: String,
+    pub created: String,
+    pub last_seen: String,
+    pub current: bool,
+    pub needs_reauth: bool,
+}
+
+#[derive(Template)]
+#[template(path = "settings.html")]
+pub struct SettingsPage<'a> {
+    pub csrf: &'a str,
+    pub email: &'a str,
+    pub uid: &'a str,
+    pub sessions: Vec<SessionRow>,
+    pub pending_email: Option<String>,
+    pub notice: Option<&'a str>,
+    pub error: Option<String>,
+}

@@ -1,0 +1,345 @@
+//! The account settings page and what it does: password change, email
+//! change (confirmed from the new address), the list of sessions with
+//! sign-out, and account deletion. Every action here needs a ready session;
+//! the destructive ones also ask for the password.
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::CookieJar;
+use serde::Deserialize;
+
+use gatehouse_core::audit::{AuditEvent, AuditKind};
+use gatehouse_core::code::{CodeEffect, CodeError, CodePurpose, OneTimeCode};
+use gatehouse_core::session::SessionSelector;
+use gatehouse_core::{Email, Secret, Timestamp, password};
+use gatehouse_store::Redeemed;
+
+use super::render::{ConfirmLinkPage, SessionRow, SettingsPage, error_page, message_page, notice, render};
+use super::signup::{TokenQuery, lookup_link};
+use super::{format_time, hash_password, verify_password};
+use crate::AppState;
+use crate::error::AppError;
+use crate::mail::{render as render_mail, templates};
+use crate::web::auth::{Current, Ready};
+use crate::web::client::Client;
+use crate::web::cookies;
+use crate::web::csrf::{CsrfForm, CsrfToken};
+use crate::web::q;
+
+#[derive(Deserialize)]
+pub struct NoticeQuery {
+    notice: Option<String>,
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    Ready(current): Ready,
+    csrf: CsrfToken,
+    Query(query): Query<NoticeQuery>,
+) -> Result<Response, AppError> {
+    settings_page(&state, &current, &csrf, StatusCode::OK, notice(query.notice.as_deref()), None).await
+}
+
+async fn settings_page(
+    state: &AppState,
+    current: &Current,
+    csrf: &CsrfToken,
+    status: StatusCode,
+    notice: Option<&str>,
+    error: Option<String>,
+) -> Result<Response, AppError> {
+    let now = Timestamp::now();
+    let sessions = state
+        .store
+        .sessions_of(&current.account.id)
+        .await?
+        .into_iter()
+        .filter(|s| s.state(now) != gatehouse_core::session::SessionState::Expired)
+        .map(|s| SessionRow {
+            current: s.id_digest == current.session.id_digest,
+            handle: s.handle,
+            user_agent: if s.user_agent.is_empty() { "Unknown browser".to_owned() } else { s.user_agent },
+            ip: s.ip,
+            created: format_time(s.created_at),
+            last_seen: format_time(s.last_seen_at),
+            needs_reauth: s.needs_reauth,
+        })
+        .collect();
+    let pending_email = state
+        .store
+        .latest_code(&current.account.id, CodePurpose::ChangeEmail)
+        .await?
+        .filter(|c| c.check_usable(now).is_ok())
+        .map(|c| c.email.to_string());
+    Ok(render(status, &SettingsPage {
+        csrf: csrf.value(),
+        email: current.account.email.as_str(),
+        uid: current.account.id.as_str(),
+        sessions,
+        pending_email,
+        notice,
+        error,
+    }))
+}
+
+/// Re-renders the settings page with an error, status 400.
+async fn refuse(state: &AppState, current: &Current, csrf: &CsrfToken, message: String) -> Result<Response, AppError> {
+    settings_page(state, current, csrf, StatusCode::BAD_REQUEST, None, Some(message)).await
+}
+
+async fn password_ok(current: &Current, given: String) -> Result<bool, AppError> {
+    verify_password(Secret::new(given), Some(current.account.password_hash.clone())).await
+}
+
+const WRONG_PASSWORD: &str = "Your current password is not right.";
+
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    current_password: String,
+    #[serde(default)]
+    new_password: String,
+}
+
+pub async fn change_password(
+    State(state): State<AppState>,
+    Ready(current): Ready,
+    csrf: CsrfToken,
+    Client(actor): Client,
+    CsrfForm(form): CsrfForm<PasswordForm>,
+) -> Result<Response, AppError> {
+    let now = Timestamp::now();
+    if !password_ok(&current, form.current_password).await? {
+        let audit = AuditEvent::new(AuditKind::PasswordChanged, Some(&current.account.id), &actor, now).failed("bad_password");
+        state.store.append_audit(&audit).await?;
+        return refuse(&state, &current, &csrf, WRONG_PASSWORD.to_owned()).await;
+    }
+    if let Err(e) = password::check_policy(&form.new_password, Some(&current.account.email)) {
+        return refuse(&state, &current, &csrf, e.to_string()).await;
+    }
+    let hash = hash_password(Secret::new(form.new_password)).await?;
+    let audit = AuditEvent::new(AuditKind::PasswordChanged, Some(&current.account.id), &actor, now);
+    state
+        .store
+        .change_password(&current.account.id, hash.expose(), Some(current.digest()), now, &audit)
+        .await?;
+    let reset_link = state.settings.url(&format!("/reset?email={}", q(current.account.email.as_str())));
+    state.mailer.send(&current.account.email, render_mail(&templates::PasswordChanged { reset_link: &reset_link }));
+    Ok(Redirect::to("/settings?notice=password_changed").into_response())
+}
+
+#[derive(Deserialize)]
+pub struct EmailForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+}
+
+pub async fn change_email(
+    State(state): State<AppState>,
+    Ready(current): Ready,
+    csrf: CsrfToken,
+    Client(actor): Client,
+    CsrfForm(form): CsrfForm<EmailForm>,
+) -> Result<Response, AppError> {
+    let now = Timestamp::now();
+    let new_email = match Email::parse(&form.email) {
+        Ok(e) => e,
+        Err(e) => return refuse(&state, &current, &csrf, e.to_string()).await,
+    };
+    if !password_ok(&current, form.password).await? {
+        return refuse(&state, &current, &csrf, WRONG_PASSWORD.to_owned()).await;
+    }
+    if new_email == current.account.email {
+        return refuse(&state, &current, &csrf, "That is already your email address.".to_owned()).await;
+    }
+    let audit = AuditEvent::new(AuditKind::EmailChangeRequested, Some(&current.account.id), &actor, now)
+        .with_detail(serde_json::json!({ "from": current.account.email, "to": new_email }));
+    if state.store.account_by_email(&new_email).await?.is_some() {
+        // Say nothing here about the other account; tell the address's owner.
+        state.store.append_audit(&audit.failed("email_taken")).await?;
+        let login_link = state.settings.url(&format!("/login?email={}", q(new_email.as_str())));
+        let reset_link = state.settings.url(&format!("/reset?email={}", q(new_email.as_str())));
+        state.mailer.send(&new_email, render_mail(&templates::AlreadyRegistered {
+            login_link: &login_link,
+            reset_link: &reset_link,
+        }));
+    } else {
+        let issued = OneTimeCode::issue(CodePurpose::ChangeEmail, current.account.id.clone(), new_email.clone(), now);
+        state.store.insert_code(&issued.record, Some(&audit)).await?;
+        let link = state.settings.url(&format!("/email/confirm?token={}", issued.link_token.expose()));
+        state.mailer.send(&new_email, render_mail(&templates::ChangeEmail { code: issued.code.expose(), link: &link }));
+    }
+    Ok(Redirect::to("/settings?notice=email_change_sent").into_response())
+}
+
+#[derive(Deserialize)]
+pub struct CodeForm {
+    #[serde(default)]
+    code: String,
+}
+
+pub async fn confirm_email_code(
+    State(state): State<AppState>,
+    Ready(current): Ready,
+    csrf: CsrfToken,
+    Client(actor): Client,
+    CsrfForm(form): CsrfForm<CodeForm>,
+) -> Result<Response, AppError> {
+    let now = Timestamp::now();
+    let Some(code) = state.store.latest_code(&current.account.id, CodePurpose::ChangeEmail).await? else {
+        return refuse(&state, &current, &csrf, CodeError::Wrong.to_string()).await;
+    };
+    if let Err(e) = code.check_code(&form.code, now) {
+        if e == CodeError::Wrong {
+            state.store.count_code_attempt(&code.id).await?;
+        }
+        return refuse(&state, &current, &csrf, e.to_string()).await;
+    }
+    match redeem_email_change(&state, &code, &current.account.email, &actor, now).await? {
+        Ok(()) => Ok(Redirect::to("/settings?notice=email_changed").into_response()),
+        Err(message) => refuse(&state, &current, &csrf, message.to_owned()).await,
+    }
+}
+
+/// Applies an email change and tells the old address. `Err` carries what to
+/// tell the person when it could not be applied.
+async fn redeem_email_change(
+    state: &AppState,
+    code: &OneTimeCode,
+    old_email: &Email,
+    actor: &gatehouse_core::audit::Actor,
+    now: Timestamp,
+) -> Result<Result<(), &'static str>, AppError> {
+    let audit = AuditEvent::new(AuditKind::EmailChanged, Some(&code.account_id), actor, now)
+        .with_detail(serde_json::json!({ "from": old_email, "to": code.email }));
+    Ok(match state.store.redeem_code(code, &CodeEffect::ChangeEmail, now, &audit).await? {
+        Redeemed::Done => {
+            let reset_link = state.settings.url(&format!("/reset?email={}", q(old_email.as_str())));
+            state.mailer.send(old_email, render_mail(&templates::EmailChanged {
+                new_email: code.email.as_str(),
+                reset_link: &reset_link,
+            }));
+            Ok(())
+        }
+        Redeemed::AlreadyUsed => Err("That code has already been used."),
+        Redeemed::EmailTaken => Err("That address cannot be used. Choose another."),
+    })
+}
+
+pub async fn confirm_email_link_page(csrf: CsrfToken, Query(query): Query<TokenQuery>) -> Response {
+    render(StatusCode::OK, &ConfirmLinkPage {
+        csrf: csrf.value(),
+        heading: "Confirm your new email",
+        text: "Confirm that this address should become the email of your Gatehouse account.",
+        action: "/email/confirm",
+        token: &query.token,
+        button: "Use this address",
+    })
+}
+
+pub async fn confirm_email_link(
+    State(state): State<AppState>,
+    Client(actor): Client,
+    CsrfForm(form): CsrfForm<TokenQuery>,
+) -> Result<Response, AppError> {
+    let now = Timestamp::now();
+    let code = match lookup_link(&state, CodePurpose::ChangeEmail, &form.token, now).await? {
+        Ok(code) => code,
+        Err(response) => return Ok(response),
+    };
+    let Some(account) = state.store.account_by_id(&code.account_id).await? else {
+        return Ok(error_page(StatusCode::BAD_REQUEST, "This link does not work", "The account no longer exists."));
+    };
+    match redeem_email_change(&state, &code, &account.email, &actor, now).await? {
+        Ok(()) => Ok(message_page(
+            "Email changed",
+            &format!("Your account's email address is now {}.", code.email),
+            Some(("/settings", "Go to your account")),
+        )),
+        Err(message) => Ok(error_page(StatusCode::BAD_REQUEST, "This link does not work", message)),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct HandleForm {
+    #[serde(default)]
+    handle: String,
+}
+
+pub async fn end_session(
+    State(state): State<AppState>,
+    Ready(current): Ready,
+    csrf: CsrfToken,
+    Client(actor): Client,
+    CsrfForm(form): CsrfForm<HandleForm>,
+) -> Result<Response, AppError> {
+    let now = Timestamp::now();
+    if form.handle.is_empty() || form.handle.len() > 64 || form.handle == current.session.handle {
+        return refuse(&state, &current, &csrf, "Choose one of your other sessions, or use Sign out.".to_owned()).await;
+    }
+    let audit = AuditEvent::new(AuditKind::SessionRevoked, Some(&current.account.id), &actor, now)
+        .with_detail(serde_json::json!({ "session": form.handle }));
+    let ended = state
+        .store
+        .end_sessions(&current.account.id, &SessionSelector::ByHandle(form.handle), &audit)
+        .await?;
+    if ended == 0 {
+        return refuse(&state, &current, &csrf, "That session has already ended.".to_owned()).await;
+    }
+    Ok(Redirect::to("/settings?notice=session_ended").into_response())
+}
+
+#[derive(Deserialize)]
+pub struct Empty {}
+
+pub async fn end_other_sessions(
+    State(state): State<AppState>,
+    Ready(current): Ready,
+    Client(actor): Client,
+    CsrfForm(_): CsrfForm<Empty>,
+) -> Result<Response, AppError> {
+    let now = Timestamp::now();
+    let audit = AuditEvent::new(AuditKind::SessionRevoked, Some(&current.account.id), &actor, now)
+        .with_detail(serde_json::json!({ "sessions": "all_others" }));
+    state
+        .store
+        .end_sessions(&current.account.id, &SessionSelector::AllExcept(current.digest().clone()), &audit)
+        .await?;
+    Ok(Redirect::to("/settings?notice=others_ended").into_response())
+}
+
+#[derive(Deserialize)]
+pub struct DeleteForm {
+    #[serde(default)]
+    password: String,
+}
+
+pub async fn delete_account(
+    State(state): State<AppState>,
+    Ready(current): Ready,
+    jar: CookieJar,
+    csrf: CsrfToken,
+    Client(actor): Client,
+    CsrfForm(form): CsrfForm<DeleteForm>,
+) -> Result<Response, AppError> {
+    let now = Timestamp::now();
+    if !password_ok(&current, form.password).await? {
+        return refuse(&state, &current, &csrf, WRONG_PASSWORD.to_owned()).await;
+    }
+    let audit = AuditEvent::new(AuditKind::AccountDeleted, Some(&current.account.id), &actor, now)
+        .with_detail(serde_json::json!({ "email": current.account.email }));
+    state.store.delete_account(&current.account.id, &audit).await?;
+    let jar = jar.add(cookies::removal(&state.settings, cookies::SESSION));
+    Ok((
+        jar,
+        message_page(
+            "Account deleted",
+            "Your account is deleted and you are signed out everywhere.",
+            Some(("/signup", "Create a new account")),
+        ),
+    )
+        .into_response())
+}

@@ -1,0 +1,308 @@
+//! Sign-up and email verification (by the mailed code or the mailed link).
+//!
+//! Sign-up answers the same whether or not the email already has an account:
+//! a taken address gets a mail saying so instead of a new account, and the
+//! page always says "check your email". Verification does not sign anyone
+//! in: a person who verifies without a session signs in next.
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::CookieJar;
+use serde::Deserialize;
+
+use gatehouse_core::audit::{AuditEvent, AuditKind};
+use gatehouse_core::code::{CodeEffect, CodeError, CodePurpose, OneTimeCode};
+use gatehouse_core::{Account, AccountId, Email, Secret, Timestamp, password};
+use gatehouse_store::{Redeemed, StoreError};
+
+use super::render::{ConfirmLinkPage, SignupPage, VerifyPage, error_page, message_page, notice, render};
+use super::{current, hash_password};
+use crate::AppState;
+use crate::error::AppError;
+use crate::mail::{render as render_mail, templates};
+use crate::web::client::Client;
+use crate::web::csrf::{CsrfForm, CsrfToken};
+use crate::web::q;
+
+#[derive(Deserialize)]
+pub struct NoticeQuery {
+    notice: Option<String>,
+    email: Option<String>,
+}
+
+pub async fn page(csrf: CsrfToken, Query(query): Query<NoticeQuery>) -> Response {
+    render(StatusCode::OK, &SignupPage {
+        csrf: csrf.value(),
+        email: query.email.as_deref().unwrap_or_default(),
+        notice: notice(query.notice.as_deref()),
+        error: None,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct SignupForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+}
+
+pub async fn submit(
+    State(state): State<AppState>,
+    csrf: CsrfToken,
+    Client(actor): Client,
+    CsrfForm(form): CsrfForm<SignupForm>,
+) -> Result<Response, AppError> {
+    let now = Timestamp::now();
+    let fail = |message: String| {
+        render(StatusCode::BAD_REQUEST, &SignupPage {
+            csrf: csrf.value(),
+            email: form.email.trim(),
+            notice: None,
+            error: Some(message),
+        })
+    };
+    let email = match Email::parse(&form.email) {
+        Ok(e) => e,
+        Err(e) => return Ok(fail(e.to_string())),
+    };
+    if let Err(e) = password::check_policy(&form.password, Some(&email)) {
+        return Ok(fail(e.to_string()));
+    }
+    // Hash first, whatever happens next, so both branches take as long.
+    let hash = hash_password(Secret::new(form.password)).await?;
+    let account = Account {
+        id: AccountId::generate(),
+        email: email.clone(),
+        email_verified: false,
+        password_hash: hash,
+        created_at: now,
+        updated_at: now,
+    };
+    let audit = AuditEvent::new(AuditKind::SignUp, Some(&account.id), &actor, now)
+        .with_detail(serde_json::json!({ "email": email }));
+    match state.store.create_account(&account, &audit).await {
+        Ok(()) => {
+            state.metrics.signups.inc();
+            send_verification(&state, &account.id, &email, now).await?;
+        }
+        Err(StoreError::Conflict(_)) => {
+            let existing = state.store.account_by_email(&email).await?.map(|a| a.id);
+            let audit = AuditEvent::new(AuditKind::SignUp, existing.as_ref(), &actor, now)
+                .failed("email_taken")
+                .with_detail(serde_json::json!({ "reason": "email_taken", "email": email }));
+            state.store.append_audit(&audit).await?;
+            let login_link = state.settings.url(&format!("/login?email={}", q(email.as_str())));
+            let reset_link = state.settings.url(&format!("/reset?email={}", q(email.as_str())));
+            state.mailer.send(&email, render_mail(&templates::AlreadyRegistered {
+                login_link: &login_link,
+                reset_link: &reset_link,
+            }));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Redirect::to(&format!("/verify?email={}", q(email.as_str()))).into_response())
+}
+
+/// Issues a verification code (ending earlier ones) and mails it.
+pub async fn send_verification(state: &AppState, account: &AccountId, email: &Email, now: Timestamp) -> Result<(), AppError> {
+    let issued = OneTimeCode::issue(CodePurpose::VerifyEmail, account.clone(), email.clone(), now);
+    state.store.insert_code(&issued.record, None).await?;
+    let link = state.settings.url(&format!("/verify/link?token={}", issued.link_token.expose()));
+    state.mailer.send(email, render_mail(&templates::Verify { code: issued.code.expose(), link: &link }));
+    Ok(())
+}
+
+pub async fn verify_page(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    csrf: CsrfToken,
+    Query(query): Query<NoticeQuery>,
+) -> Result<Response, AppError> {
+    let signed_in = current(&state, &jar, Timestamp::now()).await?;
+    if let Some(c) = &signed_in {
+        if c.account.is_ready() {
+            return Ok(Redirect::to("/settings").into_response());
+        }
+    }
+    let email = match &signed_in {
+        Some(c) => c.account.email.to_string(),
+        None => query.email.unwrap_or_default(),
+    };
+    Ok(render(StatusCode::OK, &VerifyPage {
+        csrf: csrf.value(),
+        email: &email,
+        signed_in: signed_in.is_some(),
+        notice: notice(query.notice.as_deref()),
+        error: None,
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct CodeForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    code: String,
+}
+
+/// The same words for every failure when nobody is signed in, so the page
+/// does not tell whether the email has an account.
+const ANONYMOUS_CODE_ERROR: &str = "That code is not right or no longer works. Check the email, or sign in to get a new code.";
+
+pub async fn verify_code(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    csrf: CsrfToken,
+    Client(actor): Client,
+    CsrfForm(form): CsrfForm<CodeForm>,
+) -> Result<Response, AppError> {
+    let now = Timestamp::now();
+    let signed_in = current(&state, &jar, now).await?;
+    let account = match &signed_in {
+        Some(c) => Some(c.account.clone()),
+        None => match Email::parse(&form.email) {
+            Ok(email) => state.store.account_by_email(&email).await?,
+            Err(_) => None,
+        },
+    };
+    let shown_email = account.as_ref().map(|a| a.email.to_string()).unwrap_or_else(|| form.email.trim().to_owned());
+    let fail = |error: CodeError| {
+        let message = if signed_in.is_some() { error.to_string() } else { ANONYMOUS_CODE_ERROR.to_owned() };
+        render(StatusCode::BAD_REQUEST, &VerifyPage {
+            csrf: csrf.value(),
+            email: &shown_email,
+            signed_in: signed_in.is_some(),
+            notice: None,
+            error: Some(message),
+        })
+    };
+    let Some(account) = account else {
+        return Ok(fail(CodeError::Wrong));
+    };
+    if account.is_ready() {
+        return Ok(Redirect::to("/settings").into_response());
+    }
+    let Some(code) = state.store.latest_code(&account.id, CodePurpose::VerifyEmail).await? else {
+        return Ok(fail(CodeError::Wrong));
+    };
+    if let Err(e) = code.check_code(&form.code, now) {
+        if e == CodeError::Wrong {
+            state.store.count_code_attempt(&code.id).await?;
+        }
+        return Ok(fail(e));
+    }
+    let audit = AuditEvent::new(AuditKind::EmailVerified, Some(&account.id), &actor, now)
+        .with_detail(serde_json::json!({ "email": code.email, "by": "code" }));
+    match state.store.redeem_code(&code, &CodeEffect::VerifyEmail, now, &audit).await? {
+        Redeemed::Done => Ok(after_verification(signed_in.is_some(), &account.email)),
+        Redeemed::AlreadyUsed | Redeemed::EmailTaken => Ok(fail(CodeError::AlreadyUsed)),
+    }
+}
+
+fn after_verification(signed_in: bool, email: &Email) -> Response {
+    if signed_in {
+        Redirect::to("/settings?notice=verified_in").into_response()
+    } else {
+        Redirect::to(&format!("/login?notice=verified&email={}", q(email.as_str()))).into_response()
+    }
+}
+
+#[derive(Deserialize)]
+pub struct TokenQuery {
+    #[serde(default)]
+    pub token: String,
+}
+
+/// The link in the mail opens a page with a button; only the button (a
+/// POST) uses the link, so a mail scanner that fetches links uses nothing.
+pub async fn verify_link_page(csrf: CsrfToken, Query(query): Query<TokenQuery>) -> Response {
+    render(StatusCode::OK, &ConfirmLinkPage {
+        csrf: csrf.value(),
+        heading: "Verify your email",
+        text: "Confirm that this email address is yours.",
+        action: "/verify/link",
+        token: &query.token,
+        button: "Verify my email",
+    })
+}
+
+pub async fn verify_link(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Client(actor): Client,
+    CsrfForm(form): CsrfForm<TokenQuery>,
+) -> Result<Response, AppError> {
+    let now = Timestamp::now();
+    let code = match lookup_link(&state, CodePurpose::VerifyEmail, &form.token, now).await? {
+        Ok(code) => code,
+        Err(response) => return Ok(response),
+    };
+    let audit = AuditEvent::new(AuditKind::EmailVerified, Some(&code.account_id), &actor, now)
+        .with_detail(serde_json::json!({ "email": code.email, "by": "link" }));
+    match state.store.redeem_code(&code, &CodeEffect::VerifyEmail, now, &audit).await? {
+        Redeemed::Done => {
+            let signed_in = current(&state, &jar, now).await?.is_some_and(|c| c.account.id == code.account_id);
+            let login = format!("/login?email={}", q(code.email.as_str()));
+            let link = if signed_in { ("/settings", "Continue") } else { (login.as_str(), "Sign in") };
+            Ok(message_page("Email verified", "Your email address is verified.", Some(link)))
+        }
+        Redeemed::AlreadyUsed | Redeemed::EmailTaken => Ok(link_error(CodeError::AlreadyUsed)),
+    }
+}
+
+/// Finds the usable code a mailed link names, or the error page to show.
+pub async fn lookup_link(
+    state: &AppState,
+    purpose: CodePurpose,
+    token: &str,
+    now: Timestamp,
+) -> Result<Result<OneTimeCode, Response>, AppError> {
+    let Some(token) = gatehouse_core::OpaqueToken::parse(token) else {
+        return Ok(Err(invalid_link()));
+    };
+    let Some(code) = state.store.code_by_link(purpose, &token.digest()).await? else {
+        return Ok(Err(invalid_link()));
+    };
+    Ok(match code.check_usable(now) {
+        Ok(()) => Ok(code),
+        Err(e) => Err(link_error(e)),
+    })
+}
+
+fn invalid_link() -> Response {
+    error_page(
+        StatusCode::BAD_REQUEST,
+        "This link does not work",
+        "The link is incomplete or was never issued. Open it again from the email, or ask for a new one.",
+    )
+}
+
+fn link_error(e: CodeError) -> Response {
+    let text = match e {
+        CodeError::AlreadyUsed => "This link has already been used. Each link works once.",
+        CodeError::Expired => "This link has expired. Ask for a new one.",
+        CodeError::Wrong | CodeError::TooManyAttempts => "This link no longer works. Ask for a new one.",
+    };
+    error_page(StatusCode::BAD_REQUEST, "This link does not work", text)
+}
+
+#[derive(Deserialize)]
+pub struct Empty {}
+
+pub async fn resend(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    CsrfForm(_): CsrfForm<Empty>,
+) -> Result<Response, AppError> {
+    let now = Timestamp::now();
+    let Some(c) = current(&state, &jar, now).await? else {
+        return Ok(Redirect::to("/login?next=%2Fverify").into_response());
+    };
+    if c.account.is_ready() {
+        return Ok(Redirect::to("/settings").into_response());
+    }
+    send_verification(&state, &c.account.id, &c.account.email, now).await?;
+    Ok(Redirect::to("/verify?notice=code_sent").into_response())
+}

@@ -1,0 +1,67 @@
+//! `AppState`: everything a handler needs, built once in `main` (or a test)
+//! and passed in. No globals, so one process can run many servers.
+
+use std::sync::Arc;
+
+use gatehouse_store::Store;
+use url::Url;
+
+use crate::mail::Mailer;
+use crate::metrics::Metrics;
+
+/// The IdP's settings, taken from the binary's configuration.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The public base URL; links in mail and redirects are built on it.
+    pub issuer: Url,
+    /// `Secure` on cookies: true unless the issuer is plain http on loopback.
+    pub secure_cookies: bool,
+}
+
+impl Settings {
+    pub fn new(issuer: Url) -> Self {
+        let loopback_http = issuer.scheme() == "http"
+            && match issuer.host() {
+                Some(url::Host::Domain(d)) => d == "localhost",
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            };
+        Self { secure_cookies: !loopback_http, issuer }
+    }
+
+    /// An absolute URL on the issuer for `path` (which starts with `/`).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.issuer.as_str().trim_end_matches('/'), path)
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub mailer: Mailer,
+    pub settings: Arc<Settings>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, mailer: Mailer, settings: Settings) -> Self {
+        Self { store, mailer, settings: Arc::new(settings), metrics: Arc::new(Metrics::new()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secure_cookies_except_plain_http_on_loopback() {
+        let s = |u: &str| Settings::new(Url::parse(u).expect("url")).secure_cookies;
+        assert!(!s("http://127.0.0.1:8080"));
+        assert!(!s("http://localhost:8080"));
+        assert!(!s("http://[::1]:8080"));
+        assert!(s("https://127.0.0.1:8443"));
+        assert!(s("https://id.example.com"));
+        assert!(s("http://id.example.com"));
+    }
+}

@@ -1,0 +1,1197 @@
+//! The storage backends' behaviour, checked the same way on both: every test
+//! below runs once on SQLite (a fresh temporary file) and once on PostgreSQL
+//! (a fresh database on the server at `GATEHOUSE_TEST_POSTGRES_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). An unreachable PostgreSQL
+//! fails the PostgreSQL tests; it never skips them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use gatehouse_core::audit::{Actor, AuditEvent, AuditKind, AuditRecord, Outcome};
+use gatehouse_core::code::{CodeEffect, CodePurpose, OneTimeCode};
+use gatehouse_core::session::{AuthMethod, Session, SessionSelector};
+use gatehouse_core::throttle::Window;
+use gatehouse_core::{Account, AccountId, Email, OpaqueToken, Secret, Timestamp, TokenDigest};
+use gatehouse_store::{AuditQuery, Backend, Redeemed, Store, StoreError};
+use sqlx::Connection;
+
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const T0: Timestamp = Timestamp(1_700_000_000);
+
+// --- harness ----------------------------------------------------------------
+
+enum Place {
+    Sqlite { path: PathBuf },
+    Postgres { admin_url: String, name: String },
+}
+
+/// A migrated store on a database of its own, and a way to reach that
+/// database behind the store's back.
+struct TestDb {
+    store: Arc<dyn Store>,
+    url: String,
+    place: Place,
+}
+
+fn unique_suffix() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}_{:x}_{}",
+        std::process::id(),
+        nanos,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// `url` with its database name replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let server = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{server}/{name}?{query}"),
+        None => format!("{server}/{name}"),
+    }
+}
+
+impl TestDb {
+    async fn sqlite() -> Self {
+        let path =
+            std::env::temp_dir().join(format!("gatehouse-store-test-{}.db", unique_suffix()));
+        let url = format!("sqlite://{}", path.display());
+        let store = gatehouse_store::connect(&url)
+            .await
+            .expect("open the SQLite test database");
+        store.migrate().await.expect("migrate SQLite");
+        Self {
+            store,
+            url,
+            place: Place::Sqlite { path },
+        }
+    }
+
+    async fn postgres() -> Self {
+        let admin_url = std::env::var("GATEHOUSE_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into());
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL is not reachable at {admin_url}: {e}\n\
+                 The store tests need a PostgreSQL server: start one, or point \
+                 GATEHOUSE_TEST_POSTGRES_URL at one (a user allowed to CREATE DATABASE)."
+                )
+            });
+        let name = format!("gh_test_{}", unique_suffix());
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap_or_else(|e| panic!("CREATE DATABASE {name} on {admin_url}: {e}"));
+        admin.close().await.ok();
+        let url = with_database(&admin_url, &name);
+        let store = gatehouse_store::connect(&url)
+            .await
+            .expect("connect to the PostgreSQL test database");
+        store.migrate().await.expect("migrate PostgreSQL");
+        Self {
+            store,
+            url,
+            place: Place::Postgres { admin_url, name },
+        }
+    }
+
+    /// Runs `sql` on a connection of its own, not the store's.
+    async fn raw(&self, sql: &'static str) -> Result<u64, sqlx::Error> {
+        let done = match self.place {
+            Place::Sqlite { .. } => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url).await?;
+                sqlx::raw_sql(sql).execute(&mut conn).await?.rows_affected()
+            }
+            Place::Postgres { .. } => {
+                let mut conn = sqlx::PgConnection::connect(&self.url).await?;
+                sqlx::raw_sql(sql).execute(&mut conn).await?.rows_affected()
+            }
+        };
+        Ok(done)
+    }
+
+    /// Best effort: a test's leftovers must not fail it.
+    async fn cleanup(&self) {
+        match &self.place {
+            Place::Sqlite { path } => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut file = path.clone().into_os_string();
+                    file.push(suffix);
+                    let _ = std::fs::remove_file(file);
+                }
+            }
+            Place::Postgres { admin_url, name } => {
+                if let Ok(mut admin) = sqlx::PgConnection::connect(admin_url).await {
+                    let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
+                        .execute(&mut admin)
+                        .await;
+                    let _ = admin.close().await;
+                }
+            }
+        }
+    }
+}
+
+/// Runs one test on `db` and then removes the database, whether the test
+/// passed or panicked.
+async fn run<F, Fut>(db: TestDb, test: F)
+where
+    F: FnOnce(Arc<TestDb>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let db = Arc::new(db);
+    let outcome = tokio::spawn(test(Arc::clone(&db))).await;
+    db.cleanup().await;
+    if let Err(e) = outcome {
+        if e.is_panic() {
+            std::panic::resume_unwind(e.into_panic());
+        }
+        panic!("test task failed: {e}");
+    }
+}
+
+/// Generates `sqlite::NAME` and `postgres::NAME` for each test function.
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::run(super::TestDb::sqlite().await, super::$name).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::run(super::TestDb::postgres().await, super::$name).await;
+                }
+            )*
+        }
+    };
+}
+
+backend_tests!(
+    accounts_create_find_and_conflict,
+    change_password_marks_other_sessions,
+    sessions_round_trip_touch_and_reauthenticate,
+    code_works_once,
+    new_code_retires_earlier_ones,
+    concurrent_redeems_succeed_once,
+    change_email_to_taken_address_changes_nothing,
+    end_sessions_touches_only_that_account,
+    throttle_counts_and_restarts,
+    throttle_fail_is_atomic,
+    audit_events_filter_and_page,
+    audit_log_is_append_only,
+    migrate_twice_and_ping,
+    delete_account_keeps_audit_events,
+    corrupt_rows_are_errors,
+);
+
+// --- builders ---------------------------------------------------------------
+
+fn email(s: &str) -> Email {
+    Email::parse(s).expect("valid test address")
+}
+
+fn actor() -> Actor {
+    Actor {
+        ip: "192.0.2.7".into(),
+        user_agent: "store-test/1.0".into(),
+    }
+}
+
+fn ev(kind: AuditKind, account: Option<&AccountId>, at: Timestamp) -> AuditEvent {
+    AuditEvent::new(kind, account, &actor(), at)
+}
+
+fn account(address: &str, now: Timestamp) -> Account {
+    Account {
+        id: AccountId::generate(),
+        email: email(address),
+        email_verified: false,
+        password_hash: Secret::new(format!("$argon2id$fake${address}")),
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+async fn new_account(store: &dyn Store, address: &str) -> Account {
+    let a = account(address, T0);
+    store
+        .create_account(&a, &ev(AuditKind::SignUp, Some(&a.id), T0))
+        .await
+        .unwrap();
+    a
+}
+
+async fn new_session(store: &dyn Store, account: &AccountId, created_at: Timestamp) -> Session {
+    let s = Session {
+        id_digest: OpaqueToken::generate().digest(),
+        handle: OpaqueToken::generate().expose().to_string(),
+        account_id: account.clone(),
+        created_at,
+        auth_time: created_at,
+        amr: vec![AuthMethod::Pwd],
+        last_seen_at: created_at,
+        user_agent: "Mozilla/5.0 (test)".into(),
+        ip: "198.51.100.4".into(),
+        needs_reauth: false,
+    };
+    store
+        .create_session(
+            &s,
+            &ev(AuditKind::LoginSucceeded, Some(account), created_at),
+        )
+        .await
+        .unwrap();
+    s
+}
+
+async fn new_code(
+    store: &dyn Store,
+    purpose: CodePurpose,
+    account: &Account,
+    to: &Email,
+    now: Timestamp,
+) -> OneTimeCode {
+    let record = OneTimeCode::issue(purpose, account.id.clone(), to.clone(), now).record;
+    store.insert_code(&record, None).await.unwrap();
+    record
+}
+
+async fn needs_reauth(store: &dyn Store, id: &TokenDigest) -> bool {
+    store
+        .session(id)
+        .await
+        .unwrap()
+        .expect("session exists")
+        .needs_reauth
+}
+
+async fn audit(
+    store: &dyn Store,
+    account: Option<&AccountId>,
+    kind: Option<AuditKind>,
+) -> Vec<AuditRecord> {
+    let query = AuditQuery {
+        account_id: account.cloned(),
+        kind,
+        after_seq: None,
+        limit: 0,
+    };
+    store.audit_events(&query).await.unwrap()
+}
+
+async fn audit_query_err(store: &dyn Store, account: Option<AccountId>) -> StoreError {
+    let query = AuditQuery {
+        account_id: account,
+        ..Default::default()
+    };
+    store
+        .audit_events(&query)
+        .await
+        .expect_err("the read should fail")
+}
+
+fn kinds(records: &[AuditRecord]) -> Vec<AuditKind> {
+    records.iter().map(|r| r.event.kind).collect()
+}
+
+// --- accounts ---------------------------------------------------------------
+
+async fn accounts_create_find_and_conflict(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    let a = account("Alice@Example.com", T0);
+    s.create_account(&a, &ev(AuditKind::SignUp, Some(&a.id), T0))
+        .await
+        .unwrap();
+
+    assert_eq!(s.account_by_id(&a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(
+        s.account_by_email(&email("alice@example.com"))
+            .await
+            .unwrap(),
+        Some(a.clone())
+    );
+    assert_eq!(s.account_by_id(&AccountId::generate()).await.unwrap(), None);
+    assert_eq!(
+        s.account_by_email(&email("nobody@example.com"))
+            .await
+            .unwrap(),
+        None
+    );
+
+    // The same address again: refused, and nothing written, not even the event.
+    let dup = account("alice@example.com", T0.plus(5));
+    let err = s
+        .create_account(&dup, &ev(AuditKind::SignUp, Some(&dup.id), T0.plus(5)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict("email")), "got {err:?}");
+    assert_eq!(s.account_by_id(&dup.id).await.unwrap(), None);
+    let sign_ups = audit(s, None, Some(AuditKind::SignUp)).await;
+    assert_eq!(sign_ups.len(), 1);
+    assert_eq!(sign_ups[0].event.account_id.as_ref(), Some(&a.id));
+}
+
+async fn change_password_marks_other_sessions(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    let a = new_account(s, "bob@example.com").await;
+    let kept = new_session(s, &a.id, T0).await;
+    let other1 = new_session(s, &a.id, T0.plus(1)).await;
+    let other2 = new_session(s, &a.id, T0.plus(2)).await;
+    let c = new_account(s, "carol@example.com").await;
+    let carols = new_session(s, &c.id, T0).await;
+
+    let now = T0.plus(100);
+    s.change_password(
+        &a.id,
+        "new-hash",
+        Some(&kept.id_digest),
+        now,
+        &ev(AuditKind::PasswordChanged, Some(&a.id), now),
+    )
+    .await
+    .unwrap();
+    let stored = s.account_by_id(&a.id).await.unwrap().unwrap();
+    assert_eq!(stored.password_hash.expose(), "new-hash");
+    assert_eq!(stored.updated_at, now);
+    assert_eq!(stored.created_at, T0);
+    assert!(
+        !needs_reauth(s, &kept.id_digest).await,
+        "the kept session stays usable"
+    );
+    assert!(needs_reauth(s, &other1.id_digest).await);
+    assert!(needs_reauth(s, &other2.id_digest).await);
+    assert!(
+        !needs_reauth(s, &carols.id_digest).await,
+        "another account's session is untouched"
+    );
+    assert_eq!(s.account_by_id(&c.id).await.unwrap(), Some(c.clone()));
+
+    // Without `keep`, every session of the account.
+    s.change_password(
+        &a.id,
+        "newer-hash",
+        None,
+        now.plus(1),
+        &ev(AuditKind::PasswordChanged, Some(&a.id), now),
+    )
+    .await
+    .unwrap();
+    assert!(needs_reauth(s, &kept.id_digest).await);
+    assert!(!needs_reauth(s, &carols.id_digest).await);
+    assert_eq!(
+        audit(s, Some(&a.id), Some(AuditKind::PasswordChanged))
+            .await
+            .len(),
+        2
+    );
+}
+
+// --- sessions ---------------------------------------------------------------
+
+async fn sessions_round_trip_touch_and_reauthenticate(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    let a = new_account(s, "dora@example.com").await;
+    let oldest = new_session(s, &a.id, T0).await;
+    let newest = new_session(s, &a.id, T0.plus(10)).await;
+    let middle = new_session(s, &a.id, T0.plus(5)).await;
+
+    assert_eq!(
+        s.session(&oldest.id_digest).await.unwrap(),
+        Some(oldest.clone())
+    );
+    assert_eq!(
+        s.session(&TokenDigest::of("no such cookie")).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        s.sessions_of(&a.id).await.unwrap(),
+        vec![newest.clone(), middle.clone(), oldest.clone()]
+    );
+    assert_eq!(s.sessions_of(&AccountId::generate()).await.unwrap(), vec![]);
+
+    s.touch_session(&oldest.id_digest, T0.plus(60))
+        .await
+        .unwrap();
+    let touched = s.session(&oldest.id_digest).await.unwrap().unwrap();
+    assert_eq!(touched.last_seen_at, T0.plus(60));
+    assert_eq!(touched.auth_time, T0);
+
+    s.change_password(
+        &a.id,
+        "h2",
+        None,
+        T0.plus(70),
+        &ev(AuditKind::PasswordChanged, Some(&a.id), T0),
+    )
+    .await
+    .unwrap();
+    let now = T0.plus(200);
+    let amr = [AuthMethod::Pwd, AuthMethod::Otp];
+    s.reauthenticate_session(
+        &oldest.id_digest,
+        now,
+        &amr,
+        &ev(AuditKind::Reauthenticated, Some(&a.id), now),
+    )
+    .await
+    .unwrap();
+    let back = s.session(&oldest.id_digest).await.unwrap().unwrap();
+    assert!(!back.needs_reauth);
+    assert_eq!(back.auth_time, now);
+    assert_eq!(back.last_seen_at, now);
+    assert_eq!(back.amr, amr.to_vec());
+    assert_eq!(back.created_at, T0);
+    assert!(
+        needs_reauth(s, &newest.id_digest).await,
+        "only that session was re-authenticated"
+    );
+    assert_eq!(
+        kinds(&audit(s, Some(&a.id), Some(AuditKind::Reauthenticated)).await),
+        vec![AuditKind::Reauthenticated]
+    );
+}
+
+async fn end_sessions_touches_only_that_account(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    let a = new_account(s, "erin@example.com").await;
+    let b = new_account(s, "frank@example.com").await;
+    let a1 = new_session(s, &a.id, T0).await;
+    let a2 = new_session(s, &a.id, T0.plus(1)).await;
+    let a3 = new_session(s, &a.id, T0.plus(2)).await;
+    let b1 = new_session(s, &b.id, T0).await;
+    let revoked = |who: &AccountId| ev(AuditKind::SessionRevoked, Some(who), T0.plus(50));
+
+    // Naming another account's session ends nothing.
+    let n = s
+        .end_sessions(
+            &a.id,
+            &SessionSelector::ByHandle(b1.handle.clone()),
+            &revoked(&a.id),
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    let n = s
+        .end_sessions(
+            &a.id,
+            &SessionSelector::ById(b1.id_digest.clone()),
+            &revoked(&a.id),
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    assert!(s.session(&b1.id_digest).await.unwrap().is_some());
+
+    let n = s
+        .end_sessions(
+            &a.id,
+            &SessionSelector::ByHandle(a1.handle.clone()),
+            &revoked(&a.id),
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(s.session(&a1.id_digest).await.unwrap(), None);
+
+    let n = s
+        .end_sessions(
+            &a.id,
+            &SessionSelector::AllExcept(a2.id_digest.clone()),
+            &revoked(&a.id),
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(s.session(&a3.id_digest).await.unwrap(), None);
+    assert_eq!(s.sessions_of(&a.id).await.unwrap(), vec![a2.clone()]);
+
+    let n = s
+        .end_sessions(
+            &a.id,
+            &SessionSelector::ById(a2.id_digest.clone()),
+            &revoked(&a.id),
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let n = s
+        .end_sessions(&a.id, &SessionSelector::All, &revoked(&a.id))
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    assert_eq!(s.sessions_of(&a.id).await.unwrap(), vec![]);
+
+    // A second session of b, then All for b.
+    let b2 = new_session(s, &b.id, T0.plus(3)).await;
+    assert_eq!(s.sessions_of(&b.id).await.unwrap(), vec![b2, b1]);
+    let n = s
+        .end_sessions(&b.id, &SessionSelector::All, &revoked(&b.id))
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(s.sessions_of(&b.id).await.unwrap(), vec![]);
+
+    // The event is appended on every call, rows or not.
+    assert_eq!(
+        audit(s, Some(&a.id), Some(AuditKind::SessionRevoked))
+            .await
+            .len(),
+        6
+    );
+    assert_eq!(
+        audit(s, Some(&b.id), Some(AuditKind::SessionRevoked))
+            .await
+            .len(),
+        1
+    );
+}
+
+// --- one-time codes ---------------------------------------------------------
+
+async fn code_works_once(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    let a = new_account(s, "gina@example.com").await;
+    let code = new_code(s, CodePurpose::VerifyEmail, &a, &a.email, T0).await;
+
+    assert_eq!(
+        s.code_by_link(CodePurpose::VerifyEmail, &code.link_digest)
+            .await
+            .unwrap(),
+        Some(code.clone())
+    );
+    assert_eq!(
+        s.code_by_link(CodePurpose::ResetPassword, &code.link_digest)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.code_by_link(CodePurpose::VerifyEmail, &TokenDigest::of("other"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.latest_code(&a.id, CodePurpose::VerifyEmail)
+            .await
+            .unwrap(),
+        Some(code.clone())
+    );
+    assert_eq!(
+        s.latest_code(&a.id, CodePurpose::ChangeEmail)
+            .await
+            .unwrap(),
+        None
+    );
+
+    s.count_code_attempt(&code.id).await.unwrap();
+    s.count_code_attempt(&code.id).await.unwrap();
+    assert_eq!(
+        s.latest_code(&a.id, CodePurpose::VerifyEmail)
+            .await
+            .unwrap()
+            .unwrap()
+            .attempts,
+        2
+    );
+
+    let now = T0.plus(10);
+    let verified = ev(AuditKind::EmailVerified, Some(&a.id), now);
+    assert_eq!(
+        s.redeem_code(&code, &CodeEffect::VerifyEmail, now, &verified)
+            .await
+            .unwrap(),
+        Redeemed::Done
+    );
+    let stored = s.account_by_id(&a.id).await.unwrap().unwrap();
+    assert!(stored.email_verified);
+    assert_eq!(stored.updated_at, now);
+    let used = s
+        .code_by_link(CodePurpose::VerifyEmail, &code.link_digest)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(used.used_at, Some(now));
+    assert_eq!(
+        s.latest_code(&a.id, CodePurpose::VerifyEmail)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // A second click: nothing happens, no second event.
+    let later = T0.plus(20);
+    let again = s
+        .redeem_code(&code, &CodeEffect::VerifyEmail, later, &verified)
+        .await
+        .unwrap();
+    assert_eq!(again, Redeemed::AlreadyUsed);
+    let used = s
+        .code_by_link(CodePurpose::VerifyEmail, &code.link_digest)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(used.used_at, Some(now));
+    assert_eq!(
+        audit(s, Some(&a.id), Some(AuditKind::EmailVerified))
+            .await
+            .len(),
+        1
+    );
+}
+
+async fn new_code_retires_earlier_ones(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    let a = new_account(s, "hank@example.com").await;
+    let kept = new_session(s, &a.id, T0).await;
+    let other = new_session(s, &a.id, T0.plus(1)).await;
+
+    let requested = ev(AuditKind::PasswordResetRequested, Some(&a.id), T0);
+    let first = OneTimeCode::issue(
+        CodePurpose::ResetPassword,
+        a.id.clone(),
+        a.email.clone(),
+        T0,
+    )
+    .record;
+    s.insert_code(&first, Some(&requested)).await.unwrap();
+    let verify = new_code(s, CodePurpose::VerifyEmail, &a, &a.email, T0).await;
+    let second = OneTimeCode::issue(
+        CodePurpose::ResetPassword,
+        a.id.clone(),
+        a.email.clone(),
+        T0.plus(30),
+    )
+    .record;
+    s.insert_code(&second, Some(&requested)).await.unwrap();
+
+    let retired = s
+        .code_by_link(CodePurpose::ResetPassword, &first.link_digest)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(retired.used_at, Some(second.created_at));
+    assert_eq!(
+        s.latest_code(&a.id, CodePurpose::ResetPassword)
+            .await
+            .unwrap(),
+        Some(second.clone())
+    );
+    assert_eq!(
+        s.latest_code(&a.id, CodePurpose::VerifyEmail)
+            .await
+            .unwrap(),
+        Some(verify),
+        "other purposes stay"
+    );
+    assert_eq!(
+        audit(s, Some(&a.id), Some(AuditKind::PasswordResetRequested))
+            .await
+            .len(),
+        2
+    );
+
+    let now = T0.plus(40);
+    let effect = CodeEffect::ResetPassword {
+        new_hash: Secret::new("reset-hash".into()),
+        keep: Some(kept.id_digest.clone()),
+    };
+    let done = ev(AuditKind::PasswordResetCompleted, Some(&a.id), now);
+    assert_eq!(
+        s.redeem_code(&first, &effect, now, &done).await.unwrap(),
+        Redeemed::AlreadyUsed
+    );
+    assert_eq!(
+        s.account_by_id(&a.id).await.unwrap().unwrap().password_hash,
+        a.password_hash
+    );
+
+    assert_eq!(
+        s.redeem_code(&second, &effect, now, &done).await.unwrap(),
+        Redeemed::Done
+    );
+    assert_eq!(
+        s.account_by_id(&a.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash
+            .expose(),
+        "reset-hash"
+    );
+    assert!(!needs_reauth(s, &kept.id_digest).await);
+    assert!(needs_reauth(s, &other.id_digest).await);
+    assert_eq!(
+        audit(s, Some(&a.id), Some(AuditKind::PasswordResetCompleted))
+            .await
+            .len(),
+        1
+    );
+}
+
+async fn concurrent_redeems_succeed_once(db: Arc<TestDb>) {
+    let a = new_account(db.store.as_ref(), "ivy@example.com").await;
+    let code = new_code(
+        db.store.as_ref(),
+        CodePurpose::VerifyEmail,
+        &a,
+        &a.email,
+        T0,
+    )
+    .await;
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let store = Arc::clone(&db.store);
+        let code = code.clone();
+        let event = ev(AuditKind::EmailVerified, Some(&a.id), T0.plus(i));
+        tasks.push(tokio::spawn(async move {
+            store
+                .redeem_code(&code, &CodeEffect::VerifyEmail, T0.plus(i), &event)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut done = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Redeemed::Done => done += 1,
+            Redeemed::AlreadyUsed => {}
+            Redeemed::EmailTaken => panic!("not an email change"),
+        }
+    }
+    assert_eq!(done, 1);
+    assert_eq!(
+        audit(
+            db.store.as_ref(),
+            Some(&a.id),
+            Some(AuditKind::EmailVerified)
+        )
+        .await
+        .len(),
+        1
+    );
+}
+
+async fn change_email_to_taken_address_changes_nothing(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    let a = new_account(s, "jo@example.com").await;
+    let b = new_account(s, "kim@example.com").await;
+
+    let code = new_code(s, CodePurpose::ChangeEmail, &a, &b.email, T0).await;
+    let now = T0.plus(10);
+    let changed = ev(AuditKind::EmailChanged, Some(&a.id), now);
+    assert_eq!(
+        s.redeem_code(&code, &CodeEffect::ChangeEmail, now, &changed)
+            .await
+            .unwrap(),
+        Redeemed::EmailTaken
+    );
+    assert_eq!(s.account_by_id(&a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(s.account_by_id(&b.id).await.unwrap(), Some(b.clone()));
+    let still = s
+        .code_by_link(CodePurpose::ChangeEmail, &code.link_digest)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(still.used_at, None, "the code stays unused");
+    assert_eq!(
+        audit(s, Some(&a.id), Some(AuditKind::EmailChanged))
+            .await
+            .len(),
+        0
+    );
+
+    // A free address works, and the old one is free again.
+    let new_address = email("jo.new@example.com");
+    let code = new_code(s, CodePurpose::ChangeEmail, &a, &new_address, T0.plus(20)).await;
+    assert_eq!(
+        s.redeem_code(&code, &CodeEffect::ChangeEmail, now, &changed)
+            .await
+            .unwrap(),
+        Redeemed::Done
+    );
+    let stored = s.account_by_id(&a.id).await.unwrap().unwrap();
+    assert_eq!(stored.email, new_address);
+    assert!(stored.email_verified);
+    assert_eq!(s.account_by_email(&a.email).await.unwrap(), None);
+    assert_eq!(
+        s.account_by_email(&new_address)
+            .await
+            .unwrap()
+            .map(|x| x.id),
+        Some(a.id.clone())
+    );
+    assert_eq!(
+        audit(s, Some(&a.id), Some(AuditKind::EmailChanged))
+            .await
+            .len(),
+        1
+    );
+
+    // A verification code sent to an address the account no longer has is
+    // used up but verifies nothing.
+    let c = new_account(s, "lee@example.com").await;
+    let stale = new_code(
+        s,
+        CodePurpose::VerifyEmail,
+        &c,
+        &email("lee.old@example.com"),
+        T0,
+    )
+    .await;
+    let verified = ev(AuditKind::EmailVerified, Some(&c.id), now);
+    assert_eq!(
+        s.redeem_code(&stale, &CodeEffect::VerifyEmail, now, &verified)
+            .await
+            .unwrap(),
+        Redeemed::Done
+    );
+    assert_eq!(s.account_by_id(&c.id).await.unwrap(), Some(c.clone()));
+    let used = s
+        .code_by_link(CodePurpose::VerifyEmail, &stale.link_digest)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(used.used_at, Some(now));
+}
+
+// --- throttling -------------------------------------------------------------
+
+async fn throttle_counts_and_restarts(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    let key = "login:acct:mo@example.com";
+    let window = 900;
+    assert_eq!(s.throttle_window(key).await.unwrap(), None);
+
+    let w = |started_at: Timestamp, failures: u32| Window {
+        started_at,
+        failures,
+    };
+    assert_eq!(s.throttle_fail(key, T0, window).await.unwrap(), w(T0, 1));
+    assert_eq!(
+        s.throttle_fail(key, T0.plus(10), window).await.unwrap(),
+        w(T0, 2)
+    );
+    assert_eq!(
+        s.throttle_fail(key, T0.plus(window - 1), window)
+            .await
+            .unwrap(),
+        w(T0, 3)
+    );
+    assert_eq!(s.throttle_window(key).await.unwrap(), Some(w(T0, 3)));
+
+    // The window is over: a new one starts now.
+    let later = T0.plus(window);
+    assert_eq!(
+        s.throttle_fail(key, later, window).await.unwrap(),
+        w(later, 1)
+    );
+    assert_eq!(
+        s.throttle_fail(key, later.plus(1), window).await.unwrap(),
+        w(later, 2)
+    );
+
+    let other = "login:addr:203.0.113.9";
+    assert_eq!(s.throttle_fail(other, T0, window).await.unwrap(), w(T0, 1));
+    s.throttle_clear(key).await.unwrap();
+    assert_eq!(s.throttle_window(key).await.unwrap(), None);
+    assert_eq!(s.throttle_window(other).await.unwrap(), Some(w(T0, 1)));
+    s.throttle_clear("never-seen").await.unwrap();
+}
+
+async fn throttle_fail_is_atomic(db: Arc<TestDb>) {
+    let key = "login:addr:203.0.113.10";
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let store = Arc::clone(&db.store);
+        tasks.push(tokio::spawn(async move {
+            store.throttle_fail(key, T0, 900).await.unwrap().failures
+        }));
+    }
+    let mut counts = Vec::new();
+    for task in tasks {
+        counts.push(task.await.unwrap());
+    }
+    counts.sort_unstable();
+    assert_eq!(
+        counts,
+        (1..=20).collect::<Vec<u32>>(),
+        "each failure counted once"
+    );
+    assert_eq!(
+        db.store.throttle_window(key).await.unwrap(),
+        Some(Window {
+            started_at: T0,
+            failures: 20
+        })
+    );
+}
+
+// --- audit log --------------------------------------------------------------
+
+async fn audit_events_filter_and_page(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    let a = new_account(s, "nia@example.com").await;
+    let b = new_account(s, "olu@example.com").await;
+    let anonymous_failure = ev(AuditKind::LoginFailed, None, T0.plus(1)).failed("unknown_account");
+    let a_ok = ev(AuditKind::LoginSucceeded, Some(&a.id), T0.plus(2));
+    let a_failed = ev(AuditKind::LoginFailed, Some(&a.id), T0.plus(3)).failed("bad_password");
+    let b_detail = ev(AuditKind::LoginSucceeded, Some(&b.id), T0.plus(4))
+        .with_detail(serde_json::json!({"n": 1, "list": [1, "two", null], "nested": {"ok": true}}));
+    for event in [&anonymous_failure, &a_ok, &a_failed, &b_detail] {
+        s.append_audit(event).await.unwrap();
+    }
+
+    let all = audit(s, None, None).await;
+    assert_eq!(all.len(), 6);
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq), "oldest first");
+    assert_eq!(all[2].event, anonymous_failure);
+    assert_eq!(all[4].event, a_failed);
+    assert_eq!(all[4].event.outcome, Outcome::Failure);
+    assert_eq!(all[5].event, b_detail, "detail JSON round-trips");
+
+    let of_a = audit(s, Some(&a.id), None).await;
+    assert_eq!(
+        kinds(&of_a),
+        vec![
+            AuditKind::SignUp,
+            AuditKind::LoginSucceeded,
+            AuditKind::LoginFailed
+        ]
+    );
+    let failures = audit(s, None, Some(AuditKind::LoginFailed)).await;
+    assert_eq!(
+        failures.iter().map(|r| r.event.clone()).collect::<Vec<_>>(),
+        vec![anonymous_failure, a_failed.clone()]
+    );
+    let a_failures = audit(s, Some(&a.id), Some(AuditKind::LoginFailed)).await;
+    assert_eq!(a_failures.len(), 1);
+    assert_eq!(a_failures[0].event.detail["reason"], "bad_password");
+    assert_eq!(audit(s, Some(&AccountId::generate()), None).await, vec![]);
+
+    // Paging forward.
+    let page = |after_seq: Option<i64>, limit: u32| AuditQuery {
+        account_id: None,
+        kind: None,
+        after_seq,
+        limit,
+    };
+    let first = s.audit_events(&page(None, 2)).await.unwrap();
+    assert_eq!(first, all[..2].to_vec());
+    let rest = s.audit_events(&page(Some(first[1].seq), 0)).await.unwrap();
+    assert_eq!(rest, all[2..].to_vec());
+    let none = s.audit_events(&page(Some(all[5].seq), 10)).await.unwrap();
+    assert_eq!(none, vec![]);
+    let of_a_after = s
+        .audit_events(&AuditQuery {
+            account_id: Some(a.id.clone()),
+            kind: None,
+            after_seq: Some(of_a[0].seq),
+            limit: 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(of_a_after, vec![of_a[1].clone()]);
+}
+
+async fn audit_log_is_append_only(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    let a = new_account(s, "pat@example.com").await;
+    let before = audit(s, None, None).await;
+    assert_eq!(before.len(), 1);
+
+    for statement in [
+        "UPDATE audit_events SET kind = 'logout'",
+        "DELETE FROM audit_events",
+    ] {
+        let err = db.raw(statement).await.expect_err(statement);
+        assert!(
+            err.to_string().contains("append-only"),
+            "{statement}: {err}"
+        );
+    }
+    if s.backend() == Backend::Postgres {
+        let err = db.raw("TRUNCATE audit_events").await.expect_err("TRUNCATE");
+        assert!(err.to_string().contains("append-only"), "TRUNCATE: {err}");
+    }
+    // Deleting the account leaves its events alone (no cascade into the log).
+    s.delete_account(&a.id, &ev(AuditKind::AccountDeleted, Some(&a.id), T0))
+        .await
+        .unwrap();
+    let after = audit(s, None, None).await;
+    assert_eq!(after[..1], before[..]);
+    // Inserting stays allowed.
+    db.raw("INSERT INTO audit_events (at, kind, account_id, ip, user_agent, outcome, detail) VALUES (1, 'logout', NULL, '', '', 'success', '{}')")
+        .await
+        .unwrap();
+}
+
+// --- lifecycle --------------------------------------------------------------
+
+async fn migrate_twice_and_ping(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    s.migrate().await.unwrap();
+    s.migrate().await.unwrap();
+    s.ping().await.unwrap();
+    let expected = match db.place {
+        Place::Sqlite { .. } => Backend::Sqlite,
+        Place::Postgres { .. } => Backend::Postgres,
+    };
+    assert_eq!(s.backend(), expected);
+    // Still usable after migrating again.
+    let a = new_account(s, "quinn@example.com").await;
+    assert_eq!(s.account_by_id(&a.id).await.unwrap(), Some(a));
+    // A second store on the same database migrates as a no-op too.
+    let second = gatehouse_store::connect(&db.url).await.unwrap();
+    second.migrate().await.unwrap();
+    assert_eq!(second.backend(), expected);
+}
+
+async fn delete_account_keeps_audit_events(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    let a = new_account(s, "rae@example.com").await;
+    let b = new_account(s, "sol@example.com").await;
+    let a1 = new_session(s, &a.id, T0).await;
+    let a2 = new_session(s, &a.id, T0.plus(1)).await;
+    let b1 = new_session(s, &b.id, T0).await;
+    let code = new_code(s, CodePurpose::VerifyEmail, &a, &a.email, T0).await;
+    let b_code = new_code(s, CodePurpose::VerifyEmail, &b, &b.email, T0).await;
+    let events_before = audit(s, Some(&a.id), None).await;
+
+    s.delete_account(
+        &a.id,
+        &ev(AuditKind::AccountDeleted, Some(&a.id), T0.plus(9)),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(s.account_by_id(&a.id).await.unwrap(), None);
+    assert_eq!(s.account_by_email(&a.email).await.unwrap(), None);
+    assert_eq!(s.session(&a1.id_digest).await.unwrap(), None);
+    assert_eq!(s.session(&a2.id_digest).await.unwrap(), None);
+    assert_eq!(s.sessions_of(&a.id).await.unwrap(), vec![]);
+    assert_eq!(
+        s.code_by_link(CodePurpose::VerifyEmail, &code.link_digest)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.latest_code(&a.id, CodePurpose::VerifyEmail)
+            .await
+            .unwrap(),
+        None
+    );
+
+    assert_eq!(s.account_by_id(&b.id).await.unwrap(), Some(b.clone()));
+    assert_eq!(s.sessions_of(&b.id).await.unwrap(), vec![b1]);
+    assert_eq!(
+        s.latest_code(&b.id, CodePurpose::VerifyEmail)
+            .await
+            .unwrap(),
+        Some(b_code)
+    );
+
+    let events_after = audit(s, Some(&a.id), None).await;
+    assert_eq!(events_after[..events_before.len()], events_before[..]);
+    assert_eq!(
+        kinds(&events_after[events_before.len()..]),
+        vec![AuditKind::AccountDeleted]
+    );
+
+    // The address can be used again.
+    new_account(s, "rae@example.com").await;
+}
+
+async fn corrupt_rows_are_errors(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    db.raw(
+        "INSERT INTO accounts (id, email, email_verified, password_hash, created_at, updated_at) \
+         VALUES ('broken', 'not an email', FALSE, 'x', 1, 1)",
+    )
+    .await
+    .unwrap();
+    let err = s
+        .account_by_id(&AccountId("broken".into()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "got {err:?}");
+
+    let a = new_account(s, "tam@example.com").await;
+    db.raw(
+        "INSERT INTO audit_events (at, kind, account_id, ip, user_agent, outcome, detail) \
+         VALUES (1, 'no_such_kind', NULL, '', '', 'success', '{}')",
+    )
+    .await
+    .unwrap();
+    let err = s.audit_events(&AuditQuery::default()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "got {err:?}");
+    // The readable part of the log is still readable by filter.
+    assert_eq!(audit(s, Some(&a.id), None).await.len(), 1);
+
+    db.raw(
+        "INSERT INTO audit_events (at, kind, account_id, ip, user_agent, outcome, detail) \
+         VALUES (1, 'logout', 'bad-detail', '', '', 'success', 'not json')",
+    )
+    .await
+    .unwrap();
+    let err = audit_query_err(s, Some(AccountId("bad-detail".into()))).await;
+    assert!(matches!(err, StoreError::Corrupt(_)), "got {err:?}");
+}
+
+// --- not backend-specific ---------------------------------------------------
+
+#[tokio::test]
+async fn unknown_url_scheme_is_refused() {
+    let err = gatehouse_store::connect("mysql://localhost/db")
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(err, StoreError::UnsupportedUrl(ref s) if s == "mysql"),
+        "got {err:?}"
+    );
+}
+
+#[test]
+fn database_name_is_replaced_in_urls() {
+    assert_eq!(
+        with_database("postgres://u@h:5432/postgres", "x"),
+        "postgres://u@h:5432/x"
+    );
+    assert_eq!(
+        with_database("postgres://u@h:5432", "x"),
+        "postgres://u@h:5432/x"
+    );
+    assert_eq!(
+        with_database("postgres://u:p@h/db?sslmode=disable", "x"),
+        "postgres://u:p@h/x?sslmode=disable"
+    );
+}
