@@ -15,60 +15,66 @@ use crate::{AuditQuery, StoreError};
 
 // --- accounts ---------------------------------------------------------------
 
-pub const INSERT_ACCOUNT: &str = "INSERT INTO accounts \
-     (id, email, email_verified, password_hash, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6)";
+pub const INSERT_ACCOUNT: &str = "\
+    INSERT INTO accounts (id, email, email_verified, password_hash, created_at, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, $6)";
 
-pub const ACCOUNT_BY_ID: &str = "SELECT id, email, email_verified, password_hash, created_at, updated_at \
-     FROM accounts WHERE id = $1";
+pub const ACCOUNT_BY_ID: &str = "\
+    SELECT id, email, email_verified, password_hash, created_at, updated_at \
+    FROM accounts WHERE id = $1";
 
-pub const ACCOUNT_BY_EMAIL: &str = "SELECT id, email, email_verified, password_hash, created_at, updated_at \
-     FROM accounts WHERE email = $1";
+pub const ACCOUNT_BY_EMAIL: &str = "\
+    SELECT id, email, email_verified, password_hash, created_at, updated_at \
+    FROM accounts WHERE email = $1";
 
 /// `$1` account, `$2` hash, `$3` now.
-pub const SET_PASSWORD: &str =
-    "UPDATE accounts SET password_hash = $2, updated_at = $3 WHERE id = $1";
+pub const SET_PASSWORD: &str = "\
+    UPDATE accounts SET password_hash = $2, updated_at = $3 WHERE id = $1";
 
 /// Verifies the address only if it is still the account's address (the code
 /// may have been sent to an address changed since). `$1` account, `$2` the
 /// code's address, `$3` now.
-pub const VERIFY_EMAIL: &str =
-    "UPDATE accounts SET email_verified = TRUE, updated_at = $3 WHERE id = $1 AND email = $2";
+pub const VERIFY_EMAIL: &str = "\
+    UPDATE accounts SET email_verified = TRUE, updated_at = $3 WHERE id = $1 AND email = $2";
 
 /// `$1` account, `$2` new address, `$3` now. May break `accounts.email`'s
 /// uniqueness: the caller maps that to "taken".
-pub const CHANGE_EMAIL: &str =
-    "UPDATE accounts SET email = $2, email_verified = TRUE, updated_at = $3 WHERE id = $1";
+pub const CHANGE_EMAIL: &str = "\
+    UPDATE accounts SET email = $2, email_verified = TRUE, updated_at = $3 WHERE id = $1";
 
 pub const DELETE_ACCOUNT: &str = "DELETE FROM accounts WHERE id = $1";
 
 // --- sessions ---------------------------------------------------------------
 
-pub const INSERT_SESSION: &str = "INSERT INTO sessions \
-     (id_digest, handle, account_id, created_at, auth_time, amr, last_seen_at, user_agent, ip, needs_reauth) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+pub const INSERT_SESSION: &str = "\
+    INSERT INTO sessions (id_digest, handle, account_id, created_at, auth_time, amr, \
+                          last_seen_at, user_agent, ip, needs_reauth) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
-pub const SESSION_BY_ID: &str = "SELECT \
-     id_digest, handle, account_id, created_at, auth_time, amr, last_seen_at, user_agent, ip, needs_reauth \
-     FROM sessions WHERE id_digest = $1";
+pub const SESSION_BY_ID: &str = "\
+    SELECT id_digest, handle, account_id, created_at, auth_time, amr, \
+           last_seen_at, user_agent, ip, needs_reauth \
+    FROM sessions WHERE id_digest = $1";
 
 /// Newest first; the digest breaks ties so the order is stable.
-pub const SESSIONS_OF: &str = "SELECT \
-     id_digest, handle, account_id, created_at, auth_time, amr, last_seen_at, user_agent, ip, needs_reauth \
-     FROM sessions WHERE account_id = $1 \
-     ORDER BY created_at DESC, id_digest DESC";
+pub const SESSIONS_OF: &str = "\
+    SELECT id_digest, handle, account_id, created_at, auth_time, amr, \
+           last_seen_at, user_agent, ip, needs_reauth \
+    FROM sessions WHERE account_id = $1 \
+    ORDER BY created_at DESC, id_digest DESC";
 
 pub const TOUCH_SESSION: &str = "UPDATE sessions SET last_seen_at = $2 WHERE id_digest = $1";
 
 /// `$1` session, `$2` now, `$3` amr.
-pub const REAUTHENTICATE_SESSION: &str = "UPDATE sessions \
-     SET needs_reauth = FALSE, auth_time = $2, last_seen_at = $2, amr = $3 \
-     WHERE id_digest = $1";
+pub const REAUTHENTICATE_SESSION: &str = "\
+    UPDATE sessions SET needs_reauth = FALSE, auth_time = $2, last_seen_at = $2, amr = $3 \
+    WHERE id_digest = $1";
 
 /// Every session of account `$1` except `$2` (when `$2` is not NULL) must
 /// enter the password again.
-pub const MARK_SESSIONS_REAUTH: &str = "UPDATE sessions SET needs_reauth = TRUE \
-     WHERE account_id = $1 AND ($2 IS NULL OR id_digest <> $2)";
+pub const MARK_SESSIONS_REAUTH: &str = "\
+    UPDATE sessions SET needs_reauth = TRUE \
+    WHERE account_id = $1 AND ($2 IS NULL OR id_digest <> $2)";
 
 pub const DELETE_SESSIONS_OF: &str = "DELETE FROM sessions WHERE account_id = $1";
 const DELETE_SESSION_BY_ID: &str = "DELETE FROM sessions WHERE account_id = $1 AND id_digest = $2";
@@ -90,66 +96,83 @@ pub fn end_sessions(which: &SessionSelector) -> (&'static str, Option<&str>) {
 
 // --- one-time codes ---------------------------------------------------------
 
-pub const INSERT_CODE: &str = "INSERT INTO one_time_codes \
-     (id, purpose, account_id, email, code_digest, link_digest, created_at, expires_at, used_at, attempts) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+pub const INSERT_CODE: &str = "\
+    INSERT INTO one_time_codes (id, purpose, account_id, email, code_digest, link_digest, \
+                                created_at, expires_at, used_at, attempts) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 /// Earlier codes stop working when a new one is sent. `$1` account,
 /// `$2` purpose, `$3` the new code's creation time.
-pub const RETIRE_CODES: &str = "UPDATE one_time_codes SET used_at = $3 \
-     WHERE account_id = $1 AND purpose = $2 AND used_at IS NULL";
+pub const RETIRE_CODES: &str = "\
+    UPDATE one_time_codes SET used_at = $3 \
+    WHERE account_id = $1 AND purpose = $2 AND used_at IS NULL";
 
 /// Used or not: the caller applies the core rules.
-pub const CODE_BY_LINK: &str = "SELECT \
-     id, purpose, account_id, email, code_digest, link_digest, created_at, expires_at, used_at, attempts \
-     FROM one_time_codes WHERE link_digest = $1 AND purpose = $2";
+pub const CODE_BY_LINK: &str = "\
+    SELECT id, purpose, account_id, email, code_digest, link_digest, \
+           created_at, expires_at, used_at, attempts \
+    FROM one_time_codes WHERE link_digest = $1 AND purpose = $2";
 
-pub const LATEST_CODE: &str = "SELECT \
-     id, purpose, account_id, email, code_digest, link_digest, created_at, expires_at, used_at, attempts \
-     FROM one_time_codes WHERE account_id = $1 AND purpose = $2 AND used_at IS NULL \
-     ORDER BY created_at DESC, id DESC LIMIT 1";
+/// Newest unused; the id breaks ties so the answer is stable.
+pub const LATEST_CODE: &str = "\
+    SELECT id, purpose, account_id, email, code_digest, link_digest, \
+           created_at, expires_at, used_at, attempts \
+    FROM one_time_codes WHERE account_id = $1 AND purpose = $2 AND used_at IS NULL \
+    ORDER BY created_at DESC, id DESC LIMIT 1";
 
-pub const COUNT_CODE_ATTEMPT: &str =
-    "UPDATE one_time_codes SET attempts = attempts + 1 WHERE id = $1";
+pub const COUNT_CODE_ATTEMPT: &str = "\
+    UPDATE one_time_codes SET attempts = attempts + 1 WHERE id = $1";
 
 /// Affects no row if someone used the code first. `$1` code, `$2` now.
-pub const USE_CODE: &str =
-    "UPDATE one_time_codes SET used_at = $2 WHERE id = $1 AND used_at IS NULL";
+pub const USE_CODE: &str = "\
+    UPDATE one_time_codes SET used_at = $2 WHERE id = $1 AND used_at IS NULL";
 
 pub const DELETE_CODES_OF: &str = "DELETE FROM one_time_codes WHERE account_id = $1";
 
 // --- throttling -------------------------------------------------------------
 
-pub const THROTTLE_WINDOW: &str = "SELECT window_started_at, failures FROM throttle WHERE key = $1";
+pub const THROTTLE_WINDOW: &str = "\
+    SELECT window_started_at, failures FROM throttle WHERE key = $1";
 
 /// One atomic statement. `$1` key, `$2` now, `$3` now - window length: a
 /// window that began at or before `$3` is over and a new one starts at `$2`.
 /// The right-hand sides of `SET` see the row as it was, on both databases.
-pub const THROTTLE_FAIL: &str = "INSERT INTO throttle (key, window_started_at, failures) VALUES ($1, $2, 1) \
-     ON CONFLICT (key) DO UPDATE SET \
-       failures = CASE WHEN throttle.window_started_at <= $3 THEN 1 ELSE throttle.failures + 1 END, \
-       window_started_at = CASE WHEN throttle.window_started_at <= $3 THEN $2 ELSE throttle.window_started_at END \
-     RETURNING window_started_at, failures";
+pub const THROTTLE_FAIL: &str = "\
+    INSERT INTO throttle (key, window_started_at, failures) VALUES ($1, $2, 1) \
+    ON CONFLICT (key) DO UPDATE SET \
+        failures = CASE WHEN throttle.window_started_at <= $3 \
+                        THEN 1 ELSE throttle.failures + 1 END, \
+        window_started_at = CASE WHEN throttle.window_started_at <= $3 \
+                                 THEN $2 ELSE throttle.window_started_at END \
+    RETURNING window_started_at, failures";
 
 pub const THROTTLE_CLEAR: &str = "DELETE FROM throttle WHERE key = $1";
 
 // --- audit log --------------------------------------------------------------
 
-pub const INSERT_AUDIT: &str = "INSERT INTO audit_events \
-     (at, kind, account_id, ip, user_agent, outcome, detail) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+pub const INSERT_AUDIT: &str = "\
+    INSERT INTO audit_events (at, kind, account_id, ip, user_agent, outcome, detail) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
 // One statement per combination of filters (rather than `$1 IS NULL OR ...`)
 // so each can use its index. Parameters: the filters present, in the order
 // account then kind, then `after_seq`, then the limit.
-const AUDIT_ALL: &str = "SELECT seq, at, kind, account_id, ip, user_agent, outcome, detail FROM audit_events \
-     WHERE seq > $1 ORDER BY seq LIMIT $2";
-const AUDIT_BY_ACCOUNT: &str = "SELECT seq, at, kind, account_id, ip, user_agent, outcome, detail FROM audit_events \
-     WHERE account_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
-const AUDIT_BY_KIND: &str = "SELECT seq, at, kind, account_id, ip, user_agent, outcome, detail FROM audit_events \
-     WHERE kind = $1 AND seq > $2 ORDER BY seq LIMIT $3";
-const AUDIT_BY_ACCOUNT_AND_KIND: &str = "SELECT seq, at, kind, account_id, ip, user_agent, outcome, detail FROM audit_events \
-     WHERE account_id = $1 AND kind = $2 AND seq > $3 ORDER BY seq LIMIT $4";
+const AUDIT_ALL: &str = "\
+    SELECT seq, at, kind, account_id, ip, user_agent, outcome, detail FROM audit_events \
+    WHERE seq > $1 \
+    ORDER BY seq LIMIT $2";
+const AUDIT_BY_ACCOUNT: &str = "\
+    SELECT seq, at, kind, account_id, ip, user_agent, outcome, detail FROM audit_events \
+    WHERE account_id = $1 AND seq > $2 \
+    ORDER BY seq LIMIT $3";
+const AUDIT_BY_KIND: &str = "\
+    SELECT seq, at, kind, account_id, ip, user_agent, outcome, detail FROM audit_events \
+    WHERE kind = $1 AND seq > $2 \
+    ORDER BY seq LIMIT $3";
+const AUDIT_BY_ACCOUNT_AND_KIND: &str = "\
+    SELECT seq, at, kind, account_id, ip, user_agent, outcome, detail FROM audit_events \
+    WHERE account_id = $1 AND kind = $2 AND seq > $3 \
+    ORDER BY seq LIMIT $4";
 
 /// The default and the largest number of events one read returns.
 pub const AUDIT_DEFAULT_LIMIT: u32 = 100;

@@ -1048,9 +1048,12 @@ async fn audit_log_is_append_only(db: Arc<TestDb>) {
     let after = audit(s, None, None).await;
     assert_eq!(after[..1], before[..]);
     // Inserting stays allowed.
-    db.raw("INSERT INTO audit_events (at, kind, account_id, ip, user_agent, outcome, detail) VALUES (1, 'logout', NULL, '', '', 'success', '{}')")
-        .await
-        .unwrap();
+    db.raw(
+        "INSERT INTO audit_events (at, kind, account_id, ip, user_agent, outcome, detail) \
+         VALUES (1, 'logout', NULL, '', '', 'success', '{}')",
+    )
+    .await
+    .unwrap();
 }
 
 // --- lifecycle --------------------------------------------------------------

@@ -1,0 +1,10 @@
+//! The integration tests: one binary (link time matters on two cores), a
+//! module per area. Each test starts the real server on a random port with a
+//! fresh database, and runs once on SQLite and once on PostgreSQL.
+
+mod support;
+
+mod accounts;
+mod browser;
+mod cli;
+mod ops;
