@@ -284,7 +284,7 @@ async fn password_change_needs_the_current_password(backend: Backend) {
     b.post("/settings/password", &[("current_password", PASSWORD), ("new_password", NEW_PASSWORD)])
         .await
         .expect_redirect("/settings?notice=password_changed");
-    b.get("/settings").await.expect(StatusCode::OK, "Your password is changed");
+    b.get("/settings?notice=password_changed").await.expect(StatusCode::OK, "Your password is changed");
     other.get("/settings").await.expect_redirect("/login");
     app.browser().login("ken@example.com", NEW_PASSWORD).await.expect_redirect("/settings");
     app.mail.wait_for("ken@example.com", |m| m.subject.contains("password was changed")).await;
