@@ -1,1 +1,124 @@
-//! placeholder
+//! The binary as an operator runs it: `user create`, `migrate`, bad
+//! configuration, and `serve` stopping cleanly on SIGTERM.
+
+use reqwest::StatusCode;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Output, Stdio};
+
+use crate::both_backends;
+use crate::support::{Backend, TestApp, eventually, spawn_app};
+
+both_backends!(user_create_takes_effect_on_a_running_server, migrate_reports_json);
+
+fn gatehouse(app: &TestApp) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+    cmd.env("GATEHOUSE_DATABASE_URL", &app.db.url)
+        .env("GATEHOUSE_DATA_DIR", &app.config.data_dir)
+        .env("GATEHOUSE_LOG", "warn");
+    cmd
+}
+
+fn run_with_stdin(mut cmd: Command, input: &str) -> Output {
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not one JSON object ({e}): {text}"))
+}
+
+async fn user_create_takes_effect_on_a_running_server(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut cmd = gatehouse(&app);
+    cmd.args(["user", "create", "--email", "Sam@Example.com", "--password-stdin", "--verified", "--json"]);
+    let out = run_with_stdin(cmd, "a perfectly fine passphrase\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let uid = json(&out)["uid"].as_str().unwrap().to_owned();
+    assert_eq!(uid.len(), 36);
+
+    // The running server sees the account at once, verified.
+    let b = app.browser();
+    b.login("sam@example.com", "a perfectly fine passphrase").await.expect_redirect("/settings");
+    b.get("/settings").await.expect(StatusCode::OK, &uid);
+
+    // The same email again: an error, as JSON, and nothing changes.
+    let mut cmd = gatehouse(&app);
+    cmd.args(["user", "create", "--email", "sam@example.com", "--password-stdin", "--json"]);
+    let out = run_with_stdin(cmd, "another fine passphrase\n");
+    assert!(!out.status.success());
+    assert!(json(&out)["error"].as_str().unwrap().contains("already exists"));
+    app.browser().login("sam@example.com", "a perfectly fine passphrase").await.expect_redirect("/settings");
+
+    // A weak password is refused with the policy's reason.
+    let mut cmd = gatehouse(&app);
+    cmd.args(["user", "create", "--email", "tim@example.com", "--password-stdin"]);
+    let out = run_with_stdin(cmd, "password\n");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("most commonly used"));
+    app.finish().await;
+}
+
+async fn migrate_reports_json(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let out = gatehouse(&app).args(["migrate", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json(&out), serde_json::json!({ "migrated": true }));
+    app.finish().await;
+}
+
+#[test]
+fn bad_configuration_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |envs: &[(&str, &str)], args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        cmd.env("GATEHOUSE_DATA_DIR", dir.path()).args(args);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(run(&[("GATEHOUSE_LISTEN", "not-an-address")], &["migrate"]).contains("GATEHOUSE_LISTEN"));
+    assert!(run(&[("GATEHOUSE_LISTN", "127.0.0.1:1")], &["migrate"]).contains("GATEHOUSE_LISTN"));
+    assert!(run(&[("GATEHOUSE_ISSUER", "http://id.example.com")], &["serve"]).contains("https"));
+    let file = dir.path().join("gatehouse.toml");
+    std::fs::write(&file, "listen = \"127.0.0.1:0\"\ndatabse_url = \"sqlite://x\"\n").unwrap();
+    assert!(run(&[], &["--config", file.to_str().unwrap(), "migrate"]).contains("databse_url"));
+}
+
+#[tokio::test]
+async fn serve_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["serve", "--json"])
+        .env("GATEHOUSE_DATA_DIR", dir.path())
+        .env("GATEHOUSE_LISTEN", "127.0.0.1:0")
+        .env("GATEHOUSE_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let started: serde_json::Value = serde_json::from_str(&first).unwrap();
+    let base = format!("http://{}", started["listening"].as_str().unwrap());
+    let client = reqwest::Client::new();
+    let ready = eventually("readiness", || {
+        let url = format!("{base}/health/ready");
+        let client = client.clone();
+        async move { client.get(url).send().await.ok().filter(|r| r.status().is_success()) }
+    })
+    .await;
+    assert_eq!(ready.status(), StatusCode::OK);
+    // With no configuration, the SQLite file is in the data directory.
+    assert!(dir.path().join("gatehouse.db").exists());
+
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "exit: {:?}", out.status);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shutting down"));
+}

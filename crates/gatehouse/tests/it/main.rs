@@ -2,6 +2,8 @@
 //! module per area. Each test starts the real server on a random port with a
 //! fresh database, and runs once on SQLite and once on PostgreSQL.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 mod accounts;
