@@ -24,6 +24,9 @@ pub struct Cli {
     /// Print one JSON object instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Log format on stderr: human or json (overrides GATEHOUSE_LOG_FORMAT).
+    #[arg(long, global = true, value_name = "FORMAT", value_parser = ["human", "json"])]
+    pub log_format: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }

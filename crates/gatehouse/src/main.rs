@@ -27,7 +27,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(config.log_format);
+    let format = match cli.log_format.as_deref() {
+        Some("json") => LogFormat::Json,
+        Some(_) => LogFormat::Human,
+        None => config.log_format,
+    };
+    init_logging(format);
     let json = cli.json;
     match cli::run(cli, config).await {
         Ok(()) => ExitCode::SUCCESS,

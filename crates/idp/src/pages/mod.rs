@@ -26,7 +26,6 @@ use gatehouse_core::{Account, OpaqueToken, Secret, Timestamp, password};
 
 use crate::AppState;
 use crate::error::AppError;
-use crate::web::auth;
 use crate::web::cookies;
 
 pub fn routes() -> Router<AppState> {
@@ -107,10 +106,7 @@ pub async fn start_session(
     Ok(jar.add(cookies::session(&state.settings, token.expose())))
 }
 
-/// The signed-in session, if any, whatever its state.
-pub async fn current(state: &AppState, jar: &CookieJar, now: Timestamp) -> Result<Option<auth::Current>, AppError> {
-    auth::current(state, jar, now).await
-}
+pub use crate::web::auth::current;
 
 /// Human-readable UTC time for pages.
 pub fn format_time(t: Timestamp) -> String {
