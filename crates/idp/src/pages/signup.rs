@@ -121,10 +121,8 @@ pub async fn verify_page(
     Query(query): Query<NoticeQuery>,
 ) -> Result<Response, AppError> {
     let signed_in = current(&state, &jar, Timestamp::now()).await?;
-    if let Some(c) = &signed_in {
-        if c.account.is_ready() {
-            return Ok(Redirect::to("/settings").into_response());
-        }
+    if signed_in.as_ref().is_some_and(|c| c.account.is_ready()) {
+        return Ok(Redirect::to("/settings").into_response());
     }
     let email = match &signed_in {
         Some(c) => c.account.email.to_string(),
