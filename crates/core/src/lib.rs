@@ -6,6 +6,7 @@ pub mod account;
 pub mod audit;
 pub mod code;
 pub mod email;
+pub mod oauth;
 pub mod password;
 pub mod secret;
 pub mod session;

@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use gatehouse_core::audit::{AuditEvent, AuditKind, AuditRecord};
 use gatehouse_core::code::{CodeEffect, CodePurpose, OneTimeCode};
+use gatehouse_core::oauth::grant::{AuthCode, Consent, Grant, Interaction, Redemption, RefreshToken, StoredKey};
+use gatehouse_core::oauth::{Client, ClientId};
 use gatehouse_core::session::{AuthMethod, Session, SessionSelector};
 use gatehouse_core::throttle::Window;
 use gatehouse_core::{Account, AccountId, Email, Timestamp, TokenDigest};
@@ -36,6 +38,9 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A method this backend does not implement yet.
+    #[error("not implemented by this store")]
+    NotImplemented,
     /// A stored value could not be read back (a bug or a hand-edited row).
     #[error("corrupt row: {0}")]
     Corrupt(String),
@@ -168,6 +173,166 @@ pub trait Store: Send + Sync + 'static {
     async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
     /// Oldest first.
     async fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
+
+    // --- OAuth clients ----------------------------------------------------
+    /// `Conflict("client")` if the id exists.
+    async fn create_client(&self, client: &Client) -> Result<(), StoreError> {
+        let _ = client;
+        Err(StoreError::NotImplemented)
+    }
+    async fn client(&self, id: &ClientId) -> Result<Option<Client>, StoreError> {
+        let _ = id;
+        Err(StoreError::NotImplemented)
+    }
+    /// Ordered by creation time.
+    async fn clients(&self) -> Result<Vec<Client>, StoreError> {
+        Err(StoreError::NotImplemented)
+    }
+    /// Replaces every field but `id` and `created_at`; false if no such client.
+    async fn update_client(&self, client: &Client) -> Result<bool, StoreError> {
+        let _ = client;
+        Err(StoreError::NotImplemented)
+    }
+    /// Deletes the client and everything issued to it (codes, grants,
+    /// refresh tokens, consents); false if no such client.
+    async fn delete_client(&self, id: &ClientId) -> Result<bool, StoreError> {
+        let _ = id;
+        Err(StoreError::NotImplemented)
+    }
+
+    // --- signing keys -----------------------------------------------------
+    /// Every key, newest first.
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        Err(StoreError::NotImplemented)
+    }
+    /// Adds a key; every older unretired key of the same algorithm is retired
+    /// at `key.created_at`, in the same transaction.
+    async fn add_signing_key(&self, key: &StoredKey) -> Result<(), StoreError> {
+        let _ = key;
+        Err(StoreError::NotImplemented)
+    }
+    /// Deletes keys retired before `before` (they signed nothing still valid).
+    async fn purge_signing_keys(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let _ = before;
+        Err(StoreError::NotImplemented)
+    }
+
+    // --- authorization: interactions, codes, consents ---------------------
+    async fn put_interaction(&self, interaction: &Interaction) -> Result<(), StoreError> {
+        let _ = interaction;
+        Err(StoreError::NotImplemented)
+    }
+    async fn interaction(&self, digest: &TokenDigest) -> Result<Option<Interaction>, StoreError> {
+        let _ = digest;
+        Err(StoreError::NotImplemented)
+    }
+    async fn delete_interaction(&self, digest: &TokenDigest) -> Result<(), StoreError> {
+        let _ = digest;
+        Err(StoreError::NotImplemented)
+    }
+    /// Stores the code and records that its session served its client
+    /// (idempotently), in one transaction.
+    async fn insert_auth_code(&self, code: &AuthCode) -> Result<(), StoreError> {
+        let _ = code;
+        Err(StoreError::NotImplemented)
+    }
+    async fn auth_code(&self, digest: &TokenDigest) -> Result<Option<AuthCode>, StoreError> {
+        let _ = digest;
+        Err(StoreError::NotImplemented)
+    }
+    /// Marks the code used and writes `grant` and `refresh` (if any), in one
+    /// transaction. If the code was used before, nothing is written and the
+    /// grant the first use created (`code.grant_id`) and everything in its
+    /// family is revoked at `now`: `Replayed`. No such code: `Unknown`.
+    async fn redeem_auth_code(
+        &self,
+        digest: &TokenDigest,
+        grant: &Grant,
+        refresh: Option<&RefreshToken>,
+        now: Timestamp,
+    ) -> Result<Redemption, StoreError> {
+        let _ = (digest, grant, refresh, now);
+        Err(StoreError::NotImplemented)
+    }
+    /// The clients an IdP session has served (for logout), sorted.
+    async fn session_clients(&self, session: &TokenDigest) -> Result<Vec<ClientId>, StoreError> {
+        let _ = session;
+        Err(StoreError::NotImplemented)
+    }
+    async fn consent(&self, account: &AccountId, client: &ClientId) -> Result<Option<Consent>, StoreError> {
+        let _ = (account, client);
+        Err(StoreError::NotImplemented)
+    }
+    /// Inserts or replaces the consent, with its audit event.
+    async fn put_consent(&self, consent: &Consent, audit: &AuditEvent) -> Result<(), StoreError> {
+        let _ = (consent, audit);
+        Err(StoreError::NotImplemented)
+    }
+    /// Newest first.
+    async fn consents_of(&self, account: &AccountId) -> Result<Vec<Consent>, StoreError> {
+        let _ = account;
+        Err(StoreError::NotImplemented)
+    }
+    /// Deletes the consent and revokes every grant of that account and
+    /// client, with its audit event; false if there was no consent.
+    async fn revoke_consent(
+        &self,
+        account: &AccountId,
+        client: &ClientId,
+        now: Timestamp,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let _ = (account, client, now, audit);
+        Err(StoreError::NotImplemented)
+    }
+
+    // --- grants and tokens --------------------------------------------------
+    /// Writes a grant on its own (client credentials, token exchange) with an
+    /// optional refresh token.
+    async fn insert_grant(&self, grant: &Grant, refresh: Option<&RefreshToken>) -> Result<(), StoreError> {
+        let _ = (grant, refresh);
+        Err(StoreError::NotImplemented)
+    }
+    async fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
+        let _ = id;
+        Err(StoreError::NotImplemented)
+    }
+    /// Whether the grant or any ancestor (`parent_id` chain) is revoked.
+    /// An unknown grant counts as revoked.
+    async fn grant_revoked(&self, id: &str) -> Result<bool, StoreError> {
+        let _ = id;
+        Err(StoreError::NotImplemented)
+    }
+    /// Revokes the grant and every grant descending from it (`parent_id`).
+    async fn revoke_grant(&self, id: &str, now: Timestamp) -> Result<(), StoreError> {
+        let _ = (id, now);
+        Err(StoreError::NotImplemented)
+    }
+    async fn refresh_token(&self, digest: &TokenDigest) -> Result<Option<RefreshToken>, StoreError> {
+        let _ = digest;
+        Err(StoreError::NotImplemented)
+    }
+    /// Marks `old` used and writes `new`, in one transaction, if `old` was
+    /// unused. If `old` was used before, its grant's family is revoked at
+    /// `now` and nothing is written: `Replayed`. No such token: `Unknown`.
+    async fn rotate_refresh_token(
+        &self,
+        old: &TokenDigest,
+        new: &RefreshToken,
+        now: Timestamp,
+    ) -> Result<Redemption, StoreError> {
+        let _ = (old, new, now);
+        Err(StoreError::NotImplemented)
+    }
+    /// Remembers a revoked access token id until `expires_at`.
+    async fn revoke_jti(&self, jti: &str, expires_at: Timestamp) -> Result<(), StoreError> {
+        let _ = (jti, expires_at);
+        Err(StoreError::NotImplemented)
+    }
+    async fn jti_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+        let _ = jti;
+        Err(StoreError::NotImplemented)
+    }
 }
 
 /// Opens the store named by `url`: `sqlite://path` (created if missing) or

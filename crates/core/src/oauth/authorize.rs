@@ -1,0 +1,1 @@
+//! The authorization request and its ordered checks.

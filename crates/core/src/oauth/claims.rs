@@ -1,0 +1,126 @@
+//! The claims of the tokens we sign: JWT access tokens (RFC 9068) and ID
+//! tokens (OpenID Connect Core §2), and the hashes that bind them.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256, Sha512};
+
+use super::client::SigningAlg;
+
+/// `typ` of a JWT access token (RFC 9068 §2.1).
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
+/// `aud` is a string or an array of strings (RFC 7519 §4.1.3).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    pub fn from_list(mut list: Vec<String>) -> Self {
+        if list.len() == 1 { Audience::One(list.remove(0)) } else { Audience::Many(list) }
+    }
+
+    pub fn contains(&self, aud: &str) -> bool {
+        match self {
+            Audience::One(a) => a == aud,
+            Audience::Many(list) => list.iter().any(|a| a == aud),
+        }
+    }
+
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            Audience::One(a) => vec![a.clone()],
+            Audience::Many(list) => list.clone(),
+        }
+    }
+}
+
+/// RFC 9068 §2.2, plus the grant id that ties the token to its family.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessTokenClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: Audience,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: String,
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub scope: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// The grant (token family) this token belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<String>,
+    /// Confirmation (RFC 7800), e.g. `{"jkt": ...}` for DPoP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<serde_json::Value>,
+    /// The acting party (RFC 8693 §4.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<serde_json::Value>,
+}
+
+/// OpenID Connect Core §2 and §5.1.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdTokenClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub auth_time: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    pub acr: String,
+    pub amr: Vec<String>,
+    pub sid: String,
+    pub azp: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+}
+
+/// `at_hash` (OpenID Connect Core §3.1.3.6): the left half of the hash of
+/// the access token, with the hash the signing algorithm uses (SHA-512 for
+/// Ed25519).
+pub fn at_hash(access_token: &str, alg: SigningAlg) -> String {
+    let half = |d: &[u8]| URL_SAFE_NO_PAD.encode(&d[..d.len() / 2]);
+    match alg {
+        SigningAlg::ES256 | SigningAlg::RS256 => half(&Sha256::digest(access_token.as_bytes())),
+        SigningAlg::EdDSA => half(&Sha512::digest(access_token.as_bytes())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_hash_is_half_the_digest() {
+        // OpenID Connect Core, example of §A.3's access token.
+        assert_eq!(at_hash("jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y", SigningAlg::RS256), "77QmUPtjPfzWtF2AnpK9RQ");
+        assert_eq!(at_hash("x", SigningAlg::EdDSA).len(), 43);
+    }
+
+    #[test]
+    fn audience_is_string_or_list() {
+        let one: Audience = serde_json::from_str("\"a\"").expect("json");
+        assert!(one.contains("a"));
+        let many: Audience = serde_json::from_str("[\"a\",\"b\"]").expect("json");
+        assert!(many.contains("b") && !many.contains("c"));
+        assert_eq!(serde_json::to_string(&Audience::from_list(vec!["x".into()])).ok(), Some("\"x\"".into()));
+    }
+}

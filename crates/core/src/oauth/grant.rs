@@ -1,0 +1,154 @@
+//! What the authorization server remembers between requests: codes, grants
+//! (token families), refresh tokens, remembered consents, pending
+//! interactions and signing keys. Bearer values (codes, refresh tokens,
+//! interaction ids) are stored only as digests.
+
+use super::client::{ClientId, SigningAlg};
+use super::scope::Scopes;
+use crate::session::AuthMethod;
+use crate::time::{DAY, MINUTE};
+use crate::{AccountId, Timestamp, TokenDigest};
+
+/// A code lives a minute (RFC 6749 §4.1.2 recommends at most ten).
+pub const CODE_LIFETIME: i64 = MINUTE;
+/// Access tokens are short-lived JWTs.
+pub const ACCESS_TOKEN_LIFETIME: i64 = 5 * MINUTE;
+pub const ID_TOKEN_LIFETIME: i64 = 5 * MINUTE;
+pub const REFRESH_TOKEN_LIFETIME: i64 = 30 * DAY;
+/// A login or consent started from an authorization request must finish
+/// within this time.
+pub const INTERACTION_LIFETIME: i64 = 30 * MINUTE;
+
+/// The authentication context class we achieve: a password.
+pub const ACR_PASSWORD: &str = "urn:gatehouse:acr:password";
+
+/// A grant id: names one token family.
+pub fn new_grant_id() -> String {
+    format!("g_{}", uuid::Uuid::new_v4().simple())
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthCode {
+    pub digest: TokenDigest,
+    pub client_id: ClientId,
+    pub account_id: AccountId,
+    /// The IdP session (cookie digest) that authorized it.
+    pub session_digest: TokenDigest,
+    /// The session's public handle: the `sid` claim.
+    pub sid: String,
+    pub redirect_uri: String,
+    pub scopes: Scopes,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub auth_time: Timestamp,
+    pub amr: Vec<AuthMethod>,
+    /// What the client asked for in `acr_values`, recorded.
+    pub acr_values: Option<String>,
+    /// Resource indicators (RFC 8707) asked for at the authorization endpoint.
+    pub resources: Vec<String>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub used_at: Option<Timestamp>,
+    /// The grant the code becomes: fixed when the code is issued, so that a
+    /// replay can revoke what the first use issued.
+    pub grant_id: String,
+}
+
+/// A token family: everything issued from one authorization (or one
+/// client-credentials request). Revoking it makes every token in it inactive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub id: String,
+    pub client_id: ClientId,
+    pub account_id: Option<AccountId>,
+    pub scopes: Scopes,
+    pub sid: Option<String>,
+    pub session_digest: Option<TokenDigest>,
+    pub auth_time: Option<Timestamp>,
+    pub amr: Vec<AuthMethod>,
+    pub resources: Vec<String>,
+    /// For narrowed tokens (token exchange): the family it came from.
+    pub parent_id: Option<String>,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl Grant {
+    pub fn from_code(code: &AuthCode, now: Timestamp) -> Grant {
+        Grant {
+            id: code.grant_id.clone(),
+            client_id: code.client_id.clone(),
+            account_id: Some(code.account_id.clone()),
+            scopes: code.scopes.clone(),
+            sid: Some(code.sid.clone()),
+            session_digest: Some(code.session_digest.clone()),
+            auth_time: Some(code.auth_time),
+            amr: code.amr.clone(),
+            resources: code.resources.clone(),
+            parent_id: None,
+            created_at: now,
+            revoked_at: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefreshToken {
+    pub digest: TokenDigest,
+    pub grant_id: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// Set when it was exchanged for a new one; a second use is a replay.
+    pub used_at: Option<Timestamp>,
+}
+
+/// A remembered "yes" to a third-party client, per user and client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Consent {
+    pub account_id: AccountId,
+    pub client_id: ClientId,
+    pub scopes: Scopes,
+    pub granted_at: Timestamp,
+}
+
+impl Consent {
+    pub fn covers(&self, scopes: &Scopes) -> bool {
+        scopes.is_subset(&self.scopes)
+    }
+}
+
+/// An authorization request waiting for the person (login or consent).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interaction {
+    pub digest: TokenDigest,
+    /// The original query string of the authorization request.
+    pub query: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// A signing key as stored: the public JWK in the clear, the private key
+/// (PKCS#8 DER) encrypted with the instance secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredKey {
+    pub kid: String,
+    pub alg: SigningAlg,
+    /// The public JWK, JSON.
+    pub public_jwk: String,
+    /// base64(nonce || AES-256-GCM ciphertext of the PKCS#8 DER).
+    pub private_encrypted: String,
+    pub created_at: Timestamp,
+    /// When it stopped signing (a newer key of its algorithm took over).
+    pub retired_at: Option<Timestamp>,
+}
+
+/// The outcome of redeeming a code or a refresh token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Redemption {
+    /// First use: the new records were written.
+    Issued,
+    /// Used before: the family it issued is now revoked.
+    Replayed,
+    /// No such code or token.
+    Unknown,
+}

@@ -1,0 +1,15 @@
+//! OAuth 2.0 and OpenID Connect rules: clients, scopes, PKCE, the
+//! authorization request's checks, codes, grants and refresh tokens, token
+//! claims and the error codes the specifications define. No I/O.
+
+pub mod authorize;
+pub mod claims;
+pub mod client;
+pub mod error;
+pub mod grant;
+pub mod pkce;
+pub mod scope;
+
+pub use client::{Client, ClientId, GrantType};
+pub use error::{ErrorCode, OAuthError};
+pub use scope::Scopes;
