@@ -1,1 +1,458 @@
-//! placeholder
+//! In a real browser: headless Chromium, driven over WebDriver (chromedriver
+//! and fantoccini), signs up, verifies from the mail and signs in through the
+//! pages a person uses. JavaScript is switched off in the browser: every page
+//! must work as plain HTML forms (the CSP forbids scripts anyway).
+//!
+//! Needs Debian's `chromium` and `chromium-driver` packages (or
+//! `GATEHOUSE_TEST_CHROMIUM` and `GATEHOUSE_TEST_CHROMEDRIVER` pointing at the
+//! binaries). `GATEHOUSE_TEST_SCREENSHOTS=DIR` saves a picture of the settings
+//! page there.
+
+use std::future::Future;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::support::{Backend, spawn_app};
+
+const PASSWORD: &str = "a perfectly fine passphrase";
+/// How long a page may take to appear after a click.
+const PAGE_DEADLINE: Duration = Duration::from_secs(15);
+/// A phone-sized window: the pages must work there.
+const WINDOW: (u32, u32) = (400, 900);
+
+both_backends!(
+    sign_up_verify_and_log_in_in_a_browser,
+    verify_by_the_mailed_link_in_a_browser
+);
+
+async fn sign_up_verify_and_log_in_in_a_browser(backend: Backend) {
+    let app = spawn_app(backend).await;
+    in_chromium(move |c| async move {
+        let email = "alice@example.com";
+
+        // Sign up.
+        c.goto(&format!("{}/signup", app.base)).await.unwrap();
+        wait_for_heading(&c, "Create an account").await;
+        assert_eq!(c.title().await.unwrap(), "Create an account · Gatehouse");
+        assert_no_scripts(&c).await;
+        fill(&c, "input[name=email]", email).await;
+        fill(&c, "input[name=password]", PASSWORD).await;
+        button(&c, "Create account").await.click().await.unwrap();
+
+        // The verify page, with the code from the mail.
+        wait_for_heading(&c, "Check your email").await;
+        assert!(
+            text(&c, "main").await.contains(email),
+            "the verify page names the address"
+        );
+        assert_eq!(
+            value(&c, "input[name=email]").await,
+            email,
+            "the address is filled in"
+        );
+        let mail = app
+            .mail
+            .wait_for(email, |m| m.subject.contains("verification code"))
+            .await;
+        fill(&c, "input[name=code]", &mail.code()).await;
+        button(&c, "Verify").await.click().await.unwrap();
+
+        // The login page says so and knows the address.
+        wait_for_heading(&c, "Sign in").await;
+        assert!(
+            text(&c, ".notice")
+                .await
+                .contains("Your email address is verified"),
+            "notice: {}",
+            text(&c, ".notice").await
+        );
+        assert_eq!(value(&c, "input[name=email]").await, email);
+        let forgot = link(&c, "Forgot your password?").await;
+        assert!(
+            forgot
+                .attr("href")
+                .await
+                .unwrap()
+                .unwrap()
+                .starts_with("/reset")
+        );
+        assert_eq!(
+            link(&c, "Create an account")
+                .await
+                .attr("href")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("/signup")
+        );
+        assert_no_scripts(&c).await;
+
+        // Sign in: the settings page.
+        fill(&c, "input[name=password]", PASSWORD).await;
+        button(&c, "Sign in").await.click().await.unwrap();
+        wait_for_heading(&c, "Your account").await;
+        assert_eq!(text(&c, "#account-email").await, email);
+        assert!(text(&c, ".sessions").await.contains("This device"));
+        assert_no_scripts(&c).await;
+        if let Ok(dir) = std::env::var("GATEHOUSE_TEST_SCREENSHOTS") {
+            let png = c.screenshot().await.unwrap();
+            std::fs::write(
+                std::path::Path::new(&dir).join(format!("settings-{backend:?}.png")),
+                png,
+            )
+            .unwrap();
+        }
+
+        // Sign out: back to the login page, and the settings are closed.
+        button(&c, "Sign out").await.click().await.unwrap();
+        wait_for_heading(&c, "Sign in").await;
+        assert_eq!(text(&c, ".notice").await, "You are signed out.");
+        c.goto(&format!("{}/settings", app.base)).await.unwrap();
+        wait_for_heading(&c, "Sign in").await;
+
+        assert_console_clean(&c).await;
+        app.finish().await;
+    })
+    .await;
+}
+
+async fn verify_by_the_mailed_link_in_a_browser(backend: Backend) {
+    let app = spawn_app(backend).await;
+    in_chromium(move |c| async move {
+        let email = "bob@example.com";
+        c.goto(&format!("{}/signup", app.base)).await.unwrap();
+        wait_for_heading(&c, "Create an account").await;
+        fill(&c, "input[name=email]", email).await;
+        fill(&c, "input[name=password]", PASSWORD).await;
+        button(&c, "Create account").await.click().await.unwrap();
+        wait_for_heading(&c, "Check your email").await;
+
+        // Opening the link shows a button; the button verifies.
+        let mail = app
+            .mail
+            .wait_for(email, |m| m.subject.contains("verification code"))
+            .await;
+        c.goto(&mail.link("/verify/link?token=")).await.unwrap();
+        wait_for_heading(&c, "Verify your email").await;
+        button(&c, "Verify my email").await.click().await.unwrap();
+        wait_for_heading(&c, "Email verified").await;
+        assert!(
+            text(&c, "main")
+                .await
+                .contains("Your email address is verified.")
+        );
+
+        // Its "Sign in" link leads to the login page with the address filled in.
+        link(&c, "Sign in").await.click().await.unwrap();
+        wait_for_heading(&c, "Sign in").await;
+        assert_eq!(value(&c, "input[name=email]").await, email);
+        fill(&c, "input[name=password]", PASSWORD).await;
+        button(&c, "Sign in").await.click().await.unwrap();
+        wait_for_heading(&c, "Your account").await;
+        assert_eq!(text(&c, "#account-email").await, email);
+
+        assert_console_clean(&c).await;
+        app.finish().await;
+    })
+    .await;
+}
+
+// ---- Page helpers: what a person sees and does. ----
+
+/// Waits until the page's `<h1>` reads `heading`: the way to wait for a
+/// navigation to finish.
+async fn wait_for_heading(c: &Client, heading: &str) {
+    let deadline = tokio::time::Instant::now() + PAGE_DEADLINE;
+    let mut seen = String::new();
+    loop {
+        // While the page changes, the lookup may fail or find the old one.
+        if let Ok(h1) = c.find(Locator::Css("h1")).await
+            && let Ok(t) = h1.text().await
+        {
+            if t.trim() == heading {
+                return;
+            }
+            seen = t;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let url = c
+                .current_url()
+                .await
+                .map(|u| u.to_string())
+                .unwrap_or_default();
+            let body = text(c, "body").await;
+            panic!("waited for the page {heading:?}; still on {seen:?} at {url}:\n{body}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn find(c: &Client, css: &str) -> Element {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
+}
+
+/// Types `value` into the (cleared) field.
+async fn fill(c: &Client, css: &str, value: &str) {
+    let field = find(c, css).await;
+    field.clear().await.unwrap();
+    field.send_keys(value).await.unwrap();
+}
+
+async fn text(c: &Client, css: &str) -> String {
+    find(c, css).await.text().await.unwrap()
+}
+
+/// What the field holds now (not the `value` attribute it was served with).
+async fn value(c: &Client, css: &str) -> String {
+    find(c, css)
+        .await
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
+/// The button labelled `label`; there must be exactly one.
+async fn button(c: &Client, label: &str) -> Element {
+    one(c, &format!("//button[normalize-space(.)='{label}']"), label).await
+}
+
+/// The link reading `label`; there must be exactly one.
+async fn link(c: &Client, label: &str) -> Element {
+    one(c, &format!("//a[normalize-space(.)='{label}']"), label).await
+}
+
+async fn one(c: &Client, xpath: &str, label: &str) -> Element {
+    let mut found = c.find_all(Locator::XPath(xpath)).await.unwrap();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one {label:?} on the page, found {}:\n{}",
+        found.len(),
+        text(c, "body").await
+    );
+    let element = found.remove(0);
+    assert!(element.is_displayed().await.unwrap(), "{label:?} is hidden");
+    element
+}
+
+async fn assert_no_scripts(c: &Client) {
+    let scripts = c.find_all(Locator::Css("script")).await.unwrap();
+    assert!(
+        scripts.is_empty(),
+        "the page has {} script element(s)",
+        scripts.len()
+    );
+}
+
+/// Nothing in the browser's console: no CSP violation, no failed load.
+async fn assert_console_clean(c: &Session) {
+    let id = c.session_id().await.unwrap().expect("a session");
+    let logs: Value = reqwest::Client::new()
+        .post(format!("{}/session/{id}/se/log", c.driver_url))
+        .json(&json!({ "type": "browser" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entries = logs["value"].as_array().expect("log entries");
+    // The site has no icon; the browser asking for one is not the page's fault.
+    let bad: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["level"] != "INFO" && e["level"] != "DEBUG")
+        .filter(|e| {
+            !e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("/favicon.ico "))
+        })
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "the browser's console has warnings or errors: {bad:#?}"
+    );
+}
+
+// ---- Chromium over WebDriver. ----
+
+/// Runs `test` with a fresh browser session. The session is closed and the
+/// browser stopped even when `test` fails; then the failure is passed on.
+async fn in_chromium<F, Fut>(test: F)
+where
+    F: FnOnce(Session) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let driver = ChromeDriver::start().await;
+    let client = driver.session().await;
+    let outcome = tokio::spawn(test(Session {
+        client: client.clone(),
+        driver_url: driver.url.clone(),
+    }))
+    .await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), client.close()).await;
+    drop(driver);
+    if let Err(e) = outcome {
+        match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => panic!("the browser test did not finish: {e}"),
+        }
+    }
+}
+
+/// A browser session, and the chromedriver it runs on.
+struct Session {
+    client: Client,
+    driver_url: String,
+}
+
+impl std::ops::Deref for Session {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+/// A chromedriver process (and the Chromium it starts) in a process group of
+/// its own, killed whole when this is dropped.
+struct ChromeDriver {
+    child: Child,
+    url: String,
+    profile: tempfile::TempDir,
+}
+
+impl ChromeDriver {
+    async fn start() -> ChromeDriver {
+        let binary = std::env::var("GATEHOUSE_TEST_CHROMEDRIVER")
+            .unwrap_or_else(|_| "/usr/bin/chromedriver".to_owned());
+        let mut child = Command::new(&binary)
+            .arg("--port=0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {binary}: {e}. Install it: apt-get install -y chromium chromium-driver")
+            });
+        // chromedriver picks a free port and says which; keep draining its
+        // output afterwards so that it never blocks on a full pipe.
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(port) =
+                    line.strip_prefix("ChromeDriver was started successfully on port ")
+                {
+                    let _ = tx.send(port.trim_end_matches('.').parse::<u16>().ok());
+                }
+            }
+        });
+        let mut driver = ChromeDriver {
+            child,
+            url: String::new(),
+            profile: tempfile::tempdir().expect("profile dir"),
+        };
+        let port = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+            .await
+            .ok()
+            .flatten()
+            .flatten()
+            .expect("chromedriver says which port it listens on");
+        driver.url = format!("http://127.0.0.1:{port}");
+
+        // Ready when /status says so.
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let status: Option<Value> =
+                match http.get(format!("{}/status", driver.url)).send().await {
+                    Ok(r) => r.json().await.ok(),
+                    Err(_) => None,
+                };
+            if status.is_some_and(|s| s["value"]["ready"] == true) {
+                break;
+            }
+            if let Ok(Some(exit)) = driver.child.try_wait() {
+                panic!("chromedriver exited: {exit}");
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "chromedriver at {} never became ready",
+                driver.url
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        driver
+    }
+
+    /// A new session: headless Chromium with a fresh profile and no JavaScript.
+    async fn session(&self) -> Client {
+        let binary = std::env::var("GATEHOUSE_TEST_CHROMIUM")
+            .unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+        let caps = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": binary,
+                "args": [
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--no-first-run",
+                    "--disable-sync",
+                    "--disable-quic",
+                    format!("--window-size={},{}", WINDOW.0, WINDOW.1),
+                    format!("--user-data-dir={}", self.profile.path().display()),
+                ],
+                "prefs": { "profile.managed_default_content_settings.javascript": 2 },
+            },
+            "goog:loggingPrefs": { "browser": "ALL" },
+        });
+        let Value::Object(caps) = caps else {
+            unreachable!()
+        };
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot start a Chromium session: {e}"));
+        client.set_window_size(WINDOW.0, WINDOW.1).await.unwrap();
+        // JavaScript really is off: a script would have changed the title.
+        client
+            .goto("data:text/html,<title>off</title><script>document.title='on'</script>")
+            .await
+            .unwrap();
+        assert_eq!(
+            client.title().await.unwrap(),
+            "off",
+            "JavaScript should be off in the test browser"
+        );
+        client
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        // The whole group: chromedriver and the browser processes it started.
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
