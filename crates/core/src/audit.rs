@@ -21,10 +21,12 @@ pub enum AuditKind {
     EmailChangeRequested,
     EmailChanged,
     AccountDeleted,
+    ConsentGranted,
+    ConsentRevoked,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 13] = [
+    pub const ALL: [AuditKind; 15] = [
         Self::SignUp,
         Self::EmailVerified,
         Self::LoginSucceeded,
@@ -38,6 +40,8 @@ impl AuditKind {
         Self::EmailChangeRequested,
         Self::EmailChanged,
         Self::AccountDeleted,
+        Self::ConsentGranted,
+        Self::ConsentRevoked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +59,8 @@ impl AuditKind {
             Self::EmailChangeRequested => "email_change_requested",
             Self::EmailChanged => "email_changed",
             Self::AccountDeleted => "account_deleted",
+            Self::ConsentGranted => "consent_granted",
+            Self::ConsentRevoked => "consent_revoked",
         }
     }
 
