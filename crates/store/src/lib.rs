@@ -38,7 +38,8 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    /// A method this backend does not implement yet.
+    /// A method this backend does not implement (test doubles; both real
+    /// backends implement every method).
     #[error("not implemented by this store")]
     NotImplemented,
     /// A stored value could not be read back (a bug or a hand-edited row).
@@ -84,8 +85,7 @@ pub trait Store: Send + Sync + 'static {
 
     // --- accounts ---------------------------------------------------------
     /// Inserts the account. `Conflict` if the email is taken (nothing written).
-    async fn create_account(&self, account: &Account, audit: &AuditEvent)
-    -> Result<(), StoreError>;
+    async fn create_account(&self, account: &Account, audit: &AuditEvent) -> Result<(), StoreError>;
     async fn account_by_id(&self, id: &AccountId) -> Result<Option<Account>, StoreError>;
     async fn account_by_email(&self, email: &Email) -> Result<Option<Account>, StoreError>;
     /// Replaces the password hash; every session of the account except `keep`
@@ -104,22 +104,10 @@ pub trait Store: Send + Sync + 'static {
     // --- one-time codes ---------------------------------------------------
     /// Stores a new code; earlier unused codes of the same account and purpose
     /// stop working (they are marked used).
-    async fn insert_code(
-        &self,
-        code: &OneTimeCode,
-        audit: Option<&AuditEvent>,
-    ) -> Result<(), StoreError>;
-    async fn code_by_link(
-        &self,
-        purpose: CodePurpose,
-        link: &TokenDigest,
-    ) -> Result<Option<OneTimeCode>, StoreError>;
+    async fn insert_code(&self, code: &OneTimeCode, audit: Option<&AuditEvent>) -> Result<(), StoreError>;
+    async fn code_by_link(&self, purpose: CodePurpose, link: &TokenDigest) -> Result<Option<OneTimeCode>, StoreError>;
     /// The newest unused code of this purpose for this account.
-    async fn latest_code(
-        &self,
-        account: &AccountId,
-        purpose: CodePurpose,
-    ) -> Result<Option<OneTimeCode>, StoreError>;
+    async fn latest_code(&self, account: &AccountId, purpose: CodePurpose) -> Result<Option<OneTimeCode>, StoreError>;
     /// Counts one wrong guess of the short code.
     async fn count_code_attempt(&self, code_id: &str) -> Result<(), StoreError>;
     /// Marks the code used (only if still unused) and applies `effect` to
@@ -133,8 +121,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Redeemed, StoreError>;
 
     // --- sessions ---------------------------------------------------------
-    async fn create_session(&self, session: &Session, audit: &AuditEvent)
-    -> Result<(), StoreError>;
+    async fn create_session(&self, session: &Session, audit: &AuditEvent) -> Result<(), StoreError>;
     async fn session(&self, id: &TokenDigest) -> Result<Option<Session>, StoreError>;
     /// Newest first.
     async fn sessions_of(&self, account: &AccountId) -> Result<Vec<Session>, StoreError>;
@@ -160,12 +147,7 @@ pub trait Store: Send + Sync + 'static {
     async fn throttle_window(&self, key: &str) -> Result<Option<Window>, StoreError>;
     /// Counts a failure atomically: starts a new window at `now` if the stored
     /// one began `window_secs` or more ago, else adds one.
-    async fn throttle_fail(
-        &self,
-        key: &str,
-        now: Timestamp,
-        window_secs: i64,
-    ) -> Result<Window, StoreError>;
+    async fn throttle_fail(&self, key: &str, now: Timestamp, window_secs: i64) -> Result<Window, StoreError>;
     async fn throttle_clear(&self, key: &str) -> Result<(), StoreError>;
 
     // --- audit log --------------------------------------------------------
@@ -176,70 +158,34 @@ pub trait Store: Send + Sync + 'static {
 
     // --- OAuth clients ----------------------------------------------------
     /// `Conflict("client")` if the id exists.
-    async fn create_client(&self, client: &Client) -> Result<(), StoreError> {
-        let _ = client;
-        Err(StoreError::NotImplemented)
-    }
-    async fn client(&self, id: &ClientId) -> Result<Option<Client>, StoreError> {
-        let _ = id;
-        Err(StoreError::NotImplemented)
-    }
+    async fn create_client(&self, client: &Client) -> Result<(), StoreError>;
+    async fn client(&self, id: &ClientId) -> Result<Option<Client>, StoreError>;
     /// Ordered by creation time.
-    async fn clients(&self) -> Result<Vec<Client>, StoreError> {
-        Err(StoreError::NotImplemented)
-    }
+    async fn clients(&self) -> Result<Vec<Client>, StoreError>;
     /// Replaces every field but `id` and `created_at`; false if no such client.
-    async fn update_client(&self, client: &Client) -> Result<bool, StoreError> {
-        let _ = client;
-        Err(StoreError::NotImplemented)
-    }
+    async fn update_client(&self, client: &Client) -> Result<bool, StoreError>;
     /// Deletes the client and everything issued to it (codes, grants,
     /// refresh tokens, consents); false if no such client.
-    async fn delete_client(&self, id: &ClientId) -> Result<bool, StoreError> {
-        let _ = id;
-        Err(StoreError::NotImplemented)
-    }
+    async fn delete_client(&self, id: &ClientId) -> Result<bool, StoreError>;
 
     // --- signing keys -----------------------------------------------------
     /// Every key, newest first.
-    async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
-        Err(StoreError::NotImplemented)
-    }
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
     /// Adds a key; every older unretired key of the same algorithm is retired
-    /// at `key.created_at`, in the same transaction.
-    async fn add_signing_key(&self, key: &StoredKey) -> Result<(), StoreError> {
-        let _ = key;
-        Err(StoreError::NotImplemented)
-    }
+    /// at `key.created_at`, in the same transaction. `Conflict("signing key")`
+    /// if the kid exists (nothing is retired then).
+    async fn add_signing_key(&self, key: &StoredKey) -> Result<(), StoreError>;
     /// Deletes keys retired before `before` (they signed nothing still valid).
-    async fn purge_signing_keys(&self, before: Timestamp) -> Result<u64, StoreError> {
-        let _ = before;
-        Err(StoreError::NotImplemented)
-    }
+    async fn purge_signing_keys(&self, before: Timestamp) -> Result<u64, StoreError>;
 
     // --- authorization: interactions, codes, consents ---------------------
-    async fn put_interaction(&self, interaction: &Interaction) -> Result<(), StoreError> {
-        let _ = interaction;
-        Err(StoreError::NotImplemented)
-    }
-    async fn interaction(&self, digest: &TokenDigest) -> Result<Option<Interaction>, StoreError> {
-        let _ = digest;
-        Err(StoreError::NotImplemented)
-    }
-    async fn delete_interaction(&self, digest: &TokenDigest) -> Result<(), StoreError> {
-        let _ = digest;
-        Err(StoreError::NotImplemented)
-    }
+    async fn put_interaction(&self, interaction: &Interaction) -> Result<(), StoreError>;
+    async fn interaction(&self, digest: &TokenDigest) -> Result<Option<Interaction>, StoreError>;
+    async fn delete_interaction(&self, digest: &TokenDigest) -> Result<(), StoreError>;
     /// Stores the code and records that its session served its client
-    /// (idempotently), in one transaction.
-    async fn insert_auth_code(&self, code: &AuthCode) -> Result<(), StoreError> {
-        let _ = code;
-        Err(StoreError::NotImplemented)
-    }
-    async fn auth_code(&self, digest: &TokenDigest) -> Result<Option<AuthCode>, StoreError> {
-        let _ = digest;
-        Err(StoreError::NotImplemented)
-    }
+    /// (idempotently), in one transaction. The session must exist.
+    async fn insert_auth_code(&self, code: &AuthCode) -> Result<(), StoreError>;
+    async fn auth_code(&self, digest: &TokenDigest) -> Result<Option<AuthCode>, StoreError>;
     /// Marks the code used and writes `grant` and `refresh` (if any), in one
     /// transaction. If the code was used before, nothing is written and the
     /// grant the first use created (`code.grant_id`) and everything in its
@@ -250,68 +196,37 @@ pub trait Store: Send + Sync + 'static {
         grant: &Grant,
         refresh: Option<&RefreshToken>,
         now: Timestamp,
-    ) -> Result<Redemption, StoreError> {
-        let _ = (digest, grant, refresh, now);
-        Err(StoreError::NotImplemented)
-    }
+    ) -> Result<Redemption, StoreError>;
     /// The clients an IdP session has served (for logout), sorted.
-    async fn session_clients(&self, session: &TokenDigest) -> Result<Vec<ClientId>, StoreError> {
-        let _ = session;
-        Err(StoreError::NotImplemented)
-    }
-    async fn consent(&self, account: &AccountId, client: &ClientId) -> Result<Option<Consent>, StoreError> {
-        let _ = (account, client);
-        Err(StoreError::NotImplemented)
-    }
+    async fn session_clients(&self, session: &TokenDigest) -> Result<Vec<ClientId>, StoreError>;
+    async fn consent(&self, account: &AccountId, client: &ClientId) -> Result<Option<Consent>, StoreError>;
     /// Inserts or replaces the consent, with its audit event.
-    async fn put_consent(&self, consent: &Consent, audit: &AuditEvent) -> Result<(), StoreError> {
-        let _ = (consent, audit);
-        Err(StoreError::NotImplemented)
-    }
+    async fn put_consent(&self, consent: &Consent, audit: &AuditEvent) -> Result<(), StoreError>;
     /// Newest first.
-    async fn consents_of(&self, account: &AccountId) -> Result<Vec<Consent>, StoreError> {
-        let _ = account;
-        Err(StoreError::NotImplemented)
-    }
+    async fn consents_of(&self, account: &AccountId) -> Result<Vec<Consent>, StoreError>;
     /// Deletes the consent and revokes every grant of that account and
-    /// client, with its audit event; false if there was no consent.
+    /// client, with its audit event; false if there was no consent (the
+    /// grants are revoked and the event written all the same).
     async fn revoke_consent(
         &self,
         account: &AccountId,
         client: &ClientId,
         now: Timestamp,
         audit: &AuditEvent,
-    ) -> Result<bool, StoreError> {
-        let _ = (account, client, now, audit);
-        Err(StoreError::NotImplemented)
-    }
+    ) -> Result<bool, StoreError>;
 
     // --- grants and tokens --------------------------------------------------
     /// Writes a grant on its own (client credentials, token exchange) with an
     /// optional refresh token.
-    async fn insert_grant(&self, grant: &Grant, refresh: Option<&RefreshToken>) -> Result<(), StoreError> {
-        let _ = (grant, refresh);
-        Err(StoreError::NotImplemented)
-    }
-    async fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
-        let _ = id;
-        Err(StoreError::NotImplemented)
-    }
+    async fn insert_grant(&self, grant: &Grant, refresh: Option<&RefreshToken>) -> Result<(), StoreError>;
+    async fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError>;
     /// Whether the grant or any ancestor (`parent_id` chain) is revoked.
-    /// An unknown grant counts as revoked.
-    async fn grant_revoked(&self, id: &str) -> Result<bool, StoreError> {
-        let _ = id;
-        Err(StoreError::NotImplemented)
-    }
+    /// An unknown grant counts as revoked, and so does one whose ancestor is
+    /// gone (deleted with its client or account).
+    async fn grant_revoked(&self, id: &str) -> Result<bool, StoreError>;
     /// Revokes the grant and every grant descending from it (`parent_id`).
-    async fn revoke_grant(&self, id: &str, now: Timestamp) -> Result<(), StoreError> {
-        let _ = (id, now);
-        Err(StoreError::NotImplemented)
-    }
-    async fn refresh_token(&self, digest: &TokenDigest) -> Result<Option<RefreshToken>, StoreError> {
-        let _ = digest;
-        Err(StoreError::NotImplemented)
-    }
+    async fn revoke_grant(&self, id: &str, now: Timestamp) -> Result<(), StoreError>;
+    async fn refresh_token(&self, digest: &TokenDigest) -> Result<Option<RefreshToken>, StoreError>;
     /// Marks `old` used and writes `new`, in one transaction, if `old` was
     /// unused. If `old` was used before, its grant's family is revoked at
     /// `now` and nothing is written: `Replayed`. No such token: `Unknown`.
@@ -320,19 +235,10 @@ pub trait Store: Send + Sync + 'static {
         old: &TokenDigest,
         new: &RefreshToken,
         now: Timestamp,
-    ) -> Result<Redemption, StoreError> {
-        let _ = (old, new, now);
-        Err(StoreError::NotImplemented)
-    }
+    ) -> Result<Redemption, StoreError>;
     /// Remembers a revoked access token id until `expires_at`.
-    async fn revoke_jti(&self, jti: &str, expires_at: Timestamp) -> Result<(), StoreError> {
-        let _ = (jti, expires_at);
-        Err(StoreError::NotImplemented)
-    }
-    async fn jti_revoked(&self, jti: &str) -> Result<bool, StoreError> {
-        let _ = jti;
-        Err(StoreError::NotImplemented)
-    }
+    async fn revoke_jti(&self, jti: &str, expires_at: Timestamp) -> Result<(), StoreError>;
+    async fn jti_revoked(&self, jti: &str) -> Result<bool, StoreError>;
 }
 
 /// Opens the store named by `url`: `sqlite://path` (created if missing) or

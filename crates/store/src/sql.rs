@@ -1,12 +1,16 @@
 //! Every SQL statement the store runs, and the mapping from rows back to core
 //! types. Both backends run the same text: SQLite accepts PostgreSQL's `$1`
-//! parameters, `ON CONFLICT ... DO UPDATE` and `RETURNING`, and both schemas
-//! (`migrations/*/0001_init.sql`) use the same column types.
+//! parameters, `ON CONFLICT ... DO UPDATE`, `RETURNING` and `WITH RECURSIVE`
+//! (also before `UPDATE`), and both schemas (`migrations/*/`) use the same
+//! column types.
 //!
 //! The Rust that runs these statements is in `store_impl.rs`.
 
 use gatehouse_core::audit::{AuditEvent, AuditKind, AuditRecord, Outcome};
 use gatehouse_core::code::{CodePurpose, OneTimeCode};
+use gatehouse_core::oauth::client::SigningAlg;
+use gatehouse_core::oauth::grant::{AuthCode, Consent, Grant, Interaction, RefreshToken, StoredKey};
+use gatehouse_core::oauth::{Client, ClientId, GrantType, Scopes};
 use gatehouse_core::session::{Session, SessionSelector};
 use gatehouse_core::throttle::Window;
 use gatehouse_core::{Account, AccountId, Email, Secret, Timestamp, TokenDigest};
@@ -79,8 +83,7 @@ pub const MARK_SESSIONS_REAUTH: &str = "\
 pub const DELETE_SESSIONS_OF: &str = "DELETE FROM sessions WHERE account_id = $1";
 const DELETE_SESSION_BY_ID: &str = "DELETE FROM sessions WHERE account_id = $1 AND id_digest = $2";
 const DELETE_SESSION_BY_HANDLE: &str = "DELETE FROM sessions WHERE account_id = $1 AND handle = $2";
-const DELETE_SESSIONS_EXCEPT: &str =
-    "DELETE FROM sessions WHERE account_id = $1 AND id_digest <> $2";
+const DELETE_SESSIONS_EXCEPT: &str = "DELETE FROM sessions WHERE account_id = $1 AND id_digest <> $2";
 
 /// The statement for [`crate::Store::end_sessions`] and its second argument
 /// (the first is always the account: a session of another account is never
@@ -209,6 +212,186 @@ pub fn audit_select(query: &AuditQuery) -> AuditSelect<'_> {
     }
 }
 
+// --- OAuth clients ----------------------------------------------------------
+
+pub const INSERT_CLIENT: &str = "\
+    INSERT INTO clients (id, name, secret_digest, redirect_uris, post_logout_redirect_uris, \
+                         audiences, grant_types, scopes, first_party, backchannel_logout_uri, \
+                         events_uri, id_token_alg, created_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+
+/// Every field but `id` and `created_at`. The parameters are those of
+/// [`INSERT_CLIENT`] without `$13`.
+pub const UPDATE_CLIENT: &str = "\
+    UPDATE clients SET name = $2, secret_digest = $3, redirect_uris = $4, \
+                       post_logout_redirect_uris = $5, audiences = $6, grant_types = $7, \
+                       scopes = $8, first_party = $9, backchannel_logout_uri = $10, \
+                       events_uri = $11, id_token_alg = $12 \
+    WHERE id = $1";
+
+pub const CLIENT_BY_ID: &str = "\
+    SELECT id, name, secret_digest, redirect_uris, post_logout_redirect_uris, audiences, \
+           grant_types, scopes, first_party, backchannel_logout_uri, events_uri, id_token_alg, \
+           created_at \
+    FROM clients WHERE id = $1";
+
+/// Oldest first; the id breaks ties so the order is stable.
+pub const CLIENTS: &str = "\
+    SELECT id, name, secret_digest, redirect_uris, post_logout_redirect_uris, audiences, \
+           grant_types, scopes, first_party, backchannel_logout_uri, events_uri, id_token_alg, \
+           created_at \
+    FROM clients ORDER BY created_at, id";
+
+/// Its codes, grants (with their refresh tokens), consents and session links
+/// go with it (`ON DELETE CASCADE`).
+pub const DELETE_CLIENT: &str = "DELETE FROM clients WHERE id = $1";
+
+// --- signing keys -----------------------------------------------------------
+
+/// Newest first; the kid breaks ties.
+pub const SIGNING_KEYS: &str = "\
+    SELECT kid, alg, public_jwk, private_encrypted, created_at, retired_at \
+    FROM signing_keys ORDER BY created_at DESC, kid DESC";
+
+/// `$1` alg, `$2` the new key's creation time.
+pub const RETIRE_SIGNING_KEYS: &str = "\
+    UPDATE signing_keys SET retired_at = $2 WHERE alg = $1 AND retired_at IS NULL";
+
+pub const INSERT_SIGNING_KEY: &str = "\
+    INSERT INTO signing_keys (kid, alg, public_jwk, private_encrypted, created_at, retired_at) \
+    VALUES ($1, $2, $3, $4, $5, $6)";
+
+/// `$1` before. Unretired keys are never purged.
+pub const PURGE_SIGNING_KEYS: &str = "\
+    DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at < $1";
+
+// --- interactions -----------------------------------------------------------
+
+pub const PUT_INTERACTION: &str = "\
+    INSERT INTO interactions (digest, query, created_at, expires_at) VALUES ($1, $2, $3, $4) \
+    ON CONFLICT (digest) DO UPDATE SET \
+        query = excluded.query, created_at = excluded.created_at, expires_at = excluded.expires_at";
+
+pub const INTERACTION: &str = "\
+    SELECT digest, query, created_at, expires_at FROM interactions WHERE digest = $1";
+
+pub const DELETE_INTERACTION: &str = "DELETE FROM interactions WHERE digest = $1";
+
+// --- authorization codes ----------------------------------------------------
+
+pub const INSERT_AUTH_CODE: &str = "\
+    INSERT INTO auth_codes (digest, client_id, account_id, session_digest, sid, redirect_uri, \
+                            scopes, nonce, code_challenge, auth_time, amr, acr_values, \
+                            resources, created_at, expires_at, used_at, grant_id) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
+
+pub const AUTH_CODE: &str = "\
+    SELECT digest, client_id, account_id, session_digest, sid, redirect_uri, scopes, nonce, \
+           code_challenge, auth_time, amr, acr_values, resources, created_at, expires_at, \
+           used_at, grant_id \
+    FROM auth_codes WHERE digest = $1";
+
+/// Affects no row if the code was used before. `$1` digest, `$2` now.
+pub const USE_AUTH_CODE: &str = "\
+    UPDATE auth_codes SET used_at = $2 WHERE digest = $1 AND used_at IS NULL";
+
+pub const AUTH_CODE_GRANT: &str = "SELECT grant_id FROM auth_codes WHERE digest = $1";
+
+/// `$1` session digest, `$2` client, `$3` now. The first time counts.
+pub const RECORD_SESSION_CLIENT: &str = "\
+    INSERT INTO session_clients (session_digest, client_id, first_at) VALUES ($1, $2, $3) \
+    ON CONFLICT (session_digest, client_id) DO NOTHING";
+
+/// Sorted by the caller (byte order, whatever the database's collation).
+pub const SESSION_CLIENTS: &str = "\
+    SELECT client_id FROM session_clients WHERE session_digest = $1";
+
+// --- consents ---------------------------------------------------------------
+
+pub const PUT_CONSENT: &str = "\
+    INSERT INTO consents (account_id, client_id, scopes, granted_at) VALUES ($1, $2, $3, $4) \
+    ON CONFLICT (account_id, client_id) DO UPDATE SET \
+        scopes = excluded.scopes, granted_at = excluded.granted_at";
+
+pub const CONSENT: &str = "\
+    SELECT account_id, client_id, scopes, granted_at FROM consents \
+    WHERE account_id = $1 AND client_id = $2";
+
+/// Newest first; the client id breaks ties.
+pub const CONSENTS_OF: &str = "\
+    SELECT account_id, client_id, scopes, granted_at FROM consents \
+    WHERE account_id = $1 ORDER BY granted_at DESC, client_id DESC";
+
+pub const DELETE_CONSENT: &str = "\
+    DELETE FROM consents WHERE account_id = $1 AND client_id = $2";
+
+// --- grants and tokens ------------------------------------------------------
+
+pub const INSERT_GRANT: &str = "\
+    INSERT INTO grants (id, client_id, account_id, scopes, sid, session_digest, auth_time, amr, \
+                        resources, parent_id, created_at, revoked_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+
+pub const GRANT: &str = "\
+    SELECT id, client_id, account_id, scopes, sid, session_digest, auth_time, amr, resources, \
+           parent_id, created_at, revoked_at \
+    FROM grants WHERE id = $1";
+
+/// The grant `$1` and its ancestors (the `parent_id` chain), as far as they
+/// exist. `UNION` (not `UNION ALL`) ends the walk on a cycle.
+pub const GRANT_CHAIN: &str = "\
+    WITH RECURSIVE chain (id, parent_id, revoked_at) AS ( \
+        SELECT id, parent_id, revoked_at FROM grants WHERE id = $1 \
+        UNION \
+        SELECT g.id, g.parent_id, g.revoked_at FROM grants g JOIN chain c ON g.id = c.parent_id \
+    ) \
+    SELECT id, parent_id, revoked_at FROM chain";
+
+/// Revokes the grant `$1` and every grant descending from it at `$2`; a
+/// grant revoked before keeps its time.
+pub const REVOKE_GRANT_FAMILY: &str = "\
+    WITH RECURSIVE family (id) AS ( \
+        SELECT id FROM grants WHERE id = $1 \
+        UNION \
+        SELECT g.id FROM grants g JOIN family f ON g.parent_id = f.id \
+    ) \
+    UPDATE grants SET revoked_at = COALESCE(revoked_at, $2) \
+    WHERE id IN (SELECT id FROM family)";
+
+/// Revokes every grant of account `$1` and client `$2`, and their
+/// descendants, at `$3`.
+pub const REVOKE_GRANTS_OF: &str = "\
+    WITH RECURSIVE family (id) AS ( \
+        SELECT id FROM grants WHERE account_id = $1 AND client_id = $2 \
+        UNION \
+        SELECT g.id FROM grants g JOIN family f ON g.parent_id = f.id \
+    ) \
+    UPDATE grants SET revoked_at = COALESCE(revoked_at, $3) \
+    WHERE id IN (SELECT id FROM family)";
+
+pub const INSERT_REFRESH_TOKEN: &str = "\
+    INSERT INTO refresh_tokens (digest, grant_id, created_at, expires_at, used_at) \
+    VALUES ($1, $2, $3, $4, $5)";
+
+pub const REFRESH_TOKEN: &str = "\
+    SELECT digest, grant_id, created_at, expires_at, used_at \
+    FROM refresh_tokens WHERE digest = $1";
+
+/// Affects no row if the token was used before. `$1` digest, `$2` now.
+pub const USE_REFRESH_TOKEN: &str = "\
+    UPDATE refresh_tokens SET used_at = $2 WHERE digest = $1 AND used_at IS NULL";
+
+pub const REFRESH_TOKEN_GRANT: &str = "SELECT grant_id FROM refresh_tokens WHERE digest = $1";
+
+/// Revoking again keeps the later expiry.
+pub const REVOKE_JTI: &str = "\
+    INSERT INTO revoked_jtis (jti, expires_at) VALUES ($1, $2) \
+    ON CONFLICT (jti) DO UPDATE SET expires_at = \
+        CASE WHEN excluded.expires_at > revoked_jtis.expires_at \
+             THEN excluded.expires_at ELSE revoked_jtis.expires_at END";
+
+pub const JTI_REVOKED: &str = "SELECT jti FROM revoked_jtis WHERE jti = $1";
+
 // --- rows -------------------------------------------------------------------
 
 #[derive(sqlx::FromRow)]
@@ -286,20 +469,10 @@ impl TryFrom<CodeRow> for OneTimeCode {
     type Error = StoreError;
 
     fn try_from(row: CodeRow) -> Result<Self, StoreError> {
-        let purpose = CodePurpose::parse(&row.purpose).ok_or_else(|| {
-            corrupt(
-                "one_time_codes",
-                &row.id,
-                format!("unknown purpose {:?}", row.purpose),
-            )
-        })?;
-        let attempts = u32::try_from(row.attempts).map_err(|_| {
-            corrupt(
-                "one_time_codes",
-                &row.id,
-                format!("negative attempts {}", row.attempts),
-            )
-        })?;
+        let purpose = CodePurpose::parse(&row.purpose)
+            .ok_or_else(|| corrupt("one_time_codes", &row.id, format!("unknown purpose {:?}", row.purpose)))?;
+        let attempts = u32::try_from(row.attempts)
+            .map_err(|_| corrupt("one_time_codes", &row.id, format!("negative attempts {}", row.attempts)))?;
         Ok(OneTimeCode {
             email: parse_email(&row.email, "one_time_codes", &row.id)?,
             id: row.id,
@@ -325,9 +498,8 @@ impl TryFrom<WindowRow> for Window {
     type Error = StoreError;
 
     fn try_from(row: WindowRow) -> Result<Self, StoreError> {
-        let failures = u32::try_from(row.failures).map_err(|_| {
-            StoreError::Corrupt(format!("throttle: negative failures {}", row.failures))
-        })?;
+        let failures = u32::try_from(row.failures)
+            .map_err(|_| StoreError::Corrupt(format!("throttle: negative failures {}", row.failures)))?;
         Ok(Window {
             started_at: Timestamp(row.window_started_at),
             failures,
@@ -354,13 +526,8 @@ impl TryFrom<AuditRow> for AuditRecord {
         let seq = row.seq.to_string();
         let kind = AuditKind::parse(&row.kind)
             .ok_or_else(|| corrupt("audit_events", &seq, format!("unknown kind {:?}", row.kind)))?;
-        let outcome = Outcome::parse(&row.outcome).ok_or_else(|| {
-            corrupt(
-                "audit_events",
-                &seq,
-                format!("unknown outcome {:?}", row.outcome),
-            )
-        })?;
+        let outcome = Outcome::parse(&row.outcome)
+            .ok_or_else(|| corrupt("audit_events", &seq, format!("unknown outcome {:?}", row.outcome)))?;
         let detail = serde_json::from_str(&row.detail)
             .map_err(|e| corrupt("audit_events", &seq, format!("detail is not JSON: {e}")))?;
         Ok(AuditRecord {
@@ -378,6 +545,278 @@ impl TryFrom<AuditRow> for AuditRecord {
     }
 }
 
+#[derive(sqlx::FromRow)]
+pub struct ClientRow {
+    id: String,
+    name: String,
+    secret_digest: Option<String>,
+    redirect_uris: String,
+    post_logout_redirect_uris: String,
+    audiences: String,
+    grant_types: String,
+    scopes: String,
+    first_party: bool,
+    backchannel_logout_uri: Option<String>,
+    events_uri: Option<String>,
+    id_token_alg: String,
+    created_at: i64,
+}
+
+impl TryFrom<ClientRow> for Client {
+    type Error = StoreError;
+
+    fn try_from(row: ClientRow) -> Result<Self, StoreError> {
+        const TABLE: &str = "clients";
+        let key = row.id.as_str();
+        let grant_types = parse_list(&row.grant_types, TABLE, key, "grant_types")?
+            .into_iter()
+            .map(|name| {
+                GrantType::parse(&name).ok_or_else(|| corrupt(TABLE, key, format!("unknown grant type {name:?}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let id_token_alg = parse_alg(&row.id_token_alg, TABLE, key)?;
+        Ok(Client {
+            redirect_uris: parse_list(&row.redirect_uris, TABLE, key, "redirect_uris")?,
+            post_logout_redirect_uris: parse_list(
+                &row.post_logout_redirect_uris,
+                TABLE,
+                key,
+                "post_logout_redirect_uris",
+            )?,
+            audiences: parse_list(&row.audiences, TABLE, key, "audiences")?,
+            scopes: parse_scopes(&row.scopes, TABLE, key)?,
+            grant_types,
+            id_token_alg,
+            id: ClientId(row.id),
+            name: row.name,
+            secret_digest: row.secret_digest.map(TokenDigest),
+            first_party: row.first_party,
+            backchannel_logout_uri: row.backchannel_logout_uri,
+            events_uri: row.events_uri,
+            created_at: Timestamp(row.created_at),
+        })
+    }
+}
+
+/// A client's encoded columns: its lists as JSON arrays (grant types by
+/// name) and its scopes space-separated.
+pub struct ClientColumns {
+    pub redirect_uris: String,
+    pub post_logout_redirect_uris: String,
+    pub audiences: String,
+    pub grant_types: String,
+    pub scopes: String,
+}
+
+impl ClientColumns {
+    pub fn of(client: &Client) -> Self {
+        let grant_types: Vec<&str> = client.grant_types.iter().map(|g| g.as_str()).collect();
+        Self {
+            redirect_uris: json_list(&client.redirect_uris),
+            post_logout_redirect_uris: json_list(&client.post_logout_redirect_uris),
+            audiences: json_list(&client.audiences),
+            grant_types: json_list(&grant_types),
+            scopes: client.scopes.to_string(),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct KeyRow {
+    kid: String,
+    alg: String,
+    public_jwk: String,
+    private_encrypted: String,
+    created_at: i64,
+    retired_at: Option<i64>,
+}
+
+impl TryFrom<KeyRow> for StoredKey {
+    type Error = StoreError;
+
+    fn try_from(row: KeyRow) -> Result<Self, StoreError> {
+        Ok(StoredKey {
+            alg: parse_alg(&row.alg, "signing_keys", &row.kid)?,
+            kid: row.kid,
+            public_jwk: row.public_jwk,
+            private_encrypted: row.private_encrypted,
+            created_at: Timestamp(row.created_at),
+            retired_at: row.retired_at.map(Timestamp),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct InteractionRow {
+    digest: String,
+    query: String,
+    created_at: i64,
+    expires_at: i64,
+}
+
+impl From<InteractionRow> for Interaction {
+    fn from(row: InteractionRow) -> Self {
+        Interaction {
+            digest: TokenDigest(row.digest),
+            query: row.query,
+            created_at: Timestamp(row.created_at),
+            expires_at: Timestamp(row.expires_at),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct AuthCodeRow {
+    digest: String,
+    client_id: String,
+    account_id: String,
+    session_digest: String,
+    sid: String,
+    redirect_uri: String,
+    scopes: String,
+    nonce: Option<String>,
+    code_challenge: Option<String>,
+    auth_time: i64,
+    amr: String,
+    acr_values: Option<String>,
+    resources: String,
+    created_at: i64,
+    expires_at: i64,
+    used_at: Option<i64>,
+    grant_id: String,
+}
+
+impl TryFrom<AuthCodeRow> for AuthCode {
+    type Error = StoreError;
+
+    fn try_from(row: AuthCodeRow) -> Result<Self, StoreError> {
+        const TABLE: &str = "auth_codes";
+        Ok(AuthCode {
+            scopes: parse_scopes(&row.scopes, TABLE, &row.digest)?,
+            resources: parse_list(&row.resources, TABLE, &row.digest, "resources")?,
+            digest: TokenDigest(row.digest),
+            client_id: ClientId(row.client_id),
+            account_id: AccountId(row.account_id),
+            session_digest: TokenDigest(row.session_digest),
+            sid: row.sid,
+            redirect_uri: row.redirect_uri,
+            nonce: row.nonce,
+            code_challenge: row.code_challenge,
+            auth_time: Timestamp(row.auth_time),
+            // Unknown methods are dropped, never guessed (as for sessions).
+            amr: Session::parse_amr(&row.amr),
+            acr_values: row.acr_values,
+            created_at: Timestamp(row.created_at),
+            expires_at: Timestamp(row.expires_at),
+            used_at: row.used_at.map(Timestamp),
+            grant_id: row.grant_id,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct GrantRow {
+    id: String,
+    client_id: String,
+    account_id: Option<String>,
+    scopes: String,
+    sid: Option<String>,
+    session_digest: Option<String>,
+    auth_time: Option<i64>,
+    amr: String,
+    resources: String,
+    parent_id: Option<String>,
+    created_at: i64,
+    revoked_at: Option<i64>,
+}
+
+impl TryFrom<GrantRow> for Grant {
+    type Error = StoreError;
+
+    fn try_from(row: GrantRow) -> Result<Self, StoreError> {
+        const TABLE: &str = "grants";
+        Ok(Grant {
+            scopes: parse_scopes(&row.scopes, TABLE, &row.id)?,
+            resources: parse_list(&row.resources, TABLE, &row.id, "resources")?,
+            id: row.id,
+            client_id: ClientId(row.client_id),
+            account_id: row.account_id.map(AccountId),
+            sid: row.sid,
+            session_digest: row.session_digest.map(TokenDigest),
+            auth_time: row.auth_time.map(Timestamp),
+            amr: Session::parse_amr(&row.amr),
+            parent_id: row.parent_id,
+            created_at: Timestamp(row.created_at),
+            revoked_at: row.revoked_at.map(Timestamp),
+        })
+    }
+}
+
+/// One link of [`GRANT_CHAIN`].
+#[derive(sqlx::FromRow)]
+pub struct ChainRow {
+    pub id: String,
+    pub parent_id: Option<String>,
+    pub revoked_at: Option<i64>,
+}
+
+/// Whether a grant whose chain (the grant, then its ancestors) is `chain`
+/// counts as revoked: if it is unknown, if any link is revoked, or if an
+/// ancestor is missing (deleted with its client or account).
+pub fn chain_revoked(chain: &[ChainRow]) -> bool {
+    chain.is_empty()
+        || chain.iter().any(|link| {
+            link.revoked_at.is_some()
+                || link
+                    .parent_id
+                    .as_ref()
+                    .is_some_and(|parent| !chain.iter().any(|l| &l.id == parent))
+        })
+}
+
+#[derive(sqlx::FromRow)]
+pub struct RefreshRow {
+    digest: String,
+    grant_id: String,
+    created_at: i64,
+    expires_at: i64,
+    used_at: Option<i64>,
+}
+
+impl From<RefreshRow> for RefreshToken {
+    fn from(row: RefreshRow) -> Self {
+        RefreshToken {
+            digest: TokenDigest(row.digest),
+            grant_id: row.grant_id,
+            created_at: Timestamp(row.created_at),
+            expires_at: Timestamp(row.expires_at),
+            used_at: row.used_at.map(Timestamp),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct ConsentRow {
+    account_id: String,
+    client_id: String,
+    scopes: String,
+    granted_at: i64,
+}
+
+impl TryFrom<ConsentRow> for Consent {
+    type Error = StoreError;
+
+    fn try_from(row: ConsentRow) -> Result<Self, StoreError> {
+        let key = format!("{}/{}", row.account_id, row.client_id);
+        Ok(Consent {
+            scopes: parse_scopes(&row.scopes, "consents", &key)?,
+            account_id: AccountId(row.account_id),
+            client_id: ClientId(row.client_id),
+            granted_at: Timestamp(row.granted_at),
+        })
+    }
+}
+
 // --- helpers ----------------------------------------------------------------
 
 /// Whether the statement broke a UNIQUE constraint (or primary key).
@@ -391,4 +830,28 @@ fn corrupt(table: &str, key: &str, what: String) -> StoreError {
 
 fn parse_email(stored: &str, table: &str, key: &str) -> Result<Email, StoreError> {
     Email::parse(stored).map_err(|e| corrupt(table, key, format!("bad email {stored:?}: {e}")))
+}
+
+/// A list of strings as stored: a JSON array.
+pub fn json_list<S: AsRef<str>>(items: &[S]) -> String {
+    serde_json::Value::from(
+        items
+            .iter()
+            .map(|s| serde_json::Value::from(s.as_ref()))
+            .collect::<Vec<_>>(),
+    )
+    .to_string()
+}
+
+fn parse_list(stored: &str, table: &str, key: &str, column: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(stored)
+        .map_err(|e| corrupt(table, key, format!("{column} is not a JSON array of strings: {e}")))
+}
+
+fn parse_scopes(stored: &str, table: &str, key: &str) -> Result<Scopes, StoreError> {
+    Scopes::parse(stored).map_err(|e| corrupt(table, key, format!("bad scopes {stored:?}: {e}")))
+}
+
+fn parse_alg(stored: &str, table: &str, key: &str) -> Result<SigningAlg, StoreError> {
+    SigningAlg::parse(stored).ok_or_else(|| corrupt(table, key, format!("unknown algorithm {stored:?}")))
 }

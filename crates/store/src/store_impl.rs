@@ -15,14 +15,22 @@ macro_rules! impl_store {
             use async_trait::async_trait;
             use gatehouse_core::audit::{AuditEvent, AuditRecord};
             use gatehouse_core::code::{CodeEffect, CodePurpose, OneTimeCode};
+            use gatehouse_core::oauth::grant::{
+                AuthCode, Consent, Grant, Interaction, Redemption, RefreshToken, StoredKey,
+            };
+            use gatehouse_core::oauth::{Client, ClientId};
             use gatehouse_core::session::{AuthMethod, Session, SessionSelector};
             use gatehouse_core::throttle::Window;
             use gatehouse_core::{Account, AccountId, Email, Timestamp, TokenDigest};
 
-            use $crate::sql::{self, AccountRow, AuditRow, CodeRow, SessionRow, WindowRow};
+            use $crate::sql::{
+                self, AccountRow, AuditRow, AuthCodeRow, ChainRow, ClientColumns, ClientRow, CodeRow, ConsentRow,
+                GrantRow, InteractionRow, KeyRow, RefreshRow, SessionRow, WindowRow,
+            };
             use $crate::{AuditQuery, Backend, Redeemed, Store, StoreError};
 
             type Conn = <$db as sqlx::Database>::Connection;
+            type Query = sqlx::query::Query<'static, $db, <$db as sqlx::Database>::Arguments>;
 
             /// Appends an audit event on `conn` (a transaction, so it
             /// commits or rolls back with the change it describes).
@@ -62,6 +70,114 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            /// `statement` ([`sql::INSERT_CLIENT`] or [`sql::UPDATE_CLIENT`])
+            /// with every column but `created_at` bound, `$1` to `$12`.
+            fn client_query(statement: &'static str, client: &Client) -> Query {
+                let columns = ClientColumns::of(client);
+                sqlx::query(statement)
+                    .bind(client.id.as_str())
+                    .bind(client.name.as_str())
+                    .bind(client.secret_digest.as_ref().map(TokenDigest::as_str))
+                    .bind(columns.redirect_uris)
+                    .bind(columns.post_logout_redirect_uris)
+                    .bind(columns.audiences)
+                    .bind(columns.grant_types)
+                    .bind(columns.scopes)
+                    .bind(client.first_party)
+                    .bind(client.backchannel_logout_uri.as_deref())
+                    .bind(client.events_uri.as_deref())
+                    .bind(client.id_token_alg.as_str())
+            }
+
+            /// Writes a grant and its first refresh token (if any) on `conn`.
+            async fn write_grant(
+                conn: &mut Conn,
+                grant: &Grant,
+                refresh: Option<&RefreshToken>,
+            ) -> Result<(), StoreError> {
+                let amr = grant.amr.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(" ");
+                let inserted = sqlx::query(sql::INSERT_GRANT)
+                    .bind(grant.id.as_str())
+                    .bind(grant.client_id.as_str())
+                    .bind(grant.account_id.as_ref().map(AccountId::as_str))
+                    .bind(grant.scopes.to_string())
+                    .bind(grant.sid.as_deref())
+                    .bind(grant.session_digest.as_ref().map(TokenDigest::as_str))
+                    .bind(grant.auth_time.map(|t| t.0))
+                    .bind(amr)
+                    .bind(sql::json_list(&grant.resources))
+                    .bind(grant.parent_id.as_deref())
+                    .bind(grant.created_at.0)
+                    .bind(grant.revoked_at.map(|t| t.0))
+                    .execute(&mut *conn)
+                    .await;
+                match inserted {
+                    Err(e) if sql::is_unique_violation(&e) => {
+                        return Err(StoreError::Conflict("grant"));
+                    }
+                    other => other?,
+                };
+                if let Some(refresh) = refresh {
+                    write_refresh_token(conn, refresh).await?;
+                }
+                Ok(())
+            }
+
+            async fn write_refresh_token(conn: &mut Conn, token: &RefreshToken) -> Result<(), StoreError> {
+                let inserted = sqlx::query(sql::INSERT_REFRESH_TOKEN)
+                    .bind(token.digest.as_str())
+                    .bind(token.grant_id.as_str())
+                    .bind(token.created_at.0)
+                    .bind(token.expires_at.0)
+                    .bind(token.used_at.map(|t| t.0))
+                    .execute(conn)
+                    .await;
+                match inserted {
+                    Err(e) if sql::is_unique_violation(&e) => Err(StoreError::Conflict("refresh token")),
+                    other => other.map(|_| ()).map_err(StoreError::from),
+                }
+            }
+
+            /// Revokes the grant `id` and its descendants at `now` (a grant
+            /// revoked before keeps its time).
+            async fn revoke_family(conn: &mut Conn, id: &str, now: Timestamp) -> Result<(), StoreError> {
+                sqlx::query(sql::REVOKE_GRANT_FAMILY)
+                    .bind(id)
+                    .bind(now.0)
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            }
+
+            /// After a use that changed no row (`used_at` was set): the grant
+            /// the first use issued, looked up by `lookup` ([`sql::AUTH_CODE_GRANT`]
+            /// or [`sql::REFRESH_TOKEN_GRANT`]), is revoked with its family and
+            /// the transaction committed: `Replayed`; no such row: `Unknown`.
+            async fn replayed(
+                mut tx: sqlx::Transaction<'static, $db>,
+                lookup: &'static str,
+                digest: &TokenDigest,
+                now: Timestamp,
+            ) -> Result<Redemption, StoreError> {
+                let grant_id = sqlx::query_scalar::<_, String>(lookup)
+                    .bind(digest.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                match grant_id {
+                    Some(grant_id) => {
+                        // The grant may not exist yet (the first use has not
+                        // committed): then there is nothing to revoke.
+                        revoke_family(&mut tx, &grant_id, now).await?;
+                        tx.commit().await?;
+                        Ok(Redemption::Replayed)
+                    }
+                    None => {
+                        tx.rollback().await?;
+                        Ok(Redemption::Unknown)
+                    }
+                }
+            }
+
             #[async_trait]
             impl Store for $store {
                 fn backend(&self) -> Backend {
@@ -80,11 +196,7 @@ macro_rules! impl_store {
 
                 // --- accounts -----------------------------------------------
 
-                async fn create_account(
-                    &self,
-                    account: &Account,
-                    audit: &AuditEvent,
-                ) -> Result<(), StoreError> {
+                async fn create_account(&self, account: &Account, audit: &AuditEvent) -> Result<(), StoreError> {
                     let mut tx = self.pool.begin().await?;
                     let inserted = sqlx::query(sql::INSERT_ACCOUNT)
                         .bind(account.id.as_str())
@@ -106,10 +218,7 @@ macro_rules! impl_store {
                     Ok(())
                 }
 
-                async fn account_by_id(
-                    &self,
-                    id: &AccountId,
-                ) -> Result<Option<Account>, StoreError> {
+                async fn account_by_id(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
                     sqlx::query_as::<_, AccountRow>(sql::ACCOUNT_BY_ID)
                         .bind(id.as_str())
                         .fetch_optional(&self.pool)
@@ -118,10 +227,7 @@ macro_rules! impl_store {
                         .transpose()
                 }
 
-                async fn account_by_email(
-                    &self,
-                    email: &Email,
-                ) -> Result<Option<Account>, StoreError> {
+                async fn account_by_email(&self, email: &Email) -> Result<Option<Account>, StoreError> {
                     sqlx::query_as::<_, AccountRow>(sql::ACCOUNT_BY_EMAIL)
                         .bind(email.as_str())
                         .fetch_optional(&self.pool)
@@ -145,23 +251,15 @@ macro_rules! impl_store {
                     Ok(())
                 }
 
-                async fn delete_account(
-                    &self,
-                    id: &AccountId,
-                    audit: &AuditEvent,
-                ) -> Result<(), StoreError> {
+                async fn delete_account(&self, id: &AccountId, audit: &AuditEvent) -> Result<(), StoreError> {
                     let mut tx = self.pool.begin().await?;
-                    // The foreign keys cascade; deleting explicitly does not
-                    // depend on them being enforced.
-                    for statement in [
-                        sql::DELETE_SESSIONS_OF,
-                        sql::DELETE_CODES_OF,
-                        sql::DELETE_ACCOUNT,
-                    ] {
-                        sqlx::query(statement)
-                            .bind(id.as_str())
-                            .execute(&mut *tx)
-                            .await?;
+                    // Sessions and codes are deleted explicitly, not relying
+                    // on the foreign keys being enforced. The OAuth records
+                    // (consents, authorization codes, grants and their
+                    // refresh tokens, the sessions' client links) go by the
+                    // foreign keys' `ON DELETE CASCADE`, as for `delete_client`.
+                    for statement in [sql::DELETE_SESSIONS_OF, sql::DELETE_CODES_OF, sql::DELETE_ACCOUNT] {
+                        sqlx::query(statement).bind(id.as_str()).execute(&mut *tx).await?;
                     }
                     insert_audit(&mut tx, audit).await?;
                     tx.commit().await?;
@@ -170,11 +268,7 @@ macro_rules! impl_store {
 
                 // --- one-time codes -----------------------------------------
 
-                async fn insert_code(
-                    &self,
-                    code: &OneTimeCode,
-                    audit: Option<&AuditEvent>,
-                ) -> Result<(), StoreError> {
+                async fn insert_code(&self, code: &OneTimeCode, audit: Option<&AuditEvent>) -> Result<(), StoreError> {
                     let mut tx = self.pool.begin().await?;
                     sqlx::query(sql::RETIRE_CODES)
                         .bind(code.account_id.as_str())
@@ -270,8 +364,7 @@ macro_rules! impl_store {
                                 .await?;
                         }
                         CodeEffect::ResetPassword { new_hash, keep } => {
-                            set_password(&mut tx, account, new_hash.expose(), keep.as_ref(), now)
-                                .await?;
+                            set_password(&mut tx, account, new_hash.expose(), keep.as_ref(), now).await?;
                         }
                         CodeEffect::ChangeEmail => {
                             let changed = sqlx::query(sql::CHANGE_EMAIL)
@@ -297,11 +390,7 @@ macro_rules! impl_store {
 
                 // --- sessions -----------------------------------------------
 
-                async fn create_session(
-                    &self,
-                    session: &Session,
-                    audit: &AuditEvent,
-                ) -> Result<(), StoreError> {
+                async fn create_session(&self, session: &Session, audit: &AuditEvent) -> Result<(), StoreError> {
                     let mut tx = self.pool.begin().await?;
                     sqlx::query(sql::INSERT_SESSION)
                         .bind(session.id_digest.as_str())
@@ -329,10 +418,7 @@ macro_rules! impl_store {
                     Ok(row.map(Session::from))
                 }
 
-                async fn sessions_of(
-                    &self,
-                    account: &AccountId,
-                ) -> Result<Vec<Session>, StoreError> {
+                async fn sessions_of(&self, account: &AccountId) -> Result<Vec<Session>, StoreError> {
                     let rows = sqlx::query_as::<_, SessionRow>(sql::SESSIONS_OF)
                         .bind(account.as_str())
                         .fetch_all(&self.pool)
@@ -340,11 +426,7 @@ macro_rules! impl_store {
                     Ok(rows.into_iter().map(Session::from).collect())
                 }
 
-                async fn touch_session(
-                    &self,
-                    id: &TokenDigest,
-                    now: Timestamp,
-                ) -> Result<(), StoreError> {
+                async fn touch_session(&self, id: &TokenDigest, now: Timestamp) -> Result<(), StoreError> {
                     sqlx::query(sql::TOUCH_SESSION)
                         .bind(id.as_str())
                         .bind(now.0)
@@ -432,10 +514,7 @@ macro_rules! impl_store {
                     insert_audit(&mut conn, event).await
                 }
 
-                async fn audit_events(
-                    &self,
-                    query: &AuditQuery,
-                ) -> Result<Vec<AuditRecord>, StoreError> {
+                async fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
                     let select = sql::audit_select(query);
                     let mut q = sqlx::query_as::<_, AuditRow>(select.sql);
                     if let Some(account_id) = select.account_id {
@@ -450,6 +529,355 @@ macro_rules! impl_store {
                         .fetch_all(&self.pool)
                         .await?;
                     rows.into_iter().map(AuditRecord::try_from).collect()
+                }
+
+                // --- OAuth clients ------------------------------------------
+
+                async fn create_client(&self, client: &Client) -> Result<(), StoreError> {
+                    let inserted = client_query(sql::INSERT_CLIENT, client)
+                        .bind(client.created_at.0)
+                        .execute(&self.pool)
+                        .await;
+                    match inserted {
+                        Err(e) if sql::is_unique_violation(&e) => Err(StoreError::Conflict("client")),
+                        other => other.map(|_| ()).map_err(StoreError::from),
+                    }
+                }
+
+                async fn client(&self, id: &ClientId) -> Result<Option<Client>, StoreError> {
+                    sqlx::query_as::<_, ClientRow>(sql::CLIENT_BY_ID)
+                        .bind(id.as_str())
+                        .fetch_optional(&self.pool)
+                        .await?
+                        .map(Client::try_from)
+                        .transpose()
+                }
+
+                async fn clients(&self) -> Result<Vec<Client>, StoreError> {
+                    sqlx::query_as::<_, ClientRow>(sql::CLIENTS)
+                        .fetch_all(&self.pool)
+                        .await?
+                        .into_iter()
+                        .map(Client::try_from)
+                        .collect()
+                }
+
+                async fn update_client(&self, client: &Client) -> Result<bool, StoreError> {
+                    let updated = client_query(sql::UPDATE_CLIENT, client)
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected();
+                    Ok(updated > 0)
+                }
+
+                async fn delete_client(&self, id: &ClientId) -> Result<bool, StoreError> {
+                    let deleted = sqlx::query(sql::DELETE_CLIENT)
+                        .bind(id.as_str())
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected();
+                    Ok(deleted > 0)
+                }
+
+                // --- signing keys -------------------------------------------
+
+                async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+                    sqlx::query_as::<_, KeyRow>(sql::SIGNING_KEYS)
+                        .fetch_all(&self.pool)
+                        .await?
+                        .into_iter()
+                        .map(StoredKey::try_from)
+                        .collect()
+                }
+
+                async fn add_signing_key(&self, key: &StoredKey) -> Result<(), StoreError> {
+                    let mut tx = self.pool.begin().await?;
+                    sqlx::query(sql::RETIRE_SIGNING_KEYS)
+                        .bind(key.alg.as_str())
+                        .bind(key.created_at.0)
+                        .execute(&mut *tx)
+                        .await?;
+                    let inserted = sqlx::query(sql::INSERT_SIGNING_KEY)
+                        .bind(key.kid.as_str())
+                        .bind(key.alg.as_str())
+                        .bind(key.public_jwk.as_str())
+                        .bind(key.private_encrypted.as_str())
+                        .bind(key.created_at.0)
+                        .bind(key.retired_at.map(|t| t.0))
+                        .execute(&mut *tx)
+                        .await;
+                    match inserted {
+                        Err(e) if sql::is_unique_violation(&e) => {
+                            // Nothing retired either.
+                            return Err(StoreError::Conflict("signing key"));
+                        }
+                        other => other?,
+                    };
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                async fn purge_signing_keys(&self, before: Timestamp) -> Result<u64, StoreError> {
+                    let purged = sqlx::query(sql::PURGE_SIGNING_KEYS)
+                        .bind(before.0)
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected();
+                    Ok(purged)
+                }
+
+                // --- interactions -------------------------------------------
+
+                async fn put_interaction(&self, interaction: &Interaction) -> Result<(), StoreError> {
+                    sqlx::query(sql::PUT_INTERACTION)
+                        .bind(interaction.digest.as_str())
+                        .bind(interaction.query.as_str())
+                        .bind(interaction.created_at.0)
+                        .bind(interaction.expires_at.0)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(())
+                }
+
+                async fn interaction(&self, digest: &TokenDigest) -> Result<Option<Interaction>, StoreError> {
+                    let row = sqlx::query_as::<_, InteractionRow>(sql::INTERACTION)
+                        .bind(digest.as_str())
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    Ok(row.map(Interaction::from))
+                }
+
+                async fn delete_interaction(&self, digest: &TokenDigest) -> Result<(), StoreError> {
+                    sqlx::query(sql::DELETE_INTERACTION)
+                        .bind(digest.as_str())
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(())
+                }
+
+                // --- authorization codes ------------------------------------
+
+                async fn insert_auth_code(&self, code: &AuthCode) -> Result<(), StoreError> {
+                    let amr = code.amr.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(" ");
+                    let mut tx = self.pool.begin().await?;
+                    let inserted = sqlx::query(sql::INSERT_AUTH_CODE)
+                        .bind(code.digest.as_str())
+                        .bind(code.client_id.as_str())
+                        .bind(code.account_id.as_str())
+                        .bind(code.session_digest.as_str())
+                        .bind(code.sid.as_str())
+                        .bind(code.redirect_uri.as_str())
+                        .bind(code.scopes.to_string())
+                        .bind(code.nonce.as_deref())
+                        .bind(code.code_challenge.as_deref())
+                        .bind(code.auth_time.0)
+                        .bind(amr)
+                        .bind(code.acr_values.as_deref())
+                        .bind(sql::json_list(&code.resources))
+                        .bind(code.created_at.0)
+                        .bind(code.expires_at.0)
+                        .bind(code.used_at.map(|t| t.0))
+                        .bind(code.grant_id.as_str())
+                        .execute(&mut *tx)
+                        .await;
+                    match inserted {
+                        Err(e) if sql::is_unique_violation(&e) => {
+                            return Err(StoreError::Conflict("auth code"));
+                        }
+                        other => other?,
+                    };
+                    sqlx::query(sql::RECORD_SESSION_CLIENT)
+                        .bind(code.session_digest.as_str())
+                        .bind(code.client_id.as_str())
+                        .bind(code.created_at.0)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                async fn auth_code(&self, digest: &TokenDigest) -> Result<Option<AuthCode>, StoreError> {
+                    sqlx::query_as::<_, AuthCodeRow>(sql::AUTH_CODE)
+                        .bind(digest.as_str())
+                        .fetch_optional(&self.pool)
+                        .await?
+                        .map(AuthCode::try_from)
+                        .transpose()
+                }
+
+                async fn redeem_auth_code(
+                    &self,
+                    digest: &TokenDigest,
+                    grant: &Grant,
+                    refresh: Option<&RefreshToken>,
+                    now: Timestamp,
+                ) -> Result<Redemption, StoreError> {
+                    let mut tx = self.pool.begin().await?;
+                    let used = sqlx::query(sql::USE_AUTH_CODE)
+                        .bind(digest.as_str())
+                        .bind(now.0)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if used == 0 {
+                        return replayed(tx, sql::AUTH_CODE_GRANT, digest, now).await;
+                    }
+                    write_grant(&mut tx, grant, refresh).await?;
+                    tx.commit().await?;
+                    Ok(Redemption::Issued)
+                }
+
+                async fn session_clients(&self, session: &TokenDigest) -> Result<Vec<ClientId>, StoreError> {
+                    let mut clients = sqlx::query_scalar::<_, String>(sql::SESSION_CLIENTS)
+                        .bind(session.as_str())
+                        .fetch_all(&self.pool)
+                        .await?
+                        .into_iter()
+                        .map(ClientId)
+                        .collect::<Vec<_>>();
+                    // Byte order on both databases, whatever their collation.
+                    clients.sort_unstable();
+                    Ok(clients)
+                }
+
+                // --- consents -----------------------------------------------
+
+                async fn consent(&self, account: &AccountId, client: &ClientId) -> Result<Option<Consent>, StoreError> {
+                    sqlx::query_as::<_, ConsentRow>(sql::CONSENT)
+                        .bind(account.as_str())
+                        .bind(client.as_str())
+                        .fetch_optional(&self.pool)
+                        .await?
+                        .map(Consent::try_from)
+                        .transpose()
+                }
+
+                async fn put_consent(&self, consent: &Consent, audit: &AuditEvent) -> Result<(), StoreError> {
+                    let mut tx = self.pool.begin().await?;
+                    sqlx::query(sql::PUT_CONSENT)
+                        .bind(consent.account_id.as_str())
+                        .bind(consent.client_id.as_str())
+                        .bind(consent.scopes.to_string())
+                        .bind(consent.granted_at.0)
+                        .execute(&mut *tx)
+                        .await?;
+                    insert_audit(&mut tx, audit).await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                async fn consents_of(&self, account: &AccountId) -> Result<Vec<Consent>, StoreError> {
+                    sqlx::query_as::<_, ConsentRow>(sql::CONSENTS_OF)
+                        .bind(account.as_str())
+                        .fetch_all(&self.pool)
+                        .await?
+                        .into_iter()
+                        .map(Consent::try_from)
+                        .collect()
+                }
+
+                async fn revoke_consent(
+                    &self,
+                    account: &AccountId,
+                    client: &ClientId,
+                    now: Timestamp,
+                    audit: &AuditEvent,
+                ) -> Result<bool, StoreError> {
+                    let mut tx = self.pool.begin().await?;
+                    let deleted = sqlx::query(sql::DELETE_CONSENT)
+                        .bind(account.as_str())
+                        .bind(client.as_str())
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    // With or without a consent (first-party clients have
+                    // none), every grant of the pair goes.
+                    sqlx::query(sql::REVOKE_GRANTS_OF)
+                        .bind(account.as_str())
+                        .bind(client.as_str())
+                        .bind(now.0)
+                        .execute(&mut *tx)
+                        .await?;
+                    insert_audit(&mut tx, audit).await?;
+                    tx.commit().await?;
+                    Ok(deleted > 0)
+                }
+
+                // --- grants and tokens --------------------------------------
+
+                async fn insert_grant(&self, grant: &Grant, refresh: Option<&RefreshToken>) -> Result<(), StoreError> {
+                    let mut tx = self.pool.begin().await?;
+                    write_grant(&mut tx, grant, refresh).await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                async fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
+                    sqlx::query_as::<_, GrantRow>(sql::GRANT)
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await?
+                        .map(Grant::try_from)
+                        .transpose()
+                }
+
+                async fn grant_revoked(&self, id: &str) -> Result<bool, StoreError> {
+                    let chain = sqlx::query_as::<_, ChainRow>(sql::GRANT_CHAIN)
+                        .bind(id)
+                        .fetch_all(&self.pool)
+                        .await?;
+                    Ok(sql::chain_revoked(&chain))
+                }
+
+                async fn revoke_grant(&self, id: &str, now: Timestamp) -> Result<(), StoreError> {
+                    let mut conn = self.pool.acquire().await?;
+                    revoke_family(&mut conn, id, now).await
+                }
+
+                async fn refresh_token(&self, digest: &TokenDigest) -> Result<Option<RefreshToken>, StoreError> {
+                    let row = sqlx::query_as::<_, RefreshRow>(sql::REFRESH_TOKEN)
+                        .bind(digest.as_str())
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    Ok(row.map(RefreshToken::from))
+                }
+
+                async fn rotate_refresh_token(
+                    &self,
+                    old: &TokenDigest,
+                    new: &RefreshToken,
+                    now: Timestamp,
+                ) -> Result<Redemption, StoreError> {
+                    let mut tx = self.pool.begin().await?;
+                    let used = sqlx::query(sql::USE_REFRESH_TOKEN)
+                        .bind(old.as_str())
+                        .bind(now.0)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if used == 0 {
+                        return replayed(tx, sql::REFRESH_TOKEN_GRANT, old, now).await;
+                    }
+                    write_refresh_token(&mut tx, new).await?;
+                    tx.commit().await?;
+                    Ok(Redemption::Issued)
+                }
+
+                async fn revoke_jti(&self, jti: &str, expires_at: Timestamp) -> Result<(), StoreError> {
+                    sqlx::query(sql::REVOKE_JTI)
+                        .bind(jti)
+                        .bind(expires_at.0)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(())
+                }
+
+                async fn jti_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+                    let found = sqlx::query_scalar::<_, String>(sql::JTI_REVOKED)
+                        .bind(jti)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    Ok(found.is_some())
                 }
             }
         };

@@ -14,6 +14,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use gatehouse_core::audit::{Actor, AuditEvent, AuditKind, AuditRecord, Outcome};
 use gatehouse_core::code::{CodeEffect, CodePurpose, OneTimeCode};
+use gatehouse_core::oauth::client::SigningAlg;
+use gatehouse_core::oauth::grant::{AuthCode, Consent, Grant, Interaction, Redemption, RefreshToken, StoredKey};
+use gatehouse_core::oauth::{Client, ClientId, GrantType, Scopes};
 use gatehouse_core::session::{AuthMethod, Session, SessionSelector};
 use gatehouse_core::throttle::Window;
 use gatehouse_core::{Account, AccountId, Email, OpaqueToken, Secret, Timestamp, TokenDigest};
@@ -71,8 +74,7 @@ fn with_database(url: &str, name: &str) -> String {
 
 impl TestDb {
     async fn sqlite() -> Self {
-        let path =
-            std::env::temp_dir().join(format!("gatehouse-store-test-{}.db", unique_suffix()));
+        let path = std::env::temp_dir().join(format!("gatehouse-store-test-{}.db", unique_suffix()));
         let url = format!("sqlite://{}", path.display());
         let store = gatehouse_store::connect(&url)
             .await
@@ -86,17 +88,14 @@ impl TestDb {
     }
 
     async fn postgres() -> Self {
-        let admin_url = std::env::var("GATEHOUSE_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into());
-        let mut admin = sqlx::PgConnection::connect(&admin_url)
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "PostgreSQL is not reachable at {admin_url}: {e}\n\
+        let admin_url = std::env::var("GATEHOUSE_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into());
+        let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is not reachable at {admin_url}: {e}\n\
                  The store tests need a PostgreSQL server: start one, or point \
                  GATEHOUSE_TEST_POSTGRES_URL at one (a user allowed to CREATE DATABASE)."
-                )
-            });
+            )
+        });
         let name = format!("gh_test_{}", unique_suffix());
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut admin)
@@ -143,9 +142,7 @@ impl TestDb {
             Place::Postgres { admin_url, name } => {
                 if let Ok(mut admin) = sqlx::PgConnection::connect(admin_url).await {
                     let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
-                        .execute(&mut admin)
-                        .await;
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(drop)).execute(&mut admin).await;
                     let _ = admin.close().await;
                 }
             }
@@ -209,6 +206,17 @@ backend_tests!(
     migrate_twice_and_ping,
     delete_account_keeps_audit_events,
     corrupt_rows_are_errors,
+    clients_round_trip_conflict_and_cascade,
+    signing_keys_retire_and_purge,
+    interactions_round_trip,
+    auth_code_redeems_once_then_replay_revokes_family,
+    concurrent_auth_code_redeems_issue_once,
+    refresh_token_rotation_and_replay,
+    grant_families_and_revocation,
+    consents_put_list_and_revoke,
+    session_clients_follow_sessions,
+    revoked_jtis_are_remembered,
+    oauth_corrupt_rows_are_errors,
 );
 
 // --- builders ---------------------------------------------------------------
@@ -262,10 +270,7 @@ async fn new_session(store: &dyn Store, account: &AccountId, created_at: Timesta
         needs_reauth: false,
     };
     store
-        .create_session(
-            &s,
-            &ev(AuditKind::LoginSucceeded, Some(account), created_at),
-        )
+        .create_session(&s, &ev(AuditKind::LoginSucceeded, Some(account), created_at))
         .await
         .unwrap();
     s
@@ -284,19 +289,10 @@ async fn new_code(
 }
 
 async fn needs_reauth(store: &dyn Store, id: &TokenDigest) -> bool {
-    store
-        .session(id)
-        .await
-        .unwrap()
-        .expect("session exists")
-        .needs_reauth
+    store.session(id).await.unwrap().expect("session exists").needs_reauth
 }
 
-async fn audit(
-    store: &dyn Store,
-    account: Option<&AccountId>,
-    kind: Option<AuditKind>,
-) -> Vec<AuditRecord> {
+async fn audit(store: &dyn Store, account: Option<&AccountId>, kind: Option<AuditKind>) -> Vec<AuditRecord> {
     let query = AuditQuery {
         account_id: account.cloned(),
         kind,
@@ -311,10 +307,7 @@ async fn audit_query_err(store: &dyn Store, account: Option<AccountId>) -> Store
         account_id: account,
         ..Default::default()
     };
-    store
-        .audit_events(&query)
-        .await
-        .expect_err("the read should fail")
+    store.audit_events(&query).await.expect_err("the read should fail")
 }
 
 fn kinds(records: &[AuditRecord]) -> Vec<AuditKind> {
@@ -332,18 +325,11 @@ async fn accounts_create_find_and_conflict(db: Arc<TestDb>) {
 
     assert_eq!(s.account_by_id(&a.id).await.unwrap(), Some(a.clone()));
     assert_eq!(
-        s.account_by_email(&email("alice@example.com"))
-            .await
-            .unwrap(),
+        s.account_by_email(&email("alice@example.com")).await.unwrap(),
         Some(a.clone())
     );
     assert_eq!(s.account_by_id(&AccountId::generate()).await.unwrap(), None);
-    assert_eq!(
-        s.account_by_email(&email("nobody@example.com"))
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(s.account_by_email(&email("nobody@example.com")).await.unwrap(), None);
 
     // The same address again: refused, and nothing written, not even the event.
     let dup = account("alice@example.com", T0.plus(5));
@@ -381,10 +367,7 @@ async fn change_password_marks_other_sessions(db: Arc<TestDb>) {
     assert_eq!(stored.password_hash.expose(), "new-hash");
     assert_eq!(stored.updated_at, now);
     assert_eq!(stored.created_at, T0);
-    assert!(
-        !needs_reauth(s, &kept.id_digest).await,
-        "the kept session stays usable"
-    );
+    assert!(!needs_reauth(s, &kept.id_digest).await, "the kept session stays usable");
     assert!(needs_reauth(s, &other1.id_digest).await);
     assert!(needs_reauth(s, &other2.id_digest).await);
     assert!(
@@ -405,12 +388,7 @@ async fn change_password_marks_other_sessions(db: Arc<TestDb>) {
     .unwrap();
     assert!(needs_reauth(s, &kept.id_digest).await);
     assert!(!needs_reauth(s, &carols.id_digest).await);
-    assert_eq!(
-        audit(s, Some(&a.id), Some(AuditKind::PasswordChanged))
-            .await
-            .len(),
-        2
-    );
+    assert_eq!(audit(s, Some(&a.id), Some(AuditKind::PasswordChanged)).await.len(), 2);
 }
 
 // --- sessions ---------------------------------------------------------------
@@ -422,23 +400,15 @@ async fn sessions_round_trip_touch_and_reauthenticate(db: Arc<TestDb>) {
     let newest = new_session(s, &a.id, T0.plus(10)).await;
     let middle = new_session(s, &a.id, T0.plus(5)).await;
 
-    assert_eq!(
-        s.session(&oldest.id_digest).await.unwrap(),
-        Some(oldest.clone())
-    );
-    assert_eq!(
-        s.session(&TokenDigest::of("no such cookie")).await.unwrap(),
-        None
-    );
+    assert_eq!(s.session(&oldest.id_digest).await.unwrap(), Some(oldest.clone()));
+    assert_eq!(s.session(&TokenDigest::of("no such cookie")).await.unwrap(), None);
     assert_eq!(
         s.sessions_of(&a.id).await.unwrap(),
         vec![newest.clone(), middle.clone(), oldest.clone()]
     );
     assert_eq!(s.sessions_of(&AccountId::generate()).await.unwrap(), vec![]);
 
-    s.touch_session(&oldest.id_digest, T0.plus(60))
-        .await
-        .unwrap();
+    s.touch_session(&oldest.id_digest, T0.plus(60)).await.unwrap();
     let touched = s.session(&oldest.id_digest).await.unwrap().unwrap();
     assert_eq!(touched.last_seen_at, T0.plus(60));
     assert_eq!(touched.auth_time, T0);
@@ -490,31 +460,19 @@ async fn end_sessions_touches_only_that_account(db: Arc<TestDb>) {
 
     // Naming another account's session ends nothing.
     let n = s
-        .end_sessions(
-            &a.id,
-            &SessionSelector::ByHandle(b1.handle.clone()),
-            &revoked(&a.id),
-        )
+        .end_sessions(&a.id, &SessionSelector::ByHandle(b1.handle.clone()), &revoked(&a.id))
         .await
         .unwrap();
     assert_eq!(n, 0);
     let n = s
-        .end_sessions(
-            &a.id,
-            &SessionSelector::ById(b1.id_digest.clone()),
-            &revoked(&a.id),
-        )
+        .end_sessions(&a.id, &SessionSelector::ById(b1.id_digest.clone()), &revoked(&a.id))
         .await
         .unwrap();
     assert_eq!(n, 0);
     assert!(s.session(&b1.id_digest).await.unwrap().is_some());
 
     let n = s
-        .end_sessions(
-            &a.id,
-            &SessionSelector::ByHandle(a1.handle.clone()),
-            &revoked(&a.id),
-        )
+        .end_sessions(&a.id, &SessionSelector::ByHandle(a1.handle.clone()), &revoked(&a.id))
         .await
         .unwrap();
     assert_eq!(n, 1);
@@ -533,11 +491,7 @@ async fn end_sessions_touches_only_that_account(db: Arc<TestDb>) {
     assert_eq!(s.sessions_of(&a.id).await.unwrap(), vec![a2.clone()]);
 
     let n = s
-        .end_sessions(
-            &a.id,
-            &SessionSelector::ById(a2.id_digest.clone()),
-            &revoked(&a.id),
-        )
+        .end_sessions(&a.id, &SessionSelector::ById(a2.id_digest.clone()), &revoked(&a.id))
         .await
         .unwrap();
     assert_eq!(n, 1);
@@ -559,18 +513,8 @@ async fn end_sessions_touches_only_that_account(db: Arc<TestDb>) {
     assert_eq!(s.sessions_of(&b.id).await.unwrap(), vec![]);
 
     // The event is appended on every call, rows or not.
-    assert_eq!(
-        audit(s, Some(&a.id), Some(AuditKind::SessionRevoked))
-            .await
-            .len(),
-        6
-    );
-    assert_eq!(
-        audit(s, Some(&b.id), Some(AuditKind::SessionRevoked))
-            .await
-            .len(),
-        1
-    );
+    assert_eq!(audit(s, Some(&a.id), Some(AuditKind::SessionRevoked)).await.len(), 6);
+    assert_eq!(audit(s, Some(&b.id), Some(AuditKind::SessionRevoked)).await.len(), 1);
 }
 
 // --- one-time codes ---------------------------------------------------------
@@ -599,17 +543,10 @@ async fn code_works_once(db: Arc<TestDb>) {
         None
     );
     assert_eq!(
-        s.latest_code(&a.id, CodePurpose::VerifyEmail)
-            .await
-            .unwrap(),
+        s.latest_code(&a.id, CodePurpose::VerifyEmail).await.unwrap(),
         Some(code.clone())
     );
-    assert_eq!(
-        s.latest_code(&a.id, CodePurpose::ChangeEmail)
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(s.latest_code(&a.id, CodePurpose::ChangeEmail).await.unwrap(), None);
 
     s.count_code_attempt(&code.id).await.unwrap();
     s.count_code_attempt(&code.id).await.unwrap();
@@ -639,12 +576,7 @@ async fn code_works_once(db: Arc<TestDb>) {
         .unwrap()
         .unwrap();
     assert_eq!(used.used_at, Some(now));
-    assert_eq!(
-        s.latest_code(&a.id, CodePurpose::VerifyEmail)
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(s.latest_code(&a.id, CodePurpose::VerifyEmail).await.unwrap(), None);
 
     // A second click: nothing happens, no second event.
     let later = T0.plus(20);
@@ -659,12 +591,7 @@ async fn code_works_once(db: Arc<TestDb>) {
         .unwrap()
         .unwrap();
     assert_eq!(used.used_at, Some(now));
-    assert_eq!(
-        audit(s, Some(&a.id), Some(AuditKind::EmailVerified))
-            .await
-            .len(),
-        1
-    );
+    assert_eq!(audit(s, Some(&a.id), Some(AuditKind::EmailVerified)).await.len(), 1);
 }
 
 async fn new_code_retires_earlier_ones(db: Arc<TestDb>) {
@@ -674,22 +601,10 @@ async fn new_code_retires_earlier_ones(db: Arc<TestDb>) {
     let other = new_session(s, &a.id, T0.plus(1)).await;
 
     let requested = ev(AuditKind::PasswordResetRequested, Some(&a.id), T0);
-    let first = OneTimeCode::issue(
-        CodePurpose::ResetPassword,
-        a.id.clone(),
-        a.email.clone(),
-        T0,
-    )
-    .record;
+    let first = OneTimeCode::issue(CodePurpose::ResetPassword, a.id.clone(), a.email.clone(), T0).record;
     s.insert_code(&first, Some(&requested)).await.unwrap();
     let verify = new_code(s, CodePurpose::VerifyEmail, &a, &a.email, T0).await;
-    let second = OneTimeCode::issue(
-        CodePurpose::ResetPassword,
-        a.id.clone(),
-        a.email.clone(),
-        T0.plus(30),
-    )
-    .record;
+    let second = OneTimeCode::issue(CodePurpose::ResetPassword, a.id.clone(), a.email.clone(), T0.plus(30)).record;
     s.insert_code(&second, Some(&requested)).await.unwrap();
 
     let retired = s
@@ -699,15 +614,11 @@ async fn new_code_retires_earlier_ones(db: Arc<TestDb>) {
         .unwrap();
     assert_eq!(retired.used_at, Some(second.created_at));
     assert_eq!(
-        s.latest_code(&a.id, CodePurpose::ResetPassword)
-            .await
-            .unwrap(),
+        s.latest_code(&a.id, CodePurpose::ResetPassword).await.unwrap(),
         Some(second.clone())
     );
     assert_eq!(
-        s.latest_code(&a.id, CodePurpose::VerifyEmail)
-            .await
-            .unwrap(),
+        s.latest_code(&a.id, CodePurpose::VerifyEmail).await.unwrap(),
         Some(verify),
         "other purposes stay"
     );
@@ -738,12 +649,7 @@ async fn new_code_retires_earlier_ones(db: Arc<TestDb>) {
         Redeemed::Done
     );
     assert_eq!(
-        s.account_by_id(&a.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .password_hash
-            .expose(),
+        s.account_by_id(&a.id).await.unwrap().unwrap().password_hash.expose(),
         "reset-hash"
     );
     assert!(!needs_reauth(s, &kept.id_digest).await);
@@ -758,14 +664,7 @@ async fn new_code_retires_earlier_ones(db: Arc<TestDb>) {
 
 async fn concurrent_redeems_succeed_once(db: Arc<TestDb>) {
     let a = new_account(db.store.as_ref(), "ivy@example.com").await;
-    let code = new_code(
-        db.store.as_ref(),
-        CodePurpose::VerifyEmail,
-        &a,
-        &a.email,
-        T0,
-    )
-    .await;
+    let code = new_code(db.store.as_ref(), CodePurpose::VerifyEmail, &a, &a.email, T0).await;
     let mut tasks = Vec::new();
     for i in 0..6 {
         let store = Arc::clone(&db.store);
@@ -788,13 +687,9 @@ async fn concurrent_redeems_succeed_once(db: Arc<TestDb>) {
     }
     assert_eq!(done, 1);
     assert_eq!(
-        audit(
-            db.store.as_ref(),
-            Some(&a.id),
-            Some(AuditKind::EmailVerified)
-        )
-        .await
-        .len(),
+        audit(db.store.as_ref(), Some(&a.id), Some(AuditKind::EmailVerified))
+            .await
+            .len(),
         1
     );
 }
@@ -821,12 +716,7 @@ async fn change_email_to_taken_address_changes_nothing(db: Arc<TestDb>) {
         .unwrap()
         .unwrap();
     assert_eq!(still.used_at, None, "the code stays unused");
-    assert_eq!(
-        audit(s, Some(&a.id), Some(AuditKind::EmailChanged))
-            .await
-            .len(),
-        0
-    );
+    assert_eq!(audit(s, Some(&a.id), Some(AuditKind::EmailChanged)).await.len(), 0);
 
     // A free address works, and the old one is free again.
     let new_address = email("jo.new@example.com");
@@ -842,30 +732,15 @@ async fn change_email_to_taken_address_changes_nothing(db: Arc<TestDb>) {
     assert!(stored.email_verified);
     assert_eq!(s.account_by_email(&a.email).await.unwrap(), None);
     assert_eq!(
-        s.account_by_email(&new_address)
-            .await
-            .unwrap()
-            .map(|x| x.id),
+        s.account_by_email(&new_address).await.unwrap().map(|x| x.id),
         Some(a.id.clone())
     );
-    assert_eq!(
-        audit(s, Some(&a.id), Some(AuditKind::EmailChanged))
-            .await
-            .len(),
-        1
-    );
+    assert_eq!(audit(s, Some(&a.id), Some(AuditKind::EmailChanged)).await.len(), 1);
 
     // A verification code sent to an address the account no longer has is
     // used up but verifies nothing.
     let c = new_account(s, "lee@example.com").await;
-    let stale = new_code(
-        s,
-        CodePurpose::VerifyEmail,
-        &c,
-        &email("lee.old@example.com"),
-        T0,
-    )
-    .await;
+    let stale = new_code(s, CodePurpose::VerifyEmail, &c, &email("lee.old@example.com"), T0).await;
     let verified = ev(AuditKind::EmailVerified, Some(&c.id), now);
     assert_eq!(
         s.redeem_code(&stale, &CodeEffect::VerifyEmail, now, &verified)
@@ -890,33 +765,19 @@ async fn throttle_counts_and_restarts(db: Arc<TestDb>) {
     let window = 900;
     assert_eq!(s.throttle_window(key).await.unwrap(), None);
 
-    let w = |started_at: Timestamp, failures: u32| Window {
-        started_at,
-        failures,
-    };
+    let w = |started_at: Timestamp, failures: u32| Window { started_at, failures };
     assert_eq!(s.throttle_fail(key, T0, window).await.unwrap(), w(T0, 1));
+    assert_eq!(s.throttle_fail(key, T0.plus(10), window).await.unwrap(), w(T0, 2));
     assert_eq!(
-        s.throttle_fail(key, T0.plus(10), window).await.unwrap(),
-        w(T0, 2)
-    );
-    assert_eq!(
-        s.throttle_fail(key, T0.plus(window - 1), window)
-            .await
-            .unwrap(),
+        s.throttle_fail(key, T0.plus(window - 1), window).await.unwrap(),
         w(T0, 3)
     );
     assert_eq!(s.throttle_window(key).await.unwrap(), Some(w(T0, 3)));
 
     // The window is over: a new one starts now.
     let later = T0.plus(window);
-    assert_eq!(
-        s.throttle_fail(key, later, window).await.unwrap(),
-        w(later, 1)
-    );
-    assert_eq!(
-        s.throttle_fail(key, later.plus(1), window).await.unwrap(),
-        w(later, 2)
-    );
+    assert_eq!(s.throttle_fail(key, later, window).await.unwrap(), w(later, 1));
+    assert_eq!(s.throttle_fail(key, later.plus(1), window).await.unwrap(), w(later, 2));
 
     let other = "login:addr:203.0.113.9";
     assert_eq!(s.throttle_fail(other, T0, window).await.unwrap(), w(T0, 1));
@@ -940,11 +801,7 @@ async fn throttle_fail_is_atomic(db: Arc<TestDb>) {
         counts.push(task.await.unwrap());
     }
     counts.sort_unstable();
-    assert_eq!(
-        counts,
-        (1..=20).collect::<Vec<u32>>(),
-        "each failure counted once"
-    );
+    assert_eq!(counts, (1..=20).collect::<Vec<u32>>(), "each failure counted once");
     assert_eq!(
         db.store.throttle_window(key).await.unwrap(),
         Some(Window {
@@ -980,11 +837,7 @@ async fn audit_events_filter_and_page(db: Arc<TestDb>) {
     let of_a = audit(s, Some(&a.id), None).await;
     assert_eq!(
         kinds(&of_a),
-        vec![
-            AuditKind::SignUp,
-            AuditKind::LoginSucceeded,
-            AuditKind::LoginFailed
-        ]
+        vec![AuditKind::SignUp, AuditKind::LoginSucceeded, AuditKind::LoginFailed]
     );
     let failures = audit(s, None, Some(AuditKind::LoginFailed)).await;
     assert_eq!(
@@ -1027,15 +880,9 @@ async fn audit_log_is_append_only(db: Arc<TestDb>) {
     let before = audit(s, None, None).await;
     assert_eq!(before.len(), 1);
 
-    for statement in [
-        "UPDATE audit_events SET kind = 'logout'",
-        "DELETE FROM audit_events",
-    ] {
+    for statement in ["UPDATE audit_events SET kind = 'logout'", "DELETE FROM audit_events"] {
         let err = db.raw(statement).await.expect_err(statement);
-        assert!(
-            err.to_string().contains("append-only"),
-            "{statement}: {err}"
-        );
+        assert!(err.to_string().contains("append-only"), "{statement}: {err}");
     }
     if s.backend() == Backend::Postgres {
         let err = db.raw("TRUNCATE audit_events").await.expect_err("TRUNCATE");
@@ -1088,12 +935,9 @@ async fn delete_account_keeps_audit_events(db: Arc<TestDb>) {
     let b_code = new_code(s, CodePurpose::VerifyEmail, &b, &b.email, T0).await;
     let events_before = audit(s, Some(&a.id), None).await;
 
-    s.delete_account(
-        &a.id,
-        &ev(AuditKind::AccountDeleted, Some(&a.id), T0.plus(9)),
-    )
-    .await
-    .unwrap();
+    s.delete_account(&a.id, &ev(AuditKind::AccountDeleted, Some(&a.id), T0.plus(9)))
+        .await
+        .unwrap();
 
     assert_eq!(s.account_by_id(&a.id).await.unwrap(), None);
     assert_eq!(s.account_by_email(&a.email).await.unwrap(), None);
@@ -1106,19 +950,12 @@ async fn delete_account_keeps_audit_events(db: Arc<TestDb>) {
             .unwrap(),
         None
     );
-    assert_eq!(
-        s.latest_code(&a.id, CodePurpose::VerifyEmail)
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(s.latest_code(&a.id, CodePurpose::VerifyEmail).await.unwrap(), None);
 
     assert_eq!(s.account_by_id(&b.id).await.unwrap(), Some(b.clone()));
     assert_eq!(s.sessions_of(&b.id).await.unwrap(), vec![b1]);
     assert_eq!(
-        s.latest_code(&b.id, CodePurpose::VerifyEmail)
-            .await
-            .unwrap(),
+        s.latest_code(&b.id, CodePurpose::VerifyEmail).await.unwrap(),
         Some(b_code)
     );
 
@@ -1141,10 +978,7 @@ async fn corrupt_rows_are_errors(db: Arc<TestDb>) {
     )
     .await
     .unwrap();
-    let err = s
-        .account_by_id(&AccountId("broken".into()))
-        .await
-        .unwrap_err();
+    let err = s.account_by_id(&AccountId("broken".into())).await.unwrap_err();
     assert!(matches!(err, StoreError::Corrupt(_)), "got {err:?}");
 
     let a = new_account(s, "tam@example.com").await;
@@ -1169,6 +1003,790 @@ async fn corrupt_rows_are_errors(db: Arc<TestDb>) {
     assert!(matches!(err, StoreError::Corrupt(_)), "got {err:?}");
 }
 
+// --- OAuth builders ---------------------------------------------------------
+
+fn scopes(s: &str) -> Scopes {
+    Scopes::parse(s).expect("valid test scopes")
+}
+
+/// A client with every field set to something other than its default.
+fn full_client(name: &str, now: Timestamp) -> Client {
+    Client {
+        id: ClientId::generate(),
+        name: name.into(),
+        secret_digest: Some(TokenDigest::of(&format!("secret of {name}"))),
+        redirect_uris: vec![
+            "https://rp.example.com/cb".into(),
+            "http://127.0.0.1:8080/cb?x=\"quoted\"&y=ü".into(),
+        ],
+        post_logout_redirect_uris: vec!["https://rp.example.com/bye".into()],
+        scopes: scopes("openid profile email offline_access"),
+        audiences: vec!["https://api.example.com".into(), "c_other".into()],
+        grant_types: GrantType::ALL.to_vec(),
+        first_party: true,
+        backchannel_logout_uri: Some("https://rp.example.com/logout".into()),
+        events_uri: Some("https://rp.example.com/events".into()),
+        id_token_alg: SigningAlg::EdDSA,
+        created_at: now,
+    }
+}
+
+async fn new_client(store: &dyn Store, name: &str, now: Timestamp) -> Client {
+    let c = full_client(name, now);
+    store.create_client(&c).await.unwrap();
+    c
+}
+
+fn auth_code(client: &Client, account: &AccountId, session: &Session, now: Timestamp) -> AuthCode {
+    AuthCode {
+        digest: OpaqueToken::generate().digest(),
+        client_id: client.id.clone(),
+        account_id: account.clone(),
+        session_digest: session.id_digest.clone(),
+        sid: session.handle.clone(),
+        redirect_uri: client.redirect_uris[0].clone(),
+        scopes: scopes("openid offline_access"),
+        nonce: Some("n-0S6_WzA2Mj".into()),
+        code_challenge: Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into()),
+        auth_time: session.auth_time,
+        amr: vec![AuthMethod::Pwd, AuthMethod::Otp],
+        acr_values: Some("urn:gatehouse:acr:password".into()),
+        resources: vec!["https://api.example.com".into()],
+        created_at: now,
+        expires_at: now.plus(60),
+        used_at: None,
+        grant_id: gatehouse_core::oauth::grant::new_grant_id(),
+    }
+}
+
+fn refresh_for(grant_id: &str, now: Timestamp) -> RefreshToken {
+    RefreshToken {
+        digest: OpaqueToken::generate().digest(),
+        grant_id: grant_id.into(),
+        created_at: now,
+        expires_at: now.plus(30 * 86_400),
+        used_at: None,
+    }
+}
+
+/// A client-credentials style grant, or a narrowed child of `parent`.
+fn bare_grant(client: &Client, account: Option<&AccountId>, parent: Option<&str>, now: Timestamp) -> Grant {
+    Grant {
+        id: gatehouse_core::oauth::grant::new_grant_id(),
+        client_id: client.id.clone(),
+        account_id: account.cloned(),
+        scopes: scopes("payments"),
+        sid: None,
+        session_digest: None,
+        auth_time: None,
+        amr: vec![],
+        resources: vec![],
+        parent_id: parent.map(str::to_owned),
+        created_at: now,
+        revoked_at: None,
+    }
+}
+
+async fn revoked_at(store: &dyn Store, grant: &str) -> Option<Timestamp> {
+    store.grant(grant).await.unwrap().expect("grant exists").revoked_at
+}
+
+fn key(kid: &str, alg: SigningAlg, created_at: Timestamp) -> StoredKey {
+    StoredKey {
+        kid: kid.into(),
+        alg,
+        public_jwk: format!(r#"{{"kty":"OKP","kid":"{kid}"}}"#),
+        private_encrypted: format!("c2VjcmV0-{kid}"),
+        created_at,
+        retired_at: None,
+    }
+}
+
+// --- OAuth clients ----------------------------------------------------------
+
+async fn clients_round_trip_conflict_and_cascade(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    assert_eq!(s.clients().await.unwrap(), vec![]);
+    let later = new_client(s, "Later", T0.plus(10)).await;
+    let first = new_client(s, "First", T0).await;
+    let mut public = full_client("Public", T0.plus(10));
+    public.secret_digest = None;
+    public.post_logout_redirect_uris = vec![];
+    public.audiences = vec![];
+    public.grant_types = vec![GrantType::AuthorizationCode];
+    public.scopes = Scopes::default();
+    public.first_party = false;
+    public.backchannel_logout_uri = None;
+    public.events_uri = None;
+    public.id_token_alg = SigningAlg::RS256;
+    s.create_client(&public).await.unwrap();
+
+    assert_eq!(s.client(&first.id).await.unwrap(), Some(first.clone()));
+    assert_eq!(s.client(&public.id).await.unwrap(), Some(public.clone()));
+    assert_eq!(s.client(&ClientId::generate()).await.unwrap(), None);
+    // Creation order, the id breaking the tie.
+    let mut tied = vec![later.clone(), public.clone()];
+    tied.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut expected = vec![first.clone()];
+    expected.extend(tied);
+    assert_eq!(s.clients().await.unwrap(), expected);
+
+    // The same id again: refused, the stored one unchanged.
+    let mut dup = full_client("Impostor", T0.plus(20));
+    dup.id = first.id.clone();
+    let err = s.create_client(&dup).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict("client")), "got {err:?}");
+    assert_eq!(s.client(&first.id).await.unwrap(), Some(first.clone()));
+
+    // Update replaces everything but id and created_at.
+    let mut changed = public.clone();
+    changed.name = "Public v2".into();
+    changed.secret_digest = Some(TokenDigest::of("now confidential"));
+    changed.redirect_uris = vec!["https://new.example/cb".into()];
+    changed.post_logout_redirect_uris = vec!["https://new.example/bye".into()];
+    changed.audiences = vec!["aud".into()];
+    changed.grant_types = vec![GrantType::ClientCredentials, GrantType::TokenExchange];
+    changed.scopes = scopes("payments");
+    changed.first_party = true;
+    changed.backchannel_logout_uri = Some("https://new.example/bc".into());
+    changed.events_uri = Some("https://new.example/ev".into());
+    changed.id_token_alg = SigningAlg::ES256;
+    changed.created_at = T0.plus(999);
+    assert!(s.update_client(&changed).await.unwrap());
+    let stored = s.client(&public.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored,
+        Client {
+            created_at: public.created_at,
+            ..changed.clone()
+        }
+    );
+    let mut ghost = changed.clone();
+    ghost.id = ClientId::generate();
+    assert!(!s.update_client(&ghost).await.unwrap());
+    assert_eq!(s.client(&ghost.id).await.unwrap(), None);
+
+    // Deleting takes codes, grants, refresh tokens, consents and session
+    // links with it, and nothing of another client.
+    let a = new_account(s, "uma@example.com").await;
+    let session = new_session(s, &a.id, T0).await;
+    let mut issued = Vec::new();
+    for client in [&first, &later] {
+        let code = auth_code(client, &a.id, &session, T0);
+        s.insert_auth_code(&code).await.unwrap();
+        let grant = Grant::from_code(&code, T0.plus(1));
+        let refresh = refresh_for(&grant.id, T0.plus(1));
+        assert_eq!(
+            s.redeem_auth_code(&code.digest, &grant, Some(&refresh), T0.plus(1))
+                .await
+                .unwrap(),
+            Redemption::Issued
+        );
+        let consent = Consent {
+            account_id: a.id.clone(),
+            client_id: client.id.clone(),
+            scopes: scopes("openid"),
+            granted_at: T0,
+        };
+        s.put_consent(&consent, &ev(AuditKind::ConsentGranted, Some(&a.id), T0))
+            .await
+            .unwrap();
+        issued.push((code, grant, refresh));
+    }
+    assert!(s.delete_client(&first.id).await.unwrap());
+    assert!(!s.delete_client(&first.id).await.unwrap());
+    assert_eq!(s.client(&first.id).await.unwrap(), None);
+    let (code, grant, refresh) = &issued[0];
+    assert_eq!(s.auth_code(&code.digest).await.unwrap(), None);
+    assert_eq!(s.grant(&grant.id).await.unwrap(), None);
+    assert!(
+        s.grant_revoked(&grant.id).await.unwrap(),
+        "a deleted grant reads as revoked"
+    );
+    assert_eq!(s.refresh_token(&refresh.digest).await.unwrap(), None);
+    assert_eq!(s.consent(&a.id, &first.id).await.unwrap(), None);
+    assert_eq!(
+        s.session_clients(&session.id_digest).await.unwrap(),
+        vec![later.id.clone()]
+    );
+    let (code, grant, refresh) = &issued[1];
+    assert!(s.auth_code(&code.digest).await.unwrap().is_some());
+    assert!(s.grant(&grant.id).await.unwrap().is_some());
+    assert!(s.refresh_token(&refresh.digest).await.unwrap().is_some());
+    assert!(s.consent(&a.id, &later.id).await.unwrap().is_some());
+    assert_eq!(s.clients().await.unwrap().len(), 2);
+}
+
+// --- signing keys -----------------------------------------------------------
+
+async fn signing_keys_retire_and_purge(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    assert_eq!(s.signing_keys().await.unwrap(), vec![]);
+    let es1 = key("es-1", SigningAlg::ES256, T0);
+    let ed1 = key("ed-1", SigningAlg::EdDSA, T0.plus(1));
+    s.add_signing_key(&es1).await.unwrap();
+    s.add_signing_key(&ed1).await.unwrap();
+    assert_eq!(s.signing_keys().await.unwrap(), vec![ed1.clone(), es1.clone()]);
+
+    // A new ES256 key retires the old ES256 key only.
+    let es2 = key("es-2", SigningAlg::ES256, T0.plus(100));
+    s.add_signing_key(&es2).await.unwrap();
+    let es1_retired = StoredKey {
+        retired_at: Some(T0.plus(100)),
+        ..es1.clone()
+    };
+    assert_eq!(
+        s.signing_keys().await.unwrap(),
+        vec![es2.clone(), ed1.clone(), es1_retired.clone()]
+    );
+
+    // A third: es-1 keeps its retirement time, es-2 is retired now.
+    let es3 = key("es-3", SigningAlg::ES256, T0.plus(200));
+    s.add_signing_key(&es3).await.unwrap();
+    let es2_retired = StoredKey {
+        retired_at: Some(T0.plus(200)),
+        ..es2.clone()
+    };
+    assert_eq!(
+        s.signing_keys().await.unwrap(),
+        vec![es3.clone(), es2_retired.clone(), ed1.clone(), es1_retired.clone()]
+    );
+
+    // Same creation time: the kid orders them, newest (greatest) first.
+    let ed2 = key("ed-2", SigningAlg::EdDSA, T0.plus(200));
+    s.add_signing_key(&ed2).await.unwrap();
+    let ed1_retired = StoredKey {
+        retired_at: Some(T0.plus(200)),
+        ..ed1.clone()
+    };
+    assert_eq!(
+        s.signing_keys().await.unwrap(),
+        vec![
+            es3.clone(),
+            ed2.clone(),
+            es2_retired.clone(),
+            ed1_retired.clone(),
+            es1_retired.clone()
+        ]
+    );
+
+    // A kid taken: refused, and nothing retired.
+    let dup = key("es-3", SigningAlg::ES256, T0.plus(300));
+    let err = s.add_signing_key(&dup).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "got {err:?}");
+    assert_eq!(s.signing_keys().await.unwrap()[0], es3);
+
+    // Purging: only keys retired strictly before the cut-off.
+    assert_eq!(s.purge_signing_keys(T0.plus(100)).await.unwrap(), 0);
+    assert_eq!(s.purge_signing_keys(T0.plus(101)).await.unwrap(), 1);
+    assert_eq!(
+        s.signing_keys().await.unwrap(),
+        vec![es3.clone(), ed2.clone(), es2_retired, ed1_retired]
+    );
+    assert_eq!(s.purge_signing_keys(T0.plus(1_000_000)).await.unwrap(), 2);
+    assert_eq!(s.signing_keys().await.unwrap(), vec![es3, ed2], "current keys stay");
+}
+
+// --- interactions -----------------------------------------------------------
+
+async fn interactions_round_trip(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    let i = Interaction {
+        digest: OpaqueToken::generate().digest(),
+        query: "response_type=code&client_id=c_1&scope=openid%20email&state=%C3%A9".into(),
+        created_at: T0,
+        expires_at: T0.plus(1800),
+    };
+    assert_eq!(s.interaction(&i.digest).await.unwrap(), None);
+    s.put_interaction(&i).await.unwrap();
+    assert_eq!(s.interaction(&i.digest).await.unwrap(), Some(i.clone()));
+    // Putting again replaces it.
+    let replaced = Interaction {
+        query: "prompt=login".into(),
+        expires_at: T0.plus(60),
+        ..i.clone()
+    };
+    s.put_interaction(&replaced).await.unwrap();
+    assert_eq!(s.interaction(&i.digest).await.unwrap(), Some(replaced));
+    let other = Interaction {
+        digest: OpaqueToken::generate().digest(),
+        ..i.clone()
+    };
+    s.put_interaction(&other).await.unwrap();
+    s.delete_interaction(&i.digest).await.unwrap();
+    assert_eq!(s.interaction(&i.digest).await.unwrap(), None);
+    assert_eq!(s.interaction(&other.digest).await.unwrap(), Some(other));
+    s.delete_interaction(&i.digest).await.unwrap();
+}
+
+// --- codes, grants, refresh tokens --------------------------------------------
+
+async fn auth_code_redeems_once_then_replay_revokes_family(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    let c = new_client(s, "Shop", T0).await;
+    let a = new_account(s, "vera@example.com").await;
+    let session = new_session(s, &a.id, T0).await;
+    let code = auth_code(&c, &a.id, &session, T0);
+    s.insert_auth_code(&code).await.unwrap();
+    assert_eq!(s.auth_code(&code.digest).await.unwrap(), Some(code.clone()));
+    assert_eq!(s.auth_code(&TokenDigest::of("nope")).await.unwrap(), None);
+    // The optional fields can be empty too.
+    let plain = AuthCode {
+        nonce: None,
+        code_challenge: None,
+        acr_values: None,
+        resources: vec![],
+        amr: vec![],
+        scopes: Scopes::default(),
+        ..auth_code(&c, &a.id, &session, T0)
+    };
+    s.insert_auth_code(&plain).await.unwrap();
+    assert_eq!(s.auth_code(&plain.digest).await.unwrap(), Some(plain));
+    let err = s.insert_auth_code(&code).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "got {err:?}");
+
+    let now = T0.plus(5);
+    let grant = Grant::from_code(&code, now);
+    let refresh = refresh_for(&grant.id, now);
+    assert_eq!(
+        s.redeem_auth_code(&code.digest, &grant, Some(&refresh), now)
+            .await
+            .unwrap(),
+        Redemption::Issued
+    );
+    assert_eq!(s.auth_code(&code.digest).await.unwrap().unwrap().used_at, Some(now));
+    assert_eq!(s.grant(&grant.id).await.unwrap(), Some(grant.clone()));
+    assert_eq!(s.refresh_token(&refresh.digest).await.unwrap(), Some(refresh.clone()));
+    assert!(!s.grant_revoked(&grant.id).await.unwrap());
+
+    // A token exchange narrowed it: a child grant, and a grandchild.
+    let child = bare_grant(&c, Some(&a.id), Some(&grant.id), now.plus(1));
+    s.insert_grant(&child, None).await.unwrap();
+    let grandchild = bare_grant(&c, Some(&a.id), Some(&child.id), now.plus(2));
+    s.insert_grant(&grandchild, None).await.unwrap();
+    let unrelated = bare_grant(&c, None, None, now);
+    s.insert_grant(&unrelated, None).await.unwrap();
+
+    // The code again: nothing written, the whole family revoked.
+    let replay_at = T0.plus(30);
+    let second = Grant {
+        id: gatehouse_core::oauth::grant::new_grant_id(),
+        ..Grant::from_code(&code, replay_at)
+    };
+    let second_refresh = refresh_for(&second.id, replay_at);
+    assert_eq!(
+        s.redeem_auth_code(&code.digest, &second, Some(&second_refresh), replay_at)
+            .await
+            .unwrap(),
+        Redemption::Replayed
+    );
+    assert_eq!(s.grant(&second.id).await.unwrap(), None);
+    assert_eq!(s.refresh_token(&second_refresh.digest).await.unwrap(), None);
+    assert_eq!(s.auth_code(&code.digest).await.unwrap().unwrap().used_at, Some(now));
+    for g in [&grant.id, &child.id, &grandchild.id] {
+        assert_eq!(revoked_at(s, g).await, Some(replay_at), "{g}");
+        assert!(s.grant_revoked(g).await.unwrap());
+    }
+    assert_eq!(revoked_at(s, &unrelated.id).await, None);
+    assert!(!s.grant_revoked(&unrelated.id).await.unwrap());
+
+    // A third try keeps the first revocation time.
+    assert_eq!(
+        s.redeem_auth_code(&code.digest, &second, None, replay_at.plus(10))
+            .await
+            .unwrap(),
+        Redemption::Replayed
+    );
+    assert_eq!(revoked_at(s, &grant.id).await, Some(replay_at));
+
+    assert_eq!(
+        s.redeem_auth_code(&TokenDigest::of("never issued"), &second, None, now)
+            .await
+            .unwrap(),
+        Redemption::Unknown
+    );
+    assert_eq!(s.grant(&second.id).await.unwrap(), None);
+}
+
+async fn concurrent_auth_code_redeems_issue_once(db: Arc<TestDb>) {
+    let c = new_client(db.store.as_ref(), "Racer", T0).await;
+    let a = new_account(db.store.as_ref(), "wes@example.com").await;
+    let session = new_session(db.store.as_ref(), &a.id, T0).await;
+    let code = auth_code(&c, &a.id, &session, T0);
+    db.store.insert_auth_code(&code).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let store = Arc::clone(&db.store);
+        let code = code.clone();
+        tasks.push(tokio::spawn(async move {
+            let grant = Grant::from_code(&code, T0.plus(i));
+            let refresh = refresh_for(&grant.id, T0.plus(i));
+            store
+                .redeem_auth_code(&code.digest, &grant, Some(&refresh), T0.plus(i))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap());
+    }
+    let issued = outcomes.iter().filter(|o| **o == Redemption::Issued).count();
+    let replayed = outcomes.iter().filter(|o| **o == Redemption::Replayed).count();
+    assert_eq!((issued, replayed), (1, 5), "{outcomes:?}");
+    // Every replay came after the first use committed: the grant is revoked.
+    assert!(db.store.grant_revoked(&code.grant_id).await.unwrap());
+}
+
+async fn refresh_token_rotation_and_replay(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    let c = new_client(s, "Mobile", T0).await;
+    let a = new_account(s, "xia@example.com").await;
+    let grant = bare_grant(&c, Some(&a.id), None, T0);
+    let first = refresh_for(&grant.id, T0);
+    s.insert_grant(&grant, Some(&first)).await.unwrap();
+    assert_eq!(s.grant(&grant.id).await.unwrap(), Some(grant.clone()));
+    assert_eq!(s.refresh_token(&first.digest).await.unwrap(), Some(first.clone()));
+    assert_eq!(s.refresh_token(&TokenDigest::of("nope")).await.unwrap(), None);
+    let err = s.insert_grant(&grant, None).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "got {err:?}");
+    let child = bare_grant(&c, Some(&a.id), Some(&grant.id), T0.plus(1));
+    s.insert_grant(&child, None).await.unwrap();
+
+    let second = refresh_for(&grant.id, T0.plus(10));
+    assert_eq!(
+        s.rotate_refresh_token(&first.digest, &second, T0.plus(10))
+            .await
+            .unwrap(),
+        Redemption::Issued
+    );
+    assert_eq!(
+        s.refresh_token(&first.digest).await.unwrap().unwrap().used_at,
+        Some(T0.plus(10))
+    );
+    assert_eq!(s.refresh_token(&second.digest).await.unwrap(), Some(second.clone()));
+    assert!(!s.grant_revoked(&grant.id).await.unwrap());
+
+    // The old one again (stolen?): nothing written, the family revoked.
+    let third = refresh_for(&grant.id, T0.plus(20));
+    assert_eq!(
+        s.rotate_refresh_token(&first.digest, &third, T0.plus(20))
+            .await
+            .unwrap(),
+        Redemption::Replayed
+    );
+    assert_eq!(s.refresh_token(&third.digest).await.unwrap(), None);
+    assert_eq!(s.refresh_token(&second.digest).await.unwrap(), Some(second.clone()));
+    assert_eq!(revoked_at(s, &grant.id).await, Some(T0.plus(20)));
+    assert_eq!(revoked_at(s, &child.id).await, Some(T0.plus(20)));
+    assert!(s.grant_revoked(&child.id).await.unwrap());
+
+    assert_eq!(
+        s.rotate_refresh_token(&TokenDigest::of("never issued"), &third, T0.plus(30))
+            .await
+            .unwrap(),
+        Redemption::Unknown
+    );
+    assert_eq!(s.refresh_token(&third.digest).await.unwrap(), None);
+}
+
+async fn grant_families_and_revocation(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    let c = new_client(s, "Api", T0).await;
+    let root = bare_grant(&c, None, None, T0);
+    let child = bare_grant(&c, None, Some(&root.id), T0);
+    let sibling = bare_grant(&c, None, Some(&root.id), T0);
+    let grandchild = bare_grant(&c, None, Some(&child.id), T0);
+    for g in [&root, &child, &sibling, &grandchild] {
+        s.insert_grant(g, None).await.unwrap();
+        assert_eq!(s.grant(&g.id).await.unwrap().as_ref(), Some(g));
+        assert!(!s.grant_revoked(&g.id).await.unwrap());
+    }
+    assert!(s.grant_revoked("g_unknown").await.unwrap(), "unknown counts as revoked");
+    assert_eq!(s.grant("g_unknown").await.unwrap(), None);
+
+    // Revoking the middle: it and its descendants, not its parent or sibling.
+    s.revoke_grant(&child.id, T0.plus(5)).await.unwrap();
+    assert_eq!(revoked_at(s, &child.id).await, Some(T0.plus(5)));
+    assert_eq!(revoked_at(s, &grandchild.id).await, Some(T0.plus(5)));
+    assert_eq!(revoked_at(s, &root.id).await, None);
+    assert_eq!(revoked_at(s, &sibling.id).await, None);
+    assert!(!s.grant_revoked(&root.id).await.unwrap());
+    assert!(!s.grant_revoked(&sibling.id).await.unwrap());
+
+    // Revoking the root: everything, the earlier times kept.
+    s.revoke_grant(&root.id, T0.plus(9)).await.unwrap();
+    assert_eq!(revoked_at(s, &root.id).await, Some(T0.plus(9)));
+    assert_eq!(revoked_at(s, &sibling.id).await, Some(T0.plus(9)));
+    assert_eq!(revoked_at(s, &child.id).await, Some(T0.plus(5)));
+    s.revoke_grant("g_unknown", T0).await.unwrap();
+
+    // An ancestor revoked behind the descendants' back (a row written
+    // revoked) still counts.
+    let revoked_root = Grant {
+        revoked_at: Some(T0),
+        ..bare_grant(&c, None, None, T0)
+    };
+    s.insert_grant(&revoked_root, None).await.unwrap();
+    let below = bare_grant(&c, None, Some(&revoked_root.id), T0);
+    let further = bare_grant(&c, None, Some(&below.id), T0);
+    s.insert_grant(&below, None).await.unwrap();
+    s.insert_grant(&further, None).await.unwrap();
+    assert!(s.grant_revoked(&further.id).await.unwrap());
+    assert_eq!(revoked_at(s, &further.id).await, None);
+
+    // A parent that is gone counts as revoked.
+    let orphan = bare_grant(&c, None, Some("g_gone"), T0);
+    s.insert_grant(&orphan, None).await.unwrap();
+    assert!(s.grant_revoked(&orphan.id).await.unwrap());
+
+    // A cycle (only possible by hand) ends the walk instead of looping.
+    let x = bare_grant(&c, None, Some("g_cycle_y"), T0);
+    let x = Grant {
+        id: "g_cycle_x".into(),
+        ..x
+    };
+    let y = Grant {
+        id: "g_cycle_y".into(),
+        parent_id: Some("g_cycle_x".into()),
+        ..x.clone()
+    };
+    s.insert_grant(&x, None).await.unwrap();
+    s.insert_grant(&y, None).await.unwrap();
+    assert!(!s.grant_revoked(&x.id).await.unwrap());
+    s.revoke_grant(&x.id, T0.plus(1)).await.unwrap();
+    assert!(s.grant_revoked(&y.id).await.unwrap());
+}
+
+// --- consents ---------------------------------------------------------------
+
+async fn consents_put_list_and_revoke(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    let a = new_account(s, "yuri@example.com").await;
+    let b = new_account(s, "zoe@example.com").await;
+    let shop = new_client(s, "Shop", T0).await;
+    let blog = new_client(s, "Blog", T0).await;
+    let consent = |account: &Account, client: &Client, sc: &str, at: Timestamp| Consent {
+        account_id: account.id.clone(),
+        client_id: client.id.clone(),
+        scopes: scopes(sc),
+        granted_at: at,
+    };
+    let said_yes = |who: &Account| ev(AuditKind::ConsentGranted, Some(&who.id), T0);
+
+    assert_eq!(s.consent(&a.id, &shop.id).await.unwrap(), None);
+    let a_shop = consent(&a, &shop, "openid", T0);
+    s.put_consent(&a_shop, &said_yes(&a)).await.unwrap();
+    assert_eq!(s.consent(&a.id, &shop.id).await.unwrap(), Some(a_shop.clone()));
+    let a_blog = consent(&a, &blog, "openid email", T0.plus(5));
+    s.put_consent(&a_blog, &said_yes(&a)).await.unwrap();
+    let b_shop = consent(&b, &shop, "openid", T0.plus(1));
+    s.put_consent(&b_shop, &said_yes(&b)).await.unwrap();
+    assert_eq!(
+        s.consents_of(&a.id).await.unwrap(),
+        vec![a_blog.clone(), a_shop.clone()]
+    );
+
+    // Replacing: new scopes and time, still one row.
+    let a_shop2 = consent(&a, &shop, "openid profile email", T0.plus(10));
+    s.put_consent(&a_shop2, &said_yes(&a)).await.unwrap();
+    assert_eq!(s.consent(&a.id, &shop.id).await.unwrap(), Some(a_shop2.clone()));
+    assert_eq!(
+        s.consents_of(&a.id).await.unwrap(),
+        vec![a_shop2.clone(), a_blog.clone()]
+    );
+    assert_eq!(audit(s, Some(&a.id), Some(AuditKind::ConsentGranted)).await.len(), 3);
+
+    // Grants of (a, shop), one with a child, and grants of others.
+    let g1 = bare_grant(&shop, Some(&a.id), None, T0);
+    let g2 = bare_grant(&shop, Some(&a.id), None, T0);
+    let g1_child = bare_grant(&blog, Some(&a.id), Some(&g1.id), T0);
+    let a_blog_grant = bare_grant(&blog, Some(&a.id), None, T0);
+    let b_shop_grant = bare_grant(&shop, Some(&b.id), None, T0);
+    for g in [&g1, &g2, &g1_child, &a_blog_grant, &b_shop_grant] {
+        s.insert_grant(g, None).await.unwrap();
+    }
+    let now = T0.plus(50);
+    let revoked_event = |who: &Account| ev(AuditKind::ConsentRevoked, Some(&who.id), now);
+    assert!(
+        s.revoke_consent(&a.id, &shop.id, now, &revoked_event(&a))
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.consent(&a.id, &shop.id).await.unwrap(), None);
+    assert_eq!(s.consents_of(&a.id).await.unwrap(), vec![a_blog.clone()]);
+    assert_eq!(s.consents_of(&b.id).await.unwrap(), vec![b_shop.clone()]);
+    for g in [&g1, &g2, &g1_child] {
+        assert_eq!(revoked_at(s, &g.id).await, Some(now), "{}", g.id);
+    }
+    assert_eq!(revoked_at(s, &a_blog_grant.id).await, None);
+    assert_eq!(revoked_at(s, &b_shop_grant.id).await, None);
+    assert_eq!(audit(s, Some(&a.id), Some(AuditKind::ConsentRevoked)).await.len(), 1);
+
+    // No consent (any more): false, but grants issued since still go.
+    let g3 = bare_grant(&shop, Some(&a.id), None, now);
+    s.insert_grant(&g3, None).await.unwrap();
+    assert!(
+        !s.revoke_consent(&a.id, &shop.id, now.plus(1), &revoked_event(&a))
+            .await
+            .unwrap()
+    );
+    assert_eq!(revoked_at(s, &g3.id).await, Some(now.plus(1)));
+    assert_eq!(revoked_at(s, &g1.id).await, Some(now), "the first time is kept");
+    assert_eq!(audit(s, Some(&a.id), Some(AuditKind::ConsentRevoked)).await.len(), 2);
+
+    // Deleting the account takes its consents and grants.
+    s.delete_account(&a.id, &ev(AuditKind::AccountDeleted, Some(&a.id), now))
+        .await
+        .unwrap();
+    assert_eq!(s.consents_of(&a.id).await.unwrap(), vec![]);
+    assert_eq!(s.grant(&a_blog_grant.id).await.unwrap(), None);
+    assert_eq!(s.consents_of(&b.id).await.unwrap(), vec![b_shop]);
+    assert!(s.grant(&b_shop_grant.id).await.unwrap().is_some());
+}
+
+// --- session clients --------------------------------------------------------
+
+async fn session_clients_follow_sessions(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    let a = new_account(s, "abe@example.com").await;
+    let b = new_account(s, "bea@example.com").await;
+    let c1 = new_client(s, "One", T0).await;
+    let c2 = new_client(s, "Two", T0).await;
+    let a1 = new_session(s, &a.id, T0).await;
+    let a2 = new_session(s, &a.id, T0.plus(1)).await;
+    let b1 = new_session(s, &b.id, T0).await;
+    assert_eq!(s.session_clients(&a1.id_digest).await.unwrap(), vec![]);
+
+    // Twice for c2 and once for c1 on a1: each recorded once, sorted.
+    for (client, session) in [(&c2, &a1), (&c1, &a1), (&c2, &a1), (&c1, &a2), (&c1, &b1)] {
+        s.insert_auth_code(&auth_code(client, &session.account_id, session, T0))
+            .await
+            .unwrap();
+    }
+    let mut both = vec![c1.id.clone(), c2.id.clone()];
+    both.sort();
+    assert_eq!(s.session_clients(&a1.id_digest).await.unwrap(), both);
+    assert_eq!(s.session_clients(&a2.id_digest).await.unwrap(), vec![c1.id.clone()]);
+    assert_eq!(s.session_clients(&b1.id_digest).await.unwrap(), vec![c1.id.clone()]);
+
+    // A code for a session that does not exist is refused, and not stored.
+    let ghost = Session {
+        id_digest: TokenDigest::of("no such session"),
+        ..a1.clone()
+    };
+    let orphan = auth_code(&c1, &a.id, &ghost, T0);
+    assert!(s.insert_auth_code(&orphan).await.is_err());
+    assert_eq!(s.auth_code(&orphan.digest).await.unwrap(), None);
+
+    // Ending a session forgets its clients.
+    let out = ev(AuditKind::Logout, Some(&a.id), T0.plus(5));
+    s.end_sessions(&a.id, &SessionSelector::ById(a1.id_digest.clone()), &out)
+        .await
+        .unwrap();
+    assert_eq!(s.session_clients(&a1.id_digest).await.unwrap(), vec![]);
+    assert_eq!(s.session_clients(&a2.id_digest).await.unwrap(), vec![c1.id.clone()]);
+
+    // So does deleting the account (its sessions go, then their links).
+    s.delete_account(&a.id, &ev(AuditKind::AccountDeleted, Some(&a.id), T0.plus(6)))
+        .await
+        .unwrap();
+    assert_eq!(s.session_clients(&a2.id_digest).await.unwrap(), vec![]);
+    assert_eq!(s.session_clients(&b1.id_digest).await.unwrap(), vec![c1.id.clone()]);
+    assert_eq!(s.account_by_id(&a.id).await.unwrap(), None);
+}
+
+// --- revoked access tokens --------------------------------------------------
+
+async fn revoked_jtis_are_remembered(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    assert!(!s.jti_revoked("jti-1").await.unwrap());
+    s.revoke_jti("jti-1", T0.plus(300)).await.unwrap();
+    assert!(s.jti_revoked("jti-1").await.unwrap());
+    assert!(!s.jti_revoked("jti-2").await.unwrap());
+    // Revoking twice is fine.
+    s.revoke_jti("jti-1", T0.plus(100)).await.unwrap();
+    s.revoke_jti("jti-1", T0.plus(600)).await.unwrap();
+    assert!(s.jti_revoked("jti-1").await.unwrap());
+}
+
+// --- corrupt OAuth rows -----------------------------------------------------
+
+async fn oauth_corrupt_rows_are_errors(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    let expect_corrupt = |r: Result<(), StoreError>, what: &str| match r {
+        Err(StoreError::Corrupt(_)) => {}
+        other => panic!("{what}: expected Corrupt, got {other:?}"),
+    };
+    for (id, statement) in [
+        (
+            "bad_json",
+            "INSERT INTO clients VALUES ('bad_json', 'x', NULL, 'not json', '[]', '[]', \
+             '[\"authorization_code\"]', 'openid', FALSE, NULL, NULL, 'ES256', 1)",
+        ),
+        (
+            "not_strings",
+            "INSERT INTO clients VALUES ('not_strings', 'x', NULL, '[1, 2]', '[]', '[]', \
+             '[]', 'openid', FALSE, NULL, NULL, 'ES256', 2)",
+        ),
+        (
+            "bad_grant_type",
+            "INSERT INTO clients VALUES ('bad_grant_type', 'x', NULL, '[]', '[]', '[]', \
+             '[\"implicit\"]', 'openid', FALSE, NULL, NULL, 'ES256', 3)",
+        ),
+        (
+            "bad_alg",
+            "INSERT INTO clients VALUES ('bad_alg', 'x', NULL, '[]', '[]', '[]', \
+             '[]', 'openid', FALSE, NULL, NULL, 'HS256', 4)",
+        ),
+        (
+            "bad_scopes",
+            "INSERT INTO clients VALUES ('bad_scopes', 'x', NULL, '[]', '[]', '[]', \
+             '[]', 'a\"b', FALSE, NULL, NULL, 'ES256', 5)",
+        ),
+    ] {
+        db.raw(statement).await.unwrap();
+        expect_corrupt(s.client(&ClientId(id.into())).await.map(|_| ()), id);
+        expect_corrupt(s.clients().await.map(|_| ()), id);
+        db.raw("DELETE FROM clients").await.unwrap();
+    }
+
+    db.raw("INSERT INTO signing_keys VALUES ('k', 'none', '{}', 'x', 1, NULL)")
+        .await
+        .unwrap();
+    expect_corrupt(s.signing_keys().await.map(|_| ()), "signing key");
+
+    let c = new_client(s, "Ok", T0).await;
+    let a = new_account(s, "cy@example.com").await;
+    let session = new_session(s, &a.id, T0).await;
+    let code = auth_code(&c, &a.id, &session, T0);
+    s.insert_auth_code(&code).await.unwrap();
+    db.raw("UPDATE auth_codes SET resources = '{\"not\": \"a list\"}'")
+        .await
+        .unwrap();
+    expect_corrupt(s.auth_code(&code.digest).await.map(|_| ()), "auth code");
+
+    let grant = bare_grant(&c, Some(&a.id), None, T0);
+    s.insert_grant(&grant, None).await.unwrap();
+    db.raw("UPDATE grants SET resources = 'oops'").await.unwrap();
+    expect_corrupt(s.grant(&grant.id).await.map(|_| ()), "grant");
+
+    s.put_consent(
+        &Consent {
+            account_id: a.id.clone(),
+            client_id: c.id.clone(),
+            scopes: scopes("openid"),
+            granted_at: T0,
+        },
+        &ev(AuditKind::ConsentGranted, Some(&a.id), T0),
+    )
+    .await
+    .unwrap();
+    db.raw("UPDATE consents SET scopes = 'tab\tbed'").await.unwrap();
+    expect_corrupt(s.consent(&a.id, &c.id).await.map(|_| ()), "consent");
+    expect_corrupt(s.consents_of(&a.id).await.map(|_| ()), "consents");
+}
+
 // --- not backend-specific ---------------------------------------------------
 
 #[tokio::test]
@@ -1189,10 +1807,7 @@ fn database_name_is_replaced_in_urls() {
         with_database("postgres://u@h:5432/postgres", "x"),
         "postgres://u@h:5432/x"
     );
-    assert_eq!(
-        with_database("postgres://u@h:5432", "x"),
-        "postgres://u@h:5432/x"
-    );
+    assert_eq!(with_database("postgres://u@h:5432", "x"), "postgres://u@h:5432/x");
     assert_eq!(
         with_database("postgres://u:p@h/db?sslmode=disable", "x"),
         "postgres://u:p@h/x?sslmode=disable"
