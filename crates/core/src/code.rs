@@ -111,7 +111,11 @@ impl OneTimeCode {
             used_at: None,
             attempts: 0,
         };
-        Issued { record, code: Secret::new(code), link_token }
+        Issued {
+            record,
+            code: Secret::new(code),
+            link_token,
+        }
     }
 
     /// Whether the record can still be used at all.
@@ -151,7 +155,10 @@ pub enum CodeEffect {
     VerifyEmail,
     /// The password is replaced; every session except `keep` must enter the
     /// password again.
-    ResetPassword { new_hash: Secret<String>, keep: Option<TokenDigest> },
+    ResetPassword {
+        new_hash: Secret<String>,
+        keep: Option<TokenDigest>,
+    },
     /// The account's email becomes the code's address (verified).
     ChangeEmail,
 }
@@ -201,13 +208,20 @@ mod tests {
         let mut rec = issued.record;
         rec.attempts = MAX_ATTEMPTS;
         // Even the right code no longer works.
-        assert_eq!(rec.check_code(issued.code.expose(), now), Err(CodeError::TooManyAttempts));
+        assert_eq!(
+            rec.check_code(issued.code.expose(), now),
+            Err(CodeError::TooManyAttempts)
+        );
     }
 
     #[test]
     fn reset_codes_live_an_hour() {
         assert_eq!(CodePurpose::ResetPassword.lifetime(), HOUR);
-        for p in [CodePurpose::VerifyEmail, CodePurpose::ResetPassword, CodePurpose::ChangeEmail] {
+        for p in [
+            CodePurpose::VerifyEmail,
+            CodePurpose::ResetPassword,
+            CodePurpose::ChangeEmail,
+        ] {
             assert_eq!(CodePurpose::parse(p.as_str()), Some(p));
         }
     }

@@ -24,7 +24,10 @@ pub enum EmailError {
 
 impl Email {
     pub fn parse(input: &str) -> Result<Self, EmailError> {
-        let trimmed = input.trim();
+        // Lowercase first: lowercasing can change the length in bytes
+        // (`İ` becomes two characters), and the limits apply to what we store.
+        let lowered = input.trim().to_lowercase();
+        let trimmed = lowered.as_str();
         if trimmed.is_empty() {
             return Err(EmailError::Empty);
         }
@@ -44,7 +47,7 @@ impl Email {
         {
             return Err(EmailError::Malformed);
         }
-        Ok(Self(trimmed.to_lowercase()))
+        Ok(Self(lowered))
     }
 
     pub fn as_str(&self) -> &str {
@@ -77,14 +80,31 @@ mod tests {
 
     #[test]
     fn normalises_case_and_space() {
-        assert_eq!(Email::parse("  Alice@Example.COM ").map(|e| e.0), Ok("alice@example.com".into()));
+        assert_eq!(
+            Email::parse("  Alice@Example.COM ").map(|e| e.0),
+            Ok("alice@example.com".into())
+        );
     }
 
     #[test]
     fn rejects_what_cannot_be_an_address() {
-        for bad in ["", "   ", "alice", "@example.com", "alice@", "a b@example.com", "a@b@c", "a@.com", "a@b..c", "<a@b.c>"] {
+        for bad in [
+            "",
+            "   ",
+            "alice",
+            "@example.com",
+            "alice@",
+            "a b@example.com",
+            "a@b@c",
+            "a@.com",
+            "a@b..c",
+            "<a@b.c>",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be refused");
         }
-        assert_eq!(Email::parse(&format!("{}@example.com", "a".repeat(250))), Err(EmailError::TooLong));
+        assert_eq!(
+            Email::parse(&format!("{}@example.com", "a".repeat(250))),
+            Err(EmailError::TooLong)
+        );
     }
 }

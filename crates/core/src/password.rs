@@ -91,9 +91,7 @@ pub fn verify(password: &Secret<String>, stored: Option<&Secret<String>>) -> boo
     let Ok(parsed) = PasswordHash::new(phc) else {
         return false;
     };
-    let ok = argon2()
-        .verify_password(password.expose().as_bytes(), &parsed)
-        .is_ok();
+    let ok = argon2().verify_password(password.expose().as_bytes(), &parsed).is_ok();
     ok && real
 }
 
@@ -117,7 +115,10 @@ mod tests {
         assert_eq!(check_policy("Ab1!Ab1", None), Err(PasswordRejected::TooShort));
         // Lowercase letters only is fine when long enough and not common.
         assert_eq!(check_policy("correct horse battery staple", None), Ok(()));
-        assert_eq!(check_policy(&"x".repeat(MAX_LEN + 1), None), Err(PasswordRejected::TooLong));
+        assert_eq!(
+            check_policy(&"x".repeat(MAX_LEN + 1), None),
+            Err(PasswordRejected::TooLong)
+        );
         // Characters, not bytes: eight accented letters are 16 bytes but pass.
         assert_eq!(check_policy("éééééééé", None), Ok(()));
     }
@@ -132,8 +133,14 @@ mod tests {
     #[test]
     fn email_is_not_a_password() {
         let email = Email::parse("wonderful.person@example.com").expect("valid");
-        assert_eq!(check_policy("wonderful.person@example.com", Some(&email)), Err(PasswordRejected::SameAsEmail));
-        assert_eq!(check_policy("Wonderful.Person", Some(&email)), Err(PasswordRejected::SameAsEmail));
+        assert_eq!(
+            check_policy("wonderful.person@example.com", Some(&email)),
+            Err(PasswordRejected::SameAsEmail)
+        );
+        assert_eq!(
+            check_policy("Wonderful.Person", Some(&email)),
+            Err(PasswordRejected::SameAsEmail)
+        );
     }
 
     #[test]

@@ -20,10 +20,16 @@ pub struct Policy {
 }
 
 /// Five wrong passwords for one account in fifteen minutes.
-pub const PER_ACCOUNT: Policy = Policy { max_failures: 5, window_secs: 15 * MINUTE };
+pub const PER_ACCOUNT: Policy = Policy {
+    max_failures: 5,
+    window_secs: 15 * MINUTE,
+};
 /// Fifty failures from one address in fifteen minutes (shared offices and
 /// NAT stay usable; a guessing script does not).
-pub const PER_ADDRESS: Policy = Policy { max_failures: 50, window_secs: 15 * MINUTE };
+pub const PER_ADDRESS: Policy = Policy {
+    max_failures: 50,
+    window_secs: 15 * MINUTE,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
@@ -36,7 +42,9 @@ impl Policy {
     pub fn decide(&self, window: Option<Window>, now: Timestamp) -> Decision {
         match window {
             Some(w) if now.0 < w.started_at.0 + self.window_secs && w.failures >= self.max_failures => {
-                Decision::Throttled { retry_after_secs: now.until(w.started_at.plus(self.window_secs)).max(1) }
+                Decision::Throttled {
+                    retry_after_secs: now.until(w.started_at.plus(self.window_secs)).max(1),
+                }
             }
             _ => Decision::Allowed,
         }
@@ -55,7 +63,9 @@ pub fn address_key(ip: &str) -> String {
 pub fn combine(a: Decision, b: Decision) -> Decision {
     match (a, b) {
         (Decision::Throttled { retry_after_secs: x }, Decision::Throttled { retry_after_secs: y }) => {
-            Decision::Throttled { retry_after_secs: x.max(y) }
+            Decision::Throttled {
+                retry_after_secs: x.max(y),
+            }
         }
         (t @ Decision::Throttled { .. }, _) | (_, t @ Decision::Throttled { .. }) => t,
         _ => Decision::Allowed,
@@ -74,11 +84,31 @@ mod tests {
     #[test]
     fn window_opens_again_after_its_length() {
         let t0 = Timestamp(10_000);
-        let full = Some(Window { started_at: t0, failures: 5 });
+        let full = Some(Window {
+            started_at: t0,
+            failures: 5,
+        });
         assert_eq!(PER_ACCOUNT.decide(None, t0), Decision::Allowed);
-        assert_eq!(PER_ACCOUNT.decide(Some(Window { started_at: t0, failures: 4 }), t0), Decision::Allowed);
-        assert_eq!(PER_ACCOUNT.decide(full, t0.plus(60)), Decision::Throttled { retry_after_secs: 14 * 60 });
-        assert_eq!(PER_ACCOUNT.decide(full, t0.plus(15 * 60 - 1)), Decision::Throttled { retry_after_secs: 1 });
+        assert_eq!(
+            PER_ACCOUNT.decide(
+                Some(Window {
+                    started_at: t0,
+                    failures: 4
+                }),
+                t0
+            ),
+            Decision::Allowed
+        );
+        assert_eq!(
+            PER_ACCOUNT.decide(full, t0.plus(60)),
+            Decision::Throttled {
+                retry_after_secs: 14 * 60
+            }
+        );
+        assert_eq!(
+            PER_ACCOUNT.decide(full, t0.plus(15 * 60 - 1)),
+            Decision::Throttled { retry_after_secs: 1 }
+        );
         assert_eq!(PER_ACCOUNT.decide(full, t0.plus(15 * 60)), Decision::Allowed);
     }
 

@@ -1,6 +1,6 @@
-//! The command line: `serve`, `demo`, `migrate`, `user create`. Every
-//! command takes `--json` and then prints exactly one JSON object on stdout
-//! (logs go to stderr).
+//! The command line: `serve`, `demo`, `migrate`, `user create`, `keys
+//! rotate`. Every command takes `--json` and then prints exactly one JSON
+//! object on stdout (logs go to stderr).
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -9,14 +9,20 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use gatehouse_core::audit::{Actor, AuditEvent, AuditKind};
+use gatehouse_core::oauth::client::SigningAlg;
 use gatehouse_core::{Account, AccountId, Email, Secret, Timestamp, password};
+use gatehouse_idp::keys::{self, RETIRED_KEY_GRACE};
 use gatehouse_store::{Store, StoreError};
 
 use crate::config::Config;
 use crate::server;
 
 #[derive(Debug, Parser)]
-#[command(name = "gatehouse", version, about = "Single sign-on identity provider with a payments service")]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "Single sign-on identity provider with a payments service"
+)]
 pub struct Cli {
     /// A TOML configuration file; GATEHOUSE_* environment variables win over it.
     #[arg(long, global = true, value_name = "FILE")]
@@ -47,6 +53,22 @@ pub enum Command {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// Manage the keys that sign tokens.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Add a new signing key, which signs from now on (running servers
+    /// switch within seconds); the previous key of the algorithm stays
+    /// published until everything it signed has expired.
+    Rotate {
+        #[arg(long, default_value = "ES256", value_parser = ["ES256", "EdDSA", "RS256"])]
+        alg: String,
     },
 }
 
@@ -84,7 +106,10 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::Serve => {
             let mut running = server::start(&config).await?;
             if cli.json {
-                println!("{}", json!({ "listening": running.addr.to_string(), "issuer": running.issuer.as_str() }));
+                println!(
+                    "{}",
+                    json!({ "listening": running.addr.to_string(), "issuer": running.issuer.as_str() })
+                );
             }
             tokio::select! {
                 r = running.wait() => r?,
@@ -101,17 +126,50 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             report(cli.json, &json!({ "migrated": true }), "Migrations applied.");
             Ok(())
         }
-        Command::User { command: UserCommand::Create { email, password_stdin, verified } } => {
+        Command::User {
+            command:
+                UserCommand::Create {
+                    email,
+                    password_stdin,
+                    verified,
+                },
+        } => {
             let password = if password_stdin {
                 let mut line = String::new();
-                std::io::stdin().read_to_string(&mut line).context("reading the password from stdin")?;
+                std::io::stdin()
+                    .read_to_string(&mut line)
+                    .context("reading the password from stdin")?;
                 Some(line.trim_end_matches(['\r', '\n']).to_owned())
             } else {
                 None
             };
             let store = server::open_store(&config).await?;
             let uid = create_user(store.as_ref(), &email, password, verified, "cli").await?;
-            report(cli.json, &json!({ "uid": uid.as_str() }), &format!("Created account {uid} for {email}."));
+            report(
+                cli.json,
+                &json!({ "uid": uid.as_str() }),
+                &format!("Created account {uid} for {email}."),
+            );
+            Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::Rotate { alg },
+        } => {
+            let alg = SigningAlg::parse(&alg).with_context(|| format!("--alg: unknown algorithm {alg:?}"))?;
+            let store = server::open_store(&config).await?;
+            let secret = server::instance_secret(&config)?;
+            let rotated = keys::rotate(store.as_ref(), &secret, alg, Timestamp::now()).await?;
+            report(
+                cli.json,
+                &json!({ "kid": rotated.kid, "alg": alg.as_str() }),
+                &format!(
+                    "New {} signing key {}: it signs from now on (running servers switch within seconds). \
+                     The previous one stays published for {} minutes.",
+                    alg.as_str(),
+                    rotated.kid,
+                    RETIRED_KEY_GRACE / 60
+                ),
+            );
             Ok(())
         }
     }
@@ -145,7 +203,10 @@ pub async fn create_user(
         created_at: now,
         updated_at: now,
     };
-    let actor = Actor { ip: "local".to_owned(), user_agent: format!("gatehouse {by}") };
+    let actor = Actor {
+        ip: "local".to_owned(),
+        user_agent: format!("gatehouse {by}"),
+    };
     let audit = AuditEvent::new(AuditKind::SignUp, Some(&account.id), &actor, now)
         .with_detail(json!({ "email": email, "by": by, "verified": verified }));
     match store.create_account(&account, &audit).await {
@@ -164,7 +225,14 @@ async fn demo(json_mode: bool, mut config: Config, dir: PathBuf) -> anyhow::Resu
     let running = server::start(&config).await?;
     let email = Email::parse(DEMO_EMAIL).map_err(|e| anyhow::anyhow!("{e}"))?;
     if running.store.account_by_email(&email).await?.is_none() {
-        create_user(running.store.as_ref(), DEMO_EMAIL, Some(DEMO_PASSWORD.to_owned()), true, "demo").await?;
+        create_user(
+            running.store.as_ref(),
+            DEMO_EMAIL,
+            Some(DEMO_PASSWORD.to_owned()),
+            true,
+            "demo",
+        )
+        .await?;
     }
     let base = running.issuer.as_str().trim_end_matches('/').to_owned();
     let mail_dir = config.mail_dir();

@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use url::Url;
 
+use gatehouse_idp::keys::InstanceSecret;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
     Human,
@@ -24,6 +26,11 @@ pub struct Config {
     pub smtp_url: Option<String>,
     pub data_dir: PathBuf,
     pub log_format: LogFormat,
+    /// Encrypts the signing keys at rest: base64 of 32 random bytes
+    /// (`openssl rand -base64 32`). `None`: `<data_dir>/secret.key`, created
+    /// on first start. Several instances on one PostgreSQL database must all
+    /// be given the same `GATEHOUSE_SECRET_KEY`.
+    pub secret_key: Option<InstanceSecret>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -34,7 +41,10 @@ pub struct ConfigError {
 }
 
 fn error(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError { key: key.into(), message: message.into() }
+    ConfigError {
+        key: key.into(),
+        message: message.into(),
+    }
 }
 
 /// The file's shape: every key optional, nothing else allowed.
@@ -47,17 +57,19 @@ struct FileConfig {
     smtp_url: Option<String>,
     data_dir: Option<String>,
     log_format: Option<String>,
+    secret_key: Option<String>,
 }
 
 /// The environment variables we read; `GATEHOUSE_TEST_*` is left to the
 /// test suite.
-const ENV_KEYS: [&str; 7] = [
+const ENV_KEYS: [&str; 8] = [
     "GATEHOUSE_ISSUER",
     "GATEHOUSE_LISTEN",
     "GATEHOUSE_DATABASE_URL",
     "GATEHOUSE_SMTP_URL",
     "GATEHOUSE_DATA_DIR",
     "GATEHOUSE_LOG_FORMAT",
+    "GATEHOUSE_SECRET_KEY",
     // The log filter (tracing's EnvFilter syntax), read by `main`.
     "GATEHOUSE_LOG",
 ];
@@ -90,7 +102,8 @@ impl Config {
             None => FileConfig::default(),
         };
         for key in env.keys() {
-            if key.starts_with("GATEHOUSE_") && !key.starts_with("GATEHOUSE_TEST_") && !ENV_KEYS.contains(&key.as_str()) {
+            if key.starts_with("GATEHOUSE_") && !key.starts_with("GATEHOUSE_TEST_") && !ENV_KEYS.contains(&key.as_str())
+            {
                 return Err(error(key, format!("unknown setting (known: {})", ENV_KEYS.join(", "))));
             }
         }
@@ -106,7 +119,9 @@ impl Config {
             .map(|(_, v)| PathBuf::from(v))
             .unwrap_or_else(|| PathBuf::from("gatehouse-data"));
         let listen = match pick("GATEHOUSE_LISTEN", "listen", &file.listen) {
-            Some((key, v)) => v.parse().map_err(|_| error(key, format!("{v:?} is not an address:port such as 127.0.0.1:8080")))?,
+            Some((key, v)) => v
+                .parse()
+                .map_err(|_| error(key, format!("{v:?} is not an address:port such as 127.0.0.1:8080")))?,
             None => SocketAddr::from(([127, 0, 0, 1], 8080)),
         };
         let issuer = match pick("GATEHOUSE_ISSUER", "issuer", &file.issuer) {
@@ -140,7 +155,20 @@ impl Config {
             },
             None => LogFormat::Human,
         };
-        Ok(Config { issuer, listen, database_url, smtp_url, data_dir, log_format })
+        // The value is a secret: the message never shows it.
+        let secret_key = match pick("GATEHOUSE_SECRET_KEY", "secret_key", &file.secret_key) {
+            Some((key, v)) => Some(InstanceSecret::from_base64(&v).map_err(|e| error(key, e.to_string()))?),
+            None => None,
+        };
+        Ok(Config {
+            issuer,
+            listen,
+            database_url,
+            smtp_url,
+            data_dir,
+            log_format,
+            secret_key,
+        })
     }
 
     /// Where `.eml` files go when there is no SMTP server.
@@ -178,7 +206,13 @@ mod tests {
     fn defaults_need_nothing() {
         let c = Config::from_sources(None, env(&[])).expect("defaults");
         assert_eq!(c.listen, "127.0.0.1:8080".parse().expect("addr"));
-        assert_eq!(c.database_url, format!("sqlite://{}", PathBuf::from("gatehouse-data").join("gatehouse.db").display()));
+        assert_eq!(
+            c.database_url,
+            format!(
+                "sqlite://{}",
+                PathBuf::from("gatehouse-data").join("gatehouse.db").display()
+            )
+        );
         assert_eq!(c.issuer, None);
         assert_eq!(c.smtp_url, None);
     }
@@ -208,6 +242,24 @@ mod tests {
         assert_eq!(e.key, "GATEHOUSE_SMTP_URL");
         // The test suite's own variables are not settings.
         assert!(Config::from_sources(None, env(&[("GATEHOUSE_TEST_POSTGRES_URL", "x")])).is_ok());
+    }
+
+    #[test]
+    fn secret_key_is_32_bytes_of_base64_and_never_shown() {
+        let good = InstanceSecret::generate();
+        let text = good.to_base64().expose().clone();
+        let c = Config::from_sources(None, env(&[("GATEHOUSE_SECRET_KEY", &text)])).expect("ok");
+        assert_eq!(c.secret_key, Some(good.clone()));
+        assert!(!format!("{c:?}").contains(&text));
+        let c = Config::from_sources(Some(&format!("secret_key = \"{text}\"")), env(&[])).expect("ok");
+        assert_eq!(c.secret_key, Some(good));
+        assert_eq!(Config::from_sources(None, env(&[])).expect("ok").secret_key, None);
+        let short = "c2hvcnQgc2VjcmV0";
+        let e = Config::from_sources(None, env(&[("GATEHOUSE_SECRET_KEY", short)])).expect_err("short");
+        assert_eq!(e.key, "GATEHOUSE_SECRET_KEY");
+        assert!(!e.message.contains(short), "{}", e.message);
+        let e = Config::from_sources(Some("secret_key = \"not base64!\""), env(&[])).expect_err("bad");
+        assert_eq!(e.key, "secret_key");
     }
 
     #[test]

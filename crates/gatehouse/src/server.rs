@@ -8,6 +8,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use url::Url;
 
+use gatehouse_idp::keys::InstanceSecret;
+use gatehouse_idp::keys::KeyRing;
 use gatehouse_idp::mail::Mailer;
 use gatehouse_idp::{AppState, Settings};
 use gatehouse_store::Store;
@@ -51,10 +53,31 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     Ok(store)
 }
 
+/// The secret that encrypts the signing keys at rest: `secret_key`
+/// (`GATEHOUSE_SECRET_KEY`) if configured, else `<data_dir>/secret.key`,
+/// created on first start. Several instances on one PostgreSQL database must
+/// all be given the same `GATEHOUSE_SECRET_KEY`, or none can open the keys
+/// another one made.
+pub fn instance_secret(config: &Config) -> anyhow::Result<InstanceSecret> {
+    if let Some(secret) = &config.secret_key {
+        return Ok(secret.clone());
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let path = config.data_dir.join(InstanceSecret::FILE_NAME);
+    Ok(InstanceSecret::load_or_create(&path)?)
+}
+
 pub fn mailer(config: &Config, issuer: &Url) -> anyhow::Result<Mailer> {
     let host = issuer.host_str().unwrap_or("localhost");
-    let domain = if host.contains('.') { host.to_owned() } else { "localhost.localdomain".to_owned() };
-    let from = format!("Gatehouse <no-reply@{domain}>").parse().context("sender address")?;
+    let domain = if host.contains('.') {
+        host.to_owned()
+    } else {
+        "localhost.localdomain".to_owned()
+    };
+    let from = format!("Gatehouse <no-reply@{domain}>")
+        .parse()
+        .context("sender address")?;
     Ok(match &config.smtp_url {
         Some(url) => Mailer::smtp(url, from)?,
         None => Mailer::folder(config.mail_dir(), from)?,
@@ -72,7 +95,16 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         Some(issuer) => issuer.clone(),
         None => Url::parse(&format!("http://{addr}")).context("issuer from address")?,
     };
-    let state = AppState::new(store.clone(), mailer(config, &issuer)?, Settings::new(issuer.clone()));
+    let keys = KeyRing::load(store.clone(), &instance_secret(config)?)
+        .await
+        .context("cannot load the signing keys")?;
+    keys.spawn_refresher(gatehouse_idp::keys::REFRESH_INTERVAL);
+    let state = AppState::new(
+        store.clone(),
+        mailer(config, &issuer)?,
+        Settings::new(issuer.clone()),
+        keys,
+    );
     let app = gatehouse_idp::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -83,7 +115,13 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             .await
     });
     tracing::info!(%addr, %issuer, "gatehouse is listening");
-    Ok(Running { addr, issuer, store, stop: Some(stop), task })
+    Ok(Running {
+        addr,
+        issuer,
+        store,
+        stop: Some(stop),
+        task,
+    })
 }
 
 /// Resolves when the process is asked to stop (SIGTERM or Ctrl-C).

@@ -5,9 +5,12 @@
 //! and the tests both serve what it returns. Handlers stay thin: they parse
 //! the request, ask `gatehouse_core` for the decision, and call the store.
 
+pub mod admin;
 pub mod error;
+pub mod keys;
 pub mod mail;
 pub mod metrics;
+pub mod oauth;
 pub mod ops;
 pub mod pages;
 pub mod web;
@@ -35,10 +38,22 @@ pub fn router(state: AppState) -> Router {
     let header = |name: HeaderName, value: &'static str| {
         SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
     };
-    Router::new()
+    // Pages and the authorization endpoint: browsers, forms, CSRF tokens.
+    let browser = Router::new()
         .merge(pages::routes())
-        .merge(ops::routes())
-        .layer(axum::middleware::from_fn_with_state(state.clone(), web::csrf::ensure_token))
+        .merge(oauth::browser_routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            web::csrf::ensure_token,
+        ));
+    // What clients, resource servers and operators call.
+    let api = Router::new()
+        .merge(oauth::api_routes())
+        .merge(admin::routes())
+        .merge(ops::routes());
+    Router::new()
+        .merge(browser)
+        .merge(api)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(header(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
         .layer(header(header::X_FRAME_OPTIONS, "DENY"))

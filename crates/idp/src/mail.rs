@@ -44,19 +44,28 @@ impl Mailer {
     pub fn smtp(url: &str, from: Mailbox) -> Result<Self, MailError> {
         let parsed = url::Url::parse(url).map_err(|e| MailError::BadUrl(e.to_string()))?;
         if parsed.scheme() != "smtp" {
-            return Err(MailError::BadUrl(format!("scheme must be smtp, not {}", parsed.scheme())));
+            return Err(MailError::BadUrl(format!(
+                "scheme must be smtp, not {}",
+                parsed.scheme()
+            )));
         }
         let host = parsed.host_str().ok_or_else(|| MailError::BadUrl("no host".into()))?;
         let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
             .port(parsed.port().unwrap_or(25))
             .build();
-        Ok(Self { transport: Transport::Smtp(transport), from })
+        Ok(Self {
+            transport: Transport::Smtp(transport),
+            from,
+        })
     }
 
     /// Writes each mail as a `.eml` file into `dir`, creating it.
     pub fn folder(dir: PathBuf, from: Mailbox) -> Result<Self, MailError> {
         std::fs::create_dir_all(&dir).map_err(|e| MailError::Folder(dir.clone(), e))?;
-        Ok(Self { transport: Transport::Folder(AsyncFileTransport::new(dir)), from })
+        Ok(Self {
+            transport: Transport::Folder(AsyncFileTransport::new(dir)),
+            from,
+        })
     }
 
     /// Queues a mail; delivery failures are logged, never shown to the
@@ -72,7 +81,10 @@ impl Mailer {
     }
 
     async fn deliver(&self, to: &Email, mail: Mail) -> Result<(), String> {
-        let to: Mailbox = to.as_str().parse().map_err(|e: lettre::address::AddressError| e.to_string())?;
+        let to: Mailbox = to
+            .as_str()
+            .parse()
+            .map_err(|e: lettre::address::AddressError| e.to_string())?;
         let message = Message::builder()
             .from(self.from.clone())
             .to(to)
@@ -94,7 +106,10 @@ pub fn render(template: &impl Template) -> Mail {
         "Gatehouse\n\nThis message could not be rendered.".to_owned()
     });
     let (subject, body) = text.split_once('\n').unwrap_or((text.as_str(), ""));
-    Mail { subject: subject.trim().to_owned(), body: body.trim_start().to_owned() }
+    Mail {
+        subject: subject.trim().to_owned(),
+        body: body.trim_start().to_owned(),
+    }
 }
 
 /// The mails we send. Each template's first line is its subject.

@@ -43,14 +43,27 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         let logins = Family::<OutcomeLabels, Counter>::default();
         let signups = Counter::default();
-        registry.register("http_requests", "HTTP requests by route, method and status", requests.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            requests.clone(),
+        );
         registry.register("logins", "Login attempts by outcome", logins.clone());
         registry.register("signups", "Accounts created", signups.clone());
-        Self { registry, requests, logins, signups }
+        Self {
+            registry,
+            requests,
+            logins,
+            signups,
+        }
     }
 
     pub fn login(&self, outcome: &str) {
-        self.logins.get_or_create(&OutcomeLabels { outcome: outcome.to_owned() }).inc();
+        self.logins
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
     }
 
     /// The Prometheus text exposition.
@@ -76,7 +89,11 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     state
         .metrics
         .requests
-        .get_or_create(&RequestLabels { method, route, status: response.status().as_u16() })
+        .get_or_create(&RequestLabels {
+            method,
+            route,
+            status: response.status().as_u16(),
+        })
         .inc();
     response
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use gatehouse_store::Store;
 use url::Url;
 
+use crate::keys::KeyRing;
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
 
@@ -27,12 +28,21 @@ impl Settings {
                 Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
                 None => false,
             };
-        Self { secure_cookies: !loopback_http, issuer }
+        Self {
+            secure_cookies: !loopback_http,
+            issuer,
+        }
+    }
+
+    /// The issuer identifier as it appears in `iss` and discovery: the URL
+    /// without a trailing slash.
+    pub fn issuer_str(&self) -> &str {
+        self.issuer.as_str().trim_end_matches('/')
     }
 
     /// An absolute URL on the issuer for `path` (which starts with `/`).
     pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.issuer.as_str().trim_end_matches('/'), path)
+        format!("{}{}", self.issuer_str(), path)
     }
 }
 
@@ -42,11 +52,19 @@ pub struct AppState {
     pub mailer: Mailer,
     pub settings: Arc<Settings>,
     pub metrics: Arc<Metrics>,
+    /// The signing keys (shared by every instance through the store).
+    pub keys: KeyRing,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, mailer: Mailer, settings: Settings) -> Self {
-        Self { store, mailer, settings: Arc::new(settings), metrics: Arc::new(Metrics::new()) }
+    pub fn new(store: Arc<dyn Store>, mailer: Mailer, settings: Settings, keys: KeyRing) -> Self {
+        Self {
+            store,
+            mailer,
+            settings: Arc::new(settings),
+            metrics: Arc::new(Metrics::new()),
+            keys,
+        }
     }
 }
 

@@ -105,11 +105,17 @@ impl Prompt {
                 "login" | "select_account" => p.login = true,
                 "consent" => p.consent = true,
                 "create" => p.create = true,
-                other => return Err(OAuthError::invalid_request(format!("unsupported prompt value {other:?}"))),
+                other => {
+                    return Err(OAuthError::invalid_request(format!(
+                        "unsupported prompt value {other:?}"
+                    )));
+                }
             }
         }
         if p.none && (p.login || p.consent || p.create) {
-            return Err(OAuthError::invalid_request("prompt=none cannot be combined with other values"));
+            return Err(OAuthError::invalid_request(
+                "prompt=none cannot be combined with other values",
+            ));
         }
         Ok(p)
     }
@@ -137,14 +143,20 @@ pub enum Rejection {
     /// The client or redirect URI cannot be trusted: show an error page.
     Page(OAuthError),
     /// Redirect back to the client with the error.
-    Redirect { redirect_uri: String, state: Option<String>, error: OAuthError },
+    Redirect {
+        redirect_uri: String,
+        state: Option<String>,
+        error: OAuthError,
+    },
 }
 
 /// Checks 1 and 2: the client is known, and the redirect URI is one of its
 /// registered URIs, compared exactly.
 pub fn trusted_redirect(params: &AuthorizeParams, client: Option<Client>) -> Result<(Client, String), OAuthError> {
     if matches!(params.malformed.as_deref(), Some("client_id" | "redirect_uri")) {
-        return Err(OAuthError::invalid_request("client_id and redirect_uri must appear once"));
+        return Err(OAuthError::invalid_request(
+            "client_id and redirect_uri must appear once",
+        ));
     }
     let Some(client) = client else {
         return Err(OAuthError::new(ErrorCode::InvalidClient, "unknown client"));
@@ -153,7 +165,9 @@ pub fn trusted_redirect(params: &AuthorizeParams, client: Option<Client>) -> Res
         return Err(OAuthError::invalid_request("redirect_uri is required"));
     };
     if !client.has_redirect_uri(&redirect_uri) {
-        return Err(OAuthError::invalid_request("redirect_uri is not registered for this client"));
+        return Err(OAuthError::invalid_request(
+            "redirect_uri is not registered for this client",
+        ));
     }
     Ok((client, redirect_uri))
 }
@@ -168,22 +182,57 @@ pub struct Check {
 
 /// The checks after the redirect URI is trusted, in order.
 pub const CHECKS: &[Check] = &[
-    Check { name: "each parameter once, none oversized", run: check_well_formed },
-    Check { name: "response_type is code", run: check_response_type },
-    Check { name: "response_mode is query", run: check_response_mode },
-    Check { name: "no request objects or registration", run: check_no_request_objects },
-    Check { name: "the client may use the code grant", run: check_grant_allowed },
-    Check { name: "the scopes are allowed for the client", run: check_scopes },
-    Check { name: "PKCE with S256; required for public clients", run: check_pkce },
-    Check { name: "prompt is understood", run: check_prompt },
-    Check { name: "max_age is a non-negative integer", run: check_max_age },
-    Check { name: "state and nonce are not oversized", run: check_state_nonce },
-    Check { name: "resource indicators are absolute URIs", run: check_resources },
+    Check {
+        name: "each parameter once, none oversized",
+        run: check_well_formed,
+    },
+    Check {
+        name: "response_type is code",
+        run: check_response_type,
+    },
+    Check {
+        name: "response_mode is query",
+        run: check_response_mode,
+    },
+    Check {
+        name: "no request objects or registration",
+        run: check_no_request_objects,
+    },
+    Check {
+        name: "the client may use the code grant",
+        run: check_grant_allowed,
+    },
+    Check {
+        name: "the scopes are allowed for the client",
+        run: check_scopes,
+    },
+    Check {
+        name: "PKCE with S256; required for public clients",
+        run: check_pkce,
+    },
+    Check {
+        name: "prompt is understood",
+        run: check_prompt,
+    },
+    Check {
+        name: "max_age is a non-negative integer",
+        run: check_max_age,
+    },
+    Check {
+        name: "state and nonce are not oversized",
+        run: check_state_nonce,
+    },
+    Check {
+        name: "resource indicators are absolute URIs",
+        run: check_resources,
+    },
 ];
 
 fn check_well_formed(p: &AuthorizeParams, _: &Client) -> Result<(), OAuthError> {
     match &p.malformed {
-        Some(name) => Err(OAuthError::invalid_request(format!("parameter {name} is repeated or too long"))),
+        Some(name) => Err(OAuthError::invalid_request(format!(
+            "parameter {name} is repeated or too long"
+        ))),
         None => Ok(()),
     }
 }
@@ -192,7 +241,10 @@ fn check_response_type(p: &AuthorizeParams, _: &Client) -> Result<(), OAuthError
     match p.response_type.as_deref() {
         Some("code") => Ok(()),
         None => Err(OAuthError::invalid_request("response_type is required")),
-        Some(_) => Err(OAuthError::new(ErrorCode::UnsupportedResponseType, "only response_type=code is supported")),
+        Some(_) => Err(OAuthError::new(
+            ErrorCode::UnsupportedResponseType,
+            "only response_type=code is supported",
+        )),
     }
 }
 
@@ -205,11 +257,20 @@ fn check_response_mode(p: &AuthorizeParams, _: &Client) -> Result<(), OAuthError
 
 fn check_no_request_objects(p: &AuthorizeParams, _: &Client) -> Result<(), OAuthError> {
     if p.request.is_some() {
-        Err(OAuthError::new(ErrorCode::RequestNotSupported, "request objects are not supported"))
+        Err(OAuthError::new(
+            ErrorCode::RequestNotSupported,
+            "request objects are not supported",
+        ))
     } else if p.request_uri.is_some() {
-        Err(OAuthError::new(ErrorCode::RequestUriNotSupported, "request_uri is not supported"))
+        Err(OAuthError::new(
+            ErrorCode::RequestUriNotSupported,
+            "request_uri is not supported",
+        ))
     } else if p.registration.is_some() {
-        Err(OAuthError::new(ErrorCode::RegistrationNotSupported, "registration is not supported"))
+        Err(OAuthError::new(
+            ErrorCode::RegistrationNotSupported,
+            "registration is not supported",
+        ))
     } else {
         Ok(())
     }
@@ -219,7 +280,10 @@ fn check_grant_allowed(_: &AuthorizeParams, c: &Client) -> Result<(), OAuthError
     if c.allows(GrantType::AuthorizationCode) {
         Ok(())
     } else {
-        Err(OAuthError::new(ErrorCode::UnauthorizedClient, "the client may not use the authorization code grant"))
+        Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "the client may not use the authorization code grant",
+        ))
     }
 }
 
@@ -230,7 +294,10 @@ fn check_scopes(p: &AuthorizeParams, c: &Client) -> Result<(), OAuthError> {
     if not_allowed.is_empty() {
         Ok(())
     } else {
-        Err(OAuthError::new(ErrorCode::InvalidScope, format!("scope not allowed for this client: {not_allowed}")))
+        Err(OAuthError::new(
+            ErrorCode::InvalidScope,
+            format!("scope not allowed for this client: {not_allowed}"),
+        ))
     }
 }
 
@@ -238,10 +305,16 @@ fn check_pkce(p: &AuthorizeParams, c: &Client) -> Result<(), OAuthError> {
     match (p.code_challenge.as_deref(), p.code_challenge_method.as_deref()) {
         (None, None) if c.is_public() => Err(OAuthError::invalid_request("PKCE (code_challenge, S256) is required")),
         (None, None) => Ok(()),
-        (None, Some(_)) => Err(OAuthError::invalid_request("code_challenge_method without code_challenge")),
+        (None, Some(_)) => Err(OAuthError::invalid_request(
+            "code_challenge_method without code_challenge",
+        )),
         (Some(_), None) => Err(OAuthError::invalid_request("code_challenge_method=S256 is required")),
-        (Some(_), Some(m)) if m != "S256" => Err(OAuthError::invalid_request("only code_challenge_method=S256 is supported")),
-        (Some(ch), Some(_)) if !pkce::valid_challenge(ch) => Err(OAuthError::invalid_request("malformed code_challenge")),
+        (Some(_), Some(m)) if m != "S256" => Err(OAuthError::invalid_request(
+            "only code_challenge_method=S256 is supported",
+        )),
+        (Some(ch), Some(_)) if !pkce::valid_challenge(ch) => {
+            Err(OAuthError::invalid_request("malformed code_challenge"))
+        }
         _ => Ok(()),
     }
 }
@@ -277,7 +350,10 @@ fn check_resources(p: &AuthorizeParams, _: &Client) -> Result<(), OAuthError> {
     // RFC 8707 §2: an absolute URI without a fragment.
     for r in &p.resources {
         if !r.contains("://") || r.contains('#') {
-            return Err(OAuthError::new(ErrorCode::InvalidTarget, "resource must be an absolute URI without a fragment"));
+            return Err(OAuthError::new(
+                ErrorCode::InvalidTarget,
+                "resource must be an absolute URI without a fragment",
+            ));
         }
     }
     Ok(())
@@ -289,15 +365,18 @@ pub fn validate(params: &AuthorizeParams, client: Option<Client>) -> Result<Auth
     let reject = |error: OAuthError| Rejection::Redirect {
         redirect_uri: redirect_uri.clone(),
         // A repeated state is not echoed: which one would it be?
-        state: if params.malformed.as_deref() == Some("state") { None } else { params.state.clone() },
+        state: if params.malformed.as_deref() == Some("state") {
+            None
+        } else {
+            params.state.clone()
+        },
         error,
     };
     for check in CHECKS {
         (check.run)(params, &client).map_err(reject)?;
     }
-    let scopes = Scopes::parse(params.scope.as_deref().unwrap_or_default()).map_err(|_| {
-        reject(OAuthError::new(ErrorCode::InvalidScope, "malformed scope"))
-    })?;
+    let scopes = Scopes::parse(params.scope.as_deref().unwrap_or_default())
+        .map_err(|_| reject(OAuthError::new(ErrorCode::InvalidScope, "malformed scope")))?;
     let prompt = Prompt::parse(params.prompt.as_deref()).map_err(reject)?;
     let max_age = parse_max_age(params).map_err(reject)?;
     Ok(AuthorizationRequest {
@@ -364,7 +443,9 @@ pub fn decide(
         return if req.prompt.none {
             fail(ErrorCode::LoginRequired, "the user is not signed in")
         } else {
-            Next::Login { create: req.prompt.create }
+            Next::Login {
+                create: req.prompt.create,
+            }
         };
     };
     let authenticated_for_this_request = fresh_since.is_some_and(|t| s.auth_time >= t);
@@ -410,8 +491,14 @@ mod tests {
     use crate::oauth::client::Client;
 
     fn client(public: bool, first_party: bool) -> Client {
-        let (mut c, _) = Client::new("Shop", public, vec!["https://shop.example/cb".into()], vec![], Timestamp(0))
-            .expect("valid client");
+        let (mut c, _) = Client::new(
+            "Shop",
+            public,
+            vec!["https://shop.example/cb".into()],
+            vec![],
+            Timestamp(0),
+        )
+        .expect("valid client");
         c.first_party = first_party;
         c
     }
@@ -450,12 +537,21 @@ mod tests {
 
     #[test]
     fn untrusted_client_or_redirect_never_redirects() {
-        assert_eq!(error_of(validate(&params(&[]), None)), (false, ErrorCode::InvalidClient));
+        assert_eq!(
+            error_of(validate(&params(&[]), None)),
+            (false, ErrorCode::InvalidClient)
+        );
         let wrong = params(&[("redirect_uri", "https://evil.example/cb")]);
-        assert_eq!(error_of(validate(&wrong, Some(client(false, true)))), (false, ErrorCode::InvalidRequest));
+        assert_eq!(
+            error_of(validate(&wrong, Some(client(false, true)))),
+            (false, ErrorCode::InvalidRequest)
+        );
         let mut dup = params(&[]);
         dup.malformed = Some("redirect_uri".into());
-        assert_eq!(error_of(validate(&dup, Some(client(false, true)))), (false, ErrorCode::InvalidRequest));
+        assert_eq!(
+            error_of(validate(&dup, Some(client(false, true)))),
+            (false, ErrorCode::InvalidRequest)
+        );
     }
 
     #[test]
@@ -480,7 +576,10 @@ mod tests {
         let mut p = params(&[]);
         p.code_challenge = None;
         p.code_challenge_method = None;
-        assert_eq!(error_of(validate(&p, Some(client(true, true)))), (true, ErrorCode::InvalidRequest));
+        assert_eq!(
+            error_of(validate(&p, Some(client(true, true)))),
+            (true, ErrorCode::InvalidRequest)
+        );
         assert!(validate(&p, Some(client(false, true))).is_ok());
     }
 
@@ -501,7 +600,11 @@ mod tests {
     }
 
     fn session(auth_time: i64) -> Option<SessionView> {
-        Some(SessionView { active: true, auth_time: Timestamp(auth_time), ready: true })
+        Some(SessionView {
+            active: true,
+            auth_time: Timestamp(auth_time),
+            ready: true,
+        })
     }
 
     #[test]
@@ -512,11 +615,19 @@ mod tests {
         assert_eq!(decide(&fp, session(9_000), None, None, now), Next::Issue);
         let none = request(true, &[("prompt", "none")]);
         assert!(matches!(decide(&none, None, None, None, now), Next::Fail(e) if e.code == ErrorCode::LoginRequired));
-        let reauth = Some(SessionView { active: false, auth_time: Timestamp(9_000), ready: true });
+        let reauth = Some(SessionView {
+            active: false,
+            auth_time: Timestamp(9_000),
+            ready: true,
+        });
         assert!(matches!(decide(&none, reauth, None, None, now), Next::Fail(e) if e.code == ErrorCode::LoginRequired));
         let create = request(true, &[("prompt", "create")]);
         assert_eq!(decide(&create, None, None, None, now), Next::Login { create: true });
-        let unverified = Some(SessionView { active: true, auth_time: Timestamp(9_000), ready: false });
+        let unverified = Some(SessionView {
+            active: true,
+            auth_time: Timestamp(9_000),
+            ready: false,
+        });
         assert_eq!(decide(&fp, unverified, None, None, now), Next::Verify);
     }
 
@@ -525,9 +636,17 @@ mod tests {
         let now = Timestamp(10_000);
         for extra in [[("prompt", "login")], [("max_age", "0")], [("max_age", "60")]] {
             let req = request(true, &extra);
-            assert_eq!(decide(&req, session(9_000), None, None, now), Next::Login { create: false }, "{extra:?}");
+            assert_eq!(
+                decide(&req, session(9_000), None, None, now),
+                Next::Login { create: false },
+                "{extra:?}"
+            );
             // Waiting since 9_500, signed in again at 9_600: done.
-            assert_eq!(decide(&req, session(9_600), None, Some(Timestamp(9_500)), now), Next::Issue, "{extra:?}");
+            assert_eq!(
+                decide(&req, session(9_600), None, Some(Timestamp(9_500)), now),
+                Next::Issue,
+                "{extra:?}"
+            );
         }
         let recent = request(true, &[("max_age", "3600")]);
         assert_eq!(decide(&recent, session(9_000), None, None, now), Next::Issue);
@@ -538,16 +657,33 @@ mod tests {
         let now = Timestamp(10_000);
         let tp = request(false, &[]);
         assert_eq!(decide(&tp, session(9_000), None, None, now), Next::Consent);
-        let given = Some(ConsentView { covers: true, granted_at: Timestamp(1) });
+        let given = Some(ConsentView {
+            covers: true,
+            granted_at: Timestamp(1),
+        });
         assert_eq!(decide(&tp, session(9_000), given, None, now), Next::Issue);
-        let partial = Some(ConsentView { covers: false, granted_at: Timestamp(1) });
+        let partial = Some(ConsentView {
+            covers: false,
+            granted_at: Timestamp(1),
+        });
         assert_eq!(decide(&tp, session(9_000), partial, None, now), Next::Consent);
         let none = request(false, &[("prompt", "none")]);
-        assert!(matches!(decide(&none, session(9_000), None, None, now), Next::Fail(e) if e.code == ErrorCode::ConsentRequired));
+        assert!(
+            matches!(decide(&none, session(9_000), None, None, now), Next::Fail(e) if e.code == ErrorCode::ConsentRequired)
+        );
         // prompt=consent asks even with a remembered consent, until it is given again.
         let again = request(false, &[("prompt", "consent")]);
-        assert_eq!(decide(&again, session(9_000), given, Some(Timestamp(9_500)), now), Next::Consent);
-        let fresh = Some(ConsentView { covers: true, granted_at: Timestamp(9_700) });
-        assert_eq!(decide(&again, session(9_000), fresh, Some(Timestamp(9_500)), now), Next::Issue);
+        assert_eq!(
+            decide(&again, session(9_000), given, Some(Timestamp(9_500)), now),
+            Next::Consent
+        );
+        let fresh = Some(ConsentView {
+            covers: true,
+            granted_at: Timestamp(9_700),
+        });
+        assert_eq!(
+            decide(&again, session(9_000), fresh, Some(Timestamp(9_500)), now),
+            Next::Issue
+        );
     }
 }

@@ -21,7 +21,11 @@ pub enum Audience {
 
 impl Audience {
     pub fn from_list(mut list: Vec<String>) -> Self {
-        if list.len() == 1 { Audience::One(list.remove(0)) } else { Audience::Many(list) }
+        if list.len() == 1 {
+            Audience::One(list.remove(0))
+        } else {
+            Audience::Many(list)
+        }
     }
 
     pub fn contains(&self, aud: &str) -> bool {
@@ -111,7 +115,10 @@ mod tests {
     #[test]
     fn at_hash_is_half_the_digest() {
         // OpenID Connect Core, example of §A.3's access token.
-        assert_eq!(at_hash("jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y", SigningAlg::RS256), "77QmUPtjPfzWtF2AnpK9RQ");
+        assert_eq!(
+            at_hash("jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y", SigningAlg::RS256),
+            "77QmUPtjPfzWtF2AnpK9RQ"
+        );
         assert_eq!(at_hash("x", SigningAlg::EdDSA).len(), 43);
     }
 
@@ -121,6 +128,9 @@ mod tests {
         assert!(one.contains("a"));
         let many: Audience = serde_json::from_str("[\"a\",\"b\"]").expect("json");
         assert!(many.contains("b") && !many.contains("c"));
-        assert_eq!(serde_json::to_string(&Audience::from_list(vec!["x".into()])).ok(), Some("\"x\"".into()));
+        assert_eq!(
+            serde_json::to_string(&Audience::from_list(vec!["x".into()])).ok(),
+            Some("\"x\"".into())
+        );
     }
 }

@@ -40,8 +40,12 @@ pub enum GrantType {
 }
 
 impl GrantType {
-    pub const ALL: [GrantType; 4] =
-        [Self::AuthorizationCode, Self::RefreshToken, Self::ClientCredentials, Self::TokenExchange];
+    pub const ALL: [GrantType; 4] = [
+        Self::AuthorizationCode,
+        Self::RefreshToken,
+        Self::ClientCredentials,
+        Self::TokenExchange,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -118,6 +122,12 @@ pub enum ClientError {
     BadName,
     #[error("malformed URI: {0}")]
     BadUri(String),
+    #[error("malformed scope list: {0}")]
+    BadScope(String),
+    #[error("unknown grant type: {0}")]
+    BadGrantType(String),
+    #[error("unknown signing algorithm {0} (ES256, EdDSA or RS256)")]
+    BadAlg(String),
 }
 
 /// RFC 9700 §4.1 and OAuth 2.1: redirect URIs are compared exactly, so they
@@ -139,7 +149,12 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), ClientError> {
     match scheme {
         "https" if !hostname.is_empty() => Ok(()),
         "http" if matches!(hostname.as_str(), "127.0.0.1" | "[::1]" | "localhost") => Ok(()),
-        s if s.contains('.') && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+')) => Ok(()),
+        s if s.contains('.')
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+')) =>
+        {
+            Ok(())
+        }
         _ => Err(bad()),
     }
 }
@@ -150,10 +165,95 @@ pub fn check_uri(uri: &str) -> Result<(), ClientError> {
         && uri.len() <= 2000
         && !uri.contains('#')
         && !uri.chars().any(|c| c.is_whitespace() || c.is_control());
-    if ok { Ok(()) } else { Err(ClientError::BadUri(uri.to_owned())) }
+    if ok {
+        Ok(())
+    } else {
+        Err(ClientError::BadUri(uri.to_owned()))
+    }
+}
+
+/// Changes to a client, as the CLI and the admin API take them: every field
+/// optional, `None` leaves it as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSettings {
+    pub name: Option<String>,
+    pub redirect_uris: Option<Vec<String>>,
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    pub scopes: Option<Vec<String>>,
+    pub audiences: Option<Vec<String>>,
+    pub grant_types: Option<Vec<String>>,
+    pub first_party: Option<bool>,
+    /// `""` clears it.
+    pub backchannel_logout_uri: Option<String>,
+    /// `""` clears it.
+    pub events_uri: Option<String>,
+    pub id_token_signed_response_alg: Option<String>,
 }
 
 impl Client {
+    /// Applies `settings`, then checks the whole client. On error the
+    /// client is unchanged.
+    pub fn apply(&mut self, settings: &ClientSettings) -> Result<(), ClientError> {
+        let mut next = self.clone();
+        if let Some(name) = &settings.name {
+            next.name = name.trim().to_owned();
+        }
+        if let Some(v) = &settings.redirect_uris {
+            next.redirect_uris = v.clone();
+        }
+        if let Some(v) = &settings.post_logout_redirect_uris {
+            next.post_logout_redirect_uris = v.clone();
+        }
+        if let Some(v) = &settings.scopes {
+            next.scopes = Scopes::parse(&v.join(" ")).map_err(|_| ClientError::BadScope(v.join(" ")))?;
+        }
+        if let Some(v) = &settings.audiences {
+            next.audiences = v.clone();
+        }
+        if let Some(v) = &settings.grant_types {
+            next.grant_types = v
+                .iter()
+                .map(|g| GrantType::parse(g).ok_or_else(|| ClientError::BadGrantType(g.clone())))
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(v) = settings.first_party {
+            next.first_party = v;
+        }
+        if let Some(v) = &settings.backchannel_logout_uri {
+            next.backchannel_logout_uri = (!v.is_empty()).then(|| v.clone());
+        }
+        if let Some(v) = &settings.events_uri {
+            next.events_uri = (!v.is_empty()).then(|| v.clone());
+        }
+        if let Some(v) = &settings.id_token_signed_response_alg {
+            next.id_token_alg = SigningAlg::parse(v).ok_or_else(|| ClientError::BadAlg(v.clone()))?;
+        }
+        next.validate()?;
+        *self = next;
+        Ok(())
+    }
+
+    /// The client as the admin API and `client show` print it (never the
+    /// secret digest).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "client_id": self.id,
+            "name": self.name,
+            "public": self.is_public(),
+            "first_party": self.first_party,
+            "redirect_uris": self.redirect_uris,
+            "post_logout_redirect_uris": self.post_logout_redirect_uris,
+            "scopes": self.scopes.iter().collect::<Vec<_>>(),
+            "audiences": self.audiences,
+            "grant_types": self.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+            "backchannel_logout_uri": self.backchannel_logout_uri,
+            "events_uri": self.events_uri,
+            "id_token_signed_response_alg": self.id_token_alg.as_str(),
+            "created_at": self.created_at.0,
+        })
+    }
+
     /// A new client; returns the secret to show once (confidential clients).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -206,7 +306,12 @@ impl Client {
         for uri in &self.redirect_uris {
             check_redirect_uri(uri)?;
         }
-        for uri in self.post_logout_redirect_uris.iter().chain(&self.backchannel_logout_uri).chain(&self.events_uri) {
+        for uri in self
+            .post_logout_redirect_uris
+            .iter()
+            .chain(&self.backchannel_logout_uri)
+            .chain(&self.events_uri)
+        {
             check_uri(uri)?;
         }
         Ok(())
@@ -251,7 +356,11 @@ mod tests {
             "http://[::1]:80/cb",
             "com.example.app:/oauth2redirect",
         ] {
-            let r = if ok.contains("://") { check_redirect_uri(ok) } else { Ok(()) };
+            let r = if ok.contains("://") {
+                check_redirect_uri(ok)
+            } else {
+                Ok(())
+            };
             assert!(r.is_ok(), "{ok}");
         }
         for bad in [
@@ -269,8 +378,14 @@ mod tests {
 
     #[test]
     fn new_clients() {
-        let (c, secret) = Client::new("Shop", false, vec!["https://shop.example/cb".into()], vec![], Timestamp(0))
-            .expect("valid");
+        let (c, secret) = Client::new(
+            "Shop",
+            false,
+            vec!["https://shop.example/cb".into()],
+            vec![],
+            Timestamp(0),
+        )
+        .expect("valid");
         let secret = secret.expect("confidential clients get a secret");
         assert!(c.secret_matches(secret.expose()));
         assert!(!c.secret_matches("wrong"));
@@ -279,16 +394,73 @@ mod tests {
         assert!(c.has_redirect_uri("https://shop.example/cb"));
         assert!(!c.has_redirect_uri("https://shop.example/cb/"));
 
-        let (p, none) = Client::new("App", true, vec!["http://127.0.0.1/cb".into()], vec![], Timestamp(0)).expect("valid");
+        let (p, none) =
+            Client::new("App", true, vec!["http://127.0.0.1/cb".into()], vec![], Timestamp(0)).expect("valid");
         assert!(none.is_none() && p.is_public());
         assert!(!p.secret_matches(""));
         assert_eq!(
             Client::new("App", true, vec![], vec![GrantType::ClientCredentials], Timestamp(0)).err(),
             Some(ClientError::PublicClientCredentials)
         );
-        assert_eq!(Client::new("", false, vec![], vec![], Timestamp(0)).err(), Some(ClientError::BadName));
-        assert_eq!(Client::new("x", false, vec![], vec![], Timestamp(0)).err(), Some(ClientError::NoRedirectUri));
+        assert_eq!(
+            Client::new("", false, vec![], vec![], Timestamp(0)).err(),
+            Some(ClientError::BadName)
+        );
+        assert_eq!(
+            Client::new("x", false, vec![], vec![], Timestamp(0)).err(),
+            Some(ClientError::NoRedirectUri)
+        );
         assert!(Client::new("x", false, vec![], vec![GrantType::ClientCredentials], Timestamp(0)).is_ok());
+    }
+
+    #[test]
+    fn settings_apply_all_or_nothing() {
+        let (mut c, _) = Client::new(
+            "Shop",
+            false,
+            vec!["https://shop.example/cb".into()],
+            vec![],
+            Timestamp(0),
+        )
+        .expect("valid");
+        let ok = ClientSettings {
+            scopes: Some(vec!["openid".into(), "payments".into()]),
+            grant_types: Some(vec!["authorization_code".into(), "token-exchange".into()]),
+            audiences: Some(vec!["pay".into()]),
+            events_uri: Some("https://shop.example/events".into()),
+            ..Default::default()
+        };
+        c.apply(&ok).expect("applies");
+        assert!(c.scopes.contains("payments") && c.allows(GrantType::TokenExchange));
+        let before = c.clone();
+        let bad = ClientSettings {
+            name: Some("New".into()),
+            redirect_uris: Some(vec!["http://evil.example/cb".into()]),
+            ..Default::default()
+        };
+        assert!(c.apply(&bad).is_err());
+        assert_eq!(c, before, "a failed update changes nothing");
+        assert!(
+            c.apply(&ClientSettings {
+                grant_types: Some(vec!["implicit".into()]),
+                ..Default::default()
+            })
+            .is_err()
+        );
+        assert!(
+            c.apply(&ClientSettings {
+                id_token_signed_response_alg: Some("HS256".into()),
+                ..Default::default()
+            })
+            .is_err()
+        );
+        c.apply(&ClientSettings {
+            events_uri: Some(String::new()),
+            ..Default::default()
+        })
+        .expect("clears");
+        assert_eq!(c.events_uri, None);
+        assert!(c.to_json().get("secret_digest").is_none());
     }
 
     #[test]

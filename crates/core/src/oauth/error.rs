@@ -78,7 +78,11 @@ pub struct OAuthError {
 
 impl OAuthError {
     pub fn new(code: ErrorCode, description: impl Into<String>) -> Self {
-        Self { code, description: description.into(), cause: None }
+        Self {
+            code,
+            description: description.into(),
+            cause: None,
+        }
     }
 
     pub fn with_cause(mut self, cause: impl fmt::Display) -> Self {

@@ -26,7 +26,8 @@ pub struct BadScope;
 fn valid_token(t: &str) -> bool {
     !t.is_empty()
         && t.len() <= MAX_SCOPE_LEN
-        && t.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+        && t.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
 }
 
 impl Scopes {

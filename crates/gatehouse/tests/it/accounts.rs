@@ -35,9 +35,22 @@ both_backends!(
 
 async fn kinds_for(app: &TestApp, email: &str) -> Vec<AuditKind> {
     let store = app.store();
-    let account = store.account_by_email(&Email::parse(email).unwrap()).await.unwrap().unwrap();
-    let q = AuditQuery { account_id: Some(account.id), ..Default::default() };
-    store.audit_events(&q).await.unwrap().into_iter().map(|r| r.event.kind).collect()
+    let account = store
+        .account_by_email(&Email::parse(email).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let q = AuditQuery {
+        account_id: Some(account.id),
+        ..Default::default()
+    };
+    store
+        .audit_events(&q)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.event.kind)
+        .collect()
 }
 
 async fn sign_up_verify_by_code_and_log_in(backend: Backend) {
@@ -46,12 +59,17 @@ async fn sign_up_verify_by_code_and_log_in(backend: Backend) {
     let page = b.get("/signup").await;
     page.expect(StatusCode::OK, "Create an account");
 
-    let r = b.post("/signup", &[("email", "Alice@Example.com"), ("password", PASSWORD)]).await;
+    let r = b
+        .post("/signup", &[("email", "Alice@Example.com"), ("password", PASSWORD)])
+        .await;
     r.expect_redirect("/verify?email=alice%40example.com");
     let page = b.get(r.location().unwrap()).await;
     page.expect(StatusCode::OK, "alice@example.com");
 
-    let mail = app.mail.wait_for("alice@example.com", |m| m.subject.contains("verification code")).await;
+    let mail = app
+        .mail
+        .wait_for("alice@example.com", |m| m.subject.contains("verification code"))
+        .await;
     let code = mail.code();
     b.post("/verify", &[("email", "alice@example.com"), ("code", &code)])
         .await
@@ -79,8 +97,12 @@ async fn sign_up_verify_by_code_and_log_in(backend: Backend) {
 async fn verification_link_works_once(backend: Backend) {
     let app = spawn_app(backend).await;
     let b = app.browser();
-    b.post("/signup", &[("email", "bob@example.com"), ("password", PASSWORD)]).await;
-    let mail = app.mail.wait_for("bob@example.com", |m| m.subject.contains("verification code")).await;
+    b.post("/signup", &[("email", "bob@example.com"), ("password", PASSWORD)])
+        .await;
+    let mail = app
+        .mail
+        .wait_for("bob@example.com", |m| m.subject.contains("verification code"))
+        .await;
     let link = mail.link("/verify/link?token=");
     let token = link.split("token=").nth(1).unwrap().to_owned();
 
@@ -91,10 +113,16 @@ async fn verification_link_works_once(backend: Backend) {
     let email = Email::parse("bob@example.com").unwrap();
     assert!(!store.account_by_email(&email).await.unwrap().unwrap().email_verified);
 
-    b.post("/verify/link", &[("token", &token)]).await.expect(StatusCode::OK, "Your email address is verified");
+    b.post("/verify/link", &[("token", &token)])
+        .await
+        .expect(StatusCode::OK, "Your email address is verified");
     assert!(store.account_by_email(&email).await.unwrap().unwrap().email_verified);
-    b.post("/verify/link", &[("token", &token)]).await.expect(StatusCode::BAD_REQUEST, "already been used");
-    b.post("/verify/link", &[("token", "not-a-token-we-issued")]).await.expect(StatusCode::BAD_REQUEST, "never issued");
+    b.post("/verify/link", &[("token", &token)])
+        .await
+        .expect(StatusCode::BAD_REQUEST, "already been used");
+    b.post("/verify/link", &[("token", "not-a-token-we-issued")])
+        .await
+        .expect(StatusCode::BAD_REQUEST, "never issued");
     b.login("bob@example.com", PASSWORD).await.expect_redirect("/settings");
     app.finish().await;
 }
@@ -102,23 +130,35 @@ async fn verification_link_works_once(backend: Backend) {
 async fn unverified_account_is_signed_in_but_not_ready(backend: Backend) {
     let app = spawn_app(backend).await;
     let b = app.browser();
-    b.post("/signup", &[("email", "carol@example.com"), ("password", PASSWORD)]).await;
-    let first = app.mail.wait_for("carol@example.com", |m| m.subject.contains("verification code")).await;
+    b.post("/signup", &[("email", "carol@example.com"), ("password", PASSWORD)])
+        .await;
+    let first = app
+        .mail
+        .wait_for("carol@example.com", |m| m.subject.contains("verification code"))
+        .await;
 
     b.login("carol@example.com", PASSWORD).await.expect_redirect("/verify");
     b.get("/settings").await.expect_redirect("/verify");
     b.get("/verify").await.expect(StatusCode::OK, "Send a new code");
 
     // A new code replaces the first one.
-    b.post("/verify/resend", &[]).await.expect_redirect("/verify?notice=code_sent");
+    b.post("/verify/resend", &[])
+        .await
+        .expect_redirect("/verify?notice=code_sent");
     let second = app
         .mail
-        .wait_for("carol@example.com", |m| m.subject.contains("verification code") && m.body != first.body)
+        .wait_for("carol@example.com", |m| {
+            m.subject.contains("verification code") && m.body != first.body
+        })
         .await;
     if first.code() != second.code() {
-        b.post("/verify", &[("code", &first.code())]).await.expect(StatusCode::BAD_REQUEST, "not right");
+        b.post("/verify", &[("code", &first.code())])
+            .await
+            .expect(StatusCode::BAD_REQUEST, "not right");
     }
-    b.post("/verify", &[("code", &second.code())]).await.expect_redirect("/settings");
+    b.post("/verify", &[("code", &second.code())])
+        .await
+        .expect_redirect("/settings");
     b.get("/settings").await.expect(StatusCode::OK, "carol@example.com");
     app.finish().await;
 }
@@ -128,17 +168,32 @@ async fn sign_up_with_a_taken_email_reveals_nothing(backend: Backend) {
     app.ready_account("dave@example.com", PASSWORD).await;
 
     let b = app.browser();
-    let taken = b.post("/signup", &[("email", "dave@example.com"), ("password", "some other passphrase")]).await;
-    let fresh = b.post("/signup", &[("email", "erin@example.com"), ("password", PASSWORD)]).await;
+    let taken = b
+        .post(
+            "/signup",
+            &[("email", "dave@example.com"), ("password", "some other passphrase")],
+        )
+        .await;
+    let fresh = b
+        .post("/signup", &[("email", "erin@example.com"), ("password", PASSWORD)])
+        .await;
     assert_eq!(taken.status, fresh.status);
     assert_eq!(
         taken.location().unwrap().replace("dave", "X"),
         fresh.location().unwrap().replace("erin", "X")
     );
-    app.mail.wait_for("dave@example.com", |m| m.subject.contains("already have")).await;
+    app.mail
+        .wait_for("dave@example.com", |m| m.subject.contains("already have"))
+        .await;
     // The existing account is untouched: the old password still works.
-    app.browser().login("dave@example.com", PASSWORD).await.expect_redirect("/settings");
-    app.browser().login("dave@example.com", "some other passphrase").await.expect(StatusCode::BAD_REQUEST, "not right");
+    app.browser()
+        .login("dave@example.com", PASSWORD)
+        .await
+        .expect_redirect("/settings");
+    app.browser()
+        .login("dave@example.com", "some other passphrase")
+        .await
+        .expect(StatusCode::BAD_REQUEST, "not right");
     app.finish().await;
 }
 
@@ -154,18 +209,26 @@ async fn wrong_passwords_are_throttled(backend: Backend) {
     wrong.expect(StatusCode::BAD_REQUEST, "The email or password is not right.");
 
     for _ in 0..4 {
-        b.login("frank@example.com", "wrong passphrase").await.expect(StatusCode::BAD_REQUEST, "not right");
+        b.login("frank@example.com", "wrong passphrase")
+            .await
+            .expect(StatusCode::BAD_REQUEST, "not right");
     }
     // Five failures: even the right password waits now, from any browser.
     let r = app.browser().login("frank@example.com", PASSWORD).await;
-    r.expect(StatusCode::TOO_MANY_REQUESTS, "Too many attempts. Try again in 15 minutes.");
+    r.expect(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many attempts. Try again in 15 minutes.",
+    );
     let retry: i64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=900).contains(&retry));
     // Another account is not affected by this one's counter.
     app.ready_account("grace@example.com", PASSWORD).await;
 
     let store = app.store();
-    let q = AuditQuery { kind: Some(AuditKind::LoginFailed), ..Default::default() };
+    let q = AuditQuery {
+        kind: Some(AuditKind::LoginFailed),
+        ..Default::default()
+    };
     let reasons: Vec<String> = store
         .audit_events(&q)
         .await
@@ -205,9 +268,18 @@ async fn password_reset_asks_other_sessions_to_reauthenticate(backend: Backend) 
     let laptop_cookie = laptop.cookie("gh_session").unwrap();
 
     let phone = app.browser_with_agent("GatehouseTest/1.0 (phone)");
-    phone.get("/login").await.expect(StatusCode::OK, "Forgot your password?");
-    phone.post("/reset", &[("email", "ivan@example.com")]).await.expect_redirect("/reset/sent");
-    let mail = app.mail.wait_for("ivan@example.com", |m| m.subject.contains("Reset")).await;
+    phone
+        .get("/login")
+        .await
+        .expect(StatusCode::OK, "Forgot your password?");
+    phone
+        .post("/reset", &[("email", "ivan@example.com")])
+        .await
+        .expect_redirect("/reset/sent");
+    let mail = app
+        .mail
+        .wait_for("ivan@example.com", |m| m.subject.contains("Reset"))
+        .await;
     let link = mail.link("/reset/link?token=");
     let token = link.split("token=").nth(1).unwrap().to_owned();
     phone.get(&link).await.expect(StatusCode::OK, "Choose a new password");
@@ -220,11 +292,20 @@ async fn password_reset_asks_other_sessions_to_reauthenticate(backend: Backend) 
         .post("/reset/link", &[("token", &token), ("password", NEW_PASSWORD)])
         .await
         .expect_redirect("/login?notice=password_reset");
-    phone.post("/reset/link", &[("token", &token), ("password", NEW_PASSWORD)]).await.expect(StatusCode::BAD_REQUEST, "already been used");
+    phone
+        .post("/reset/link", &[("token", &token), ("password", NEW_PASSWORD)])
+        .await
+        .expect(StatusCode::BAD_REQUEST, "already been used");
 
     // The new password logs in; the old one does not.
-    app.browser().login("ivan@example.com", PASSWORD).await.expect(StatusCode::BAD_REQUEST, "not right");
-    phone.login("ivan@example.com", NEW_PASSWORD).await.expect_redirect("/settings");
+    app.browser()
+        .login("ivan@example.com", PASSWORD)
+        .await
+        .expect(StatusCode::BAD_REQUEST, "not right");
+    phone
+        .login("ivan@example.com", NEW_PASSWORD)
+        .await
+        .expect_redirect("/settings");
 
     // The laptop's session still exists but asks for the password, with the email filled in.
     laptop.get("/settings").await.expect_redirect("/login?next=%2Fsettings");
@@ -232,9 +313,19 @@ async fn password_reset_asks_other_sessions_to_reauthenticate(backend: Backend) 
     page.expect(StatusCode::OK, "enter your password again");
     assert_eq!(page.input_value("email").as_deref(), Some("ivan@example.com"));
     assert!(page.body.contains("readonly"));
-    laptop.login("ivan@example.com", PASSWORD).await.expect(StatusCode::BAD_REQUEST, "not right");
     laptop
-        .post("/login", &[("email", "ivan@example.com"), ("password", NEW_PASSWORD), ("next", "/settings")])
+        .login("ivan@example.com", PASSWORD)
+        .await
+        .expect(StatusCode::BAD_REQUEST, "not right");
+    laptop
+        .post(
+            "/login",
+            &[
+                ("email", "ivan@example.com"),
+                ("password", NEW_PASSWORD),
+                ("next", "/settings"),
+            ],
+        )
         .await
         .expect_redirect("/settings");
     // The same session resumed: same cookie, and it is now usable.
@@ -260,10 +351,17 @@ async fn reset_request_for_unknown_email_looks_the_same(backend: Backend) {
     );
     let sent_unknown = b.get(unknown.location().unwrap()).await;
     let sent_known = b.get(known.location().unwrap()).await;
-    assert_eq!(sent_unknown.body.replace("nobody", "X"), sent_known.body.replace("judy", "X"));
-    app.mail.wait_for("judy@example.com", |m| m.subject.contains("Reset")).await;
+    assert_eq!(
+        sent_unknown.body.replace("nobody", "X"),
+        sent_known.body.replace("judy", "X")
+    );
+    app.mail
+        .wait_for("judy@example.com", |m| m.subject.contains("Reset"))
+        .await;
     assert!(app.mail.to("nobody@example.com").is_empty());
-    b.post("/reset", &[("email", "not an email")]).await.expect(StatusCode::BAD_REQUEST, "does not look like an email");
+    b.post("/reset", &[("email", "not an email")])
+        .await
+        .expect(StatusCode::BAD_REQUEST, "does not look like an email");
     app.finish().await;
 }
 
@@ -271,23 +369,45 @@ async fn password_change_needs_the_current_password(backend: Backend) {
     let app = spawn_app(backend).await;
     let b = app.ready_account("ken@example.com", PASSWORD).await;
     let other = app.browser();
-    other.login("ken@example.com", PASSWORD).await.expect_redirect("/settings");
+    other
+        .login("ken@example.com", PASSWORD)
+        .await
+        .expect_redirect("/settings");
 
-    b.post("/settings/password", &[("current_password", "wrong passphrase"), ("new_password", NEW_PASSWORD)])
+    b.post(
+        "/settings/password",
+        &[("current_password", "wrong passphrase"), ("new_password", NEW_PASSWORD)],
+    )
+    .await
+    .expect(StatusCode::BAD_REQUEST, "current password is not right");
+    b.post(
+        "/settings/password",
+        &[("current_password", PASSWORD), ("new_password", "short")],
+    )
+    .await
+    .expect(StatusCode::BAD_REQUEST, "at least 8 characters");
+    app.browser()
+        .login("ken@example.com", PASSWORD)
         .await
-        .expect(StatusCode::BAD_REQUEST, "current password is not right");
-    b.post("/settings/password", &[("current_password", PASSWORD), ("new_password", "short")])
-        .await
-        .expect(StatusCode::BAD_REQUEST, "at least 8 characters");
-    app.browser().login("ken@example.com", PASSWORD).await.expect_redirect("/settings");
+        .expect_redirect("/settings");
 
-    b.post("/settings/password", &[("current_password", PASSWORD), ("new_password", NEW_PASSWORD)])
+    b.post(
+        "/settings/password",
+        &[("current_password", PASSWORD), ("new_password", NEW_PASSWORD)],
+    )
+    .await
+    .expect_redirect("/settings?notice=password_changed");
+    b.get("/settings?notice=password_changed")
         .await
-        .expect_redirect("/settings?notice=password_changed");
-    b.get("/settings?notice=password_changed").await.expect(StatusCode::OK, "Your password is changed");
+        .expect(StatusCode::OK, "Your password is changed");
     other.get("/settings").await.expect_redirect("/login");
-    app.browser().login("ken@example.com", NEW_PASSWORD).await.expect_redirect("/settings");
-    app.mail.wait_for("ken@example.com", |m| m.subject.contains("password was changed")).await;
+    app.browser()
+        .login("ken@example.com", NEW_PASSWORD)
+        .await
+        .expect_redirect("/settings");
+    app.mail
+        .wait_for("ken@example.com", |m| m.subject.contains("password was changed"))
+        .await;
     app.finish().await;
 }
 
@@ -295,29 +415,62 @@ async fn email_change_keeps_the_user_id(backend: Backend) {
     let app = spawn_app(backend).await;
     let b = app.ready_account("leo@example.com", PASSWORD).await;
     let store = app.store();
-    let before = store.account_by_email(&Email::parse("leo@example.com").unwrap()).await.unwrap().unwrap();
+    let before = store
+        .account_by_email(&Email::parse("leo@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
 
-    b.post("/settings/email", &[("email", "leo@example.org"), ("password", "wrong passphrase")])
+    b.post(
+        "/settings/email",
+        &[("email", "leo@example.org"), ("password", "wrong passphrase")],
+    )
+    .await
+    .expect(StatusCode::BAD_REQUEST, "current password is not right");
+    b.post(
+        "/settings/email",
+        &[("email", "leo@example.org"), ("password", PASSWORD)],
+    )
+    .await
+    .expect_redirect("/settings?notice=email_change_sent");
+    let mail = app
+        .mail
+        .wait_for("leo@example.org", |m| m.subject.contains("Confirm your new"))
+        .await;
+    b.get("/settings")
         .await
-        .expect(StatusCode::BAD_REQUEST, "current password is not right");
-    b.post("/settings/email", &[("email", "leo@example.org"), ("password", PASSWORD)])
-        .await
-        .expect_redirect("/settings?notice=email_change_sent");
-    let mail = app.mail.wait_for("leo@example.org", |m| m.subject.contains("Confirm your new")).await;
-    b.get("/settings").await.expect(StatusCode::OK, "We sent a code to <strong>leo@example.org</strong>");
+        .expect(StatusCode::OK, "We sent a code to <strong>leo@example.org</strong>");
     b.post("/settings/email/confirm", &[("code", "000000")]).await;
     b.post("/settings/email/confirm", &[("code", &mail.code())])
         .await
         .expect_redirect("/settings?notice=email_changed");
 
-    let after = store.account_by_email(&Email::parse("leo@example.org").unwrap()).await.unwrap().unwrap();
+    let after = store
+        .account_by_email(&Email::parse("leo@example.org").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(after.id, before.id);
     assert!(after.email_verified);
-    assert!(store.account_by_email(&Email::parse("leo@example.com").unwrap()).await.unwrap().is_none());
+    assert!(
+        store
+            .account_by_email(&Email::parse("leo@example.com").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
     b.get("/settings").await.expect(StatusCode::OK, "leo@example.org");
-    app.browser().login("leo@example.org", PASSWORD).await.expect_redirect("/settings");
-    app.browser().login("leo@example.com", PASSWORD).await.expect(StatusCode::BAD_REQUEST, "not right");
-    app.mail.wait_for("leo@example.com", |m| m.subject.contains("email address was changed")).await;
+    app.browser()
+        .login("leo@example.org", PASSWORD)
+        .await
+        .expect_redirect("/settings");
+    app.browser()
+        .login("leo@example.com", PASSWORD)
+        .await
+        .expect(StatusCode::BAD_REQUEST, "not right");
+    app.mail
+        .wait_for("leo@example.com", |m| m.subject.contains("email address was changed"))
+        .await;
     let kinds = kinds_for(&app, "leo@example.org").await;
     assert!(kinds.contains(&AuditKind::EmailChangeRequested));
     assert!(kinds.contains(&AuditKind::EmailChanged));
@@ -330,21 +483,39 @@ async fn email_change_by_link_and_to_a_taken_address(backend: Backend) {
     app.ready_account("taken@example.com", PASSWORD).await;
 
     // A taken address: the same answer; its owner is told; nothing changes.
-    b.post("/settings/email", &[("email", "taken@example.com"), ("password", PASSWORD)])
-        .await
-        .expect_redirect("/settings?notice=email_change_sent");
-    app.mail.wait_for("taken@example.com", |m| m.subject.contains("already have")).await;
+    b.post(
+        "/settings/email",
+        &[("email", "taken@example.com"), ("password", PASSWORD)],
+    )
+    .await
+    .expect_redirect("/settings?notice=email_change_sent");
+    app.mail
+        .wait_for("taken@example.com", |m| m.subject.contains("already have"))
+        .await;
     b.get("/settings").await.expect(StatusCode::OK, "mia@example.com");
 
-    b.post("/settings/email", &[("email", "mia@example.net"), ("password", PASSWORD)]).await;
-    let mail = app.mail.wait_for("mia@example.net", |m| m.subject.contains("Confirm your new")).await;
+    b.post(
+        "/settings/email",
+        &[("email", "mia@example.net"), ("password", PASSWORD)],
+    )
+    .await;
+    let mail = app
+        .mail
+        .wait_for("mia@example.net", |m| m.subject.contains("Confirm your new"))
+        .await;
     let link = mail.link("/email/confirm?token=");
     let token = link.split("token=").nth(1).unwrap().to_owned();
     // The link works from any browser (whoever holds the new mailbox).
     let elsewhere = app.browser();
     elsewhere.get(&link).await.expect(StatusCode::OK, "Use this address");
-    elsewhere.post("/email/confirm", &[("token", &token)]).await.expect(StatusCode::OK, "mia@example.net");
-    elsewhere.post("/email/confirm", &[("token", &token)]).await.expect(StatusCode::BAD_REQUEST, "already been used");
+    elsewhere
+        .post("/email/confirm", &[("token", &token)])
+        .await
+        .expect(StatusCode::OK, "mia@example.net");
+    elsewhere
+        .post("/email/confirm", &[("token", &token)])
+        .await
+        .expect(StatusCode::BAD_REQUEST, "already been used");
     b.get("/settings").await.expect(StatusCode::OK, "mia@example.net");
     app.finish().await;
 }
@@ -374,18 +545,25 @@ async fn sessions_can_be_listed_and_ended(backend: Backend) {
     assert_eq!(handles.len(), 2);
     // Another account cannot end these sessions.
     for h in &handles {
-        stranger.post("/settings/sessions/end", &[("handle", h)]).await.expect(StatusCode::BAD_REQUEST, "already ended");
+        stranger
+            .post("/settings/sessions/end", &[("handle", h)])
+            .await
+            .expect(StatusCode::BAD_REQUEST, "already ended");
     }
     phone.get("/settings").await.expect(StatusCode::OK, "nina@example.com");
     let phone_handle = handles
         .iter()
         .find(|h| !phone_page.body.contains(&format!("name=\"handle\" value=\"{h}\"")))
         .unwrap();
-    me.post("/settings/sessions/end", &[("handle", phone_handle)]).await.expect_redirect("/settings?notice=session_ended");
+    me.post("/settings/sessions/end", &[("handle", phone_handle)])
+        .await
+        .expect_redirect("/settings?notice=session_ended");
     phone.get("/settings").await.expect_redirect("/login");
     tablet.get("/settings").await.expect(StatusCode::OK, "nina@example.com");
 
-    me.post("/settings/sessions/end-others", &[]).await.expect_redirect("/settings?notice=others_ended");
+    me.post("/settings/sessions/end-others", &[])
+        .await
+        .expect_redirect("/settings?notice=others_ended");
     tablet.get("/settings").await.expect_redirect("/login");
     me.get("/settings").await.expect(StatusCode::OK, "nina@example.com");
     app.finish().await;
@@ -400,15 +578,31 @@ async fn account_deletion_needs_the_password(backend: Backend) {
     let email = Email::parse("pat@example.com").unwrap();
     let id = store.account_by_email(&email).await.unwrap().unwrap().id;
 
-    b.post("/settings/delete", &[("password", "wrong passphrase")]).await.expect(StatusCode::BAD_REQUEST, "not right");
+    b.post("/settings/delete", &[("password", "wrong passphrase")])
+        .await
+        .expect(StatusCode::BAD_REQUEST, "not right");
     assert!(store.account_by_email(&email).await.unwrap().is_some());
-    b.post("/settings/delete", &[("password", PASSWORD)]).await.expect(StatusCode::OK, "Your account is deleted");
+    b.post("/settings/delete", &[("password", PASSWORD)])
+        .await
+        .expect(StatusCode::OK, "Your account is deleted");
     assert!(store.account_by_email(&email).await.unwrap().is_none());
     other.get("/settings").await.expect_redirect("/login");
-    app.browser().login("pat@example.com", PASSWORD).await.expect(StatusCode::BAD_REQUEST, "not right");
+    app.browser()
+        .login("pat@example.com", PASSWORD)
+        .await
+        .expect(StatusCode::BAD_REQUEST, "not right");
     // The audit log keeps the account's history.
-    let q = AuditQuery { account_id: Some(id), ..Default::default() };
-    let kinds: Vec<AuditKind> = store.audit_events(&q).await.unwrap().into_iter().map(|r| r.event.kind).collect();
+    let q = AuditQuery {
+        account_id: Some(id),
+        ..Default::default()
+    };
+    let kinds: Vec<AuditKind> = store
+        .audit_events(&q)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.event.kind)
+        .collect();
     assert_eq!(kinds.last(), Some(&AuditKind::AccountDeleted));
     app.finish().await;
 }
@@ -423,26 +617,47 @@ async fn bad_input_changes_nothing(backend: Backend) {
     b.post_raw("/settings/delete", &[("csrf", "forged"), ("password", PASSWORD)])
         .await
         .expect(StatusCode::FORBIDDEN, "This form has expired");
-    b.post_raw("/settings/delete", &[("password", PASSWORD)]).await.expect(StatusCode::FORBIDDEN, "security token");
+    b.post_raw("/settings/delete", &[("password", PASSWORD)])
+        .await
+        .expect(StatusCode::FORBIDDEN, "security token");
     // A token without its cookie (another site's browser) is refused too.
     let token = b.csrf().await;
     app.browser()
-        .post_raw("/signup", &[("csrf", &token), ("email", "x@example.com"), ("password", PASSWORD)])
+        .post_raw(
+            "/signup",
+            &[("csrf", &token), ("email", "x@example.com"), ("password", PASSWORD)],
+        )
         .await
         .expect(StatusCode::FORBIDDEN, "expired");
     assert!(store.account_by_email(&email).await.unwrap().is_some());
-    assert!(store.account_by_email(&Email::parse("x@example.com").unwrap()).await.unwrap().is_none());
+    assert!(
+        store
+            .account_by_email(&Email::parse("x@example.com").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // Oversized fields and bodies.
     let long_email = format!("{}@example.com", "a".repeat(300));
-    b.post("/signup", &[("email", &long_email), ("password", PASSWORD)]).await.expect(StatusCode::BAD_REQUEST, "too long");
+    b.post("/signup", &[("email", &long_email), ("password", PASSWORD)])
+        .await
+        .expect(StatusCode::BAD_REQUEST, "too long");
     let long_password = "x".repeat(300);
     b.post("/signup", &[("email", "r@example.com"), ("password", &long_password)])
         .await
         .expect(StatusCode::BAD_REQUEST, "at most 256");
     let huge = "y".repeat(64 * 1024);
-    b.post("/login", &[("email", "quinn@example.com"), ("password", &huge)]).await.expect(StatusCode::PAYLOAD_TOO_LARGE, "too much");
-    assert!(store.account_by_email(&Email::parse("r@example.com").unwrap()).await.unwrap().is_none());
+    b.post("/login", &[("email", "quinn@example.com"), ("password", &huge)])
+        .await
+        .expect(StatusCode::PAYLOAD_TOO_LARGE, "too much");
+    assert!(
+        store
+            .account_by_email(&Email::parse("r@example.com").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // Malformed forms and values.
     let r = b
@@ -454,14 +669,37 @@ async fn bad_input_changes_nothing(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    b.post("/signup", &[("email", "not-an-email"), ("password", PASSWORD)]).await.expect(StatusCode::BAD_REQUEST, "does not look like an email");
-    b.post("/signup", &[("password", PASSWORD)]).await.expect(StatusCode::BAD_REQUEST, "Enter an email address");
-    b.post("/verify", &[("email", "quinn@example.com"), ("code", "'; drop table accounts; --")]).await.expect_redirect("/settings");
-    b.get("/reset/link?token=%00%01").await.expect(StatusCode::BAD_REQUEST, "This link does not work");
-    b.get("/login?next=https://evil.example/").await.expect_redirect("/settings");
+    b.post("/signup", &[("email", "not-an-email"), ("password", PASSWORD)])
+        .await
+        .expect(StatusCode::BAD_REQUEST, "does not look like an email");
+    b.post("/signup", &[("password", PASSWORD)])
+        .await
+        .expect(StatusCode::BAD_REQUEST, "Enter an email address");
+    b.post(
+        "/verify",
+        &[("email", "quinn@example.com"), ("code", "'; drop table accounts; --")],
+    )
+    .await
+    .expect_redirect("/settings");
+    b.get("/reset/link?token=%00%01")
+        .await
+        .expect(StatusCode::BAD_REQUEST, "This link does not work");
+    b.get("/login?next=https://evil.example/")
+        .await
+        .expect_redirect("/settings");
     let r = app.browser().login("quinn@example.com", PASSWORD).await;
     r.expect_redirect("/settings");
-    let r = app.browser().post("/login", &[("email", "quinn@example.com"), ("password", PASSWORD), ("next", "//evil.example/")]).await;
+    let r = app
+        .browser()
+        .post(
+            "/login",
+            &[
+                ("email", "quinn@example.com"),
+                ("password", PASSWORD),
+                ("next", "//evil.example/"),
+            ],
+        )
+        .await;
     r.expect_redirect("/settings");
     b.get("/settings").await.expect(StatusCode::OK, "quinn@example.com");
     app.finish().await;
@@ -470,28 +708,49 @@ async fn bad_input_changes_nothing(backend: Backend) {
 async fn expired_and_used_codes_are_refused(backend: Backend) {
     let app = spawn_app(backend).await;
     let b = app.browser();
-    b.post("/signup", &[("email", "rita@example.com"), ("password", PASSWORD)]).await;
-    app.mail.wait_for("rita@example.com", |m| m.subject.contains("verification code")).await;
+    b.post("/signup", &[("email", "rita@example.com"), ("password", PASSWORD)])
+        .await;
+    app.mail
+        .wait_for("rita@example.com", |m| m.subject.contains("verification code"))
+        .await;
     let store = app.store();
     let email = Email::parse("rita@example.com").unwrap();
     let account = store.account_by_email(&email).await.unwrap().unwrap();
 
     // A code issued two days ago has expired, by code and by link.
-    let old = OneTimeCode::issue(CodePurpose::VerifyEmail, account.id.clone(), email.clone(), Timestamp::now().minus(2 * 86_400));
+    let old = OneTimeCode::issue(
+        CodePurpose::VerifyEmail,
+        account.id.clone(),
+        email.clone(),
+        Timestamp::now().minus(2 * 86_400),
+    );
     store.insert_code(&old.record, None).await.unwrap();
-    b.post("/verify/link", &[("token", old.link_token.expose())]).await.expect(StatusCode::BAD_REQUEST, "expired");
+    b.post("/verify/link", &[("token", old.link_token.expose())])
+        .await
+        .expect(StatusCode::BAD_REQUEST, "expired");
     b.login("rita@example.com", PASSWORD).await.expect_redirect("/verify");
-    b.post("/verify", &[("code", old.code.expose())]).await.expect(StatusCode::BAD_REQUEST, "expired");
+    b.post("/verify", &[("code", old.code.expose())])
+        .await
+        .expect(StatusCode::BAD_REQUEST, "expired");
 
     // Five wrong guesses end a code, even for the right code afterwards.
-    let fresh = OneTimeCode::issue(CodePurpose::VerifyEmail, account.id.clone(), email.clone(), Timestamp::now());
+    let fresh = OneTimeCode::issue(
+        CodePurpose::VerifyEmail,
+        account.id.clone(),
+        email.clone(),
+        Timestamp::now(),
+    );
     store.insert_code(&fresh.record, None).await.unwrap();
     let right = fresh.code.expose().clone();
     let wrong = if right == "000000" { "111111" } else { "000000" };
     for _ in 0..5 {
-        b.post("/verify", &[("code", wrong)]).await.expect(StatusCode::BAD_REQUEST, "not right");
+        b.post("/verify", &[("code", wrong)])
+            .await
+            .expect(StatusCode::BAD_REQUEST, "not right");
     }
-    b.post("/verify", &[("code", &right)]).await.expect(StatusCode::BAD_REQUEST, "Too many wrong codes");
+    b.post("/verify", &[("code", &right)])
+        .await
+        .expect(StatusCode::BAD_REQUEST, "Too many wrong codes");
     assert!(!store.account_by_email(&email).await.unwrap().unwrap().email_verified);
     app.finish().await;
 }

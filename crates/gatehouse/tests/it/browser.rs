@@ -52,11 +52,7 @@ async fn sign_up_verify_and_log_in_in_a_browser(backend: Backend) {
             text(&c, "main").await.contains(email),
             "the verify page names the address"
         );
-        assert_eq!(
-            value(&c, "input[name=email]").await,
-            email,
-            "the address is filled in"
-        );
+        assert_eq!(value(&c, "input[name=email]").await, email, "the address is filled in");
         let mail = app
             .mail
             .wait_for(email, |m| m.subject.contains("verification code"))
@@ -67,22 +63,13 @@ async fn sign_up_verify_and_log_in_in_a_browser(backend: Backend) {
         // The login page says so and knows the address.
         wait_for_heading(&c, "Sign in").await;
         assert!(
-            text(&c, ".notice")
-                .await
-                .contains("Your email address is verified"),
+            text(&c, ".notice").await.contains("Your email address is verified"),
             "notice: {}",
             text(&c, ".notice").await
         );
         assert_eq!(value(&c, "input[name=email]").await, email);
         let forgot = link(&c, "Forgot your password?").await;
-        assert!(
-            forgot
-                .attr("href")
-                .await
-                .unwrap()
-                .unwrap()
-                .starts_with("/reset")
-        );
+        assert!(forgot.attr("href").await.unwrap().unwrap().starts_with("/reset"));
         assert_eq!(
             link(&c, "Create an account")
                 .await
@@ -143,11 +130,7 @@ async fn verify_by_the_mailed_link_in_a_browser(backend: Backend) {
         wait_for_heading(&c, "Verify your email").await;
         button(&c, "Verify my email").await.click().await.unwrap();
         wait_for_heading(&c, "Email verified").await;
-        assert!(
-            text(&c, "main")
-                .await
-                .contains("Your email address is verified.")
-        );
+        assert!(text(&c, "main").await.contains("Your email address is verified."));
 
         // Its "Sign in" link leads to the login page with the address filled in.
         link(&c, "Sign in").await.click().await.unwrap();
@@ -182,11 +165,7 @@ async fn wait_for_heading(c: &Client, heading: &str) {
             seen = t;
         }
         if tokio::time::Instant::now() >= deadline {
-            let url = c
-                .current_url()
-                .await
-                .map(|u| u.to_string())
-                .unwrap_or_default();
+            let url = c.current_url().await.map(|u| u.to_string()).unwrap_or_default();
             let body = text(c, "body").await;
             panic!("waited for the page {heading:?}; still on {seen:?} at {url}:\n{body}");
         }
@@ -213,12 +192,7 @@ async fn text(c: &Client, css: &str) -> String {
 
 /// What the field holds now (not the `value` attribute it was served with).
 async fn value(c: &Client, css: &str) -> String {
-    find(c, css)
-        .await
-        .prop("value")
-        .await
-        .unwrap()
-        .unwrap_or_default()
+    find(c, css).await.prop("value").await.unwrap().unwrap_or_default()
 }
 
 /// The button labelled `label`; there must be exactly one.
@@ -247,11 +221,7 @@ async fn one(c: &Client, xpath: &str, label: &str) -> Element {
 
 async fn assert_no_scripts(c: &Client) {
     let scripts = c.find_all(Locator::Css("script")).await.unwrap();
-    assert!(
-        scripts.is_empty(),
-        "the page has {} script element(s)",
-        scripts.len()
-    );
+    assert!(scripts.is_empty(), "the page has {} script element(s)", scripts.len());
 }
 
 /// Nothing in the browser's console: no CSP violation, no failed load.
@@ -271,16 +241,9 @@ async fn assert_console_clean(c: &Session) {
     let bad: Vec<&Value> = entries
         .iter()
         .filter(|e| e["level"] != "INFO" && e["level"] != "DEBUG")
-        .filter(|e| {
-            !e["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("/favicon.ico "))
-        })
+        .filter(|e| !e["message"].as_str().is_some_and(|m| m.contains("/favicon.ico ")))
         .collect();
-    assert!(
-        bad.is_empty(),
-        "the browser's console has warnings or errors: {bad:#?}"
-    );
+    assert!(bad.is_empty(), "the browser's console has warnings or errors: {bad:#?}");
 }
 
 // ---- Chromium over WebDriver. ----
@@ -332,8 +295,8 @@ struct ChromeDriver {
 
 impl ChromeDriver {
     async fn start() -> ChromeDriver {
-        let binary = std::env::var("GATEHOUSE_TEST_CHROMEDRIVER")
-            .unwrap_or_else(|_| "/usr/bin/chromedriver".to_owned());
+        let binary =
+            std::env::var("GATEHOUSE_TEST_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".to_owned());
         let mut child = Command::new(&binary)
             .arg("--port=0")
             .stdin(Stdio::null())
@@ -350,9 +313,7 @@ impl ChromeDriver {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(port) =
-                    line.strip_prefix("ChromeDriver was started successfully on port ")
-                {
+                if let Some(port) = line.strip_prefix("ChromeDriver was started successfully on port ") {
                     let _ = tx.send(port.trim_end_matches('.').parse::<u16>().ok());
                 }
             }
@@ -377,11 +338,10 @@ impl ChromeDriver {
             .unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
-            let status: Option<Value> =
-                match http.get(format!("{}/status", driver.url)).send().await {
-                    Ok(r) => r.json().await.ok(),
-                    Err(_) => None,
-                };
+            let status: Option<Value> = match http.get(format!("{}/status", driver.url)).send().await {
+                Ok(r) => r.json().await.ok(),
+                Err(_) => None,
+            };
             if status.is_some_and(|s| s["value"]["ready"] == true) {
                 break;
             }
@@ -400,8 +360,7 @@ impl ChromeDriver {
 
     /// A new session: headless Chromium with a fresh profile and no JavaScript.
     async fn session(&self) -> Client {
-        let binary = std::env::var("GATEHOUSE_TEST_CHROMIUM")
-            .unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+        let binary = std::env::var("GATEHOUSE_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
         let caps = json!({
             "browserName": "chrome",
             "goog:chromeOptions": {
@@ -423,9 +382,7 @@ impl ChromeDriver {
             },
             "goog:loggingPrefs": { "browser": "ALL" },
         });
-        let Value::Object(caps) = caps else {
-            unreachable!()
-        };
+        let Value::Object(caps) = caps else { unreachable!() };
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
         let client = ClientBuilder::new(connector)
             .capabilities(caps)

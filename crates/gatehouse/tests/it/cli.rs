@@ -19,7 +19,12 @@ fn gatehouse(app: &TestApp) -> Command {
 }
 
 fn run_with_stdin(mut cmd: Command, input: &str) -> Output {
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     child.wait_with_output().unwrap()
 }
@@ -32,7 +37,15 @@ fn json(output: &Output) -> serde_json::Value {
 async fn user_create_takes_effect_on_a_running_server(backend: Backend) {
     let app = spawn_app(backend).await;
     let mut cmd = gatehouse(&app);
-    cmd.args(["user", "create", "--email", "Sam@Example.com", "--password-stdin", "--verified", "--json"]);
+    cmd.args([
+        "user",
+        "create",
+        "--email",
+        "Sam@Example.com",
+        "--password-stdin",
+        "--verified",
+        "--json",
+    ]);
     let out = run_with_stdin(cmd, "a perfectly fine passphrase\n");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let uid = json(&out)["uid"].as_str().unwrap().to_owned();
@@ -40,16 +53,28 @@ async fn user_create_takes_effect_on_a_running_server(backend: Backend) {
 
     // The running server sees the account at once, verified.
     let b = app.browser();
-    b.login("sam@example.com", "a perfectly fine passphrase").await.expect_redirect("/settings");
+    b.login("sam@example.com", "a perfectly fine passphrase")
+        .await
+        .expect_redirect("/settings");
     b.get("/settings").await.expect(StatusCode::OK, &uid);
 
     // The same email again: an error, as JSON, and nothing changes.
     let mut cmd = gatehouse(&app);
-    cmd.args(["user", "create", "--email", "sam@example.com", "--password-stdin", "--json"]);
+    cmd.args([
+        "user",
+        "create",
+        "--email",
+        "sam@example.com",
+        "--password-stdin",
+        "--json",
+    ]);
     let out = run_with_stdin(cmd, "another fine passphrase\n");
     assert!(!out.status.success());
     assert!(json(&out)["error"].as_str().unwrap().contains("already exists"));
-    app.browser().login("sam@example.com", "a perfectly fine passphrase").await.expect_redirect("/settings");
+    app.browser()
+        .login("sam@example.com", "a perfectly fine passphrase")
+        .await
+        .expect_redirect("/settings");
 
     // A weak password is refused with the policy's reason.
     let mut cmd = gatehouse(&app);
@@ -102,7 +127,9 @@ async fn serve_stops_cleanly_on_sigterm() {
         .spawn()
         .unwrap();
     let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
     let started: serde_json::Value = serde_json::from_str(&first).unwrap();
     let base = format!("http://{}", started["listening"].as_str().unwrap());
     let client = reqwest::Client::new();
@@ -116,7 +143,10 @@ async fn serve_stops_cleanly_on_sigterm() {
     // With no configuration, the SQLite file is in the data directory.
     assert!(dir.path().join("gatehouse.db").exists());
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "exit: {:?}", out.status);

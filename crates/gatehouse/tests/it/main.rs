@@ -9,4 +9,5 @@ mod support;
 mod accounts;
 mod browser;
 mod cli;
+mod oauth;
 mod ops;

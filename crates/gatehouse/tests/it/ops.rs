@@ -5,7 +5,11 @@ use reqwest::StatusCode;
 use crate::both_backends;
 use crate::support::{Backend, spawn_app};
 
-both_backends!(health_and_readiness, metrics_count_requests_and_logins, pages_carry_security_headers);
+both_backends!(
+    health_and_readiness,
+    metrics_count_requests_and_logins,
+    pages_carry_security_headers
+);
 
 async fn health_and_readiness(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -17,7 +21,9 @@ async fn health_and_readiness(backend: Backend) {
 
 async fn metrics_count_requests_and_logins(backend: Backend) {
     let app = spawn_app(backend).await;
-    let b = app.ready_account("mona@example.com", "a perfectly fine passphrase").await;
+    let b = app
+        .ready_account("mona@example.com", "a perfectly fine passphrase")
+        .await;
     b.login("mona@example.com", "wrong passphrase").await;
     let page = b.get("/metrics").await;
     page.expect(StatusCode::OK, "# TYPE gatehouse_http_requests counter");
@@ -37,7 +43,12 @@ async fn pages_carry_security_headers(backend: Backend) {
     let app = spawn_app(backend).await;
     let b = app.browser();
     let page = b.get("/login").await;
-    let h = |name: &str| page.headers.get(name).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    let h = |name: &str| {
+        page.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
     assert!(h("content-security-policy").contains("frame-ancestors 'none'"));
     assert!(h("content-security-policy").contains("default-src 'none'"));
     assert!(!h("content-security-policy").contains("unsafe-inline"));

@@ -28,6 +28,9 @@ use crate::web::{q, safe_next};
 #[derive(Deserialize)]
 pub struct LoginQuery {
     next: Option<String>,
+    /// Ask for the password even within a live session (`prompt=login`,
+    /// `max_age`).
+    force: Option<String>,
     email: Option<String>,
     notice: Option<String>,
 }
@@ -42,19 +45,23 @@ pub async fn page(
 ) -> Result<Response, AppError> {
     let next = safe_next(query.next.as_deref()).unwrap_or_else(|| DEFAULT_NEXT.to_owned());
     let session = current(&state, &jar, Timestamp::now()).await?;
+    let force = query.force.is_some();
     let (reauth, email) = match &session {
-        Some(c) if c.state == SessionState::Active => return Ok(Redirect::to(&next).into_response()),
+        Some(c) if c.state == SessionState::Active && !force => return Ok(Redirect::to(&next).into_response()),
         Some(c) => (true, c.account.email.to_string()),
         None => (false, query.email.unwrap_or_default()),
     };
-    Ok(render(StatusCode::OK, &LoginPage {
-        csrf: csrf.value(),
-        email: &email,
-        next: &next,
-        reauth,
-        notice: notice(query.notice.as_deref()),
-        error: None,
-    }))
+    Ok(render(
+        StatusCode::OK,
+        &LoginPage {
+            csrf: csrf.value(),
+            email: &email,
+            next: &next,
+            reauth,
+            notice: notice(query.notice.as_deref()),
+            error: None,
+        },
+    ))
 }
 
 #[derive(Deserialize)]
@@ -76,14 +83,17 @@ pub async fn submit(
     let now = Timestamp::now();
     let next = safe_next(form.next.as_deref()).unwrap_or_else(|| DEFAULT_NEXT.to_owned());
     let fail = |status: StatusCode, message: String| {
-        render(status, &LoginPage {
-            csrf: csrf.value(),
-            email: form.email.trim(),
-            next: &next,
-            reauth: false,
-            notice: None,
-            error: Some(message),
-        })
+        render(
+            status,
+            &LoginPage {
+                csrf: csrf.value(),
+                email: form.email.trim(),
+                next: &next,
+                reauth: false,
+                notice: None,
+                error: Some(message),
+            },
+        )
     };
     let email = match Email::parse(&form.email) {
         Ok(e) => e,
@@ -126,35 +136,60 @@ pub async fn submit(
     let account = match account {
         Some(a) if ok => a,
         other => {
-            let reason = if other.is_some() { "bad_password" } else { "unknown_account" };
+            let reason = if other.is_some() {
+                "bad_password"
+            } else {
+                "unknown_account"
+            };
             state.metrics.login(reason);
-            state.store.throttle_fail(&account_key, now, throttle::PER_ACCOUNT.window_secs).await?;
-            state.store.throttle_fail(&address_key, now, throttle::PER_ADDRESS.window_secs).await?;
+            state
+                .store
+                .throttle_fail(&account_key, now, throttle::PER_ACCOUNT.window_secs)
+                .await?;
+            state
+                .store
+                .throttle_fail(&address_key, now, throttle::PER_ADDRESS.window_secs)
+                .await?;
             let audit = AuditEvent::new(AuditKind::LoginFailed, other.as_ref().map(|a| &a.id), &actor, now)
                 .failed(reason)
                 .with_detail(serde_json::json!({ "reason": reason, "email": email }));
             state.store.append_audit(&audit).await?;
-            return Ok(fail(StatusCode::BAD_REQUEST, "The email or password is not right.".to_owned()));
+            return Ok(fail(
+                StatusCode::BAD_REQUEST,
+                "The email or password is not right.".to_owned(),
+            ));
         }
     };
     state.store.throttle_clear(&account_key).await?;
     state.metrics.login("success");
 
-    // A session that had to re-enter the password resumes, same id.
+    // The same person entering the password again (a reset elsewhere, or a
+    // site asking for a fresh login): the same session resumes, with a new
+    // authentication time.
     if let Some(c) = current(&state, &jar, now).await? {
-        if c.state == SessionState::NeedsReauth && c.account.id == account.id {
+        if c.account.id == account.id {
             let audit = AuditEvent::new(AuditKind::Reauthenticated, Some(&account.id), &actor, now)
                 .with_detail(serde_json::json!({ "session": c.session.handle }));
-            state.store.reauthenticate_session(c.digest(), now, &[AuthMethod::Pwd], &audit).await?;
+            state
+                .store
+                .reauthenticate_session(c.digest(), now, &[AuthMethod::Pwd], &audit)
+                .await?;
             return Ok(Redirect::to(&next).into_response());
         }
         // Someone else, or a stale session: it ends, a new one begins.
         let audit = AuditEvent::new(AuditKind::Logout, Some(&c.account.id), &actor, now)
             .with_detail(serde_json::json!({ "session": c.session.handle, "reason": "replaced" }));
-        state.store.end_sessions(&c.account.id, &SessionSelector::ById(c.digest().clone()), &audit).await?;
+        state
+            .store
+            .end_sessions(&c.account.id, &SessionSelector::ById(c.digest().clone()), &audit)
+            .await?;
     }
     let jar = start_session(&state, jar, &account, &actor, now).await?;
-    let to = if account.is_ready() { next } else { "/verify".to_owned() };
+    let to = if account.is_ready() {
+        next
+    } else {
+        format!("/verify?next={}", q(&next))
+    };
     Ok((jar, Redirect::to(&to)).into_response())
 }
 
@@ -171,7 +206,10 @@ pub async fn logout(
     if let Some(c) = current(&state, &jar, now).await? {
         let audit = AuditEvent::new(AuditKind::Logout, Some(&c.account.id), &actor, now)
             .with_detail(serde_json::json!({ "session": c.session.handle }));
-        state.store.end_sessions(&c.account.id, &SessionSelector::ById(c.digest().clone()), &audit).await?;
+        state
+            .store
+            .end_sessions(&c.account.id, &SessionSelector::ById(c.digest().clone()), &audit)
+            .await?;
     }
     let jar = jar.add(cookies::removal(&state.settings, cookies::SESSION));
     Ok((jar, Redirect::to(&format!("/login?notice={}", q("signed_out")))).into_response())

@@ -20,8 +20,8 @@ use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use axum_extra::extract::CookieJar;
 
-use gatehouse_core::session::{AuthMethod, Session};
 use gatehouse_core::audit::{Actor, AuditEvent, AuditKind};
+use gatehouse_core::session::{AuthMethod, Session};
 use gatehouse_core::{Account, OpaqueToken, Secret, Timestamp, password};
 
 use crate::AppState;
@@ -45,9 +45,13 @@ pub fn routes() -> Router<AppState> {
         .route("/settings/password", post(settings::change_password))
         .route("/settings/email", post(settings::change_email))
         .route("/settings/email/confirm", post(settings::confirm_email_code))
-        .route("/email/confirm", get(settings::confirm_email_link_page).post(settings::confirm_email_link))
+        .route(
+            "/email/confirm",
+            get(settings::confirm_email_link_page).post(settings::confirm_email_link),
+        )
         .route("/settings/sessions/end", post(settings::end_session))
         .route("/settings/sessions/end-others", post(settings::end_other_sessions))
+        .route("/settings/sites/revoke", post(settings::revoke_site))
         .route("/settings/delete", post(settings::delete_account))
 }
 
@@ -57,7 +61,10 @@ async fn home() -> Redirect {
 
 async fn stylesheet() -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
         include_str!("../../static/style.css"),
     )
 }

@@ -40,6 +40,7 @@ pub fn notice(key: Option<&str>) -> Option<&'static str> {
         "others_ended" => "All your other sessions are signed out.",
         "code_sent" => "We sent you a new code.",
         "deleted" => "Your account is deleted.",
+        "site_disconnected" => "The site is disconnected. It will ask for your permission again.",
         _ => return None,
     })
 }
@@ -75,6 +76,7 @@ pub struct LoginPage<'a> {
 pub struct SignupPage<'a> {
     pub csrf: &'a str,
     pub email: &'a str,
+    pub next: &'a str,
     pub notice: Option<&'a str>,
     pub error: Option<String>,
 }
@@ -84,6 +86,7 @@ pub struct SignupPage<'a> {
 pub struct VerifyPage<'a> {
     pub csrf: &'a str,
     pub email: &'a str,
+    pub next: &'a str,
     pub signed_in: bool,
     pub notice: Option<&'a str>,
     pub error: Option<String>,
@@ -130,6 +133,14 @@ pub struct SessionRow {
     pub needs_reauth: bool,
 }
 
+/// One connected (consented) site.
+pub struct SiteRow {
+    pub client_id: String,
+    pub name: String,
+    pub scopes: String,
+    pub since: String,
+}
+
 #[derive(Template)]
 #[template(path = "settings.html")]
 pub struct SettingsPage<'a> {
@@ -137,7 +148,18 @@ pub struct SettingsPage<'a> {
     pub email: &'a str,
     pub uid: &'a str,
     pub sessions: Vec<SessionRow>,
+    pub sites: Vec<SiteRow>,
     pub pending_email: Option<String>,
     pub notice: Option<&'a str>,
     pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "consent.html")]
+pub struct ConsentPage<'a> {
+    pub csrf: &'a str,
+    pub client_name: &'a str,
+    pub origin: &'a str,
+    pub scopes: Vec<String>,
+    pub interaction: &'a str,
 }

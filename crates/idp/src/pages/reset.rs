@@ -31,12 +31,15 @@ pub struct EmailQuery {
 }
 
 pub async fn page(csrf: CsrfToken, Query(query): Query<EmailQuery>) -> Response {
-    render(StatusCode::OK, &ResetRequestPage {
-        csrf: csrf.value(),
-        email: query.email.as_deref().unwrap_or_default(),
-        notice: notice(query.notice.as_deref()),
-        error: None,
-    })
+    render(
+        StatusCode::OK,
+        &ResetRequestPage {
+            csrf: csrf.value(),
+            email: query.email.as_deref().unwrap_or_default(),
+            notice: notice(query.notice.as_deref()),
+            error: None,
+        },
+    )
 }
 
 #[derive(Deserialize)]
@@ -55,12 +58,15 @@ pub async fn submit(
     let email = match Email::parse(&form.email) {
         Ok(e) => e,
         Err(e) => {
-            return Ok(render(StatusCode::BAD_REQUEST, &ResetRequestPage {
-                csrf: csrf.value(),
-                email: form.email.trim(),
-                notice: None,
-                error: Some(e.to_string()),
-            }));
+            return Ok(render(
+                StatusCode::BAD_REQUEST,
+                &ResetRequestPage {
+                    csrf: csrf.value(),
+                    email: form.email.trim(),
+                    notice: None,
+                    error: Some(e.to_string()),
+                },
+            ));
         }
     };
     match state.store.account_by_email(&email).await? {
@@ -69,8 +75,12 @@ pub async fn submit(
             let audit = AuditEvent::new(AuditKind::PasswordResetRequested, Some(&account.id), &actor, now)
                 .with_detail(serde_json::json!({ "email": email }));
             state.store.insert_code(&issued.record, Some(&audit)).await?;
-            let link = state.settings.url(&format!("/reset/link?token={}", issued.link_token.expose()));
-            state.mailer.send(&email, render_mail(&templates::Reset { link: &link }));
+            let link = state
+                .settings
+                .url(&format!("/reset/link?token={}", issued.link_token.expose()));
+            state
+                .mailer
+                .send(&email, render_mail(&templates::Reset { link: &link }));
         }
         None => {
             let audit = AuditEvent::new(AuditKind::PasswordResetRequested, None, &actor, now)
@@ -86,7 +96,11 @@ pub async fn sent(Query(query): Query<EmailQuery>) -> Response {
     let email = query.email.unwrap_or_default();
     let text = format!(
         "If {} has a Gatehouse account, we sent it a link to choose a new password. The link expires in one hour.",
-        if email.is_empty() { "that address" } else { email.as_str() }
+        if email.is_empty() {
+            "that address"
+        } else {
+            email.as_str()
+        }
     );
     message_page("Check your email", &text, Some(("/login", "Back to sign in")))
 }
@@ -100,13 +114,16 @@ pub async fn link_page(
         Ok(code) => code,
         Err(response) => return Ok(response),
     };
-    Ok(render(StatusCode::OK, &ResetFormPage {
-        csrf: csrf.value(),
-        token: &query.token,
-        email: code.email.as_str(),
-        notice: None,
-        error: None,
-    }))
+    Ok(render(
+        StatusCode::OK,
+        &ResetFormPage {
+            csrf: csrf.value(),
+            token: &query.token,
+            email: code.email.as_str(),
+            notice: None,
+            error: None,
+        },
+    ))
 }
 
 #[derive(Deserialize)]
@@ -130,13 +147,16 @@ pub async fn complete(
         Err(response) => return Ok(response),
     };
     if let Err(e) = password::check_policy(&form.password, Some(&code.email)) {
-        return Ok(render(StatusCode::BAD_REQUEST, &ResetFormPage {
-            csrf: csrf.value(),
-            token: &form.token,
-            email: code.email.as_str(),
-            notice: None,
-            error: Some(e.to_string()),
-        }));
+        return Ok(render(
+            StatusCode::BAD_REQUEST,
+            &ResetFormPage {
+                csrf: csrf.value(),
+                token: &form.token,
+                email: code.email.as_str(),
+                notice: None,
+                error: Some(e.to_string()),
+            },
+        ));
     }
     let new_hash = hash_password(Secret::new(form.password)).await?;
     // The browser that resets keeps its own session, if it has one for this account.

@@ -15,7 +15,7 @@ use gatehouse_core::session::SessionSelector;
 use gatehouse_core::{Email, Secret, Timestamp, password};
 use gatehouse_store::Redeemed;
 
-use super::render::{ConfirmLinkPage, SessionRow, SettingsPage, error_page, message_page, notice, render};
+use super::render::{ConfirmLinkPage, SessionRow, SettingsPage, SiteRow, error_page, message_page, notice, render};
 use super::signup::{TokenQuery, lookup_link};
 use super::{format_time, hash_password, verify_password};
 use crate::AppState;
@@ -38,7 +38,15 @@ pub async fn page(
     csrf: CsrfToken,
     Query(query): Query<NoticeQuery>,
 ) -> Result<Response, AppError> {
-    settings_page(&state, &current, &csrf, StatusCode::OK, notice(query.notice.as_deref()), None).await
+    settings_page(
+        &state,
+        &current,
+        &csrf,
+        StatusCode::OK,
+        notice(query.notice.as_deref()),
+        None,
+    )
+    .await
 }
 
 async fn settings_page(
@@ -59,7 +67,11 @@ async fn settings_page(
         .map(|s| SessionRow {
             current: s.id_digest == current.session.id_digest,
             handle: s.handle,
-            user_agent: if s.user_agent.is_empty() { "Unknown browser".to_owned() } else { s.user_agent },
+            user_agent: if s.user_agent.is_empty() {
+                "Unknown browser".to_owned()
+            } else {
+                s.user_agent
+            },
             ip: s.ip,
             created: format_time(s.created_at),
             last_seen: format_time(s.last_seen_at),
@@ -72,15 +84,30 @@ async fn settings_page(
         .await?
         .filter(|c| c.check_usable(now).is_ok())
         .map(|c| c.email.to_string());
-    Ok(render(status, &SettingsPage {
-        csrf: csrf.value(),
-        email: current.account.email.as_str(),
-        uid: current.account.id.as_str(),
-        sessions,
-        pending_email,
-        notice,
-        error,
-    }))
+    let mut sites = Vec::new();
+    for consent in state.store.consents_of(&current.account.id).await? {
+        if let Some(client) = state.store.client(&consent.client_id).await? {
+            sites.push(SiteRow {
+                client_id: client.id.to_string(),
+                name: client.name,
+                scopes: consent.scopes.to_string(),
+                since: format_time(consent.granted_at),
+            });
+        }
+    }
+    Ok(render(
+        status,
+        &SettingsPage {
+            csrf: csrf.value(),
+            email: current.account.email.as_str(),
+            uid: current.account.id.as_str(),
+            sessions,
+            sites,
+            pending_email,
+            notice,
+            error,
+        },
+    ))
 }
 
 /// Re-renders the settings page with an error, status 400.
@@ -111,7 +138,8 @@ pub async fn change_password(
 ) -> Result<Response, AppError> {
     let now = Timestamp::now();
     if !password_ok(&current, form.current_password).await? {
-        let audit = AuditEvent::new(AuditKind::PasswordChanged, Some(&current.account.id), &actor, now).failed("bad_password");
+        let audit =
+            AuditEvent::new(AuditKind::PasswordChanged, Some(&current.account.id), &actor, now).failed("bad_password");
         state.store.append_audit(&audit).await?;
         return refuse(&state, &current, &csrf, WRONG_PASSWORD.to_owned()).await;
     }
@@ -124,8 +152,15 @@ pub async fn change_password(
         .store
         .change_password(&current.account.id, hash.expose(), Some(current.digest()), now, &audit)
         .await?;
-    let reset_link = state.settings.url(&format!("/reset?email={}", q(current.account.email.as_str())));
-    state.mailer.send(&current.account.email, render_mail(&templates::PasswordChanged { reset_link: &reset_link }));
+    let reset_link = state
+        .settings
+        .url(&format!("/reset?email={}", q(current.account.email.as_str())));
+    state.mailer.send(
+        &current.account.email,
+        render_mail(&templates::PasswordChanged {
+            reset_link: &reset_link,
+        }),
+    );
     Ok(Redirect::to("/settings?notice=password_changed").into_response())
 }
 
@@ -153,7 +188,13 @@ pub async fn change_email(
         return refuse(&state, &current, &csrf, WRONG_PASSWORD.to_owned()).await;
     }
     if new_email == current.account.email {
-        return refuse(&state, &current, &csrf, "That is already your email address.".to_owned()).await;
+        return refuse(
+            &state,
+            &current,
+            &csrf,
+            "That is already your email address.".to_owned(),
+        )
+        .await;
     }
     let audit = AuditEvent::new(AuditKind::EmailChangeRequested, Some(&current.account.id), &actor, now)
         .with_detail(serde_json::json!({ "from": current.account.email, "to": new_email }));
@@ -162,15 +203,31 @@ pub async fn change_email(
         state.store.append_audit(&audit.failed("email_taken")).await?;
         let login_link = state.settings.url(&format!("/login?email={}", q(new_email.as_str())));
         let reset_link = state.settings.url(&format!("/reset?email={}", q(new_email.as_str())));
-        state.mailer.send(&new_email, render_mail(&templates::AlreadyRegistered {
-            login_link: &login_link,
-            reset_link: &reset_link,
-        }));
+        state.mailer.send(
+            &new_email,
+            render_mail(&templates::AlreadyRegistered {
+                login_link: &login_link,
+                reset_link: &reset_link,
+            }),
+        );
     } else {
-        let issued = OneTimeCode::issue(CodePurpose::ChangeEmail, current.account.id.clone(), new_email.clone(), now);
+        let issued = OneTimeCode::issue(
+            CodePurpose::ChangeEmail,
+            current.account.id.clone(),
+            new_email.clone(),
+            now,
+        );
         state.store.insert_code(&issued.record, Some(&audit)).await?;
-        let link = state.settings.url(&format!("/email/confirm?token={}", issued.link_token.expose()));
-        state.mailer.send(&new_email, render_mail(&templates::ChangeEmail { code: issued.code.expose(), link: &link }));
+        let link = state
+            .settings
+            .url(&format!("/email/confirm?token={}", issued.link_token.expose()));
+        state.mailer.send(
+            &new_email,
+            render_mail(&templates::ChangeEmail {
+                code: issued.code.expose(),
+                link: &link,
+            }),
+        );
     }
     Ok(Redirect::to("/settings?notice=email_change_sent").into_response())
 }
@@ -189,7 +246,11 @@ pub async fn confirm_email_code(
     CsrfForm(form): CsrfForm<CodeForm>,
 ) -> Result<Response, AppError> {
     let now = Timestamp::now();
-    let Some(code) = state.store.latest_code(&current.account.id, CodePurpose::ChangeEmail).await? else {
+    let Some(code) = state
+        .store
+        .latest_code(&current.account.id, CodePurpose::ChangeEmail)
+        .await?
+    else {
         return refuse(&state, &current, &csrf, CodeError::Wrong.to_string()).await;
     };
     if let Err(e) = code.check_code(&form.code, now) {
@@ -215,29 +276,41 @@ async fn redeem_email_change(
 ) -> Result<Result<(), &'static str>, AppError> {
     let audit = AuditEvent::new(AuditKind::EmailChanged, Some(&code.account_id), actor, now)
         .with_detail(serde_json::json!({ "from": old_email, "to": code.email }));
-    Ok(match state.store.redeem_code(code, &CodeEffect::ChangeEmail, now, &audit).await? {
-        Redeemed::Done => {
-            let reset_link = state.settings.url(&format!("/reset?email={}", q(old_email.as_str())));
-            state.mailer.send(old_email, render_mail(&templates::EmailChanged {
-                new_email: code.email.as_str(),
-                reset_link: &reset_link,
-            }));
-            Ok(())
-        }
-        Redeemed::AlreadyUsed => Err("That code has already been used."),
-        Redeemed::EmailTaken => Err("That address cannot be used. Choose another."),
-    })
+    Ok(
+        match state
+            .store
+            .redeem_code(code, &CodeEffect::ChangeEmail, now, &audit)
+            .await?
+        {
+            Redeemed::Done => {
+                let reset_link = state.settings.url(&format!("/reset?email={}", q(old_email.as_str())));
+                state.mailer.send(
+                    old_email,
+                    render_mail(&templates::EmailChanged {
+                        new_email: code.email.as_str(),
+                        reset_link: &reset_link,
+                    }),
+                );
+                Ok(())
+            }
+            Redeemed::AlreadyUsed => Err("That code has already been used."),
+            Redeemed::EmailTaken => Err("That address cannot be used. Choose another."),
+        },
+    )
 }
 
 pub async fn confirm_email_link_page(csrf: CsrfToken, Query(query): Query<TokenQuery>) -> Response {
-    render(StatusCode::OK, &ConfirmLinkPage {
-        csrf: csrf.value(),
-        heading: "Confirm your new email",
-        text: "Confirm that this address should become the email of your Gatehouse account.",
-        action: "/email/confirm",
-        token: &query.token,
-        button: "Use this address",
-    })
+    render(
+        StatusCode::OK,
+        &ConfirmLinkPage {
+            csrf: csrf.value(),
+            heading: "Confirm your new email",
+            text: "Confirm that this address should become the email of your Gatehouse account.",
+            action: "/email/confirm",
+            token: &query.token,
+            button: "Use this address",
+        },
+    )
 }
 
 pub async fn confirm_email_link(
@@ -251,7 +324,11 @@ pub async fn confirm_email_link(
         Err(response) => return Ok(response),
     };
     let Some(account) = state.store.account_by_id(&code.account_id).await? else {
-        return Ok(error_page(StatusCode::BAD_REQUEST, "This link does not work", "The account no longer exists."));
+        return Ok(error_page(
+            StatusCode::BAD_REQUEST,
+            "This link does not work",
+            "The account no longer exists.",
+        ));
     };
     match redeem_email_change(&state, &code, &account.email, &actor, now).await? {
         Ok(()) => Ok(message_page(
@@ -278,7 +355,13 @@ pub async fn end_session(
 ) -> Result<Response, AppError> {
     let now = Timestamp::now();
     if form.handle.is_empty() || form.handle.len() > 64 || form.handle == current.session.handle {
-        return refuse(&state, &current, &csrf, "Choose one of your other sessions, or use Sign out.".to_owned()).await;
+        return refuse(
+            &state,
+            &current,
+            &csrf,
+            "Choose one of your other sessions, or use Sign out.".to_owned(),
+        )
+        .await;
     }
     let audit = AuditEvent::new(AuditKind::SessionRevoked, Some(&current.account.id), &actor, now)
         .with_detail(serde_json::json!({ "session": form.handle }));
@@ -306,9 +389,50 @@ pub async fn end_other_sessions(
         .with_detail(serde_json::json!({ "sessions": "all_others" }));
     state
         .store
-        .end_sessions(&current.account.id, &SessionSelector::AllExcept(current.digest().clone()), &audit)
+        .end_sessions(
+            &current.account.id,
+            &SessionSelector::AllExcept(current.digest().clone()),
+            &audit,
+        )
         .await?;
     Ok(Redirect::to("/settings?notice=others_ended").into_response())
+}
+
+#[derive(Deserialize)]
+pub struct SiteForm {
+    #[serde(default)]
+    client_id: String,
+}
+
+/// Disconnects a site: forgets the consent and revokes what it was issued.
+pub async fn revoke_site(
+    State(state): State<AppState>,
+    Ready(current): Ready,
+    csrf: CsrfToken,
+    Client(actor): Client,
+    CsrfForm(form): CsrfForm<SiteForm>,
+) -> Result<Response, AppError> {
+    let now = Timestamp::now();
+    if form.client_id.is_empty() || form.client_id.len() > 128 {
+        return refuse(
+            &state,
+            &current,
+            &csrf,
+            "Choose one of your connected sites.".to_owned(),
+        )
+        .await;
+    }
+    let client_id = gatehouse_core::oauth::ClientId(form.client_id);
+    let audit = AuditEvent::new(AuditKind::ConsentRevoked, Some(&current.account.id), &actor, now)
+        .with_detail(serde_json::json!({ "client_id": client_id }));
+    if !state
+        .store
+        .revoke_consent(&current.account.id, &client_id, now, &audit)
+        .await?
+    {
+        return refuse(&state, &current, &csrf, "That site is not connected.".to_owned()).await;
+    }
+    Ok(Redirect::to("/settings?notice=site_disconnected").into_response())
 }
 
 #[derive(Deserialize)]

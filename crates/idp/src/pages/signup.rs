@@ -23,21 +23,32 @@ use crate::error::AppError;
 use crate::mail::{render as render_mail, templates};
 use crate::web::client::Client;
 use crate::web::csrf::{CsrfForm, CsrfToken};
-use crate::web::q;
+use crate::web::{q, safe_next};
 
 #[derive(Deserialize)]
 pub struct NoticeQuery {
     notice: Option<String>,
     email: Option<String>,
+    /// Where to go once signed in (an authorization request waiting).
+    next: Option<String>,
 }
 
 pub async fn page(csrf: CsrfToken, Query(query): Query<NoticeQuery>) -> Response {
-    render(StatusCode::OK, &SignupPage {
-        csrf: csrf.value(),
-        email: query.email.as_deref().unwrap_or_default(),
-        notice: notice(query.notice.as_deref()),
-        error: None,
-    })
+    render(
+        StatusCode::OK,
+        &SignupPage {
+            csrf: csrf.value(),
+            email: query.email.as_deref().unwrap_or_default(),
+            next: &safe_next(query.next.as_deref()).unwrap_or_default(),
+            notice: notice(query.notice.as_deref()),
+            error: None,
+        },
+    )
+}
+
+/// `&next=...` to carry a local path along, or nothing.
+fn next_param(next: Option<&str>) -> String {
+    safe_next(next).map(|n| format!("&next={}", q(&n))).unwrap_or_default()
 }
 
 #[derive(Deserialize)]
@@ -46,6 +57,7 @@ pub struct SignupForm {
     email: String,
     #[serde(default)]
     password: String,
+    next: Option<String>,
 }
 
 pub async fn submit(
@@ -56,12 +68,16 @@ pub async fn submit(
 ) -> Result<Response, AppError> {
     let now = Timestamp::now();
     let fail = |message: String| {
-        render(StatusCode::BAD_REQUEST, &SignupPage {
-            csrf: csrf.value(),
-            email: form.email.trim(),
-            notice: None,
-            error: Some(message),
-        })
+        render(
+            StatusCode::BAD_REQUEST,
+            &SignupPage {
+                csrf: csrf.value(),
+                email: form.email.trim(),
+                next: &safe_next(form.next.as_deref()).unwrap_or_default(),
+                notice: None,
+                error: Some(message),
+            },
+        )
     };
     let email = match Email::parse(&form.email) {
         Ok(e) => e,
@@ -95,22 +111,43 @@ pub async fn submit(
             state.store.append_audit(&audit).await?;
             let login_link = state.settings.url(&format!("/login?email={}", q(email.as_str())));
             let reset_link = state.settings.url(&format!("/reset?email={}", q(email.as_str())));
-            state.mailer.send(&email, render_mail(&templates::AlreadyRegistered {
-                login_link: &login_link,
-                reset_link: &reset_link,
-            }));
+            state.mailer.send(
+                &email,
+                render_mail(&templates::AlreadyRegistered {
+                    login_link: &login_link,
+                    reset_link: &reset_link,
+                }),
+            );
         }
         Err(e) => return Err(e.into()),
     }
-    Ok(Redirect::to(&format!("/verify?email={}", q(email.as_str()))).into_response())
+    Ok(Redirect::to(&format!(
+        "/verify?email={}{}",
+        q(email.as_str()),
+        next_param(form.next.as_deref())
+    ))
+    .into_response())
 }
 
 /// Issues a verification code (ending earlier ones) and mails it.
-pub async fn send_verification(state: &AppState, account: &AccountId, email: &Email, now: Timestamp) -> Result<(), AppError> {
+pub async fn send_verification(
+    state: &AppState,
+    account: &AccountId,
+    email: &Email,
+    now: Timestamp,
+) -> Result<(), AppError> {
     let issued = OneTimeCode::issue(CodePurpose::VerifyEmail, account.clone(), email.clone(), now);
     state.store.insert_code(&issued.record, None).await?;
-    let link = state.settings.url(&format!("/verify/link?token={}", issued.link_token.expose()));
-    state.mailer.send(email, render_mail(&templates::Verify { code: issued.code.expose(), link: &link }));
+    let link = state
+        .settings
+        .url(&format!("/verify/link?token={}", issued.link_token.expose()));
+    state.mailer.send(
+        email,
+        render_mail(&templates::Verify {
+            code: issued.code.expose(),
+            link: &link,
+        }),
+    );
     Ok(())
 }
 
@@ -128,13 +165,17 @@ pub async fn verify_page(
         Some(c) => c.account.email.to_string(),
         None => query.email.unwrap_or_default(),
     };
-    Ok(render(StatusCode::OK, &VerifyPage {
-        csrf: csrf.value(),
-        email: &email,
-        signed_in: signed_in.is_some(),
-        notice: notice(query.notice.as_deref()),
-        error: None,
-    }))
+    Ok(render(
+        StatusCode::OK,
+        &VerifyPage {
+            csrf: csrf.value(),
+            email: &email,
+            next: &safe_next(query.next.as_deref()).unwrap_or_default(),
+            signed_in: signed_in.is_some(),
+            notice: notice(query.notice.as_deref()),
+            error: None,
+        },
+    ))
 }
 
 #[derive(Deserialize)]
@@ -143,11 +184,13 @@ pub struct CodeForm {
     email: String,
     #[serde(default)]
     code: String,
+    next: Option<String>,
 }
 
 /// The same words for every failure when nobody is signed in, so the page
 /// does not tell whether the email has an account.
-const ANONYMOUS_CODE_ERROR: &str = "That code is not right or no longer works. Check the email, or sign in to get a new code.";
+const ANONYMOUS_CODE_ERROR: &str =
+    "That code is not right or no longer works. Check the email, or sign in to get a new code.";
 
 pub async fn verify_code(
     State(state): State<AppState>,
@@ -165,16 +208,27 @@ pub async fn verify_code(
             Err(_) => None,
         },
     };
-    let shown_email = account.as_ref().map(|a| a.email.to_string()).unwrap_or_else(|| form.email.trim().to_owned());
+    let shown_email = account
+        .as_ref()
+        .map(|a| a.email.to_string())
+        .unwrap_or_else(|| form.email.trim().to_owned());
     let fail = |error: CodeError| {
-        let message = if signed_in.is_some() { error.to_string() } else { ANONYMOUS_CODE_ERROR.to_owned() };
-        render(StatusCode::BAD_REQUEST, &VerifyPage {
-            csrf: csrf.value(),
-            email: &shown_email,
-            signed_in: signed_in.is_some(),
-            notice: None,
-            error: Some(message),
-        })
+        let message = if signed_in.is_some() {
+            error.to_string()
+        } else {
+            ANONYMOUS_CODE_ERROR.to_owned()
+        };
+        render(
+            StatusCode::BAD_REQUEST,
+            &VerifyPage {
+                csrf: csrf.value(),
+                email: &shown_email,
+                next: &safe_next(form.next.as_deref()).unwrap_or_default(),
+                signed_in: signed_in.is_some(),
+                notice: None,
+                error: Some(message),
+            },
+        )
     };
     let Some(account) = account else {
         return Ok(fail(CodeError::Wrong));
@@ -193,17 +247,30 @@ pub async fn verify_code(
     }
     let audit = AuditEvent::new(AuditKind::EmailVerified, Some(&account.id), &actor, now)
         .with_detail(serde_json::json!({ "email": code.email, "by": "code" }));
-    match state.store.redeem_code(&code, &CodeEffect::VerifyEmail, now, &audit).await? {
-        Redeemed::Done => Ok(after_verification(signed_in.is_some(), &account.email)),
+    match state
+        .store
+        .redeem_code(&code, &CodeEffect::VerifyEmail, now, &audit)
+        .await?
+    {
+        Redeemed::Done => Ok(after_verification(
+            signed_in.is_some(),
+            &account.email,
+            form.next.as_deref(),
+        )),
         Redeemed::AlreadyUsed | Redeemed::EmailTaken => Ok(fail(CodeError::AlreadyUsed)),
     }
 }
 
-fn after_verification(signed_in: bool, email: &Email) -> Response {
-    if signed_in {
-        Redirect::to("/settings?notice=verified_in").into_response()
-    } else {
-        Redirect::to(&format!("/login?notice=verified&email={}", q(email.as_str()))).into_response()
+fn after_verification(signed_in: bool, email: &Email, next: Option<&str>) -> Response {
+    match (signed_in, safe_next(next)) {
+        (true, Some(next)) => Redirect::to(&next).into_response(),
+        (true, None) => Redirect::to("/settings?notice=verified_in").into_response(),
+        (false, _) => Redirect::to(&format!(
+            "/login?notice=verified&email={}{}",
+            q(email.as_str()),
+            next_param(next)
+        ))
+        .into_response(),
     }
 }
 
@@ -216,14 +283,17 @@ pub struct TokenQuery {
 /// The link in the mail opens a page with a button; only the button (a
 /// POST) uses the link, so a mail scanner that fetches links uses nothing.
 pub async fn verify_link_page(csrf: CsrfToken, Query(query): Query<TokenQuery>) -> Response {
-    render(StatusCode::OK, &ConfirmLinkPage {
-        csrf: csrf.value(),
-        heading: "Verify your email",
-        text: "Confirm that this email address is yours.",
-        action: "/verify/link",
-        token: &query.token,
-        button: "Verify my email",
-    })
+    render(
+        StatusCode::OK,
+        &ConfirmLinkPage {
+            csrf: csrf.value(),
+            heading: "Verify your email",
+            text: "Confirm that this email address is yours.",
+            action: "/verify/link",
+            token: &query.token,
+            button: "Verify my email",
+        },
+    )
 }
 
 pub async fn verify_link(
@@ -239,12 +309,26 @@ pub async fn verify_link(
     };
     let audit = AuditEvent::new(AuditKind::EmailVerified, Some(&code.account_id), &actor, now)
         .with_detail(serde_json::json!({ "email": code.email, "by": "link" }));
-    match state.store.redeem_code(&code, &CodeEffect::VerifyEmail, now, &audit).await? {
+    match state
+        .store
+        .redeem_code(&code, &CodeEffect::VerifyEmail, now, &audit)
+        .await?
+    {
         Redeemed::Done => {
-            let signed_in = current(&state, &jar, now).await?.is_some_and(|c| c.account.id == code.account_id);
+            let signed_in = current(&state, &jar, now)
+                .await?
+                .is_some_and(|c| c.account.id == code.account_id);
             let login = format!("/login?email={}", q(code.email.as_str()));
-            let link = if signed_in { ("/settings", "Continue") } else { (login.as_str(), "Sign in") };
-            Ok(message_page("Email verified", "Your email address is verified.", Some(link)))
+            let link = if signed_in {
+                ("/settings", "Continue")
+            } else {
+                (login.as_str(), "Sign in")
+            };
+            Ok(message_page(
+                "Email verified",
+                "Your email address is verified.",
+                Some(link),
+            ))
         }
         Redeemed::AlreadyUsed | Redeemed::EmailTaken => Ok(link_error(CodeError::AlreadyUsed)),
     }

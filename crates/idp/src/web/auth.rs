@@ -50,7 +50,11 @@ pub async fn current(state: &AppState, jar: &CookieJar, now: Timestamp) -> Resul
     if session_state == SessionState::Active && session.should_touch(now) {
         state.store.touch_session(&session.id_digest, now).await?;
     }
-    Ok(Some(Current { session, account, state: session_state }))
+    Ok(Some(Current {
+        session,
+        account,
+        state: session_state,
+    }))
 }
 
 /// Why a guarded page was not shown.
@@ -71,7 +75,11 @@ impl IntoResponse for Refused {
 fn login_url(parts: &Parts) -> String {
     let here = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/settings");
     // After a form post, come back to the page, not to the post URL.
-    let next = if parts.method == axum::http::Method::GET { here } else { "/settings" };
+    let next = if parts.method == axum::http::Method::GET {
+        here
+    } else {
+        "/settings"
+    };
     format!("/login?next={}", q(next))
 }
 

@@ -20,7 +20,12 @@ fn build(settings: &Settings, name: &'static str, value: String, max_age: Durati
 }
 
 pub fn session(settings: &Settings, value: &str) -> Cookie<'static> {
-    build(settings, SESSION, value.to_owned(), Duration::seconds(gatehouse_core::session::ABSOLUTE_TIMEOUT))
+    build(
+        settings,
+        SESSION,
+        value.to_owned(),
+        Duration::seconds(gatehouse_core::session::ABSOLUTE_TIMEOUT),
+    )
 }
 
 pub fn csrf(settings: &Settings, value: &str) -> Cookie<'static> {

@@ -88,7 +88,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for CsrfForm<T> {
         if !had_cookie || !matches {
             return Err(AppError::Csrf);
         }
-        let form = serde_urlencoded::from_bytes(&bytes).map_err(|_| AppError::BadRequest("The form could not be read."))?;
+        let form =
+            serde_urlencoded::from_bytes(&bytes).map_err(|_| AppError::BadRequest("The form could not be read."))?;
         Ok(CsrfForm(form))
     }
 }

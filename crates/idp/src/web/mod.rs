@@ -31,7 +31,15 @@ mod tests {
     fn only_local_paths_are_followed() {
         assert_eq!(safe_next(Some("/settings")), Some("/settings".into()));
         assert_eq!(safe_next(Some("/a?b=c")), Some("/a?b=c".into()));
-        for bad in ["https://evil.example", "//evil.example", "/\\evil.example", "evil", "", "/a\nb", "/a\\b"] {
+        for bad in [
+            "https://evil.example",
+            "//evil.example",
+            "/\\evil.example",
+            "evil",
+            "",
+            "/a\nb",
+            "/a\\b",
+        ] {
             assert_eq!(safe_next(Some(bad)), None, "{bad:?}");
         }
         assert_eq!(safe_next(None), None);

@@ -59,7 +59,10 @@ pub struct TestDb {
 impl TestDb {
     pub async fn create(backend: Backend, dir: &std::path::Path) -> TestDb {
         match backend {
-            Backend::Sqlite => TestDb { url: format!("sqlite://{}", dir.join("test.db").display()), name: None },
+            Backend::Sqlite => TestDb {
+                url: format!("sqlite://{}", dir.join("test.db").display()),
+                name: None,
+            },
             Backend::Postgres => {
                 let admin = postgres_admin_url();
                 let name = format!("gh_it_{}", uuid::Uuid::new_v4().simple());
@@ -70,7 +73,10 @@ impl TestDb {
                     .unwrap_or_else(|e| panic!("cannot create a test database on {admin}: {e}"));
                 let mut url = Url::parse(&admin).expect("admin url");
                 url.set_path(&format!("/{name}"));
-                TestDb { url: url.to_string(), name: Some(name) }
+                TestDb {
+                    url: url.to_string(),
+                    name: Some(name),
+                }
             }
         }
     }
@@ -78,7 +84,11 @@ impl TestDb {
     pub async fn drop_db(&self) {
         if let Some(name) = &self.name {
             let mut conn = admin_connection().await;
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut conn).await;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut conn)
+            .await;
         }
     }
 }
@@ -112,10 +122,18 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
         smtp_url: Some(mail.url()),
         data_dir: dir.path().to_path_buf(),
         log_format: LogFormat::Human,
+        secret_key: None,
     };
     let running = server::start(&config).await.expect("server starts");
     let base = format!("http://{}", running.addr);
-    TestApp { base, mail, config, db, running: Some(running), _dir: dir }
+    TestApp {
+        base,
+        mail,
+        config,
+        db,
+        running: Some(running),
+        _dir: dir,
+    }
 }
 
 impl TestApp {
@@ -137,7 +155,11 @@ impl TestApp {
             .timeout(Duration::from_secs(30))
             .build()
             .expect("client");
-        Browser { client, jar, base: Url::parse(&self.base).expect("base") }
+        Browser {
+            client,
+            jar,
+            base: Url::parse(&self.base).expect("base"),
+        }
     }
 
     /// Signs up, verifies with the mailed code and signs in: a ready account.
@@ -145,11 +167,45 @@ impl TestApp {
         let b = self.browser();
         let r = b.post("/signup", &[("email", email), ("password", password)]).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "sign-up: {}", r.body);
-        let mail = self.mail.wait_for(email, |m| m.subject.contains("verification code")).await;
+        let mail = self
+            .mail
+            .wait_for(email, |m| m.subject.contains("verification code"))
+            .await;
         let r = b.post("/verify", &[("email", email), ("code", &mail.code())]).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "verify: {}", r.body);
         b.login(email, password).await.expect_redirect("/settings");
         b
+    }
+
+    /// Registers a client directly in the store; returns it with its secret.
+    pub async fn register_client(&self, spec: ClientSpec<'_>) -> (gatehouse_core::oauth::Client, Option<String>) {
+        use gatehouse_core::oauth::{Client, GrantType, Scopes};
+        let grants: Vec<GrantType> = spec
+            .grants
+            .iter()
+            .map(|g| GrantType::parse(g).expect("grant"))
+            .collect();
+        let redirects = if spec.redirect_uris.is_empty() && grants.contains(&GrantType::ClientCredentials) {
+            vec![]
+        } else if spec.redirect_uris.is_empty() {
+            vec![format!("http://127.0.0.1:9/{}/cb", spec.name.to_lowercase())]
+        } else {
+            spec.redirect_uris.iter().map(|s| s.to_string()).collect()
+        };
+        let (mut client, secret) = Client::new(
+            spec.name,
+            spec.public,
+            redirects,
+            grants,
+            gatehouse_core::Timestamp::now(),
+        )
+        .expect("client");
+        client.first_party = spec.first_party;
+        if let Some(scopes) = spec.scopes {
+            client.scopes = Scopes::parse(scopes).expect("scopes");
+        }
+        self.store().create_client(&client).await.expect("store client");
+        (client, secret.map(|s| s.expose().to_owned()))
     }
 
     /// Stops the server (finishing requests in flight) and drops the database.
@@ -158,6 +214,31 @@ impl TestApp {
             r.shutdown().await.expect("clean shutdown");
         }
         self.db.drop_db().await;
+    }
+}
+
+/// What a test client looks like.
+pub struct ClientSpec<'a> {
+    pub name: &'a str,
+    pub public: bool,
+    pub first_party: bool,
+    pub redirect_uris: &'a [&'a str],
+    /// Grant type names; empty for the defaults.
+    pub grants: &'a [&'a str],
+    /// Space-separated; `None` for the defaults.
+    pub scopes: Option<&'a str>,
+}
+
+impl Default for ClientSpec<'_> {
+    fn default() -> Self {
+        ClientSpec {
+            name: "Shop",
+            public: false,
+            first_party: true,
+            redirect_uris: &[],
+            grants: &[],
+            scopes: None,
+        }
     }
 }
 
@@ -257,7 +338,32 @@ impl Browser {
 
     /// Posts exactly these fields, no CSRF token added.
     pub async fn post_raw(&self, path: &str, fields: &[(&str, &str)]) -> Page {
-        Self::page(self.client.post(self.url(path)).form(fields).send().await.expect("POST")).await
+        Self::page(
+            self.client
+                .post(self.url(path))
+                .form(fields)
+                .send()
+                .await
+                .expect("POST"),
+        )
+        .await
+    }
+
+    /// Follows redirects on our own origin until one leaves it (to a
+    /// client's redirect URI): returns that URL, or the page it stopped on.
+    pub async fn follow(&self, url: &str) -> Result<Url, Page> {
+        let mut next = self.url(url);
+        for _ in 0..10 {
+            let page = Self::page(self.client.get(next.clone()).send().await.expect("GET")).await;
+            let Some(location) = page.location() else {
+                return Err(page);
+            };
+            next = next.join(location).expect("location");
+            if next.origin() != self.base.origin() {
+                return Ok(next);
+            }
+        }
+        panic!("redirect loop at {next}");
     }
 
     pub async fn login(&self, email: &str, password: &str) -> Page {

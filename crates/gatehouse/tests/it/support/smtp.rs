@@ -71,7 +71,10 @@ impl SmtpSink {
     }
 
     pub fn to(&self, address: &str) -> Vec<Mail> {
-        self.all().into_iter().filter(|m| m.to.iter().any(|t| t == address)).collect()
+        self.all()
+            .into_iter()
+            .filter(|m| m.to.iter().any(|t| t == address))
+            .collect()
     }
 
     /// Waits (ten seconds at most) for a mail to `address` that `matches`.
@@ -128,7 +131,11 @@ fn parse(to: Vec<String>, lines: &[String]) -> Mail {
     let header = |name: &str| {
         headers
             .iter()
-            .find_map(|h| h.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_owned()))
+            .find_map(|h| {
+                h.split_once(':')
+                    .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.trim().to_owned())
+            })
             .unwrap_or_default()
     };
     let raw_body = lines.get(split + 1..).unwrap_or_default().join("\n");
@@ -137,7 +144,11 @@ fn parse(to: Vec<String>, lines: &[String]) -> Mail {
     } else {
         raw_body
     };
-    Mail { to, subject: header("Subject"), body }
+    Mail {
+        to,
+        subject: header("Subject"),
+        body,
+    }
 }
 
 fn decode_qp(text: &str) -> String {

@@ -1,0 +1,129 @@
+//! Delivering an `OAuthError`: the RFC 6749 §5.2 JSON body (token,
+//! introspection, revocation), a redirect to the client with the error in
+//! the query (authorization endpoint, once the redirect URI is trusted), an
+//! error page (when it cannot be trusted), or a `WWW-Authenticate` challenge
+//! (RFC 6750 §3, protected resources).
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde_json::json;
+
+use gatehouse_core::oauth::{ErrorCode, OAuthError};
+
+use crate::pages::render::error_page;
+
+fn log(e: &OAuthError) {
+    match (&e.code, &e.cause) {
+        (ErrorCode::ServerError, cause) => tracing::error!(error = %e, cause = ?cause, "oauth request failed"),
+        (_, Some(cause)) => tracing::debug!(error = %e, cause, "oauth request refused"),
+        _ => tracing::debug!(error = %e, "oauth request refused"),
+    }
+}
+
+/// Headers every token-endpoint-like response carries (RFC 6749 §5.1).
+pub fn no_store(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// The JSON error body with the status RFC 6749 §5.2 gives it.
+pub fn json_error(e: &OAuthError) -> Response {
+    log(e);
+    let status = match e.code {
+        ErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
+        ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let mut response = (
+        status,
+        Json(json!({ "error": e.code.as_str(), "error_description": e.description })),
+    )
+        .into_response();
+    if e.code == ErrorCode::InvalidClient {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"gatehouse\""),
+        );
+    }
+    no_store(response)
+}
+
+/// A redirect to `redirect_uri` with `params` added to its query.
+pub fn redirect_with(redirect_uri: &str, params: &[(&str, &str)]) -> Response {
+    match url::Url::parse(redirect_uri) {
+        Ok(mut url) => {
+            {
+                let mut q = url.query_pairs_mut();
+                for (k, v) in params {
+                    q.append_pair(k, v);
+                }
+            }
+            no_store(Redirect::to(url.as_str()).into_response())
+        }
+        Err(_) => error_page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in request cannot be completed",
+            "The site's address is malformed.",
+        ),
+    }
+}
+
+/// RFC 6749 §4.1.2.1 plus RFC 9207's `iss`.
+pub fn redirect_error(redirect_uri: &str, state: Option<&str>, issuer: &str, e: &OAuthError) -> Response {
+    log(e);
+    let mut params = vec![
+        ("error", e.code.as_str()),
+        ("error_description", e.description.as_str()),
+    ];
+    if let Some(state) = state {
+        params.push(("state", state));
+    }
+    params.push(("iss", issuer));
+    redirect_with(redirect_uri, &params)
+}
+
+/// The page shown when the client or redirect URI cannot be trusted.
+pub fn page_error(e: &OAuthError) -> Response {
+    log(e);
+    error_page(
+        StatusCode::BAD_REQUEST,
+        "This sign-in request cannot be completed",
+        &format!(
+            "The site that sent you here made a request we cannot accept ({}: {}). Go back to the site and try again.",
+            e.code, e.description
+        ),
+    )
+}
+
+/// RFC 6750 §3: a 401 (or 403 for `insufficient_scope`) with the challenge.
+/// A request with no token at all gets the challenge without an error code.
+pub fn bearer_challenge(e: Option<&OAuthError>) -> Response {
+    let (status, value) = match e {
+        None => (StatusCode::UNAUTHORIZED, "Bearer realm=\"gatehouse\"".to_owned()),
+        Some(e) => {
+            log(e);
+            let status = match e.code {
+                ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
+                ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
+                _ => StatusCode::UNAUTHORIZED,
+            };
+            let description = e.description.replace(['"', '\\'], "'");
+            (
+                status,
+                format!(
+                    "Bearer realm=\"gatehouse\", error=\"{}\", error_description=\"{description}\"",
+                    e.code
+                ),
+            )
+        }
+    };
+    let mut response = status.into_response();
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    no_store(response)
+}

@@ -1,0 +1,128 @@
+//! `grant_type=authorization_code` (RFC 6749 §4.1.3, RFC 7636 §4.5, OpenID
+//! Connect Core §3.1.3): a code works once, for the client it was issued
+//! to, with the same redirect URI and the PKCE verifier; a second use
+//! revokes everything the first use issued.
+
+use std::collections::BTreeMap;
+
+use gatehouse_core::oauth::grant::{ACCESS_TOKEN_LIFETIME, Grant, Redemption};
+use gatehouse_core::oauth::{Client, OAuthError, authorize, pkce};
+use gatehouse_core::{OpaqueToken, Timestamp};
+
+use crate::AppState;
+use crate::oauth::tokens::{self, AccessTokenFor, TokenResponse};
+
+pub async fn exchange(
+    state: &AppState,
+    client: &Client,
+    params: &BTreeMap<String, String>,
+) -> Result<TokenResponse, OAuthError> {
+    let now = Timestamp::now();
+    let store_err = |e: gatehouse_store::StoreError| OAuthError::server_error().with_cause(e);
+    let code = params
+        .get("code")
+        .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
+    let redirect_uri = params
+        .get("redirect_uri")
+        .ok_or_else(|| OAuthError::invalid_request("redirect_uri is required"))?;
+    let invalid = |why: &str| OAuthError::invalid_grant("the code is invalid, expired or already used").with_cause(why);
+    let Some(code) = OpaqueToken::parse(code) else {
+        return Err(invalid("malformed code"));
+    };
+    let Some(record) = state.store.auth_code(&code.digest()).await.map_err(store_err)? else {
+        return Err(invalid("unknown code"));
+    };
+    if record.client_id != client.id {
+        return Err(invalid("code of another client"));
+    }
+    if record.used_at.is_some() {
+        // A replay: revoke what the first use issued (RFC 6749 §4.1.2).
+        state
+            .store
+            .revoke_grant(&record.grant_id, now)
+            .await
+            .map_err(store_err)?;
+        return Err(invalid("code replayed"));
+    }
+    if record.expires_at <= now {
+        return Err(invalid("code expired"));
+    }
+    if &record.redirect_uri != redirect_uri {
+        return Err(OAuthError::invalid_grant(
+            "redirect_uri does not match the authorization request",
+        ));
+    }
+    match (&record.code_challenge, params.get("code_verifier")) {
+        (Some(challenge), Some(verifier)) if pkce::verify(verifier, challenge) => {}
+        (Some(_), Some(_)) => {
+            return Err(OAuthError::invalid_grant(
+                "code_verifier does not match the code_challenge",
+            ));
+        }
+        (Some(_), None) => return Err(OAuthError::invalid_grant("code_verifier is required")),
+        // RFC 9700 §4.8.2: a verifier without a challenge is a downgrade attempt.
+        (None, Some(_)) => {
+            return Err(OAuthError::invalid_grant(
+                "code_verifier sent but no code_challenge was",
+            ));
+        }
+        (None, None) => {}
+    }
+    let account = state
+        .store
+        .account_by_id(&record.account_id)
+        .await
+        .map_err(store_err)?
+        .filter(|a| a.is_ready())
+        .ok_or_else(|| invalid("account gone"))?;
+
+    let grant = Grant::from_code(&record, now);
+    let refresh = tokens::wants_refresh(client, &record.scopes).then(|| tokens::refresh_token(&grant.id, now));
+    match state
+        .store
+        .redeem_auth_code(&record.digest, &grant, refresh.as_ref().map(|(_, r)| r), now)
+        .await
+        .map_err(store_err)?
+    {
+        Redemption::Issued => {}
+        Redemption::Replayed | Redemption::Unknown => return Err(invalid("code used concurrently")),
+    }
+    let (access_token, _) = tokens::access_token(
+        state,
+        AccessTokenFor {
+            client,
+            subject: account.id.as_str(),
+            scopes: &grant.scopes,
+            audience: tokens::audience_for(client, &grant.resources),
+            grant: Some(&grant),
+            lifetime: ACCESS_TOKEN_LIFETIME,
+        },
+        now,
+    )
+    .await?;
+    let id_token = if authorize::is_openid(&grant.scopes) {
+        Some(
+            tokens::id_token(
+                state,
+                client,
+                &account,
+                &grant,
+                record.nonce.clone(),
+                &access_token,
+                now,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: ACCESS_TOKEN_LIFETIME,
+        scope: grant.scopes.to_string(),
+        refresh_token: refresh.map(|(t, _)| t.expose().to_owned()),
+        id_token,
+        issued_token_type: None,
+    })
+}

@@ -1,0 +1,63 @@
+//! `grant_type=client_credentials` (RFC 6749 §4.4): a confidential client
+//! allowed the grant gets an access token about itself (`sub` is its client
+//! id, RFC 9068 §2.2). No refresh token, no grant record: these tokens are
+//! revoked one by one (`jti`).
+
+use std::collections::BTreeMap;
+
+use gatehouse_core::Timestamp;
+use gatehouse_core::oauth::grant::ACCESS_TOKEN_LIFETIME;
+use gatehouse_core::oauth::scope::{OFFLINE_ACCESS, OPENID};
+use gatehouse_core::oauth::{Client, ErrorCode, OAuthError, Scopes};
+
+use crate::AppState;
+use crate::oauth::tokens::{self, AccessTokenFor, TokenResponse};
+
+pub async fn exchange(
+    state: &AppState,
+    client: &Client,
+    params: &BTreeMap<String, String>,
+) -> Result<TokenResponse, OAuthError> {
+    if client.is_public() {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "public clients cannot use client credentials",
+        ));
+    }
+    let user_scopes = Scopes::from_tokens([OPENID, OFFLINE_ACCESS]);
+    let scopes = match params.get("scope") {
+        Some(s) => Scopes::parse(s).map_err(|_| OAuthError::new(ErrorCode::InvalidScope, "malformed scope"))?,
+        // Default: everything the client may ask for that is not about a user.
+        None => client.scopes.without(&user_scopes),
+    };
+    if !scopes.is_subset(&client.scopes) || scopes.contains(OPENID) || scopes.contains(OFFLINE_ACCESS) {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidScope,
+            "scope not allowed for this client",
+        ));
+    }
+    let resources: Vec<String> = params.get("resource").into_iter().cloned().collect();
+    let now = Timestamp::now();
+    let (access_token, _) = tokens::access_token(
+        state,
+        AccessTokenFor {
+            client,
+            subject: client.id.as_str(),
+            scopes: &scopes,
+            audience: tokens::audience_for(client, &resources),
+            grant: None,
+            lifetime: ACCESS_TOKEN_LIFETIME,
+        },
+        now,
+    )
+    .await?;
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: ACCESS_TOKEN_LIFETIME,
+        scope: scopes.to_string(),
+        refresh_token: None,
+        id_token: None,
+        issued_token_type: None,
+    })
+}
