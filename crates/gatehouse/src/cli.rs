@@ -1,6 +1,8 @@
-//! The command line: `serve`, `demo`, `migrate`, `user create`, `keys
+//! The command line: `serve`, `demo`, `migrate`, `user create`, `client ...`, `keys
 //! rotate`. Every command takes `--json` and then prints exactly one JSON
 //! object on stdout (logs go to stderr).
+
+pub mod client;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -54,6 +56,11 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Manage clients (reliers).
+    Client {
+        #[command(subcommand)]
+        command: client::ClientCommand,
+    },
     /// Manage the keys that sign tokens.
     Keys {
         #[command(subcommand)]
@@ -104,6 +111,7 @@ fn report(json_mode: bool, value: &Value, text: &str) {
 pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => {
+            let stop = server::termination();
             let mut running = server::start(&config).await?;
             if cli.json {
                 println!(
@@ -113,7 +121,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             }
             tokio::select! {
                 r = running.wait() => r?,
-                () = server::termination() => {
+                () = stop => {
                     tracing::info!("shutting down; finishing requests in flight");
                     running.shutdown().await?;
                 }
@@ -150,6 +158,12 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 &json!({ "uid": uid.as_str() }),
                 &format!("Created account {uid} for {email}."),
             );
+            Ok(())
+        }
+        Command::Client { command } => {
+            let store = server::open_store(&config).await?;
+            let (value, text) = client::run(store.as_ref(), command).await?;
+            report(cli.json, &value, &text);
             Ok(())
         }
         Command::Keys {
@@ -222,6 +236,7 @@ async fn demo(json_mode: bool, mut config: Config, dir: PathBuf) -> anyhow::Resu
         config.database_url = format!("sqlite://{}", dir.join("gatehouse.db").display());
         config.data_dir = dir;
     }
+    let stop = server::termination();
     let running = server::start(&config).await?;
     let email = Email::parse(DEMO_EMAIL).map_err(|e| anyhow::anyhow!("{e}"))?;
     if running.store.account_by_email(&email).await?.is_none() {
@@ -250,7 +265,7 @@ async fn demo(json_mode: bool, mut config: Config, dir: PathBuf) -> anyhow::Resu
             mail_dir.display()
         ),
     );
-    server::termination().await;
+    stop.await;
     running.shutdown().await
 }
 

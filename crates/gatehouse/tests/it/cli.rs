@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Output, Stdio};
 
 use crate::both_backends;
-use crate::support::{Backend, TestApp, eventually, spawn_app};
+use crate::support::{Backend, ClientSpec, TestApp, eventually, spawn_app};
 
 both_backends!(user_create_takes_effect_on_a_running_server, migrate_reports_json);
 
@@ -151,4 +151,182 @@ async fn serve_stops_cleanly_on_sigterm() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "exit: {:?}", out.status);
     assert!(String::from_utf8_lossy(&out.stderr).contains("shutting down"));
+}
+
+both_backends!(
+    client_commands_manage_reliers,
+    keys_rotate_takes_effect_on_a_running_server
+);
+
+async fn client_credentials(app: &TestApp, id: &str, secret: &str, scope: &str) -> (StatusCode, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{}/token", app.base))
+        .basic_auth(id, Some(secret))
+        .form(&[("grant_type", "client_credentials"), ("scope", scope)])
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.json().await.unwrap())
+}
+
+async fn client_commands_manage_reliers(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let run = |args: &[&str]| {
+        let out = gatehouse(&app).args(args).arg("--json").output().unwrap();
+        (
+            out.status.success(),
+            json(&out),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, created, err) = run(&[
+        "client",
+        "create",
+        "--name",
+        "Shop",
+        "--redirect-uri",
+        "https://shop.example/cb",
+        "--redirect-uri",
+        "https://shop.example/cb2",
+        "--first-party",
+        "--scope",
+        "openid",
+        "--scope",
+        "payments",
+        "--grant-type",
+        "authorization_code",
+        "--grant-type",
+        "client_credentials",
+        "--audience",
+        "payments-service",
+    ]);
+    assert!(ok, "{err}");
+    let id = created["client_id"].as_str().unwrap().to_owned();
+    let secret = created["client_secret"].as_str().unwrap().to_owned();
+
+    // The running server accepts the new client at once.
+    let (status, body) = client_credentials(&app, &id, &secret, "payments").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (_, shown, _) = run(&["client", "show", &id]);
+    assert_eq!(shown["name"], "Shop");
+    assert_eq!(shown["first_party"], true);
+    assert_eq!(
+        shown["redirect_uris"],
+        serde_json::json!(["https://shop.example/cb", "https://shop.example/cb2"])
+    );
+    assert_eq!(shown["audiences"], serde_json::json!(["payments-service"]));
+    assert!(shown.get("client_secret").is_none() && shown.get("secret_digest").is_none());
+
+    let (ok, updated, err) = run(&["client", "update", &id, "--name", "Better shop", "--scope", "reports"]);
+    assert!(ok, "{err}");
+    assert_eq!(updated["name"], "Better shop");
+    assert_eq!(updated["scopes"], serde_json::json!(["reports"]));
+    // A change of scope takes effect at once too.
+    let (_, body) = client_credentials(&app, &id, &secret, "payments").await;
+    assert_eq!(body["error"], "invalid_scope");
+
+    // Bad input changes nothing.
+    let (ok, error, _) = run(&["client", "update", &id, "--redirect-uri", "http://insecure.example/cb"]);
+    assert!(!ok);
+    assert!(error["error"].as_str().unwrap().contains("redirect URI"));
+    let (_, shown, _) = run(&["client", "show", &id]);
+    assert_eq!(shown["redirect_uris"][0], "https://shop.example/cb");
+    let (ok, _, _) = run(&[
+        "client",
+        "create",
+        "--name",
+        "X",
+        "--redirect-uri",
+        "https://x.example/cb",
+        "--grant-type",
+        "implicit",
+    ]);
+    assert!(!ok);
+
+    let (ok, public, _) = run(&[
+        "client",
+        "create",
+        "--name",
+        "App",
+        "--public",
+        "--redirect-uri",
+        "http://127.0.0.1:7/cb",
+    ]);
+    assert!(ok);
+    assert!(public["client_secret"].is_null());
+    let (_, list, _) = run(&["client", "list"]);
+    assert_eq!(list["clients"].as_array().unwrap().len(), 2);
+
+    let (ok, _, _) = run(&["client", "delete", &id]);
+    assert!(ok);
+    let (status, body) = client_credentials(&app, &id, &secret, "reports").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_client"))
+    );
+    let (ok, error, _) = run(&["client", "delete", &id]);
+    assert!(!ok && error["error"].as_str().unwrap().contains("no client"));
+    app.finish().await;
+}
+
+fn kid_of(token: &str) -> String {
+    use base64::Engine;
+    let header = token.split('.').next().unwrap();
+    let header: serde_json::Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+async fn keys_rotate_takes_effect_on_a_running_server(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (c, secret) = app
+        .register_client(ClientSpec {
+            grants: &["client_credentials"],
+            scopes: Some("reports"),
+            ..Default::default()
+        })
+        .await;
+    let (id, secret) = (c.id.as_str(), secret.unwrap());
+    let (_, body) = client_credentials(&app, id, &secret, "reports").await;
+    let old_token = body["access_token"].as_str().unwrap().to_owned();
+    let old_kid = kid_of(&old_token);
+
+    let out = gatehouse(&app).args(["keys", "rotate", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let new_kid = json(&out)["kid"].as_str().unwrap().to_owned();
+    assert_ne!(new_kid, old_kid);
+
+    // The running server signs with the new key within seconds...
+    eventually("the new key to sign", || async {
+        let (_, body) = client_credentials(&app, id, &secret, "reports").await;
+        (kid_of(body["access_token"].as_str().unwrap()) == new_kid).then_some(())
+    })
+    .await;
+    // ...while the old key stays published and its tokens stay valid.
+    let jwks: serde_json::Value = reqwest::get(format!("{}/jwks.json", app.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert!(
+        kids.contains(&old_kid.as_str()) && kids.contains(&new_kid.as_str()),
+        "{kids:?}"
+    );
+    let r = reqwest::Client::new()
+        .post(format!("{}/introspect", app.base))
+        .basic_auth(id, Some(&secret))
+        .form(&[("token", old_token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["active"], true);
+    app.finish().await;
 }

@@ -685,7 +685,13 @@ async fn client_credentials_introspection_and_revocation(backend: Backend) {
 }
 
 /// A token endpoint case: name, client credentials, form, status, error.
-type TokenCase<'a> = (&'a str, Option<(&'a str, &'a str)>, Vec<(&'a str, &'a str)>, StatusCode, &'a str);
+type TokenCase<'a> = (
+    &'a str,
+    Option<(&'a str, &'a str)>,
+    Vec<(&'a str, &'a str)>,
+    StatusCode,
+    &'a str,
+);
 
 /// One row of the negative table: what to change, and the exact error.
 struct Case<'a> {
