@@ -261,9 +261,10 @@ async fn demo(json_mode: bool, mut config: Config, dir: PathBuf) -> anyhow::Resu
             "email": DEMO_EMAIL,
             "password": DEMO_PASSWORD,
             "mail_dir": mail_dir.display().to_string(),
+            "openid_configuration": format!("{base}/.well-known/openid-configuration"),
         }),
         &format!(
-            "Gatehouse demo is running.\n\n  Identity provider: {base}/\n  Sign in:           {base}/login\n  Demo login:        {DEMO_EMAIL} / {DEMO_PASSWORD}\n  Sign-up mail:      {} (one .eml file per message)\n\nPress Ctrl-C to stop.",
+            "Gatehouse demo is running.\n\n  Identity provider: {base}/\n  Sign in:           {base}/login\n  Demo login:        {DEMO_EMAIL} / {DEMO_PASSWORD}\n  Sign-up mail:      {} (one .eml file per message)\n  OpenID provider:   {base}/.well-known/openid-configuration\n\nPress Ctrl-C to stop.",
             mail_dir.display()
         ),
     );
