@@ -97,7 +97,11 @@ struct CreateClient {
 }
 
 fn malformed(e: serde_json::Error) -> Response {
-    problem(StatusCode::BAD_REQUEST, "invalid_request", &format!("malformed JSON body: {e}"))
+    problem(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        &format!("malformed JSON body: {e}"),
+    )
 }
 
 async fn create_client(State(state): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {

@@ -10,14 +10,7 @@ use crate::support::{Backend, ClientSpec, TestApp, spawn_app};
 both_backends!(admin_api_manages_clients);
 
 async fn token(app: &TestApp, id: &str, secret: &str, scope: &str) -> String {
-    let r = reqwest::Client::new()
-        .post(format!("{}/token", app.base))
-        .basic_auth(id, Some(secret))
-        .form(&[("grant_type", "client_credentials"), ("scope", scope)])
-        .send()
-        .await
-        .unwrap();
-    let body: Value = r.json().await.unwrap();
+    let (_, body) = app.client_credentials(id, secret, scope).await;
     body["access_token"]
         .as_str()
         .unwrap_or_else(|| panic!("{body}"))

@@ -1,25 +1,39 @@
 //! In a real browser: headless Chromium, driven over WebDriver (chromedriver
 //! and fantoccini), signs up, verifies from the mail and signs in through the
-//! pages a person uses. JavaScript is switched off in the browser: every page
-//! must work as plain HTML forms (the CSP forbids scripts anyway).
+//! pages a person uses, and signs in at two reliers (tiny web sites of their
+//! own, on ports of their own) with one login. JavaScript is switched off in
+//! the browser: every page must work as plain HTML forms (the CSP forbids
+//! scripts anyway).
 //!
 //! Needs Debian's `chromium` and `chromium-driver` packages (or
 //! `GATEHOUSE_TEST_CHROMIUM` and `GATEHOUSE_TEST_CHROMEDRIVER` pointing at the
 //! binaries). `GATEHOUSE_TEST_SCREENSHOTS=DIR` saves a picture of the settings
 //! page there.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::response::{Html, Redirect};
+use axum::routing::get;
+use base64::Engine;
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
+use openidconnect::core::{CoreAuthPrompt, CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use openidconnect::{
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl,
+    Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, TokenResponse,
+};
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::support::{Backend, spawn_app};
+use crate::support::{Backend, ClientSpec, TestApp, spawn_app};
 
 const PASSWORD: &str = "a perfectly fine passphrase";
 /// How long a page may take to appear after a click.
@@ -29,7 +43,8 @@ const WINDOW: (u32, u32) = (400, 900);
 
 both_backends!(
     sign_up_verify_and_log_in_in_a_browser,
-    verify_by_the_mailed_link_in_a_browser
+    verify_by_the_mailed_link_in_a_browser,
+    single_sign_on_across_reliers_in_a_browser,
 );
 
 async fn sign_up_verify_and_log_in_in_a_browser(backend: Backend) {
@@ -145,6 +160,313 @@ async fn verify_by_the_mailed_link_in_a_browser(backend: Backend) {
         app.finish().await;
     })
     .await;
+}
+
+/// Log in at relier A, then open relier B: no password asked. `prompt=login`
+/// at B asks for it again, and moves `auth_time`.
+async fn single_sign_on_across_reliers_in_a_browser(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let email = "erin@example.com";
+    // The account comes ready from plain HTTP; the browser has no session yet.
+    app.ready_account(email, PASSWORD).await;
+    let account = app
+        .store()
+        .account_by_email(&gatehouse_core::Email::parse(email).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let relier_a = Relier::start(&app, "Relier A").await;
+    let relier_b = Relier::start(&app, "Relier B").await;
+    in_chromium(move |c| async move {
+        // At A: Gatehouse's login page, then back at A, signed in.
+        c.goto(&relier_a.url).await.unwrap();
+        wait_for_heading(&c, "Sign in").await;
+        let url = c.current_url().await.unwrap();
+        assert!(url.as_str().starts_with(&format!("{}/login?", app.base)), "{url}");
+        assert_no_scripts(&c).await;
+        fill(&c, "input[name=email]", email).await;
+        fill(&c, "input[name=password]", PASSWORD).await;
+        button(&c, "Sign in").await.click().await.unwrap();
+        wait_for_heading(&c, "Relier A").await;
+        let at_a = signed_in(&c, "Relier A").await;
+        assert_eq!(at_a.sub, account.id.as_str());
+
+        // At B: no password asked. `goto` returns once the last page of the
+        // navigation has loaded; had Gatehouse shown any page (login,
+        // consent), it would have stopped there. So: no waiting, no form, and
+        // B's own page right away.
+        c.goto(&relier_b.url).await.unwrap();
+        let url = c.current_url().await.unwrap();
+        assert!(
+            url.as_str().starts_with(&format!("{}/cb?", relier_b.url)),
+            "straight back at B, not at {url}:\n{}",
+            text(&c, "body").await
+        );
+        assert_eq!(text(&c, "h1").await, "Relier B");
+        let at_b = signed_in(&c, "Relier B").await;
+        assert_eq!(at_b.sub, at_a.sub, "the same person");
+        assert_eq!(at_b.sid, at_a.sid, "the same Gatehouse session");
+        assert_eq!(at_b.auth_time, at_a.auth_time, "no new authentication");
+        assert_eq!(relier_b.sign_ins(), 1);
+
+        // prompt=login at B: the password again, for the same address.
+        c.goto(&format!("{}/?fresh=1", relier_b.url)).await.unwrap();
+        wait_for_heading(&c, "Confirm it is you").await;
+        assert!(
+            text(&c, "main").await.contains("enter your password again"),
+            "{}",
+            text(&c, "main").await
+        );
+        assert_eq!(value(&c, "input[name=email]").await, email);
+        assert!(
+            find(&c, "input[name=email]")
+                .await
+                .attr("readonly")
+                .await
+                .unwrap()
+                .is_some(),
+            "the address cannot be changed"
+        );
+        // auth_time counts whole seconds: a new one shows only in a later second.
+        until_the_second_after(at_b.auth_time).await;
+        fill(&c, "input[name=password]", PASSWORD).await;
+        button(&c, "Continue").await.click().await.unwrap();
+        wait_for_heading(&c, "Relier B").await;
+        let again = signed_in(&c, "Relier B").await;
+        assert_eq!(again.sub, at_a.sub);
+        assert_eq!(again.sid, at_a.sid, "the same session, authenticated again");
+        assert!(
+            again.auth_time > at_b.auth_time,
+            "auth_time moves forward: {} then {}",
+            at_b.auth_time,
+            again.auth_time
+        );
+        assert_eq!((relier_a.sign_ins(), relier_b.sign_ins()), (1, 2));
+
+        assert_console_clean(&c).await;
+        drop((relier_a, relier_b));
+        app.finish().await;
+    })
+    .await;
+}
+
+// ---- Reliers: the sites a person signs in at. ----
+
+type Oidc = CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
+
+/// A relying party: a tiny web site on a port of its own, registered with
+/// Gatehouse as a confidential first-party client. `GET /` sends the browser
+/// to Gatehouse's `/authorize` (PKCE S256, state, nonce; `prompt=login` with
+/// `?fresh=1`); `GET /cb` exchanges the code (client_secret_basic), checks
+/// the ID token (signature, issuer, audience, nonce) and says who signed in.
+/// Stopped when dropped.
+struct Relier {
+    /// `http://127.0.0.1:PORT`
+    url: String,
+    site: Arc<RelierSite>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct RelierSite {
+    name: &'static str,
+    issuer: String,
+    oidc: Oidc,
+    /// Sign-ins under way, by `state`: the PKCE verifier and the nonce.
+    pending: Mutex<HashMap<String, (PkceCodeVerifier, Nonce)>>,
+    /// Sign-ins completed.
+    completed: Mutex<usize>,
+}
+
+/// What a relier's page says about who signed in.
+struct SignedIn {
+    sub: String,
+    auth_time: i64,
+    sid: String,
+}
+
+impl Relier {
+    async fn start(app: &TestApp, name: &'static str) -> Relier {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let redirect = format!("{url}/cb");
+        let (client, secret) = app
+            .register_client(ClientSpec {
+                name,
+                redirect_uris: &[&redirect],
+                ..Default::default()
+            })
+            .await;
+        let metadata = CoreProviderMetadata::discover_async(IssuerUrl::new(app.base.clone()).unwrap(), &oidc_http())
+            .await
+            .expect("discovery");
+        let oidc = CoreClient::from_provider_metadata(
+            metadata,
+            ClientId::new(client.id.as_str().to_owned()),
+            Some(ClientSecret::new(secret.expect("a confidential client"))),
+        )
+        .set_redirect_uri(RedirectUrl::new(redirect).unwrap());
+        let site = Arc::new(RelierSite {
+            name,
+            issuer: app.base.clone(),
+            oidc,
+            pending: Mutex::new(HashMap::new()),
+            completed: Mutex::new(0),
+        });
+        let router = Router::new()
+            .route("/", get(relier_start))
+            .route("/cb", get(relier_callback))
+            .with_state(site.clone());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        });
+        Relier { url, site, task }
+    }
+
+    /// How many sign-ins completed here.
+    fn sign_ins(&self) -> usize {
+        *self.site.completed.lock().unwrap()
+    }
+}
+
+impl Drop for Relier {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// `GET /`: off to Gatehouse.
+async fn relier_start(State(site): State<Arc<RelierSite>>, Query(q): Query<HashMap<String, String>>) -> Redirect {
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let mut request = site
+        .oidc
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .set_pkce_challenge(challenge);
+    if q.contains_key("fresh") {
+        request = request.add_prompt(CoreAuthPrompt::Login);
+    }
+    let (url, state, nonce) = request.url();
+    site.pending
+        .lock()
+        .unwrap()
+        .insert(state.secret().clone(), (verifier, nonce));
+    Redirect::to(url.as_str())
+}
+
+/// `GET /cb`: back from Gatehouse. A failure is a page too, so that the test
+/// waiting for the heading shows what went wrong.
+async fn relier_callback(
+    State(site): State<Arc<RelierSite>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Html<String> {
+    let name = site.name;
+    match site.complete(&q).await {
+        Ok(s) => {
+            *site.completed.lock().unwrap() += 1;
+            Html(format!(
+                "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>{name}</title><main>\
+                 <h1>{name}</h1><p id=\"signed-in\">Signed in at {name} as <span id=\"sub\">{}</span> \
+                 (auth_time <span id=\"auth-time\">{}</span>)</p><p>Session <span id=\"sid\">{}</span></p></main>",
+                escape(&s.sub),
+                s.auth_time,
+                escape(&s.sid)
+            ))
+        }
+        Err(e) => Html(format!(
+            "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>{name}</title><main>\
+             <h1>{name}: the sign-in failed</h1><pre>{}</pre></main>",
+            escape(&e)
+        )),
+    }
+}
+
+impl RelierSite {
+    async fn complete(&self, q: &HashMap<String, String>) -> Result<SignedIn, String> {
+        let state = q.get("state").ok_or("no state")?;
+        let (verifier, nonce) = self
+            .pending
+            .lock()
+            .unwrap()
+            .remove(state)
+            .ok_or_else(|| format!("unknown state {state:?}"))?;
+        if let Some(error) = q.get("error") {
+            return Err(format!(
+                "{error}: {}",
+                q.get("error_description").map_or("", String::as_str)
+            ));
+        }
+        if q.get("iss") != Some(&self.issuer) {
+            return Err(format!("iss {:?}, expected {:?}", q.get("iss"), self.issuer));
+        }
+        let code = q.get("code").ok_or("no code")?;
+        let tokens = self
+            .oidc
+            .exchange_code(AuthorizationCode::new(code.clone()))
+            .map_err(|e| format!("{e:?}"))?
+            .set_pkce_verifier(verifier)
+            .request_async(&oidc_http())
+            .await
+            .map_err(|e| format!("token request: {e:?}"))?;
+        let id_token = tokens.id_token().ok_or("no ID token")?;
+        let claims = id_token
+            .claims(&self.oidc.id_token_verifier(), &nonce)
+            .map_err(|e| format!("ID token: {e:?}"))?;
+        let auth_time = claims.auth_time().ok_or("no auth_time")?.timestamp();
+        // `sid` is not among the library's standard claims: read it from the
+        // (verified) payload.
+        let payload = id_token.to_string();
+        let payload = payload.split('.').nth(1).ok_or("not a JWT")?;
+        let raw: Value = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or("undecodable payload")?;
+        Ok(SignedIn {
+            sub: claims.subject().as_str().to_owned(),
+            auth_time,
+            sid: raw["sid"].as_str().ok_or("no sid")?.to_owned(),
+        })
+    }
+}
+
+fn oidc_http() -> reqwest::Client {
+    // No redirects followed: what openidconnect asks of its HTTP client.
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// What the relier's page in the browser says: signed in at `name`, as whom.
+async fn signed_in(c: &Client, name: &str) -> SignedIn {
+    let s = SignedIn {
+        sub: text(c, "#sub").await,
+        auth_time: text(c, "#auth-time").await.parse().unwrap(),
+        sid: text(c, "#sid").await,
+    };
+    assert_eq!(
+        text(c, "#signed-in").await,
+        format!("Signed in at {name} as {} (auth_time {})", s.sub, s.auth_time)
+    );
+    assert!(!s.sub.is_empty() && !s.sid.is_empty());
+    s
+}
+
+/// Polls the clock until the Unix time, in whole seconds, is past `t`.
+async fn until_the_second_after(t: i64) {
+    let now = || i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while now() <= t {
+        assert!(tokio::time::Instant::now() < deadline, "the clock is not past {t}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 // ---- Page helpers: what a person sees and does. ----

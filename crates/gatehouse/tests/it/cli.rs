@@ -158,17 +158,6 @@ both_backends!(
     keys_rotate_takes_effect_on_a_running_server
 );
 
-async fn client_credentials(app: &TestApp, id: &str, secret: &str, scope: &str) -> (StatusCode, serde_json::Value) {
-    let r = reqwest::Client::new()
-        .post(format!("{}/token", app.base))
-        .basic_auth(id, Some(secret))
-        .form(&[("grant_type", "client_credentials"), ("scope", scope)])
-        .send()
-        .await
-        .unwrap();
-    (r.status(), r.json().await.unwrap())
-}
-
 async fn client_commands_manage_reliers(backend: Backend) {
     let app = spawn_app(backend).await;
     let run = |args: &[&str]| {
@@ -205,7 +194,7 @@ async fn client_commands_manage_reliers(backend: Backend) {
     let secret = created["client_secret"].as_str().unwrap().to_owned();
 
     // The running server accepts the new client at once.
-    let (status, body) = client_credentials(&app, &id, &secret, "payments").await;
+    let (status, body) = app.client_credentials(&id, &secret, "payments").await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
     let (_, shown, _) = run(&["client", "show", &id]);
@@ -223,7 +212,7 @@ async fn client_commands_manage_reliers(backend: Backend) {
     assert_eq!(updated["name"], "Better shop");
     assert_eq!(updated["scopes"], serde_json::json!(["reports"]));
     // A change of scope takes effect at once too.
-    let (_, body) = client_credentials(&app, &id, &secret, "payments").await;
+    let (_, body) = app.client_credentials(&id, &secret, "payments").await;
     assert_eq!(body["error"], "invalid_scope");
 
     // Bad input changes nothing.
@@ -260,7 +249,7 @@ async fn client_commands_manage_reliers(backend: Backend) {
 
     let (ok, _, _) = run(&["client", "delete", &id]);
     assert!(ok);
-    let (status, body) = client_credentials(&app, &id, &secret, "reports").await;
+    let (status, body) = app.client_credentials(&id, &secret, "reports").await;
     assert_eq!(
         (status, body["error"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("invalid_client"))
@@ -288,7 +277,7 @@ async fn keys_rotate_takes_effect_on_a_running_server(backend: Backend) {
         })
         .await;
     let (id, secret) = (c.id.as_str(), secret.unwrap());
-    let (_, body) = client_credentials(&app, id, &secret, "reports").await;
+    let (_, body) = app.client_credentials(id, &secret, "reports").await;
     let old_token = body["access_token"].as_str().unwrap().to_owned();
     let old_kid = kid_of(&old_token);
 
@@ -299,7 +288,7 @@ async fn keys_rotate_takes_effect_on_a_running_server(backend: Backend) {
 
     // The running server signs with the new key within seconds...
     eventually("the new key to sign", || async {
-        let (_, body) = client_credentials(&app, id, &secret, "reports").await;
+        let (_, body) = app.client_credentials(id, &secret, "reports").await;
         (kid_of(body["access_token"].as_str().unwrap()) == new_kid).then_some(())
     })
     .await;

@@ -108,6 +108,26 @@ pub fn params_of(query: &str) -> AuthorizeParams {
     AuthorizeParams::from_pairs(url::form_urlencoded::parse(query.as_bytes()).into_owned())
 }
 
+/// Loads the client and runs the checks: the request, or the response that
+/// refuses it (an error page, or a redirect with the error to the client).
+async fn checked(state: &AppState, query: &str) -> Result<Result<AuthorizationRequest, Response>, AppError> {
+    let params = params_of(query);
+    let client = match params.client_id.as_deref().filter(|id| id.len() <= 128) {
+        Some(id) => state.store.client(&ClientId(id.to_owned())).await?,
+        None => None,
+    };
+    Ok(
+        authorize::validate(&params, client).map_err(|rejection| match rejection {
+            Rejection::Page(e) => page_error(&e),
+            Rejection::Redirect {
+                redirect_uri,
+                state: st,
+                error,
+            } => redirect_error(&redirect_uri, st.as_deref(), state.settings.issuer_str(), &error),
+        }),
+    )
+}
+
 /// Checks the request and acts on the decision. `resumed` is the
 /// interaction this request waited in, and when it began.
 async fn run(
@@ -118,22 +138,10 @@ async fn run(
     resumed: Option<(OpaqueToken, Timestamp)>,
 ) -> Result<Response, AppError> {
     let now = Timestamp::now();
-    let params = params_of(query);
-    let client = match params.client_id.as_deref().filter(|id| id.len() <= 128) {
-        Some(id) => state.store.client(&ClientId(id.to_owned())).await?,
-        None => None,
-    };
     let issuer = state.settings.issuer_str();
-    let req = match authorize::validate(&params, client) {
+    let req = match checked(state, query).await? {
         Ok(req) => req,
-        Err(Rejection::Page(e)) => return Ok(page_error(&e)),
-        Err(Rejection::Redirect {
-            redirect_uri,
-            state: st,
-            error,
-        }) => {
-            return Ok(redirect_error(&redirect_uri, st.as_deref(), issuer, &error));
-        }
+        Err(response) => return Ok(response),
     };
     let current = auth::current(state, jar, now).await?;
     let view = current.as_ref().map(|c| SessionView {
@@ -295,26 +303,9 @@ pub async fn consent(
     let Some((token, interaction)) = load_interaction(&state, &form.interaction, now).await? else {
         return Ok(expired_interaction());
     };
-    let params = params_of(&interaction.query);
-    let client = match params.client_id.as_deref() {
-        Some(id) => state.store.client(&ClientId(id.to_owned())).await?,
-        None => None,
-    };
-    let req = match authorize::validate(&params, client) {
+    let req = match checked(&state, &interaction.query).await? {
         Ok(req) => req,
-        Err(Rejection::Page(e)) => return Ok(page_error(&e)),
-        Err(Rejection::Redirect {
-            redirect_uri,
-            state: st,
-            error,
-        }) => {
-            return Ok(redirect_error(
-                &redirect_uri,
-                st.as_deref(),
-                state.settings.issuer_str(),
-                &error,
-            ));
-        }
+        Err(response) => return Ok(response),
     };
     let Some(current) = auth::current(&state, &jar, now)
         .await?

@@ -150,3 +150,59 @@ pub fn wants_refresh(client: &Client, scopes: &Scopes) -> bool {
     client.allows(gatehouse_core::oauth::GrantType::RefreshToken)
         && (scopes.contains(gatehouse_core::oauth::scope::OFFLINE_ACCESS) || client.first_party)
 }
+
+/// What a user's token response is made of.
+pub struct UserGrant<'a> {
+    pub account: &'a Account,
+    pub grant: &'a Grant,
+    /// The grant's scopes, or fewer.
+    pub scopes: &'a Scopes,
+    pub nonce: Option<String>,
+    /// The refresh token already stored for the grant, if any.
+    pub refresh_token: Option<OpaqueToken>,
+}
+
+/// The response for a user's grant: an access token for `scopes` (the grant's
+/// or fewer), an ID token when `openid` is among them, and the refresh token
+/// already stored, if any.
+pub async fn for_user_grant(
+    state: &AppState,
+    client: &Client,
+    g: UserGrant<'_>,
+    now: Timestamp,
+) -> Result<TokenResponse, OAuthError> {
+    let UserGrant {
+        account,
+        grant,
+        scopes,
+        nonce,
+        refresh_token,
+    } = g;
+    let (access_token, _) = access_token(
+        state,
+        AccessTokenFor {
+            client,
+            subject: account.id.as_str(),
+            scopes,
+            audience: audience_for(client, &grant.resources),
+            grant: Some(grant),
+            lifetime: grant::ACCESS_TOKEN_LIFETIME,
+        },
+        now,
+    )
+    .await?;
+    let id_token = if gatehouse_core::oauth::authorize::is_openid(scopes) {
+        Some(id_token(state, client, account, grant, nonce, &access_token, now).await?)
+    } else {
+        None
+    };
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: grant::ACCESS_TOKEN_LIFETIME,
+        scope: scopes.to_string(),
+        refresh_token: refresh_token.map(|t| t.expose().to_owned()),
+        id_token,
+        issued_token_type: None,
+    })
+}

@@ -208,6 +208,18 @@ impl TestApp {
         (client, secret.map(|s| s.expose().to_owned()))
     }
 
+    /// Asks `/token` for a client-credentials token: the status and body.
+    pub async fn client_credentials(&self, id: &str, secret: &str, scope: &str) -> (StatusCode, serde_json::Value) {
+        let r = reqwest::Client::new()
+            .post(format!("{}/token", self.base))
+            .basic_auth(id, Some(secret))
+            .form(&[("grant_type", "client_credentials"), ("scope", scope)])
+            .send()
+            .await
+            .expect("POST /token");
+        (r.status(), r.json().await.unwrap_or_default())
+    }
+
     /// Stops the server (finishing requests in flight) and drops the database.
     pub async fn finish(mut self) {
         if let Some(r) = self.running.take() {

@@ -5,12 +5,12 @@
 
 use std::collections::BTreeMap;
 
-use gatehouse_core::oauth::grant::{ACCESS_TOKEN_LIFETIME, Grant, Redemption};
-use gatehouse_core::oauth::{Client, OAuthError, authorize, pkce};
+use gatehouse_core::oauth::grant::{Grant, Redemption};
+use gatehouse_core::oauth::{Client, OAuthError, pkce};
 use gatehouse_core::{OpaqueToken, Timestamp};
 
 use crate::AppState;
-use crate::oauth::tokens::{self, AccessTokenFor, TokenResponse};
+use crate::oauth::tokens::{self, TokenResponse, UserGrant};
 
 pub async fn exchange(
     state: &AppState,
@@ -87,42 +87,12 @@ pub async fn exchange(
         Redemption::Issued => {}
         Redemption::Replayed | Redemption::Unknown => return Err(invalid("code used concurrently")),
     }
-    let (access_token, _) = tokens::access_token(
-        state,
-        AccessTokenFor {
-            client,
-            subject: account.id.as_str(),
-            scopes: &grant.scopes,
-            audience: tokens::audience_for(client, &grant.resources),
-            grant: Some(&grant),
-            lifetime: ACCESS_TOKEN_LIFETIME,
-        },
-        now,
-    )
-    .await?;
-    let id_token = if authorize::is_openid(&grant.scopes) {
-        Some(
-            tokens::id_token(
-                state,
-                client,
-                &account,
-                &grant,
-                record.nonce.clone(),
-                &access_token,
-                now,
-            )
-            .await?,
-        )
-    } else {
-        None
+    let g = UserGrant {
+        account: &account,
+        grant: &grant,
+        scopes: &grant.scopes,
+        nonce: record.nonce.clone(),
+        refresh_token: refresh.map(|(t, _)| t),
     };
-    Ok(TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: ACCESS_TOKEN_LIFETIME,
-        scope: grant.scopes.to_string(),
-        refresh_token: refresh.map(|(t, _)| t.expose().to_owned()),
-        id_token,
-        issued_token_type: None,
-    })
+    tokens::for_user_grant(state, client, g, now).await
 }

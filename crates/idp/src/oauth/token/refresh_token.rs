@@ -4,12 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use gatehouse_core::oauth::grant::{ACCESS_TOKEN_LIFETIME, Redemption};
-use gatehouse_core::oauth::{Client, ErrorCode, OAuthError, Scopes, authorize};
+use gatehouse_core::oauth::grant::Redemption;
+use gatehouse_core::oauth::{Client, ErrorCode, OAuthError, Scopes};
 use gatehouse_core::{OpaqueToken, Timestamp};
 
 use crate::AppState;
-use crate::oauth::tokens::{self, AccessTokenFor, TokenResponse};
+use crate::oauth::tokens::{self, TokenResponse, UserGrant};
 
 pub async fn exchange(
     state: &AppState,
@@ -60,18 +60,17 @@ pub async fn exchange(
         }
         None => grant.scopes.clone(),
     };
-    let account = match &grant.account_id {
-        Some(id) => Some(
-            state
-                .store
-                .account_by_id(id)
-                .await
-                .map_err(store_err)?
-                .filter(|a| a.is_ready())
-                .ok_or_else(|| invalid("account gone"))?,
-        ),
-        None => None,
+    // Refresh tokens are only issued for a user's grant.
+    let Some(account_id) = &grant.account_id else {
+        return Err(invalid("grant without a user"));
     };
+    let account = state
+        .store
+        .account_by_id(account_id)
+        .await
+        .map_err(store_err)?
+        .filter(|a| a.is_ready())
+        .ok_or_else(|| invalid("account gone"))?;
     let (new_token, new_record) = tokens::refresh_token(&grant.id, now);
     match state
         .store
@@ -82,33 +81,12 @@ pub async fn exchange(
         Redemption::Issued => {}
         Redemption::Replayed | Redemption::Unknown => return Err(invalid("rotated concurrently: family revoked")),
     }
-    let subject = account.as_ref().map_or(client.id.to_string(), |a| a.id.to_string());
-    let (access_token, _) = tokens::access_token(
-        state,
-        AccessTokenFor {
-            client,
-            subject: &subject,
-            scopes: &scopes,
-            audience: tokens::audience_for(client, &grant.resources),
-            grant: Some(&grant),
-            lifetime: ACCESS_TOKEN_LIFETIME,
-        },
-        now,
-    )
-    .await?;
-    let id_token = match &account {
-        Some(account) if authorize::is_openid(&scopes) => {
-            Some(tokens::id_token(state, client, account, &grant, None, &access_token, now).await?)
-        }
-        _ => None,
+    let g = UserGrant {
+        account: &account,
+        grant: &grant,
+        scopes: &scopes,
+        nonce: None,
+        refresh_token: Some(new_token),
     };
-    Ok(TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: ACCESS_TOKEN_LIFETIME,
-        scope: scopes.to_string(),
-        refresh_token: Some(new_token.expose().to_owned()),
-        id_token,
-        issued_token_type: None,
-    })
+    tokens::for_user_grant(state, client, g, now).await
 }
