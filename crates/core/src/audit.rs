@@ -23,10 +23,11 @@ pub enum AuditKind {
     AccountDeleted,
     ConsentGranted,
     ConsentRevoked,
+    TokenExchanged,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 15] = [
+    pub const ALL: [AuditKind; 16] = [
         Self::SignUp,
         Self::EmailVerified,
         Self::LoginSucceeded,
@@ -42,6 +43,7 @@ impl AuditKind {
         Self::AccountDeleted,
         Self::ConsentGranted,
         Self::ConsentRevoked,
+        Self::TokenExchanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -61,6 +63,7 @@ impl AuditKind {
             Self::AccountDeleted => "account_deleted",
             Self::ConsentGranted => "consent_granted",
             Self::ConsentRevoked => "consent_revoked",
+            Self::TokenExchanged => "token_exchanged",
         }
     }
 

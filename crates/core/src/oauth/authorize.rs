@@ -346,8 +346,9 @@ fn check_state_nonce(p: &AuthorizeParams, _: &Client) -> Result<(), OAuthError> 
     }
 }
 
-fn check_resources(p: &AuthorizeParams, _: &Client) -> Result<(), OAuthError> {
-    // RFC 8707 §2: an absolute URI without a fragment.
+fn check_resources(p: &AuthorizeParams, c: &Client) -> Result<(), OAuthError> {
+    // RFC 8707 §2: an absolute URI without a fragment, and (our policy) one
+    // of the targets the client was registered for.
     for r in &p.resources {
         if !r.contains("://") || r.contains('#') {
             return Err(OAuthError::new(
@@ -355,10 +356,15 @@ fn check_resources(p: &AuthorizeParams, _: &Client) -> Result<(), OAuthError> {
                 "resource must be an absolute URI without a fragment",
             ));
         }
+        if !c.audiences.contains(r) {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidTarget,
+                format!("the client may not ask for the resource {r}"),
+            ));
+        }
     }
     Ok(())
 }
-
 /// Runs every check; the first failure wins.
 pub fn validate(params: &AuthorizeParams, client: Option<Client>) -> Result<AuthorizationRequest, Rejection> {
     let (client, redirect_uri) = trusted_redirect(params, client).map_err(Rejection::Page)?;

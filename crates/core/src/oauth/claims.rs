@@ -72,6 +72,13 @@ pub struct AccessTokenClaims {
     /// The acting party (RFC 8693 §4.1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub act: Option<serde_json::Value>,
+    /// Who may act for the subject (RFC 8693 §4.4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub may_act: Option<serde_json::Value>,
+    /// For a narrowed token: the `jti` of every token it was narrowed from,
+    /// nearest first. Revoking any of them makes this one inactive.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parent_jtis: Vec<String>,
 }
 
 /// OpenID Connect Core §2 and §5.1.

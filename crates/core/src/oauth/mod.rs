@@ -6,6 +6,7 @@ pub mod authorize;
 pub mod claims;
 pub mod client;
 pub mod error;
+pub mod exchange;
 pub mod grant;
 pub mod pkce;
 pub mod scope;

@@ -10,5 +10,6 @@ mod accounts;
 mod admin;
 mod browser;
 mod cli;
+mod exchange;
 mod oauth;
 mod ops;

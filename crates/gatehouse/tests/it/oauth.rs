@@ -30,7 +30,7 @@ both_backends!(
     discovery_lists_what_is_supported,
 );
 
-fn http() -> reqwest::Client {
+pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -54,7 +54,7 @@ fn query(url: &Url) -> HashMap<String, String> {
 }
 
 /// The query of the redirect back to the client.
-async fn authorize(b: &Browser, url: &str) -> HashMap<String, String> {
+pub async fn authorize(b: &Browser, url: &str) -> HashMap<String, String> {
     match b.follow(url).await {
         Ok(back) => query(&back),
         Err(page) => panic!(
@@ -65,7 +65,7 @@ async fn authorize(b: &Browser, url: &str) -> HashMap<String, String> {
 }
 
 /// A plain authorization URL with PKCE; returns (url, verifier).
-fn auth_url(app: &TestApp, client_id: &str, redirect: &str, extra: &[(&str, &str)]) -> (String, String) {
+pub fn auth_url(app: &TestApp, client_id: &str, redirect: &str, extra: &[(&str, &str)]) -> (String, String) {
     let verifier = "v".repeat(43) + &uuid::Uuid::new_v4().simple().to_string();
     let challenge = gatehouse_core::oauth::pkce::s256(&verifier);
     let mut url = Url::parse(&format!("{}/authorize", app.base)).unwrap();
@@ -85,7 +85,7 @@ fn auth_url(app: &TestApp, client_id: &str, redirect: &str, extra: &[(&str, &str
 }
 
 /// Exchanges a code at the token endpoint with client_secret_basic.
-async fn exchange(
+pub async fn exchange(
     app: &TestApp,
     client_id: &str,
     secret: &str,
@@ -108,7 +108,7 @@ async fn exchange(
     (r.status(), r.json().await.unwrap_or(Value::Null))
 }
 
-async fn post_form(
+pub async fn post_form(
     app: &TestApp,
     path: &str,
     auth: Option<(&str, &str)>,
@@ -122,7 +122,7 @@ async fn post_form(
     (r.status(), r.json().await.unwrap_or(Value::Null))
 }
 
-fn jwt_claims(token: &str) -> Value {
+pub fn jwt_claims(token: &str) -> Value {
     let payload = token.split('.').nth(1).unwrap();
     serde_json::from_slice(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD

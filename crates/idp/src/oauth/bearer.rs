@@ -53,8 +53,11 @@ pub async fn active_access_token(state: &AppState, token: &str) -> Result<Access
         return Err(invalid("expired"));
     }
     let store_err = |e: gatehouse_store::StoreError| OAuthError::server_error().with_cause(e);
-    if state.store.jti_revoked(&claims.jti).await.map_err(store_err)? {
-        return Err(invalid("revoked"));
+    // Revoking a token also ends every token narrowed from it.
+    for jti in std::iter::once(&claims.jti).chain(&claims.parent_jtis) {
+        if state.store.jti_revoked(jti).await.map_err(store_err)? {
+            return Err(invalid("revoked"));
+        }
     }
     if let Some(gid) = &claims.gid {
         if state.store.grant_revoked(gid).await.map_err(store_err)? {

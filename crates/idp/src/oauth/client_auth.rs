@@ -7,10 +7,10 @@ use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use std::collections::BTreeMap;
 
 use gatehouse_core::oauth::{Client, ClientId, ErrorCode, OAuthError};
 
+use super::token::Form;
 use crate::AppState;
 
 /// How the client presented itself.
@@ -43,7 +43,7 @@ fn decode_basic(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthEr
     Ok(Some((unescape(id)?, unescape(secret)?)))
 }
 
-fn presented(headers: &HeaderMap, params: &BTreeMap<String, String>) -> Result<Presented, OAuthError> {
+fn presented(headers: &HeaderMap, params: &Form) -> Result<Presented, OAuthError> {
     let basic = decode_basic(headers)?;
     let body_id = params.get("client_id").cloned();
     let body_secret = params.get("client_secret").cloned();
@@ -69,11 +69,7 @@ fn presented(headers: &HeaderMap, params: &BTreeMap<String, String>) -> Result<P
 }
 
 /// Authenticates the calling client.
-pub async fn authenticate(
-    state: &AppState,
-    headers: &HeaderMap,
-    params: &BTreeMap<String, String>,
-) -> Result<Client, OAuthError> {
+pub async fn authenticate(state: &AppState, headers: &HeaderMap, params: &Form) -> Result<Client, OAuthError> {
     let presented = presented(headers, params)?;
     let (id, secret) = match &presented {
         Presented::Basic { id, secret } | Presented::Post { id, secret } => (id, Some(secret)),
@@ -101,7 +97,7 @@ pub async fn authenticate(
 pub async fn authenticate_confidential(
     state: &AppState,
     headers: &HeaderMap,
-    params: &BTreeMap<String, String>,
+    params: &Form,
 ) -> Result<Client, OAuthError> {
     let client = authenticate(state, headers, params).await?;
     if client.is_public() {
@@ -115,8 +111,9 @@ mod tests {
     use super::*;
     use axum::http::HeaderValue;
 
-    fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    fn params(pairs: &[(&str, &str)]) -> Form {
+        let body = serde_urlencoded::to_string(pairs).expect("encodes");
+        crate::oauth::token::parse_form(body.as_bytes()).expect("parses")
     }
 
     fn basic(id: &str, secret: &str) -> HeaderMap {

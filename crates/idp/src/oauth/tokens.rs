@@ -48,8 +48,46 @@ pub struct AccessTokenFor<'a> {
     pub subject: &'a str,
     pub scopes: &'a Scopes,
     pub audience: Vec<String>,
-    pub grant: Option<&'a Grant>,
+    pub context: Context,
     pub lifetime: i64,
+    /// RFC 9449: the thumbprint of the DPoP key it is bound to.
+    pub jkt: Option<String>,
+}
+
+/// Where a user's token comes from: its family, session and authentication.
+#[derive(Clone, Debug, Default)]
+pub struct Context {
+    pub gid: Option<String>,
+    pub sid: Option<String>,
+    pub auth_time: Option<i64>,
+    pub amr: Option<Vec<String>>,
+    pub act: Option<serde_json::Value>,
+    pub parent_jtis: Vec<String>,
+}
+
+impl Context {
+    pub fn of_grant(g: &Grant) -> Self {
+        Context {
+            gid: Some(g.id.clone()),
+            sid: g.sid.clone(),
+            auth_time: g.auth_time.map(|t| t.0),
+            amr: (!g.amr.is_empty()).then(|| g.amr.iter().map(|m| m.as_str().to_owned()).collect()),
+            act: None,
+            parent_jtis: Vec::new(),
+        }
+    }
+
+    /// The same family and authentication as an access token we issued.
+    pub fn of_token(c: &AccessTokenClaims) -> Self {
+        Context {
+            gid: c.gid.clone(),
+            sid: c.sid.clone(),
+            auth_time: c.auth_time,
+            amr: c.amr.clone(),
+            act: c.act.clone(),
+            parent_jtis: c.parent_jtis.clone(),
+        }
+    }
 }
 
 /// Signs an access token; returns it with its claims.
@@ -58,6 +96,7 @@ pub async fn access_token(
     t: AccessTokenFor<'_>,
     now: Timestamp,
 ) -> Result<(String, AccessTokenClaims), OAuthError> {
+    let c = t.context;
     let claims = AccessTokenClaims {
         iss: state.settings.issuer_str().to_owned(),
         sub: t.subject.to_owned(),
@@ -67,19 +106,15 @@ pub async fn access_token(
         jti: OpaqueToken::generate().expose().chars().take(22).collect(),
         client_id: t.client.id.to_string(),
         scope: t.scopes.to_string(),
-        auth_time: t.grant.and_then(|g| g.auth_time).map(|a| a.0),
-        acr: t
-            .grant
-            .filter(|g| g.auth_time.is_some())
-            .map(|_| ACR_PASSWORD.to_owned()),
-        amr: t
-            .grant
-            .filter(|g| !g.amr.is_empty())
-            .map(|g| g.amr.iter().map(|m| m.as_str().to_owned()).collect()),
-        sid: t.grant.and_then(|g| g.sid.clone()),
-        gid: t.grant.map(|g| g.id.clone()),
-        cnf: None,
-        act: None,
+        acr: c.auth_time.map(|_| ACR_PASSWORD.to_owned()),
+        auth_time: c.auth_time,
+        amr: c.amr,
+        sid: c.sid,
+        gid: c.gid,
+        cnf: t.jkt.map(|jkt| serde_json::json!({ "jkt": jkt })),
+        act: c.act,
+        may_act: None,
+        parent_jtis: c.parent_jtis,
     };
     let token = state
         .keys
@@ -157,6 +192,8 @@ pub struct UserGrant<'a> {
     pub grant: &'a Grant,
     /// The grant's scopes, or fewer.
     pub scopes: &'a Scopes,
+    /// The grant's resources, or fewer (RFC 8707 at the token endpoint).
+    pub resources: &'a [String],
     pub nonce: Option<String>,
     /// The refresh token already stored for the grant, if any.
     pub refresh_token: Option<OpaqueToken>,
@@ -175,6 +212,7 @@ pub async fn for_user_grant(
         account,
         grant,
         scopes,
+        resources,
         nonce,
         refresh_token,
     } = g;
@@ -184,8 +222,9 @@ pub async fn for_user_grant(
             client,
             subject: account.id.as_str(),
             scopes,
-            audience: audience_for(client, &grant.resources),
-            grant: Some(grant),
+            audience: audience_for(client, resources),
+            context: Context::of_grant(grant),
+            jkt: None,
             lifetime: grant::ACCESS_TOKEN_LIFETIME,
         },
         now,
@@ -205,4 +244,19 @@ pub async fn for_user_grant(
         id_token,
         issued_token_type: None,
     })
+}
+
+/// RFC 8707 §2.2: `resource` at the token endpoint picks among what was
+/// granted; nothing named means everything granted.
+pub fn resources_for(granted: &[String], asked: &[String]) -> Result<Vec<String>, OAuthError> {
+    if asked.is_empty() {
+        return Ok(granted.to_vec());
+    }
+    match asked.iter().find(|r| !granted.contains(r)) {
+        Some(r) => Err(OAuthError::new(
+            gatehouse_core::oauth::ErrorCode::InvalidTarget,
+            format!("the resource {r} was not granted"),
+        )),
+        None => Ok(asked.to_vec()),
+    }
 }

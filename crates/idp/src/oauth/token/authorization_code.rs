@@ -3,20 +3,15 @@
 //! to, with the same redirect URI and the PKCE verifier; a second use
 //! revokes everything the first use issued.
 
-use std::collections::BTreeMap;
-
 use gatehouse_core::oauth::grant::{Grant, Redemption};
 use gatehouse_core::oauth::{Client, OAuthError, pkce};
 use gatehouse_core::{OpaqueToken, Timestamp};
 
+use super::Form;
 use crate::AppState;
 use crate::oauth::tokens::{self, TokenResponse, UserGrant};
 
-pub async fn exchange(
-    state: &AppState,
-    client: &Client,
-    params: &BTreeMap<String, String>,
-) -> Result<TokenResponse, OAuthError> {
+pub async fn exchange(state: &AppState, client: &Client, params: &Form) -> Result<TokenResponse, OAuthError> {
     let now = Timestamp::now();
     let store_err = |e: gatehouse_store::StoreError| OAuthError::server_error().with_cause(e);
     let code = params
@@ -87,10 +82,12 @@ pub async fn exchange(
         Redemption::Issued => {}
         Redemption::Replayed | Redemption::Unknown => return Err(invalid("code used concurrently")),
     }
+    let resources = tokens::resources_for(&grant.resources, params.all("resource"))?;
     let g = UserGrant {
         account: &account,
         grant: &grant,
         scopes: &grant.scopes,
+        resources: &resources,
         nonce: record.nonce.clone(),
         refresh_token: refresh.map(|(t, _)| t),
     };

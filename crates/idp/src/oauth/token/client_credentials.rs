@@ -3,21 +3,16 @@
 //! id, RFC 9068 §2.2). No refresh token, no grant record: these tokens are
 //! revoked one by one (`jti`).
 
-use std::collections::BTreeMap;
-
 use gatehouse_core::Timestamp;
 use gatehouse_core::oauth::grant::ACCESS_TOKEN_LIFETIME;
 use gatehouse_core::oauth::scope::{OFFLINE_ACCESS, OPENID};
 use gatehouse_core::oauth::{Client, ErrorCode, OAuthError, Scopes};
 
+use super::Form;
 use crate::AppState;
 use crate::oauth::tokens::{self, AccessTokenFor, TokenResponse};
 
-pub async fn exchange(
-    state: &AppState,
-    client: &Client,
-    params: &BTreeMap<String, String>,
-) -> Result<TokenResponse, OAuthError> {
+pub async fn exchange(state: &AppState, client: &Client, params: &Form) -> Result<TokenResponse, OAuthError> {
     if client.is_public() {
         return Err(OAuthError::new(
             ErrorCode::UnauthorizedClient,
@@ -36,7 +31,7 @@ pub async fn exchange(
             "scope not allowed for this client",
         ));
     }
-    let resources: Vec<String> = params.get("resource").into_iter().cloned().collect();
+    let resources = params.all("resource").to_vec();
     let now = Timestamp::now();
     let (access_token, _) = tokens::access_token(
         state,
@@ -45,7 +40,8 @@ pub async fn exchange(
             subject: client.id.as_str(),
             scopes: &scopes,
             audience: tokens::audience_for(client, &resources),
-            grant: None,
+            context: Default::default(),
+            jkt: None,
             lifetime: ACCESS_TOKEN_LIFETIME,
         },
         now,

@@ -5,6 +5,7 @@
 mod authorization_code;
 mod client_credentials;
 mod refresh_token;
+mod token_exchange;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -18,18 +19,45 @@ use super::client_auth;
 use super::error::json_error;
 use crate::AppState;
 
-/// A form body as a map; a repeated parameter is `invalid_request`
+/// Parameters that may appear more than once: RFC 8707 `resource`, RFC 8693
+/// `audience`.
+const REPEATABLE: [&str; 2] = ["resource", "audience"];
+
+/// A form body. Any other parameter appearing twice is `invalid_request`
 /// (RFC 6749 §3.2).
-pub fn parse_form(body: &[u8]) -> Result<BTreeMap<String, String>, OAuthError> {
+#[derive(Debug, Default)]
+pub struct Form {
+    single: BTreeMap<String, String>,
+    repeated: BTreeMap<String, Vec<String>>,
+}
+
+impl Form {
+    pub fn get(&self, key: &str) -> Option<&String> {
+        self.single.get(key)
+    }
+
+    /// Every value of a repeatable parameter.
+    pub fn all(&self, key: &str) -> &[String] {
+        self.repeated.get(key).map_or(&[], Vec::as_slice)
+    }
+
+    pub fn remove(&mut self, key: &str) -> Option<String> {
+        self.single.remove(key)
+    }
+}
+
+pub fn parse_form(body: &[u8]) -> Result<Form, OAuthError> {
     let pairs: Vec<(String, String)> =
         serde_urlencoded::from_bytes(body).map_err(|_| OAuthError::invalid_request("malformed form body"))?;
-    let mut map = BTreeMap::new();
+    let mut form = Form::default();
     for (k, v) in pairs {
-        if map.insert(k.clone(), v).is_some() {
+        if REPEATABLE.contains(&k.as_str()) {
+            form.repeated.entry(k).or_default().push(v);
+        } else if form.single.insert(k.clone(), v).is_some() {
             return Err(OAuthError::invalid_request(format!("parameter {k} is repeated")));
         }
     }
-    Ok(map)
+    Ok(form)
 }
 
 pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -46,7 +74,8 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Re
         .get("grant_type")
         .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
     let grant = GrantType::parse(grant_type)
-        .filter(|g| *g != GrantType::TokenExchange)
+        // The short names are for the command line, not the wire.
+        .filter(|g| g.as_str() == grant_type)
         .ok_or_else(|| OAuthError::new(ErrorCode::UnsupportedGrantType, "unsupported grant_type"))?;
     if !client.allows(grant) {
         return Err(OAuthError::new(
@@ -58,12 +87,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Re
         GrantType::AuthorizationCode => authorization_code::exchange(state, &client, &params).await?,
         GrantType::RefreshToken => refresh_token::exchange(state, &client, &params).await?,
         GrantType::ClientCredentials => client_credentials::exchange(state, &client, &params).await?,
-        GrantType::TokenExchange => {
-            return Err(OAuthError::new(
-                ErrorCode::UnsupportedGrantType,
-                "unsupported grant_type",
-            ));
-        }
+        GrantType::TokenExchange => token_exchange::exchange(state, &client, &params).await?,
     };
     Ok(response.into_response())
 }

@@ -2,20 +2,15 @@
 //! rotates the token; using a rotated token again revokes the whole family.
 //! The scope may be narrowed, never widened.
 
-use std::collections::BTreeMap;
-
 use gatehouse_core::oauth::grant::Redemption;
 use gatehouse_core::oauth::{Client, ErrorCode, OAuthError, Scopes};
 use gatehouse_core::{OpaqueToken, Timestamp};
 
+use super::Form;
 use crate::AppState;
 use crate::oauth::tokens::{self, TokenResponse, UserGrant};
 
-pub async fn exchange(
-    state: &AppState,
-    client: &Client,
-    params: &BTreeMap<String, String>,
-) -> Result<TokenResponse, OAuthError> {
+pub async fn exchange(state: &AppState, client: &Client, params: &Form) -> Result<TokenResponse, OAuthError> {
     let now = Timestamp::now();
     let store_err = |e: gatehouse_store::StoreError| OAuthError::server_error().with_cause(e);
     let invalid =
@@ -81,10 +76,12 @@ pub async fn exchange(
         Redemption::Issued => {}
         Redemption::Replayed | Redemption::Unknown => return Err(invalid("rotated concurrently: family revoked")),
     }
+    let resources = tokens::resources_for(&grant.resources, params.all("resource"))?;
     let g = UserGrant {
         account: &account,
         grant: &grant,
         scopes: &scopes,
+        resources: &resources,
         nonce: None,
         refresh_token: Some(new_token),
     };
