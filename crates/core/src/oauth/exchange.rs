@@ -48,10 +48,8 @@ fn error(code: ErrorCode, text: &str) -> OAuthError {
 /// The checks, in order.
 pub fn narrow(req: &Request<'_>, max_lifetime: i64, now: Timestamp) -> Result<Narrowed, OAuthError> {
     // 1. We only issue access tokens.
-    if let Some(t) = req.requested_token_type {
-        if t != ACCESS_TOKEN_TYPE && t != JWT_TYPE {
-            return Err(OAuthError::invalid_request("requested_token_type is not supported"));
-        }
+    if req.requested_token_type.is_some_and(|t| t != ACCESS_TOKEN_TYPE && t != JWT_TYPE) {
+        return Err(OAuthError::invalid_request("requested_token_type is not supported"));
     }
     // 2. The subject token was issued to the caller.
     if req.subject.client_id != req.caller.id.as_str() {
