@@ -100,6 +100,9 @@ async fn introspect(app: &TestApp, caller: &(String, String), token: &str) -> Va
         .1
 }
 
+/// A refusal: name, caller, subject token, extra parameters, status, error.
+type Case<'a> = (&'a str, &'a (String, String), &'a str, Vec<(&'a str, &'a str)>, StatusCode, &'a str);
+
 async fn narrowing_for_the_payments_service(backend: Backend) {
     let app = spawn_app(backend).await;
     let s = setup(&app).await;
@@ -132,7 +135,7 @@ async fn narrowing_for_the_payments_service(backend: Backend) {
         .as_str()
         .unwrap()
         .to_owned();
-    let cases: [(&str, &(String, String), &str, Vec<(&str, &str)>, StatusCode, &str); 8] = [
+    let cases: [Case; 8] = [
         (
             "widening",
             &s.shop,
