@@ -24,10 +24,12 @@ pub enum AuditKind {
     ConsentGranted,
     ConsentRevoked,
     TokenExchanged,
+    AccountBanned,
+    AccountUnbanned,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 16] = [
+    pub const ALL: [AuditKind; 18] = [
         Self::SignUp,
         Self::EmailVerified,
         Self::LoginSucceeded,
@@ -44,6 +46,8 @@ impl AuditKind {
         Self::ConsentGranted,
         Self::ConsentRevoked,
         Self::TokenExchanged,
+        Self::AccountBanned,
+        Self::AccountUnbanned,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +68,8 @@ impl AuditKind {
             Self::ConsentGranted => "consent_granted",
             Self::ConsentRevoked => "consent_revoked",
             Self::TokenExchanged => "token_exchanged",
+            Self::AccountBanned => "account_banned",
+            Self::AccountUnbanned => "account_unbanned",
         }
     }
 

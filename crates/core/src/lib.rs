@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod audit;
+pub mod ban;
 pub mod code;
 pub mod email;
 pub mod oauth;

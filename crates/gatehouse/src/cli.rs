@@ -1,4 +1,4 @@
-//! The command line: `serve`, `demo`, `migrate`, `user create`, `client ...`, `keys
+//! The command line: `serve`, `demo`, `migrate`, `user create/ban/unban`, `client ...`, `keys
 //! rotate`. Every command takes `--json` and then prints exactly one JSON
 //! object on stdout (logs go to stderr).
 
@@ -95,6 +95,24 @@ pub enum UserCommand {
         #[arg(long)]
         verified: bool,
     },
+    /// Ban an account everywhere, or at one client (`--client`), for good or
+    /// until a time (`--until`, RFC 3339). Its sessions and tokens are
+    /// revoked at once.
+    Ban {
+        uid: String,
+        #[arg(long = "client", value_name = "CLIENT_ID")]
+        client: Option<String>,
+        #[arg(long, value_name = "RFC3339")]
+        until: Option<String>,
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        reason: String,
+    },
+    /// Lift a ban (everywhere, or the one at `--client`).
+    Unban {
+        uid: String,
+        #[arg(long = "client", value_name = "CLIENT_ID")]
+        client: Option<String>,
+    },
 }
 
 /// The demo's account, printed at start.
@@ -159,6 +177,63 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 cli.json,
                 &json!({ "uid": uid.as_str() }),
                 &format!("Created account {uid} for {email}."),
+            );
+            Ok(())
+        }
+        Command::User {
+            command:
+                UserCommand::Ban {
+                    uid,
+                    client,
+                    until,
+                    reason,
+                },
+        } => {
+            let until = match until {
+                Some(text) => Some(
+                    time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+                        .with_context(|| {
+                            format!("--until: {text:?} is not an RFC 3339 time such as 2026-12-31T23:59:00Z")
+                        })?
+                        .unix_timestamp(),
+                ),
+                None => None,
+            };
+            let store = server::open_store(&config).await?;
+            let request = gatehouse_idp::admin::BanRequest {
+                client_id: client.clone(),
+                until,
+                reason,
+            };
+            let ban =
+                gatehouse_idp::admin::ban_account(store.as_ref(), &uid, &request, "cli", Timestamp::now()).await?;
+            let scope = client
+                .as_deref()
+                .map_or("everywhere".to_owned(), |c| format!("at client {c}"));
+            let text = match ban.until {
+                Some(t) => format!(
+                    "Suspended {uid} {scope} until {} UTC.",
+                    gatehouse_core::time::format_utc(t)
+                ),
+                None => format!("Banned {uid} {scope}."),
+            };
+            report(
+                cli.json,
+                &json!({ "uid": uid, "client_id": client, "until": until, "banned": true }),
+                &text,
+            );
+            Ok(())
+        }
+        Command::User {
+            command: UserCommand::Unban { uid, client },
+        } => {
+            let store = server::open_store(&config).await?;
+            gatehouse_idp::admin::unban_account(store.as_ref(), &uid, client.as_deref(), "cli", Timestamp::now())
+                .await?;
+            report(
+                cli.json,
+                &json!({ "uid": uid, "client_id": client, "banned": false }),
+                &format!("Lifted the ban of {uid}."),
             );
             Ok(())
         }

@@ -21,13 +21,18 @@ use gatehouse_store::StoreError;
 
 use crate::AppState;
 use crate::oauth::bearer::{active_access_token, from_header};
-use crate::oauth::error::{bearer_challenge, json_error};
+use crate::oauth::error::{Scheme, bearer_challenge, challenge, json_error};
 
 /// The scope an admin token must carry.
 pub const ADMIN_SCOPE: &str = "gatehouse:admin";
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/admin/users/{uid}", get(show_user))
+        .route(
+            "/admin/users/{uid}/bans",
+            axum::routing::post(ban_user).delete(unban_user),
+        )
         .route("/admin/clients", get(list_clients).post(create_client))
         .route(
             "/admin/clients/{id}",
@@ -54,6 +59,17 @@ async fn admin(state: &AppState, headers: &HeaderMap) -> Result<AccessTokenClaim
     let claims = active_access_token(state, &token)
         .await
         .map_err(|e| bearer_challenge(Some(&e)))?;
+    if crate::oauth::dpop::bound_jkt(claims.cnf.as_ref()).is_some() {
+        // RFC 9449 §7.2: a DPoP-bound token is never taken as a bearer
+        // token, and this API takes bearer tokens only.
+        return Err(challenge(
+            Scheme::Dpop,
+            Some(&OAuthError::new(
+                ErrorCode::InvalidToken,
+                "the admin API takes bearer tokens only; this one is DPoP-bound",
+            )),
+        ));
+    }
     if !Scopes::parse(&claims.scope).unwrap_or_default().contains(ADMIN_SCOPE) {
         return Err(bearer_challenge(Some(&OAuthError::new(
             ErrorCode::InsufficientScope,
@@ -192,4 +208,212 @@ async fn openapi(State(state): State<AppState>) -> Response {
     };
     doc["servers"] = json!([{ "url": state.settings.issuer_str() }]);
     Json(doc).into_response()
+}
+
+/// A ban as an administrator asks for it, from the CLI or the API.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BanRequest {
+    /// Only at this client; absent for everywhere.
+    pub client_id: Option<String>,
+    /// A suspension: Unix seconds when it lifts by itself.
+    pub until: Option<i64>,
+    #[serde(default)]
+    pub reason: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BanError {
+    #[error("no account with the id {0}")]
+    NoAccount(String),
+    #[error("no client with the id {0}")]
+    NoClient(String),
+    #[error("the suspension must end in the future")]
+    PastUntil,
+    #[error("the reason is too long (at most 500 characters)")]
+    LongReason,
+    #[error("no such ban")]
+    NoBan,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Bans (or suspends) an account: sessions and tokens are revoked in the
+/// same transaction as the ban and its audit event. `by` says who did it.
+pub async fn ban_account(
+    store: &dyn gatehouse_store::Store,
+    uid: &str,
+    req: &BanRequest,
+    by: &str,
+    now: Timestamp,
+) -> Result<gatehouse_core::ban::Ban, BanError> {
+    let account_id = gatehouse_core::AccountId(uid.to_owned());
+    if store.account_by_id(&account_id).await?.is_none() {
+        return Err(BanError::NoAccount(uid.to_owned()));
+    }
+    let client_id = match &req.client_id {
+        Some(id) => {
+            let id = ClientId(id.clone());
+            if store.client(&id).await?.is_none() {
+                return Err(BanError::NoClient(id.to_string()));
+            }
+            Some(id)
+        }
+        None => None,
+    };
+    if req.until.is_some_and(|u| u <= now.0) {
+        return Err(BanError::PastUntil);
+    }
+    if req.reason.chars().count() > gatehouse_core::ban::MAX_REASON_LEN {
+        return Err(BanError::LongReason);
+    }
+    let ban = gatehouse_core::ban::Ban {
+        account_id: account_id.clone(),
+        client_id,
+        until: req.until.map(Timestamp),
+        reason: req.reason.clone(),
+        by: by.to_owned(),
+        created_at: now,
+    };
+    let actor = gatehouse_core::audit::Actor {
+        ip: String::new(),
+        user_agent: by.to_owned(),
+    };
+    let audit = gatehouse_core::audit::AuditEvent::new(
+        gatehouse_core::audit::AuditKind::AccountBanned,
+        Some(&account_id),
+        &actor,
+        now,
+    )
+    .with_detail(json!({ "client_id": ban.client_id, "until": req.until, "reason": ban.reason, "by": by }));
+    store.ban(&ban, now, &audit).await?;
+    Ok(ban)
+}
+
+/// Lifts a ban everywhere (`client_id` None) or at one client.
+pub async fn unban_account(
+    store: &dyn gatehouse_store::Store,
+    uid: &str,
+    client_id: Option<&str>,
+    by: &str,
+    now: Timestamp,
+) -> Result<(), BanError> {
+    let account_id = gatehouse_core::AccountId(uid.to_owned());
+    let client = client_id.map(|c| ClientId(c.to_owned()));
+    let actor = gatehouse_core::audit::Actor {
+        ip: String::new(),
+        user_agent: by.to_owned(),
+    };
+    let audit = gatehouse_core::audit::AuditEvent::new(
+        gatehouse_core::audit::AuditKind::AccountUnbanned,
+        Some(&account_id),
+        &actor,
+        now,
+    )
+    .with_detail(json!({ "client_id": client, "by": by }));
+    if store.unban(&account_id, client.as_ref(), &audit).await? {
+        Ok(())
+    } else {
+        Err(BanError::NoBan)
+    }
+}
+
+fn ban_json(b: &gatehouse_core::ban::Ban) -> serde_json::Value {
+    json!({
+        "client_id": b.client_id,
+        "until": b.until.map(|t| t.0),
+        "reason": b.reason,
+        "by": b.by,
+        "created_at": b.created_at.0,
+        "in_force": b.in_force(Timestamp::now()),
+    })
+}
+
+fn ban_error(e: BanError) -> Response {
+    match e {
+        BanError::NoAccount(_) | BanError::NoBan => problem(StatusCode::NOT_FOUND, "not_found", &e.to_string()),
+        BanError::Store(e) => store_error(e),
+        other => problem(StatusCode::BAD_REQUEST, "invalid_request", &other.to_string()),
+    }
+}
+
+async fn show_user(State(state): State<AppState>, headers: HeaderMap, Path(uid): Path<String>) -> Response {
+    if let Err(r) = admin(&state, &headers).await {
+        return r;
+    }
+    let id = gatehouse_core::AccountId(uid);
+    let account = match state.store.account_by_id(&id).await {
+        Ok(Some(a)) => a,
+        Ok(None) => return problem(StatusCode::NOT_FOUND, "not_found", "no such account"),
+        Err(e) => return store_error(e),
+    };
+    let bans = match state.store.bans_of(&id).await {
+        Ok(b) => b,
+        Err(e) => return store_error(e),
+    };
+    Json(json!({
+        "uid": account.id,
+        "email": account.email,
+        "email_verified": account.email_verified,
+        "created_at": account.created_at.0,
+        "bans": bans.iter().map(ban_json).collect::<Vec<_>>(),
+    }))
+    .into_response()
+}
+
+async fn ban_user(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(uid): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let claims = match admin(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let req: BanRequest = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return malformed(e),
+    };
+    match ban_account(
+        state.store.as_ref(),
+        &uid,
+        &req,
+        &format!("admin:{}", claims.client_id),
+        Timestamp::now(),
+    )
+    .await
+    {
+        Ok(ban) => (StatusCode::CREATED, Json(ban_json(&ban))).into_response(),
+        Err(e) => ban_error(e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct UnbanQuery {
+    client_id: Option<String>,
+}
+
+async fn unban_user(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(uid): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<UnbanQuery>,
+) -> Response {
+    let claims = match admin(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    match unban_account(
+        state.store.as_ref(),
+        &uid,
+        q.client_id.as_deref(),
+        &format!("admin:{}", claims.client_id),
+        Timestamp::now(),
+    )
+    .await
+    {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => ban_error(e),
+    }
 }

@@ -66,6 +66,10 @@ pub const VERIFY_LEEWAY: i64 = 30;
 /// be signed by a key another instance generated a moment ago).
 const UNKNOWN_KID_REFRESH: Duration = Duration::from_secs(1);
 
+/// How many verified tokens [`KeyRing::verify`] remembers (see
+/// [`VerifiedTokens`]): a few MiB at most.
+const VERIFIED_CAPACITY: usize = 4096;
+
 /// RSA keys we generate.
 const RSA_BITS: usize = 2048;
 
@@ -416,8 +420,46 @@ impl PublicJwk {
 /// A private key, opened: what signs, and its public half.
 struct KeyMaterial {
     pkcs8: Zeroizing<Vec<u8>>,
-    encoding: EncodingKey,
+    signer: Signer,
     public: PublicJwk,
+}
+
+/// A private key ready to sign. ES256 and EdDSA keep the parsed key:
+/// `jsonwebtoken::encode` parses the PKCS#8 DER and derives the public key
+/// again on every call, which for ES256 costs twice the signature itself
+/// (see BENCHMARKS.md). The tokens are the same bytes either way: ECDSA
+/// with RFC 6979 nonces and Ed25519 are deterministic, and the header and
+/// claims are serialized as jsonwebtoken does.
+enum Signer {
+    Es256(p256::ecdsa::SigningKey),
+    EdDsa(Box<ed25519_dalek::SigningKey>),
+    /// RSA goes through jsonwebtoken (PKCS#1 DER).
+    Rs256(EncodingKey),
+}
+
+impl Signer {
+    /// A compact JWS of `claims` under `header`.
+    fn sign(&self, header: &Header, claims: &impl Serialize) -> Result<String, jsonwebtoken::errors::Error> {
+        use p256::ecdsa::signature::Signer as _;
+        let key = match self {
+            Signer::Rs256(key) => return jsonwebtoken::encode(header, claims, key),
+            other => other,
+        };
+        let mut token = URL_SAFE_NO_PAD.encode(serde_json::to_vec(header)?);
+        token.push('.');
+        token.push_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims)?));
+        let signature = match key {
+            Signer::Es256(key) => {
+                let signature: p256::ecdsa::Signature = key.try_sign(token.as_bytes())?;
+                URL_SAFE_NO_PAD.encode(signature.to_bytes())
+            }
+            Signer::EdDsa(key) => URL_SAFE_NO_PAD.encode(key.try_sign(token.as_bytes())?.to_bytes()),
+            Signer::Rs256(_) => return Err(jsonwebtoken::errors::ErrorKind::InvalidAlgorithm.into()),
+        };
+        token.push('.');
+        token.push_str(&signature);
+        Ok(token)
+    }
 }
 
 impl KeyMaterial {
@@ -440,33 +482,32 @@ impl KeyMaterial {
 
     /// Parses PKCS#8 DER of `alg`'s key type.
     fn from_pkcs8(alg: SigningAlg, der: &[u8]) -> Result<Self, String> {
-        let (encoding, public) = match alg {
+        let (signer, public) = match alg {
             SigningAlg::ES256 => {
                 let key = p256::ecdsa::SigningKey::from_pkcs8_der(der).map_err(|e| e.to_string())?;
                 let point = key.verifying_key().to_encoded_point(false);
                 let (Some(x), Some(y)) = (point.x(), point.y()) else {
                     return Err("the public point is the identity".to_owned());
                 };
-                (EncodingKey::from_ec_der(der), PublicJwk::ec(x, y))
+                let public = PublicJwk::ec(x, y);
+                (Signer::Es256(key), public)
             }
             SigningAlg::EdDSA => {
                 let key = ed25519_dalek::SigningKey::from_pkcs8_der(der).map_err(|e| e.to_string())?;
-                (
-                    EncodingKey::from_ed_der(der),
-                    PublicJwk::okp(&key.verifying_key().to_bytes()),
-                )
+                let public = PublicJwk::okp(&key.verifying_key().to_bytes());
+                (Signer::EdDsa(Box::new(key)), public)
             }
             SigningAlg::RS256 => {
                 let key = rsa::RsaPrivateKey::from_pkcs8_der(der).map_err(|e| e.to_string())?;
                 // jsonwebtoken signs RSA with PKCS#1 DER.
                 let pkcs1 = key.to_pkcs1_der().map_err(|e| e.to_string())?;
                 let public = PublicJwk::rsa(&key.n().to_bytes_be(), &key.e().to_bytes_be());
-                (EncodingKey::from_rsa_der(pkcs1.as_bytes()), public)
+                (Signer::Rs256(EncodingKey::from_rsa_der(pkcs1.as_bytes())), public)
             }
         };
         Ok(Self {
             pkcs8: Zeroizing::new(der.to_vec()),
-            encoding,
+            signer,
             public,
         })
     }
@@ -513,7 +554,7 @@ fn open_key(stored: &StoredKey, secret: &InstanceSecret) -> Result<SigningKey, K
     }
     Ok(SigningKey {
         kid: stored.kid.clone(),
-        encoding: material.encoding,
+        signer: material.signer,
     })
 }
 
@@ -579,7 +620,7 @@ impl<S: KeyStore + ?Sized> KeyStore for Arc<S> {
 /// A key that signs (the current one of its algorithm).
 struct SigningKey {
     kid: String,
-    encoding: EncodingKey,
+    signer: Signer,
 }
 
 /// A key in the JWKS, that verifies.
@@ -644,6 +685,50 @@ struct Inner {
     generate: tokio::sync::Mutex<()>,
     /// When an unknown kid last made us reload.
     kid_refresh: Mutex<Option<Instant>>,
+    verified: VerifiedTokens,
+}
+
+/// Tokens whose signature [`KeyRing::verify`] checked, by the SHA-256 of the
+/// whole token, with what they decoded to. A resource server introspects the
+/// same access token on every call it serves, and an ES256 verification is
+/// most of an introspection's CPU time (see BENCHMARKS.md); a signature over
+/// the same bytes under the same kid does not stop being valid, so only that
+/// step is skipped: the kid must still be published with the same algorithm,
+/// and `exp` and `iss` are checked on every call, as are (by the callers)
+/// revocation and the account. Only tokens that passed every check are
+/// kept, until they expire; when full, expired entries go, then all.
+#[derive(Default)]
+struct VerifiedTokens(Mutex<HashMap<[u8; 32], Arc<Verified>>>);
+
+/// A verified token's header and claims.
+type Verified = (Header, Value);
+
+impl VerifiedTokens {
+    fn get(&self, digest: &[u8; 32]) -> Option<Arc<Verified>> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(digest)
+            .cloned()
+    }
+
+    fn insert(&self, digest: [u8; 32], header: &Header, claims: &Value, exp: i64, now: Timestamp) {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= VERIFIED_CAPACITY {
+            let live = |v: &Verified| {
+                v.1.get("exp")
+                    .and_then(Value::as_i64)
+                    .is_some_and(|exp| now.0 <= exp.saturating_add(VERIFY_LEEWAY))
+            };
+            map.retain(|_, v| live(v));
+            if map.len() >= VERIFIED_CAPACITY {
+                map.clear();
+            }
+        }
+        if now.0 <= exp.saturating_add(VERIFY_LEEWAY) {
+            map.insert(digest, Arc::new((header.clone(), claims.clone())));
+        }
+    }
 }
 
 /// The signing keys, decrypted, shared by every request (cheap to clone).
@@ -690,11 +775,19 @@ impl KeyRing {
                 reload: tokio::sync::Mutex::new(()),
                 generate: tokio::sync::Mutex::new(()),
                 kid_refresh: Mutex::new(None),
+                verified: VerifiedTokens::default(),
             }),
         };
         ring.refresh().await?;
         ring.signing_key(SigningAlg::ES256).await?;
         Ok(ring)
+    }
+
+    /// A key for one purpose derived from the instance secret (see
+    /// [`InstanceSecret::derive_key`]): the same on every instance that
+    /// shares the secret, e.g. to make and check stateless DPoP nonces.
+    pub fn derive_key(&self, purpose: &str) -> Secret<[u8; 32]> {
+        self.inner.secret.derive_key(purpose)
     }
 
     /// Reloads the keys from the store.
@@ -735,7 +828,7 @@ impl KeyRing {
         let mut header = Header::new(jwt_alg(alg));
         header.kid = Some(key.kid.clone());
         header.typ = Some(typ.to_owned());
-        jsonwebtoken::encode(&header, claims, &key.encoding).map_err(KeyError::Sign)
+        key.signer.sign(&header, claims).map_err(KeyError::Sign)
     }
 
     /// Verifies a token we signed, now; returns its header and claims. See
@@ -763,28 +856,35 @@ impl KeyRing {
         if header.alg != jwt_alg(key.alg) {
             return Err(Rejection::WrongAlg.into());
         }
-        let mut validation = Validation::new(jwt_alg(key.alg));
-        validation.required_spec_claims.clear();
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.validate_aud = false;
-        let data = jsonwebtoken::decode::<Value>(token, &key.decoding, &validation).map_err(|e| match e.kind() {
-            JwtErrorKind::InvalidSignature => Rejection::BadSignature,
-            JwtErrorKind::InvalidAlgorithm => Rejection::WrongAlg,
-            _ => Rejection::Malformed,
-        })?;
-        let exp = data
-            .claims
-            .get("exp")
-            .and_then(Value::as_i64)
-            .ok_or(Rejection::Malformed)?;
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let (header, claims, seen) = match self.inner.verified.get(&digest) {
+            Some(known) => (known.0.clone(), known.1.clone(), true),
+            None => {
+                let mut validation = Validation::new(jwt_alg(key.alg));
+                validation.required_spec_claims.clear();
+                validation.validate_exp = false;
+                validation.validate_nbf = false;
+                validation.validate_aud = false;
+                let data =
+                    jsonwebtoken::decode::<Value>(token, &key.decoding, &validation).map_err(|e| match e.kind() {
+                        JwtErrorKind::InvalidSignature => Rejection::BadSignature,
+                        JwtErrorKind::InvalidAlgorithm => Rejection::WrongAlg,
+                        _ => Rejection::Malformed,
+                    })?;
+                (data.header, data.claims, false)
+            }
+        };
+        let exp = claims.get("exp").and_then(Value::as_i64).ok_or(Rejection::Malformed)?;
         if now.0 > exp.saturating_add(VERIFY_LEEWAY) {
             return Err(Rejection::Expired.into());
         }
-        if data.claims.get("iss").and_then(Value::as_str) != Some(issuer) {
+        if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
             return Err(Rejection::WrongIssuer.into());
         }
-        Ok((data.header, data.claims))
+        if !seen {
+            self.inner.verified.insert(digest, &header, &claims, exp, now);
+        }
+        Ok((header, claims))
     }
 
     /// The published keys as a JWK Set (RFC 7517 §5), newest first: `kty`,
@@ -997,6 +1097,55 @@ mod tests {
             ring.verify(&token, ISS).await.expect("verify").0.typ.as_deref(),
             Some("JWT")
         );
+    }
+
+    #[test]
+    fn prepared_signers_make_the_tokens_jsonwebtoken_makes() {
+        for alg in [SigningAlg::ES256, SigningAlg::EdDSA] {
+            let material = KeyMaterial::generate(alg).expect("key");
+            let encoding = match alg {
+                SigningAlg::ES256 => EncodingKey::from_ec_der(&material.pkcs8),
+                _ => EncodingKey::from_ed_der(&material.pkcs8),
+            };
+            let mut header = Header::new(jwt_alg(alg));
+            header.kid = Some("k1".to_owned());
+            header.typ = Some("at+jwt".to_owned());
+            let ours = material.signer.sign(&header, &claims(300)).expect("sign");
+            let theirs = jsonwebtoken::encode(&header, &claims(300), &encoding).expect("encode");
+            assert_eq!(ours, theirs, "{}", alg.as_str());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_token_verified_before_is_still_checked_in_full() {
+        let (store, secret, ring) = ring().await;
+        let token = ring
+            .sign(SigningAlg::ES256, "at+jwt", &claims(300))
+            .await
+            .expect("sign");
+        let first = ring.verify(&token, ISS).await.expect("verify");
+        // Again: the same answer (from the verified tokens).
+        let again = ring.verify(&token, ISS).await.expect("verify");
+        assert_eq!(first, again);
+        // Expiry and issuer are checked every time.
+        let later = Timestamp(Timestamp::now().0 + 300 + VERIFY_LEEWAY + 1);
+        assert_eq!(rejection(ring.verify_at(&token, ISS, later).await), Rejection::Expired);
+        assert_eq!(
+            rejection(ring.verify(&token, "https://other.example.com").await),
+            Rejection::WrongIssuer
+        );
+        // A changed signature is not the token verified before.
+        let parts: Vec<&str> = token.split('.').collect();
+        let mut sig = URL_SAFE_NO_PAD.decode(parts[2]).expect("b64");
+        sig[7] ^= 1;
+        let flipped = format!("{}.{}.{}", parts[0], parts[1], URL_SAFE_NO_PAD.encode(sig));
+        assert_eq!(rejection(ring.verify(&flipped, ISS).await), Rejection::BadSignature);
+        // Once its key is no longer published, the token is refused.
+        let long_ago = Timestamp(Timestamp::now().0 - RETIRED_KEY_GRACE - 10);
+        let newer = new_key(SigningAlg::ES256, &secret, long_ago).expect("key");
+        store.add_signing_key(&newer).await.expect("add");
+        ring.refresh().await.expect("refresh");
+        assert_eq!(rejection(ring.verify(&token, ISS).await), Rejection::UnknownKid);
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use std::sync::Arc;
 
 use gatehouse_core::audit::{AuditEvent, AuditKind, AuditRecord};
+use gatehouse_core::ban::Ban;
 use gatehouse_core::code::{CodeEffect, CodePurpose, OneTimeCode};
 use gatehouse_core::oauth::grant::{AuthCode, Consent, Grant, Interaction, Redemption, RefreshToken, StoredKey};
 use gatehouse_core::oauth::{Client, ClientId};
@@ -215,6 +216,23 @@ pub trait Store: Send + Sync + 'static {
         audit: &AuditEvent,
     ) -> Result<bool, StoreError>;
 
+    // --- bans ---------------------------------------------------------------
+    /// Records the ban (replacing one for the same account and client) and,
+    /// in the same transaction: for a ban everywhere, ends every session of
+    /// the account and revokes every grant; for a ban at one client, revokes
+    /// the grants of that client. With its audit event.
+    async fn ban(&self, ban: &Ban, now: Timestamp, audit: &AuditEvent) -> Result<(), StoreError>;
+    /// Lifts the ban of the account everywhere (`None`) or at one client;
+    /// false if there was none. With its audit event.
+    async fn unban(
+        &self,
+        account: &AccountId,
+        client: Option<&ClientId>,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError>;
+    /// Every ban of the account, lifted by time or not.
+    async fn bans_of(&self, account: &AccountId) -> Result<Vec<Ban>, StoreError>;
+
     // --- grants and tokens --------------------------------------------------
     /// Writes a grant on its own (client credentials, token exchange) with an
     /// optional refresh token.
@@ -239,6 +257,13 @@ pub trait Store: Send + Sync + 'static {
     /// Remembers a revoked access token id until `expires_at`.
     async fn revoke_jti(&self, jti: &str, expires_at: Timestamp) -> Result<(), StoreError>;
     async fn jti_revoked(&self, jti: &str) -> Result<bool, StoreError>;
+
+    // --- DPoP ---------------------------------------------------------------
+    /// Remembers the DPoP proof `jti` of the key with thumbprint `jkt` until
+    /// `expires_at`, atomically: true if it was remembered already (a
+    /// replay), false if this is its first use. A remembered proof past its
+    /// `expires_at` counts as unseen; such rows are purged now and then.
+    async fn dpop_jti_seen(&self, jkt: &str, jti: &str, expires_at: Timestamp) -> Result<bool, StoreError>;
 }
 
 /// Opens the store named by `url`: `sqlite://path` (created if missing) or

@@ -7,6 +7,7 @@
 //! The Rust that runs these statements is in `store_impl.rs`.
 
 use gatehouse_core::audit::{AuditEvent, AuditKind, AuditRecord, Outcome};
+use gatehouse_core::ban::Ban;
 use gatehouse_core::code::{CodePurpose, OneTimeCode};
 use gatehouse_core::oauth::client::SigningAlg;
 use gatehouse_core::oauth::grant::{AuthCode, Consent, Grant, Interaction, RefreshToken, StoredKey};
@@ -329,12 +330,12 @@ pub const DELETE_CONSENT: &str = "\
 
 pub const INSERT_GRANT: &str = "\
     INSERT INTO grants (id, client_id, account_id, scopes, sid, session_digest, auth_time, amr, \
-                        resources, parent_id, created_at, revoked_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+                        resources, parent_id, created_at, revoked_at, dpop_jkt) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 
 pub const GRANT: &str = "\
     SELECT id, client_id, account_id, scopes, sid, session_digest, auth_time, amr, resources, \
-           parent_id, created_at, revoked_at \
+           parent_id, created_at, revoked_at, dpop_jkt \
     FROM grants WHERE id = $1";
 
 /// The grant `$1` and its ancestors (the `parent_id` chain), as far as they
@@ -369,6 +370,32 @@ pub const REVOKE_GRANTS_OF: &str = "\
     UPDATE grants SET revoked_at = COALESCE(revoked_at, $3) \
     WHERE id IN (SELECT id FROM family)";
 
+/// Revokes every grant of account `$1` (any client), and their descendants,
+/// at `$2`.
+pub const REVOKE_GRANTS_OF_ACCOUNT: &str = "\
+    WITH RECURSIVE family (id) AS ( \
+        SELECT id FROM grants WHERE account_id = $1 \
+        UNION \
+        SELECT g.id FROM grants g JOIN family f ON g.parent_id = f.id \
+    ) \
+    UPDATE grants SET revoked_at = COALESCE(revoked_at, $2) \
+    WHERE id IN (SELECT id FROM family)";
+
+// --- bans ------------------------------------------------------------------
+
+/// Inserts or replaces the ban of account `$1` at client `$2` ('' for everywhere).
+pub const UPSERT_BAN: &str = "\
+    INSERT INTO bans (account_id, client_id, until, reason, by_whom, created_at) \
+    VALUES ($1, $2, $3, $4, $5, $6) \
+    ON CONFLICT (account_id, client_id) DO UPDATE SET \
+        until = excluded.until, reason = excluded.reason, by_whom = excluded.by_whom, created_at = excluded.created_at";
+
+pub const DELETE_BAN: &str = "DELETE FROM bans WHERE account_id = $1 AND client_id = $2";
+
+pub const BANS_OF: &str = "\
+    SELECT account_id, client_id, until, reason, by_whom, created_at \
+    FROM bans WHERE account_id = $1 ORDER BY client_id";
+
 pub const INSERT_REFRESH_TOKEN: &str = "\
     INSERT INTO refresh_tokens (digest, grant_id, created_at, expires_at, used_at) \
     VALUES ($1, $2, $3, $4, $5)";
@@ -391,6 +418,23 @@ pub const REVOKE_JTI: &str = "\
              THEN excluded.expires_at ELSE revoked_jtis.expires_at END";
 
 pub const JTI_REVOKED: &str = "SELECT jti FROM revoked_jtis WHERE jti = $1";
+
+// --- DPoP proofs ------------------------------------------------------------
+
+/// Remembers proof `$2` of key `$1` until `$3`; a row for the same proof
+/// that expired before `$4` (now) is taken over. Affects no row if the proof
+/// is remembered: a replay. One statement, so two instances racing with the
+/// same proof see one insert and one conflict.
+pub const DPOP_JTI_SEEN: &str = "\
+    INSERT INTO dpop_jtis (jkt, jti, expires_at) VALUES ($1, $2, $3) \
+    ON CONFLICT (jkt, jti) DO UPDATE SET expires_at = excluded.expires_at \
+    WHERE dpop_jtis.expires_at < $4";
+
+/// Forgets proofs that expired before `$1` (uses the expiry index).
+pub const PURGE_DPOP_JTIS: &str = "DELETE FROM dpop_jtis WHERE expires_at < $1";
+
+/// Expired proofs are purged on one in this many inserts (and the first).
+pub const DPOP_PURGE_EVERY: u64 = 64;
 
 // --- rows -------------------------------------------------------------------
 
@@ -728,6 +772,7 @@ pub struct GrantRow {
     parent_id: Option<String>,
     created_at: i64,
     revoked_at: Option<i64>,
+    dpop_jkt: Option<String>,
 }
 
 impl TryFrom<GrantRow> for Grant {
@@ -746,6 +791,7 @@ impl TryFrom<GrantRow> for Grant {
             auth_time: row.auth_time.map(Timestamp),
             amr: Session::parse_amr(&row.amr),
             parent_id: row.parent_id,
+            dpop_jkt: row.dpop_jkt,
             created_at: Timestamp(row.created_at),
             revoked_at: row.revoked_at.map(Timestamp),
         })
@@ -854,4 +900,27 @@ fn parse_scopes(stored: &str, table: &str, key: &str) -> Result<Scopes, StoreErr
 
 fn parse_alg(stored: &str, table: &str, key: &str) -> Result<SigningAlg, StoreError> {
     SigningAlg::parse(stored).ok_or_else(|| corrupt(table, key, format!("unknown algorithm {stored:?}")))
+}
+
+#[derive(sqlx::FromRow)]
+pub struct BanRow {
+    account_id: String,
+    client_id: String,
+    until: Option<i64>,
+    reason: String,
+    by_whom: String,
+    created_at: i64,
+}
+
+impl From<BanRow> for Ban {
+    fn from(row: BanRow) -> Self {
+        Ban {
+            account_id: AccountId(row.account_id),
+            client_id: (!row.client_id.is_empty()).then_some(ClientId(row.client_id)),
+            until: row.until.map(Timestamp),
+            reason: row.reason,
+            by: row.by_whom,
+            created_at: Timestamp(row.created_at),
+        }
+    }
 }

@@ -14,6 +14,7 @@ macro_rules! impl_store {
         const _: () = {
             use async_trait::async_trait;
             use gatehouse_core::audit::{AuditEvent, AuditRecord};
+            use gatehouse_core::ban::Ban;
             use gatehouse_core::code::{CodeEffect, CodePurpose, OneTimeCode};
             use gatehouse_core::oauth::grant::{
                 AuthCode, Consent, Grant, Interaction, Redemption, RefreshToken, StoredKey,
@@ -109,6 +110,7 @@ macro_rules! impl_store {
                     .bind(grant.parent_id.as_deref())
                     .bind(grant.created_at.0)
                     .bind(grant.revoked_at.map(|t| t.0))
+                    .bind(grant.dpop_jkt.as_deref())
                     .execute(&mut *conn)
                     .await;
                 match inserted {
@@ -803,6 +805,72 @@ macro_rules! impl_store {
                     Ok(deleted > 0)
                 }
 
+                // --- bans -----------------------------------------------------
+
+                async fn ban(&self, ban: &Ban, now: Timestamp, audit: &AuditEvent) -> Result<(), StoreError> {
+                    let mut tx = self.pool.begin().await?;
+                    let client = ban.client_id.as_ref().map_or("", ClientId::as_str);
+                    sqlx::query(sql::UPSERT_BAN)
+                        .bind(ban.account_id.as_str())
+                        .bind(client)
+                        .bind(ban.until.map(|t| t.0))
+                        .bind(ban.reason.as_str())
+                        .bind(ban.by.as_str())
+                        .bind(ban.created_at.0)
+                        .execute(&mut *tx)
+                        .await?;
+                    match &ban.client_id {
+                        None => {
+                            sqlx::query(sql::DELETE_SESSIONS_OF)
+                                .bind(ban.account_id.as_str())
+                                .execute(&mut *tx)
+                                .await?;
+                            sqlx::query(sql::REVOKE_GRANTS_OF_ACCOUNT)
+                                .bind(ban.account_id.as_str())
+                                .bind(now.0)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        Some(client) => {
+                            sqlx::query(sql::REVOKE_GRANTS_OF)
+                                .bind(ban.account_id.as_str())
+                                .bind(client.as_str())
+                                .bind(now.0)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                    }
+                    insert_audit(&mut tx, audit).await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                async fn unban(
+                    &self,
+                    account: &AccountId,
+                    client: Option<&ClientId>,
+                    audit: &AuditEvent,
+                ) -> Result<bool, StoreError> {
+                    let mut tx = self.pool.begin().await?;
+                    let deleted = sqlx::query(sql::DELETE_BAN)
+                        .bind(account.as_str())
+                        .bind(client.map_or("", ClientId::as_str))
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    insert_audit(&mut tx, audit).await?;
+                    tx.commit().await?;
+                    Ok(deleted > 0)
+                }
+
+                async fn bans_of(&self, account: &AccountId) -> Result<Vec<Ban>, StoreError> {
+                    let rows = sqlx::query_as::<_, sql::BanRow>(sql::BANS_OF)
+                        .bind(account.as_str())
+                        .fetch_all(&self.pool)
+                        .await?;
+                    Ok(rows.into_iter().map(Ban::from).collect())
+                }
+
                 // --- grants and tokens --------------------------------------
 
                 async fn insert_grant(&self, grant: &Grant, refresh: Option<&RefreshToken>) -> Result<(), StoreError> {
@@ -878,6 +946,28 @@ macro_rules! impl_store {
                         .fetch_optional(&self.pool)
                         .await?;
                     Ok(found.is_some())
+                }
+
+                async fn dpop_jti_seen(&self, jkt: &str, jti: &str, expires_at: Timestamp) -> Result<bool, StoreError> {
+                    // Per process and backend: the purge is housekeeping, any
+                    // instance doing it now and then is enough.
+                    static INSERTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                    let now = Timestamp::now();
+                    if INSERTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % sql::DPOP_PURGE_EVERY == 0 {
+                        sqlx::query(sql::PURGE_DPOP_JTIS)
+                            .bind(now.0)
+                            .execute(&self.pool)
+                            .await?;
+                    }
+                    let inserted = sqlx::query(sql::DPOP_JTI_SEEN)
+                        .bind(jkt)
+                        .bind(jti)
+                        .bind(expires_at.0)
+                        .bind(now.0)
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected();
+                    Ok(inserted == 0)
                 }
             }
         };

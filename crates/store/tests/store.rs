@@ -217,6 +217,9 @@ backend_tests!(
     session_clients_follow_sessions,
     revoked_jtis_are_remembered,
     oauth_corrupt_rows_are_errors,
+    dpop_proofs_are_seen_once,
+    concurrent_dpop_proofs_are_seen_once,
+    grants_keep_their_dpop_key,
 );
 
 // --- builders ---------------------------------------------------------------
@@ -1082,6 +1085,7 @@ fn bare_grant(client: &Client, account: Option<&AccountId>, parent: Option<&str>
         amr: vec![],
         resources: vec![],
         parent_id: parent.map(str::to_owned),
+        dpop_jkt: None,
         created_at: now,
         revoked_at: None,
     }
@@ -1708,6 +1712,73 @@ async fn revoked_jtis_are_remembered(db: Arc<TestDb>) {
     s.revoke_jti("jti-1", T0.plus(100)).await.unwrap();
     s.revoke_jti("jti-1", T0.plus(600)).await.unwrap();
     assert!(s.jti_revoked("jti-1").await.unwrap());
+}
+
+// --- DPoP -------------------------------------------------------------------
+
+async fn dpop_proofs_are_seen_once(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    // Expiry is compared with the clock: these rows must outlive the test.
+    let later = Timestamp::now().plus(61);
+    assert!(!s.dpop_jti_seen("jkt-a", "jti-1", later).await.unwrap());
+    assert!(s.dpop_jti_seen("jkt-a", "jti-1", later).await.unwrap());
+    assert!(s.dpop_jti_seen("jkt-a", "jti-1", later.plus(100)).await.unwrap());
+    // The same jti from another key, another jti from the same key: new.
+    assert!(!s.dpop_jti_seen("jkt-b", "jti-1", later).await.unwrap());
+    assert!(!s.dpop_jti_seen("jkt-a", "jti-2", later).await.unwrap());
+    // A row past its expiry counts as unseen, and is taken over.
+    let past = Timestamp::now().minus(10);
+    assert!(!s.dpop_jti_seen("jkt-a", "jti-old", past).await.unwrap());
+    assert!(!s.dpop_jti_seen("jkt-a", "jti-old", later).await.unwrap());
+    assert!(s.dpop_jti_seen("jkt-a", "jti-old", later).await.unwrap());
+    // Expired rows are purged now and then (one insert in 64, counted per
+    // process: other tests' inserts count too), never live ones.
+    for i in 0..200 {
+        s.dpop_jti_seen("jkt-c", &format!("gone-{i}"), past).await.unwrap();
+    }
+    let left = db
+        .raw("DELETE FROM dpop_jtis WHERE jkt = 'jkt-c' AND expires_at < 1800000000")
+        .await
+        .unwrap();
+    assert!(left < 200, "{left} expired rows were never purged");
+    assert!(s.dpop_jti_seen("jkt-a", "jti-1", later).await.unwrap());
+}
+
+async fn concurrent_dpop_proofs_are_seen_once(db: Arc<TestDb>) {
+    let later = Timestamp::now().plus(61);
+    for round in 0..5 {
+        let jti = format!("race-{round}");
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let store = Arc::clone(&db.store);
+                let jti = jti.clone();
+                tokio::spawn(async move { store.dpop_jti_seen("jkt-r", &jti, later).await.unwrap() })
+            })
+            .collect();
+        let mut first_uses = 0;
+        for t in tasks {
+            if !t.await.unwrap() {
+                first_uses += 1;
+            }
+        }
+        assert_eq!(first_uses, 1, "round {round}");
+    }
+}
+
+async fn grants_keep_their_dpop_key(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    let c = new_client(s, "Spa", T0).await;
+    let a = new_account(s, "dee@example.com").await;
+    let bound = Grant {
+        dpop_jkt: Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I".into()),
+        ..bare_grant(&c, Some(&a.id), None, T0)
+    };
+    let refresh = refresh_for(&bound.id, T0);
+    s.insert_grant(&bound, Some(&refresh)).await.unwrap();
+    assert_eq!(s.grant(&bound.id).await.unwrap().as_ref(), Some(&bound));
+    let unbound = bare_grant(&c, Some(&a.id), None, T0);
+    s.insert_grant(&unbound, None).await.unwrap();
+    assert_eq!(s.grant(&unbound.id).await.unwrap().unwrap().dpop_jkt, None);
 }
 
 // --- corrupt OAuth rows -----------------------------------------------------

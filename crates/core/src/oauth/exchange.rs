@@ -48,7 +48,10 @@ fn error(code: ErrorCode, text: &str) -> OAuthError {
 /// The checks, in order.
 pub fn narrow(req: &Request<'_>, max_lifetime: i64, now: Timestamp) -> Result<Narrowed, OAuthError> {
     // 1. We only issue access tokens.
-    if req.requested_token_type.is_some_and(|t| t != ACCESS_TOKEN_TYPE && t != JWT_TYPE) {
+    if req
+        .requested_token_type
+        .is_some_and(|t| t != ACCESS_TOKEN_TYPE && t != JWT_TYPE)
+    {
         return Err(OAuthError::invalid_request("requested_token_type is not supported"));
     }
     // 2. The subject token was issued to the caller.

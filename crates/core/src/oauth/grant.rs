@@ -69,6 +69,10 @@ pub struct Grant {
     pub resources: Vec<String>,
     /// For narrowed tokens (token exchange): the family it came from.
     pub parent_id: Option<String>,
+    /// The thumbprint of the DPoP key (RFC 9449 §5) its refresh tokens are
+    /// bound to: set for a public client that asked with a DPoP proof. Using
+    /// a refresh token of the family then needs a proof with that key.
+    pub dpop_jkt: Option<String>,
     pub created_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
 }
@@ -86,6 +90,7 @@ impl Grant {
             amr: code.amr.clone(),
             resources: code.resources.clone(),
             parent_id: None,
+            dpop_jkt: None,
             created_at: now,
             revoked_at: None,
         }

@@ -1,10 +1,11 @@
 //! OAuth 2.0 and OpenID Connect rules: clients, scopes, PKCE, the
 //! authorization request's checks, codes, grants and refresh tokens, token
-//! claims and the error codes the specifications define. No I/O.
+//! claims, DPoP proofs and the error codes the specifications define. No I/O.
 
 pub mod authorize;
 pub mod claims;
 pub mod client;
+pub mod dpop;
 pub mod error;
 pub mod exchange;
 pub mod grant;

@@ -101,7 +101,14 @@ async fn introspect(app: &TestApp, caller: &(String, String), token: &str) -> Va
 }
 
 /// A refusal: name, caller, subject token, extra parameters, status, error.
-type Case<'a> = (&'a str, &'a (String, String), &'a str, Vec<(&'a str, &'a str)>, StatusCode, &'a str);
+type Case<'a> = (
+    &'a str,
+    &'a (String, String),
+    &'a str,
+    Vec<(&'a str, &'a str)>,
+    StatusCode,
+    &'a str,
+);
 
 async fn narrowing_for_the_payments_service(backend: Backend) {
     let app = spawn_app(backend).await;

@@ -8,8 +8,11 @@ mod support;
 
 mod accounts;
 mod admin;
+mod bans;
 mod browser;
 mod cli;
+mod dpop;
 mod exchange;
 mod oauth;
 mod ops;
+mod relier;

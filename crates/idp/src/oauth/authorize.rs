@@ -170,6 +170,14 @@ async fn run(
             if let Some((token, _)) = &resumed {
                 state.store.delete_interaction(&token.digest()).await?;
             }
+            let bans = state.store.bans_of(&current.account.id).await?;
+            if gatehouse_core::ban::blocking(&bans, Some(&req.client.id), now).is_some() {
+                let e = OAuthError::new(
+                    gatehouse_core::oauth::ErrorCode::AccessDenied,
+                    "the account may not use this site",
+                );
+                return Ok(redirect_error(&req.redirect_uri, req.state.as_deref(), issuer, &e));
+            }
             issue_code(state, &req, &current, now).await
         }
         Next::Fail(e) => Ok(redirect_error(&req.redirect_uri, req.state.as_deref(), issuer, &e)),

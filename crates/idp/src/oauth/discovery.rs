@@ -40,6 +40,8 @@ pub fn metadata(state: &AppState) -> Value {
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "code_challenge_methods_supported": ["S256"],
+        // RFC 9449 §5.1.
+        "dpop_signing_alg_values_supported": gatehouse_core::oauth::dpop::ALGS,
         "prompt_values_supported": ["none", "login", "consent", "select_account", "create"],
         "acr_values_supported": [ACR_PASSWORD],
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "azp", "at_hash", "email", "email_verified"],

@@ -2,7 +2,7 @@
 //! introspection, revocation), a redirect to the client with the error in
 //! the query (authorization endpoint, once the redirect URI is trusted), an
 //! error page (when it cannot be trusted), or a `WWW-Authenticate` challenge
-//! (RFC 6750 §3, protected resources).
+//! (RFC 6750 §3 and RFC 9449 §7.1, protected resources).
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -99,23 +99,51 @@ pub fn page_error(e: &OAuthError) -> Response {
     )
 }
 
+/// The authentication scheme of a protected resource's challenge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// RFC 6750 §3: `Bearer realm="gatehouse"`.
+    Bearer,
+    /// RFC 9449 §7.1: `DPoP algs="ES256 EdDSA RS256"`.
+    Dpop,
+}
+
+impl Scheme {
+    fn challenge(self) -> String {
+        match self {
+            Scheme::Bearer => "Bearer realm=\"gatehouse\"".to_owned(),
+            Scheme::Dpop => format!("DPoP algs=\"{}\"", super::dpop::algs()),
+        }
+    }
+}
+
 /// RFC 6750 §3: a 401 (or 403 for `insufficient_scope`) with the challenge.
 /// A request with no token at all gets the challenge without an error code.
 pub fn bearer_challenge(e: Option<&OAuthError>) -> Response {
+    challenge(Scheme::Bearer, e)
+}
+
+/// A `WWW-Authenticate` challenge in `scheme` (RFC 6750 §3, RFC 9449 §7.1):
+/// 401, or 403 for `insufficient_scope`, 400 for `invalid_request`, 500 for
+/// `server_error`. Without an error (no token at all) the challenge has no
+/// error code.
+pub fn challenge(scheme: Scheme, e: Option<&OAuthError>) -> Response {
     let (status, value) = match e {
-        None => (StatusCode::UNAUTHORIZED, "Bearer realm=\"gatehouse\"".to_owned()),
+        None => (StatusCode::UNAUTHORIZED, scheme.challenge()),
         Some(e) => {
             log(e);
             let status = match e.code {
                 ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
                 ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
+                ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
                 _ => StatusCode::UNAUTHORIZED,
             };
             let description = e.description.replace(['"', '\\'], "'");
             (
                 status,
                 format!(
-                    "Bearer realm=\"gatehouse\", error=\"{}\", error_description=\"{description}\"",
+                    "{}, error=\"{}\", error_description=\"{description}\"",
+                    scheme.challenge(),
                     e.code
                 ),
             )
@@ -126,4 +154,14 @@ pub fn bearer_challenge(e: Option<&OAuthError>) -> Response {
         response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
     no_store(response)
+}
+
+/// A request to a resource that takes both schemes, without a token: one
+/// challenge for each (RFC 9449 §7.2).
+pub fn both_challenges() -> Response {
+    let mut response = challenge(Scheme::Bearer, None);
+    if let Ok(v) = HeaderValue::from_str(&Scheme::Dpop.challenge()) {
+        response.headers_mut().append(header::WWW_AUTHENTICATE, v);
+    }
+    response
 }

@@ -11,12 +11,15 @@
 //! | `/revoke` | [`revoke`] |
 //!
 //! Shared: [`client_auth`] (who is calling), [`bearer`] (is this access
-//! token active), [`tokens`] (minting), [`error`] (delivering errors).
+//! token active, and sent the way its binding demands), [`dpop`] (DPoP
+//! proofs: nonces, replay), [`tokens`] (minting), [`error`] (delivering
+//! errors).
 
 pub mod authorize;
 pub mod bearer;
 pub mod client_auth;
 pub mod discovery;
+pub mod dpop;
 pub mod error;
 pub mod introspect;
 pub mod revoke;

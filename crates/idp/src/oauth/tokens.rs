@@ -197,6 +197,8 @@ pub struct UserGrant<'a> {
     pub nonce: Option<String>,
     /// The refresh token already stored for the grant, if any.
     pub refresh_token: Option<OpaqueToken>,
+    /// The DPoP key (thumbprint) the access token is bound to, if any.
+    pub jkt: Option<String>,
 }
 
 /// The response for a user's grant: an access token for `scopes` (the grant's
@@ -215,7 +217,9 @@ pub async fn for_user_grant(
         resources,
         nonce,
         refresh_token,
+        jkt,
     } = g;
+    let token_type = token_type(jkt.as_deref());
     let (access_token, _) = access_token(
         state,
         AccessTokenFor {
@@ -224,7 +228,7 @@ pub async fn for_user_grant(
             scopes,
             audience: audience_for(client, resources),
             context: Context::of_grant(grant),
-            jkt: None,
+            jkt,
             lifetime: grant::ACCESS_TOKEN_LIFETIME,
         },
         now,
@@ -237,13 +241,19 @@ pub async fn for_user_grant(
     };
     Ok(TokenResponse {
         access_token,
-        token_type: "Bearer",
+        token_type,
         expires_in: grant::ACCESS_TOKEN_LIFETIME,
         scope: scopes.to_string(),
         refresh_token: refresh_token.map(|t| t.expose().to_owned()),
         id_token,
         issued_token_type: None,
     })
+}
+
+/// `token_type` of a response (RFC 6749 §7.1, RFC 9449 §5): `DPoP` for a
+/// token bound to a DPoP key, else `Bearer`.
+pub fn token_type(jkt: Option<&str>) -> &'static str {
+    if jkt.is_some() { "DPoP" } else { "Bearer" }
 }
 
 /// RFC 8707 §2.2: `resource` at the token endpoint picks among what was
@@ -258,5 +268,19 @@ pub fn resources_for(granted: &[String], asked: &[String]) -> Result<Vec<String>
             format!("the resource {r} was not granted"),
         )),
         None => Ok(asked.to_vec()),
+    }
+}
+
+/// Refuses a user an administrator banned from `client` (or everywhere).
+pub async fn check_not_banned(
+    state: &AppState,
+    account: &Account,
+    client: &Client,
+    now: Timestamp,
+) -> Result<(), OAuthError> {
+    let bans = state.store.bans_of(&account.id).await.map_err(server_error)?;
+    match gatehouse_core::ban::blocking(&bans, Some(&client.id), now) {
+        Some(_) => Err(OAuthError::invalid_grant("the user may not use this client").with_cause("banned")),
+        None => Ok(()),
     }
 }

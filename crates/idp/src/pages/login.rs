@@ -161,6 +161,16 @@ pub async fn submit(
         }
     };
     state.store.throttle_clear(&account_key).await?;
+    // The right password, but an administrator banned or suspended the account.
+    let bans = state.store.bans_of(&account.id).await?;
+    if let Some(ban) = gatehouse_core::ban::blocking(&bans, None, now) {
+        state.metrics.login("banned");
+        let audit = AuditEvent::new(AuditKind::LoginFailed, Some(&account.id), &actor, now)
+            .failed("banned")
+            .with_detail(serde_json::json!({ "reason": "banned", "email": email }));
+        state.store.append_audit(&audit).await?;
+        return Ok(fail(StatusCode::FORBIDDEN, ban.message()));
+    }
     state.metrics.login("success");
 
     // The same person entering the password again (a reset elsewhere, or a

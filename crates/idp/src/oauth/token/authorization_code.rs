@@ -1,8 +1,11 @@
 //! `grant_type=authorization_code` (RFC 6749 §4.1.3, RFC 7636 §4.5, OpenID
 //! Connect Core §3.1.3): a code works once, for the client it was issued
 //! to, with the same redirect URI and the PKCE verifier; a second use
-//! revokes everything the first use issued.
+//! revokes everything the first use issued. With a DPoP proof the access
+//! token is bound to its key, and so are a public client's refresh tokens
+//! (RFC 9449 §5).
 
+use gatehouse_core::oauth::dpop::VerifiedProof;
 use gatehouse_core::oauth::grant::{Grant, Redemption};
 use gatehouse_core::oauth::{Client, OAuthError, pkce};
 use gatehouse_core::{OpaqueToken, Timestamp};
@@ -11,7 +14,12 @@ use super::Form;
 use crate::AppState;
 use crate::oauth::tokens::{self, TokenResponse, UserGrant};
 
-pub async fn exchange(state: &AppState, client: &Client, params: &Form) -> Result<TokenResponse, OAuthError> {
+pub async fn exchange(
+    state: &AppState,
+    client: &Client,
+    params: &Form,
+    proof: Option<&VerifiedProof>,
+) -> Result<TokenResponse, OAuthError> {
     let now = Timestamp::now();
     let store_err = |e: gatehouse_store::StoreError| OAuthError::server_error().with_cause(e);
     let code = params
@@ -70,8 +78,12 @@ pub async fn exchange(state: &AppState, client: &Client, params: &Form) -> Resul
         .map_err(store_err)?
         .filter(|a| a.is_ready())
         .ok_or_else(|| invalid("account gone"))?;
+    tokens::check_not_banned(state, &account, client, now).await?;
 
-    let grant = Grant::from_code(&record, now);
+    let mut grant = Grant::from_code(&record, now);
+    // Confidential clients' refresh tokens are bound by client
+    // authentication already (RFC 9449 §5).
+    grant.dpop_jkt = proof.filter(|_| client.is_public()).map(|p| p.jkt.clone());
     let refresh = tokens::wants_refresh(client, &record.scopes).then(|| tokens::refresh_token(&grant.id, now));
     match state
         .store
@@ -90,6 +102,7 @@ pub async fn exchange(state: &AppState, client: &Client, params: &Form) -> Resul
         resources: &resources,
         nonce: record.nonce.clone(),
         refresh_token: refresh.map(|(t, _)| t),
+        jkt: proof.map(|p| p.jkt.clone()),
     };
     tokens::for_user_grant(state, client, g, now).await
 }

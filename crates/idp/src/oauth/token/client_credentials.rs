@@ -1,9 +1,11 @@
 //! `grant_type=client_credentials` (RFC 6749 §4.4): a confidential client
 //! allowed the grant gets an access token about itself (`sub` is its client
 //! id, RFC 9068 §2.2). No refresh token, no grant record: these tokens are
-//! revoked one by one (`jti`).
+//! revoked one by one (`jti`). With a DPoP proof the token is bound to its
+//! key (RFC 9449 §5).
 
 use gatehouse_core::Timestamp;
+use gatehouse_core::oauth::dpop::VerifiedProof;
 use gatehouse_core::oauth::grant::ACCESS_TOKEN_LIFETIME;
 use gatehouse_core::oauth::scope::{OFFLINE_ACCESS, OPENID};
 use gatehouse_core::oauth::{Client, ErrorCode, OAuthError, Scopes};
@@ -12,7 +14,12 @@ use super::Form;
 use crate::AppState;
 use crate::oauth::tokens::{self, AccessTokenFor, TokenResponse};
 
-pub async fn exchange(state: &AppState, client: &Client, params: &Form) -> Result<TokenResponse, OAuthError> {
+pub async fn exchange(
+    state: &AppState,
+    client: &Client,
+    params: &Form,
+    proof: Option<&VerifiedProof>,
+) -> Result<TokenResponse, OAuthError> {
     if client.is_public() {
         return Err(OAuthError::new(
             ErrorCode::UnauthorizedClient,
@@ -33,6 +40,8 @@ pub async fn exchange(state: &AppState, client: &Client, params: &Form) -> Resul
     }
     let resources = params.all("resource").to_vec();
     let now = Timestamp::now();
+    let jkt = proof.map(|p| p.jkt.clone());
+    let token_type = tokens::token_type(jkt.as_deref());
     let (access_token, _) = tokens::access_token(
         state,
         AccessTokenFor {
@@ -41,7 +50,7 @@ pub async fn exchange(state: &AppState, client: &Client, params: &Form) -> Resul
             scopes: &scopes,
             audience: tokens::audience_for(client, &resources),
             context: Default::default(),
-            jkt: None,
+            jkt,
             lifetime: ACCESS_TOKEN_LIFETIME,
         },
         now,
@@ -49,7 +58,7 @@ pub async fn exchange(state: &AppState, client: &Client, params: &Form) -> Resul
     .await?;
     Ok(TokenResponse {
         access_token,
-        token_type: "Bearer",
+        token_type,
         expires_in: ACCESS_TOKEN_LIFETIME,
         scope: scopes.to_string(),
         refresh_token: None,

@@ -1,6 +1,8 @@
 //! The token endpoint (`POST /token`, RFC 6749 §3.2): parses the form,
-//! authenticates the client, and hands the request to the module of its
-//! grant type. Each grant module is the whole story of its grant.
+//! authenticates the client, checks the DPoP proof if there is one (RFC 9449
+//! §5: it must carry our nonce; the tokens issued are then bound to its
+//! key), and hands the request to the module of its grant type. Each grant
+//! module is the whole story of its grant.
 
 mod authorization_code;
 mod client_credentials;
@@ -13,9 +15,12 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use std::collections::BTreeMap;
 
+use gatehouse_core::Timestamp;
+use gatehouse_core::oauth::dpop::VerifiedProof;
 use gatehouse_core::oauth::{ErrorCode, GrantType, OAuthError};
 
 use super::client_auth;
+use super::dpop::{self, NoncePolicy};
 use super::error::json_error;
 use crate::AppState;
 
@@ -61,10 +66,33 @@ pub fn parse_form(body: &[u8]) -> Result<Form, OAuthError> {
 }
 
 pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    match handle(&state, &headers, &body).await {
+    let response = match handle(&state, &headers, &body).await {
         Ok(response) => response,
         Err(e) => json_error(&e),
+    };
+    if headers.contains_key(dpop::DPOP) {
+        // RFC 9449 §8: the nonce for the next request, with every answer
+        // (and `use_dpop_nonce` needs it).
+        dpop::with_nonce(response, &state, Timestamp::now())
+    } else {
+        response
     }
+}
+
+/// The request's DPoP proof, checked for `POST` on our token endpoint with
+/// a nonce required, and its `jti` recorded.
+async fn proof(state: &AppState, headers: &HeaderMap) -> Result<Option<VerifiedProof>, OAuthError> {
+    let Some(proof) = dpop::proof_header(headers)? else {
+        return Ok(None);
+    };
+    let url = state.settings.url("/token");
+    let request = dpop::Request {
+        method: "POST",
+        url: &url,
+        access_token: None,
+        nonce: NoncePolicy::Required,
+    };
+    dpop::verify(state, proof, &request, Timestamp::now()).await.map(Some)
 }
 
 async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response, OAuthError> {
@@ -83,11 +111,15 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Re
             "the client may not use this grant type",
         ));
     }
+    // Before the grant: a request refused for its proof (e.g. to get a
+    // nonce) uses up nothing, and can be sent again.
+    let proof = proof(state, headers).await?;
+    let proof = proof.as_ref();
     let response = match grant {
-        GrantType::AuthorizationCode => authorization_code::exchange(state, &client, &params).await?,
-        GrantType::RefreshToken => refresh_token::exchange(state, &client, &params).await?,
-        GrantType::ClientCredentials => client_credentials::exchange(state, &client, &params).await?,
-        GrantType::TokenExchange => token_exchange::exchange(state, &client, &params).await?,
+        GrantType::AuthorizationCode => authorization_code::exchange(state, &client, &params, proof).await?,
+        GrantType::RefreshToken => refresh_token::exchange(state, &client, &params, proof).await?,
+        GrantType::ClientCredentials => client_credentials::exchange(state, &client, &params, proof).await?,
+        GrantType::TokenExchange => token_exchange::exchange(state, &client, &params, proof).await?,
     };
     Ok(response.into_response())
 }

@@ -1,7 +1,10 @@
 //! `grant_type=refresh_token` (RFC 6749 §6, RFC 9700 §4.14.2): every use
 //! rotates the token; using a rotated token again revokes the whole family.
-//! The scope may be narrowed, never widened.
+//! The scope may be narrowed, never widened. A family bound to a DPoP key
+//! (a public client that asked with a proof, RFC 9449 §5) needs a proof by
+//! that key; a proof binds the new access token.
 
+use gatehouse_core::oauth::dpop::VerifiedProof;
 use gatehouse_core::oauth::grant::Redemption;
 use gatehouse_core::oauth::{Client, ErrorCode, OAuthError, Scopes};
 use gatehouse_core::{OpaqueToken, Timestamp};
@@ -10,7 +13,12 @@ use super::Form;
 use crate::AppState;
 use crate::oauth::tokens::{self, TokenResponse, UserGrant};
 
-pub async fn exchange(state: &AppState, client: &Client, params: &Form) -> Result<TokenResponse, OAuthError> {
+pub async fn exchange(
+    state: &AppState,
+    client: &Client,
+    params: &Form,
+    proof: Option<&VerifiedProof>,
+) -> Result<TokenResponse, OAuthError> {
     let now = Timestamp::now();
     let store_err = |e: gatehouse_store::StoreError| OAuthError::server_error().with_cause(e);
     let invalid =
@@ -34,6 +42,15 @@ pub async fn exchange(state: &AppState, client: &Client, params: &Form) -> Resul
     };
     if grant.client_id != client.id {
         return Err(invalid("token of another client"));
+    }
+    // Before the replay check: without the key, a stolen token can do
+    // nothing, not even revoke the family.
+    if let Some(bound) = &grant.dpop_jkt
+        && proof.is_none_or(|p| &p.jkt != bound)
+    {
+        return Err(OAuthError::invalid_grant(
+            "the refresh token is bound to a DPoP key: send a DPoP proof made with it",
+        ));
     }
     if record.used_at.is_some() {
         state.store.revoke_grant(&grant.id, now).await.map_err(store_err)?;
@@ -66,6 +83,7 @@ pub async fn exchange(state: &AppState, client: &Client, params: &Form) -> Resul
         .map_err(store_err)?
         .filter(|a| a.is_ready())
         .ok_or_else(|| invalid("account gone"))?;
+    tokens::check_not_banned(state, &account, client, now).await?;
     let (new_token, new_record) = tokens::refresh_token(&grant.id, now);
     match state
         .store
@@ -84,6 +102,7 @@ pub async fn exchange(state: &AppState, client: &Client, params: &Form) -> Resul
         resources: &resources,
         nonce: None,
         refresh_token: Some(new_token),
+        jkt: proof.map(|p| p.jkt.clone()),
     };
     tokens::for_user_grant(state, client, g, now).await
 }

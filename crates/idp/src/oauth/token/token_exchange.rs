@@ -2,10 +2,14 @@
 //! for narrowing: the rules are `gatehouse_core::oauth::exchange::narrow`;
 //! this module reads the request, checks both tokens are active, issues the
 //! narrowed token in the subject's family, and audits the exchange. No
-//! refresh token is issued.
+//! refresh token is issued. With a DPoP proof the narrowed token is bound to
+//! the proof's key: the request carries a proof made with the key of the
+//! service that will use the token (the receiving service), so the narrowed
+//! token is useless to anyone else, the caller included.
 
 use gatehouse_core::Timestamp;
 use gatehouse_core::audit::{Actor, AuditEvent, AuditKind};
+use gatehouse_core::oauth::dpop::VerifiedProof;
 use gatehouse_core::oauth::exchange::{self, ACCESS_TOKEN_TYPE, JWT_TYPE};
 use gatehouse_core::oauth::grant::ACCESS_TOKEN_LIFETIME;
 use gatehouse_core::oauth::{Client, OAuthError};
@@ -29,7 +33,12 @@ fn token_param<'a>(params: &'a Form, name: &str) -> Result<Option<&'a String>, O
     }
 }
 
-pub async fn exchange(state: &AppState, client: &Client, params: &Form) -> Result<TokenResponse, OAuthError> {
+pub async fn exchange(
+    state: &AppState,
+    client: &Client,
+    params: &Form,
+    proof: Option<&VerifiedProof>,
+) -> Result<TokenResponse, OAuthError> {
     let now = Timestamp::now();
     let subject_token = token_param(params, "subject_token")?
         .ok_or_else(|| OAuthError::invalid_request("subject_token is required"))?;
@@ -57,6 +66,8 @@ pub async fn exchange(state: &AppState, client: &Client, params: &Form) -> Resul
     let mut context = Context::of_token(&subject);
     context.act = narrowed.act.clone().or(context.act);
     context.parent_jtis = narrowed.parent_jtis.clone();
+    let jkt = proof.map(|p| p.jkt.clone());
+    let token_type = tokens::token_type(jkt.as_deref());
     let (access_token, claims) = tokens::access_token(
         state,
         AccessTokenFor {
@@ -66,7 +77,7 @@ pub async fn exchange(state: &AppState, client: &Client, params: &Form) -> Resul
             audience: narrowed.audience.clone(),
             context,
             lifetime: narrowed.lifetime,
-            jkt: None,
+            jkt,
         },
         now,
     )
@@ -88,6 +99,7 @@ pub async fn exchange(state: &AppState, client: &Client, params: &Form) -> Resul
             "subject_jti": subject.jti,
             "jti": claims.jti,
             "actor": claims.act,
+            "cnf": claims.cnf,
         }));
     state
         .store
@@ -96,7 +108,7 @@ pub async fn exchange(state: &AppState, client: &Client, params: &Form) -> Resul
         .map_err(|e| OAuthError::server_error().with_cause(e))?;
     Ok(TokenResponse {
         access_token,
-        token_type: "Bearer",
+        token_type,
         expires_in: narrowed.lifetime,
         scope: narrowed.scopes.to_string(),
         refresh_token: None,
