@@ -641,6 +641,21 @@ async fn client_credentials_introspection_and_revocation(backend: Backend) {
         (status, body["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_scope"))
     );
+    // A resource it was not registered for.
+    let (status, body) = post_form(
+        &app,
+        "/token",
+        Some((id, &secret)),
+        &[
+            ("grant_type", "client_credentials"),
+            ("resource", "https://elsewhere.example/api"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_target"))
+    );
 
     let (_, info) = post_form(&app, "/introspect", Some((id, &secret)), &[("token", &token)]).await;
     assert_eq!(info["active"], true, "{info}");

@@ -40,7 +40,7 @@ const API: &str = "https://api.example.com/reports";
 
 /// A relier allowed client credentials: its id and secret.
 async fn relier(app: &TestApp) -> (String, String) {
-    let (client, secret) = app
+    let (mut client, secret) = app
         .register_client(ClientSpec {
             name: "Reporting",
             grants: &["client_credentials"],
@@ -48,6 +48,9 @@ async fn relier(app: &TestApp) -> (String, String) {
             ..Default::default()
         })
         .await;
+    // The targets it may ask tokens for (`client create --audience`).
+    client.audiences = vec![API.to_owned(), "https://other.example.com".to_owned()];
+    app.store().update_client(&client).await.unwrap();
     (client.id.to_string(), secret.unwrap())
 }
 

@@ -38,7 +38,14 @@ pub async fn exchange(
             "scope not allowed for this client",
         ));
     }
+    // RFC 8707: only targets the client was registered for (`--audience`).
     let resources = params.all("resource").to_vec();
+    if let Some(r) = resources.iter().find(|r| !client.audiences.contains(r)) {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidTarget,
+            format!("the client may not ask for the resource {r}"),
+        ));
+    }
     let now = Timestamp::now();
     let jkt = proof.map(|p| p.jkt.clone());
     let token_type = tokens::token_type(jkt.as_deref());
