@@ -205,8 +205,30 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 until,
                 reason,
             };
-            let ban =
-                gatehouse_idp::admin::ban_account(store.as_ref(), &uid, &request, "cli", Timestamp::now()).await?;
+            let now = Timestamp::now();
+            // A ban everywhere ends the sessions: their clients get
+            // back-channel logout tokens, which a running server delivers.
+            let outbox = if client.is_none() {
+                let keys = keys::KeyRing::load(store.clone(), &server::instance_secret(&config)?)
+                    .await
+                    .context("cannot load the signing keys")?;
+                let issuer = match &config.issuer {
+                    Some(issuer) => issuer.as_str().trim_end_matches('/').to_owned(),
+                    None => format!("http://{}", config.listen),
+                };
+                let signer = gatehouse_idp::outbox::Signer {
+                    store: store.as_ref(),
+                    keys: &keys,
+                    issuer: &issuer,
+                };
+                signer
+                    .account(&AccountId(uid.clone()), None, now)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot build the logout tokens: {e}"))?
+            } else {
+                Vec::new()
+            };
+            let ban = gatehouse_idp::admin::ban_account(store.as_ref(), &uid, &request, "cli", now, &outbox).await?;
             let scope = client
                 .as_deref()
                 .map_or("everywhere".to_owned(), |c| format!("at client {c}"));

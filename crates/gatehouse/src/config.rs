@@ -31,6 +31,9 @@ pub struct Config {
     /// on first start. Several instances on one PostgreSQL database must all
     /// be given the same `GATEHOUSE_SECRET_KEY`.
     pub secret_key: Option<InstanceSecret>,
+    /// An outbox message (a back-channel logout token) not delivered this
+    /// long after it was written is dead-lettered. Default 24 hours.
+    pub outbox_max_age: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -58,11 +61,12 @@ struct FileConfig {
     data_dir: Option<String>,
     log_format: Option<String>,
     secret_key: Option<String>,
+    outbox_max_age: Option<String>,
 }
 
 /// The environment variables we read; `GATEHOUSE_TEST_*` is left to the
 /// test suite.
-const ENV_KEYS: [&str; 8] = [
+const ENV_KEYS: [&str; 9] = [
     "GATEHOUSE_ISSUER",
     "GATEHOUSE_LISTEN",
     "GATEHOUSE_DATABASE_URL",
@@ -70,6 +74,7 @@ const ENV_KEYS: [&str; 8] = [
     "GATEHOUSE_DATA_DIR",
     "GATEHOUSE_LOG_FORMAT",
     "GATEHOUSE_SECRET_KEY",
+    "GATEHOUSE_OUTBOX_MAX_AGE",
     // The log filter (tracing's EnvFilter syntax), read by `main`.
     "GATEHOUSE_LOG",
 ];
@@ -160,6 +165,13 @@ impl Config {
             Some((key, v)) => Some(InstanceSecret::from_base64(&v).map_err(|e| error(key, e.to_string()))?),
             None => None,
         };
+        let outbox_max_age = match pick("GATEHOUSE_OUTBOX_MAX_AGE", "outbox_max_age", &file.outbox_max_age) {
+            Some((key, v)) => match v.parse::<u64>() {
+                Ok(secs) if secs > 0 => std::time::Duration::from_secs(secs),
+                _ => return Err(error(key, format!("{v:?} is not a positive number of seconds"))),
+            },
+            None => gatehouse_idp::outbox::DEFAULT_MAX_AGE,
+        };
         Ok(Config {
             issuer,
             listen,
@@ -168,6 +180,7 @@ impl Config {
             data_dir,
             log_format,
             secret_key,
+            outbox_max_age,
         })
     }
 
@@ -242,6 +255,20 @@ mod tests {
         assert_eq!(e.key, "GATEHOUSE_SMTP_URL");
         // The test suite's own variables are not settings.
         assert!(Config::from_sources(None, env(&[("GATEHOUSE_TEST_POSTGRES_URL", "x")])).is_ok());
+    }
+
+    #[test]
+    fn outbox_max_age_is_positive_seconds() {
+        let c = Config::from_sources(None, env(&[])).expect("defaults");
+        assert_eq!(c.outbox_max_age, gatehouse_idp::outbox::DEFAULT_MAX_AGE);
+        let c = Config::from_sources(Some("outbox_max_age = \"60\""), env(&[])).expect("file");
+        assert_eq!(c.outbox_max_age, std::time::Duration::from_secs(60));
+        let c = Config::from_sources(None, env(&[("GATEHOUSE_OUTBOX_MAX_AGE", "5")])).expect("env");
+        assert_eq!(c.outbox_max_age, std::time::Duration::from_secs(5));
+        for bad in ["0", "-1", "1h"] {
+            let e = Config::from_sources(None, env(&[("GATEHOUSE_OUTBOX_MAX_AGE", bad)])).expect_err(bad);
+            assert_eq!(e.key, "GATEHOUSE_OUTBOX_MAX_AGE");
+        }
     }
 
     #[test]

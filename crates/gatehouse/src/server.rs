@@ -23,6 +23,8 @@ pub struct Running {
     pub store: Arc<dyn Store>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
+    /// The outbox delivery worker; stopped with the server.
+    outbox: JoinHandle<()>,
 }
 
 impl Running {
@@ -32,7 +34,9 @@ impl Running {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        (&mut self.task).await.context("server task")?.context("server")
+        let served = (&mut self.task).await.context("server task")?.context("server");
+        self.outbox.abort();
+        served
     }
 
     /// Waits until the server ends by itself (it does not, unless it fails).
@@ -99,12 +103,10 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         .await
         .context("cannot load the signing keys")?;
     keys.spawn_refresher(gatehouse_idp::keys::REFRESH_INTERVAL);
-    let state = AppState::new(
-        store.clone(),
-        mailer(config, &issuer)?,
-        Settings::new(issuer.clone()),
-        keys,
-    );
+    let mut settings = Settings::new(issuer.clone());
+    settings.outbox_max_age = config.outbox_max_age;
+    let state = AppState::new(store.clone(), mailer(config, &issuer)?, settings, keys);
+    let outbox = gatehouse_idp::outbox::spawn_worker(state.clone());
     let app = gatehouse_idp::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -121,6 +123,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         store,
         stop: Some(stop),
         task,
+        outbox,
     })
 }
 

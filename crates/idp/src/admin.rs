@@ -38,6 +38,8 @@ pub fn routes() -> Router<AppState> {
             "/admin/clients/{id}",
             get(show_client).patch(update_client).delete(delete_client),
         )
+        .route("/admin/outbox", get(list_outbox))
+        .route("/admin/outbox/{id}/redeliver", axum::routing::post(redeliver_outbox))
         .route("/openapi.json", get(openapi))
 }
 
@@ -87,6 +89,74 @@ async fn list_clients(State(state): State<AppState>, headers: HeaderMap) -> Resp
         Ok(clients) => {
             Json(json!({ "clients": clients.iter().map(Client::to_json).collect::<Vec<_>>() })).into_response()
         }
+        Err(e) => store_error(e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct OutboxQuery {
+    client_id: Option<String>,
+}
+
+/// How many messages `GET /admin/outbox` lists, newest first.
+const OUTBOX_LIST_LIMIT: i64 = 100;
+
+/// An outbox message as admins see it: everything but the payload (a
+/// signed token meant for the relier only).
+fn outbox_json(m: &gatehouse_store::OutboxMessage) -> serde_json::Value {
+    json!({
+        "id": m.id,
+        "client_id": m.client_id,
+        "kind": m.kind.as_str(),
+        "target_uri": m.target_uri,
+        "status": m.status(),
+        "attempts": m.attempts,
+        "created_at": m.created_at.0,
+        "next_attempt_at": m.next_attempt_at.0,
+        "last_error": m.last_error,
+        "delivered_at": m.delivered_at.map(|t| t.0),
+        "dead_at": m.dead_at.map(|t| t.0),
+    })
+}
+
+async fn list_outbox(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<OutboxQuery>,
+) -> Response {
+    if let Err(r) = admin(&state, &headers).await {
+        return r;
+    }
+    let client = query.client_id.filter(|c| !c.is_empty()).map(ClientId);
+    let summary = match state.store.outbox_summary(client.as_ref()).await {
+        Ok(s) => s,
+        Err(e) => return store_error(e),
+    };
+    match state.store.outbox_messages(client.as_ref(), OUTBOX_LIST_LIMIT).await {
+        Ok(messages) => Json(json!({
+            "counts": {
+                "pending": summary.pending,
+                "failed": summary.failed,
+                "delivered": summary.delivered,
+                "dead": summary.dead,
+            },
+            "messages": messages.iter().map(outbox_json).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+async fn redeliver_outbox(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Err(r) = admin(&state, &headers).await {
+        return r;
+    }
+    match state.store.outbox_redeliver(&id, Timestamp::now()).await {
+        Ok(true) => {
+            state.outbox_wake.notify_one();
+            StatusCode::ACCEPTED.into_response()
+        }
+        Ok(false) => problem(StatusCode::NOT_FOUND, "not_found", "no such undelivered message"),
         Err(e) => store_error(e),
     }
 }
@@ -246,6 +316,7 @@ pub async fn ban_account(
     req: &BanRequest,
     by: &str,
     now: Timestamp,
+    outbox: &[gatehouse_store::OutboxMessage],
 ) -> Result<gatehouse_core::ban::Ban, BanError> {
     let account_id = gatehouse_core::AccountId(uid.to_owned());
     if store.account_by_id(&account_id).await?.is_none() {
@@ -286,7 +357,10 @@ pub async fn ban_account(
         now,
     )
     .with_detail(json!({ "client_id": ban.client_id, "until": req.until, "reason": ban.reason, "by": by }));
-    store.ban(&ban, now, &audit).await?;
+    // Back-channel logout tokens only go with a ban everywhere (the one
+    // that ends sessions).
+    let outbox = if ban.client_id.is_none() { outbox } else { &[] };
+    store.ban_notify(&ban, now, &audit, outbox).await?;
     Ok(ban)
 }
 
@@ -375,16 +449,30 @@ async fn ban_user(
         Ok(v) => v,
         Err(e) => return malformed(e),
     };
+    let now = Timestamp::now();
+    let outbox = if req.client_id.is_none() {
+        let account = gatehouse_core::AccountId(uid.clone());
+        match crate::outbox::logout_messages_for_account(&state, &account, None, now).await {
+            Ok(m) => m,
+            Err(e) => return e.into_response(),
+        }
+    } else {
+        Vec::new()
+    };
     match ban_account(
         state.store.as_ref(),
         &uid,
         &req,
         &format!("admin:{}", claims.client_id),
-        Timestamp::now(),
+        now,
+        &outbox,
     )
     .await
     {
-        Ok(ban) => (StatusCode::CREATED, Json(ban_json(&ban))).into_response(),
+        Ok(ban) => {
+            crate::outbox::wake(&state, &outbox);
+            (StatusCode::CREATED, Json(ban_json(&ban))).into_response()
+        }
         Err(e) => ban_error(e),
     }
 }

@@ -12,6 +12,7 @@ pub mod mail;
 pub mod metrics;
 pub mod oauth;
 pub mod ops;
+pub mod outbox;
 pub mod pages;
 pub mod web;
 

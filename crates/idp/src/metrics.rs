@@ -7,6 +7,7 @@ use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::AppState;
@@ -29,6 +30,11 @@ pub struct Metrics {
     /// Logins by outcome: `success`, or the failure reason.
     pub logins: Family<OutcomeLabels, Counter>,
     pub signups: Counter,
+    /// Outbox deliveries by outcome: `delivered`, `failed` (will retry) or
+    /// `dead` (given up).
+    pub outbox_deliveries: Family<OutcomeLabels, Counter>,
+    /// Outbox messages due or waiting for a retry, as last seen by the worker.
+    pub outbox_queue: Gauge,
 }
 
 impl Default for Metrics {
@@ -50,16 +56,38 @@ impl Metrics {
         );
         registry.register("logins", "Login attempts by outcome", logins.clone());
         registry.register("signups", "Accounts created", signups.clone());
+        let outbox_deliveries = Family::<OutcomeLabels, Counter>::default();
+        let outbox_queue = Gauge::default();
+        registry.register(
+            "outbox_deliveries",
+            "Outbox delivery attempts by outcome",
+            outbox_deliveries.clone(),
+        );
+        registry.register(
+            "outbox_queue",
+            "Outbox messages not yet delivered nor dead",
+            outbox_queue.clone(),
+        );
         Self {
             registry,
             requests,
             logins,
             signups,
+            outbox_deliveries,
+            outbox_queue,
         }
     }
 
     pub fn login(&self, outcome: &str) {
         self.logins
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn outbox_delivery(&self, outcome: &str) {
+        self.outbox_deliveries
             .get_or_create(&OutcomeLabels {
                 outcome: outcome.to_owned(),
             })

@@ -2,6 +2,7 @@
 //! and passed in. No globals, so one process can run many servers.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use gatehouse_store::Store;
 use url::Url;
@@ -17,6 +18,9 @@ pub struct Settings {
     pub issuer: Url,
     /// `Secure` on cookies: true unless the issuer is plain http on loopback.
     pub secure_cookies: bool,
+    /// An outbox message not delivered within this long after it was
+    /// written is given up (dead-lettered).
+    pub outbox_max_age: Duration,
 }
 
 impl Settings {
@@ -31,6 +35,7 @@ impl Settings {
         Self {
             secure_cookies: !loopback_http,
             issuer,
+            outbox_max_age: crate::outbox::DEFAULT_MAX_AGE,
         }
     }
 
@@ -54,6 +59,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The signing keys (shared by every instance through the store).
     pub keys: KeyRing,
+    /// Wakes the outbox worker when messages were written.
+    pub outbox_wake: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -64,6 +71,7 @@ impl AppState {
             settings: Arc::new(settings),
             metrics: Arc::new(Metrics::new()),
             keys,
+            outbox_wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 }

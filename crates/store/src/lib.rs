@@ -66,6 +66,105 @@ pub enum Redeemed {
     EmailTaken,
 }
 
+/// What an outbox message carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutboxKind {
+    /// An OpenID Connect Back-Channel Logout token.
+    BackchannelLogout,
+    /// A security event token (RFC 8417 / RFC 8935).
+    SecurityEvent,
+}
+
+impl OutboxKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxKind::BackchannelLogout => "backchannel_logout",
+            OutboxKind::SecurityEvent => "security_event",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "backchannel_logout" => Some(OutboxKind::BackchannelLogout),
+            "security_event" => Some(OutboxKind::SecurityEvent),
+            _ => None,
+        }
+    }
+}
+
+/// One message to a relier in the durable outbox. The payload (a signed JWT)
+/// is fixed when the message is written: every attempt sends the same bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxMessage {
+    pub id: String,
+    pub client_id: ClientId,
+    pub kind: OutboxKind,
+    pub target_uri: String,
+    pub payload: String,
+    pub content_type: String,
+    pub created_at: Timestamp,
+    pub next_attempt_at: Timestamp,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<Timestamp>,
+    pub dead_at: Option<Timestamp>,
+    pub locked_until: Option<Timestamp>,
+}
+
+impl OutboxMessage {
+    /// A new message, due at once.
+    pub fn new(
+        id: String,
+        client_id: ClientId,
+        kind: OutboxKind,
+        target_uri: String,
+        payload: String,
+        content_type: String,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            id,
+            client_id,
+            kind,
+            target_uri,
+            payload,
+            content_type,
+            created_at: now,
+            next_attempt_at: now,
+            attempts: 0,
+            last_error: None,
+            delivered_at: None,
+            dead_at: None,
+            locked_until: None,
+        }
+    }
+
+    /// `pending`, `failed` (tried, will try again), `delivered` or `dead`.
+    pub fn status(&self) -> &'static str {
+        if self.delivered_at.is_some() {
+            "delivered"
+        } else if self.dead_at.is_some() {
+            "dead"
+        } else if self.attempts > 0 {
+            "failed"
+        } else {
+            "pending"
+        }
+    }
+}
+
+/// Counts of outbox messages by status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutboxSummary {
+    /// Never tried yet.
+    pub pending: i64,
+    /// Tried and failed, to be tried again.
+    pub failed: i64,
+    pub delivered: i64,
+    /// Given up on (too old).
+    pub dead: i64,
+}
+
 /// Which audit events to read.
 #[derive(Clone, Debug, Default)]
 pub struct AuditQuery {
@@ -101,6 +200,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// Deletes the account, its sessions and its codes. Audit events stay.
     async fn delete_account(&self, id: &AccountId, audit: &AuditEvent) -> Result<(), StoreError>;
+    /// [`Store::delete_account`] that also writes `outbox` in the same
+    /// transaction.
+    async fn delete_account_notify(
+        &self,
+        id: &AccountId,
+        audit: &AuditEvent,
+        outbox: &[OutboxMessage],
+    ) -> Result<(), StoreError>;
 
     // --- one-time codes ---------------------------------------------------
     /// Stores a new code; earlier unused codes of the same account and purpose
@@ -142,6 +249,15 @@ pub trait Store: Send + Sync + 'static {
         account: &AccountId,
         which: &SessionSelector,
         audit: &AuditEvent,
+    ) -> Result<u64, StoreError>;
+    /// [`Store::end_sessions`] that also writes `outbox` (the back-channel
+    /// logout tokens for the sessions' clients) in the same transaction.
+    async fn end_sessions_notify(
+        &self,
+        account: &AccountId,
+        which: &SessionSelector,
+        audit: &AuditEvent,
+        outbox: &[OutboxMessage],
     ) -> Result<u64, StoreError>;
 
     // --- throttling -------------------------------------------------------
@@ -222,6 +338,14 @@ pub trait Store: Send + Sync + 'static {
     /// the account and revokes every grant; for a ban at one client, revokes
     /// the grants of that client. With its audit event.
     async fn ban(&self, ban: &Ban, now: Timestamp, audit: &AuditEvent) -> Result<(), StoreError>;
+    /// [`Store::ban`] that also writes `outbox` in the same transaction.
+    async fn ban_notify(
+        &self,
+        ban: &Ban,
+        now: Timestamp,
+        audit: &AuditEvent,
+        outbox: &[OutboxMessage],
+    ) -> Result<(), StoreError>;
     /// Lifts the ban of the account everywhere (`None`) or at one client;
     /// false if there was none. With its audit event.
     async fn unban(
@@ -264,6 +388,32 @@ pub trait Store: Send + Sync + 'static {
     /// replay), false if this is its first use. A remembered proof past its
     /// `expires_at` counts as unseen; such rows are purged now and then.
     async fn dpop_jti_seen(&self, jkt: &str, jti: &str, expires_at: Timestamp) -> Result<bool, StoreError>;
+
+    // --- the outbox -----------------------------------------------------------
+    /// Takes up to `limit` due messages (not delivered, not dead,
+    /// `next_attempt_at <= now`, not leased) and leases them until
+    /// `now + lease_secs`, atomically: two workers never take the same one.
+    async fn claim_outbox(&self, now: Timestamp, limit: i64, lease_secs: i64)
+    -> Result<Vec<OutboxMessage>, StoreError>;
+    /// The message was accepted: delivered at `now`, lease released.
+    async fn outbox_delivered(&self, id: &str, now: Timestamp) -> Result<(), StoreError>;
+    /// An attempt failed: counts it, records `error`, and either schedules the
+    /// next attempt or (`dead`) gives up at `now`. The lease is released.
+    async fn outbox_failed(
+        &self,
+        id: &str,
+        now: Timestamp,
+        next_attempt_at: Timestamp,
+        error: &str,
+        dead: bool,
+    ) -> Result<(), StoreError>;
+    /// Counts by status, of one client or of all.
+    async fn outbox_summary(&self, client: Option<&ClientId>) -> Result<OutboxSummary, StoreError>;
+    /// The newest `limit` messages, of one client or of all.
+    async fn outbox_messages(&self, client: Option<&ClientId>, limit: i64) -> Result<Vec<OutboxMessage>, StoreError>;
+    /// Makes a failed or dead message due again at `now` (attempts kept, not
+    /// dead, not leased); false if there is no such undelivered message.
+    async fn outbox_redeliver(&self, id: &str, now: Timestamp) -> Result<bool, StoreError>;
 }
 
 /// Opens the store named by `url`: `sqlite://path` (created if missing) or

@@ -924,3 +924,112 @@ impl From<BanRow> for Ban {
         }
     }
 }
+
+// --- the outbox ---------------------------------------------------------------
+
+pub const INSERT_OUTBOX: &str = "\
+    INSERT INTO outbox (id, client_id, kind, target_uri, payload, content_type, created_at, \
+                        next_attempt_at, attempts, last_error, delivered_at, dead_at, locked_until) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+
+/// SQLite: one UPDATE ... RETURNING of the due, unleased rows (SQLite has
+/// one writer at a time, so the statement is atomic). `$1` now, `$2` limit,
+/// `$3` the lease's end.
+pub const CLAIM_OUTBOX_SQLITE: &str = "\
+    UPDATE outbox SET locked_until = $3 \
+    WHERE id IN (SELECT id FROM outbox \
+                 WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_at <= $1 \
+                   AND (locked_until IS NULL OR locked_until <= $1) \
+                 ORDER BY next_attempt_at, created_at LIMIT $2) \
+    RETURNING id, client_id, kind, target_uri, payload, content_type, created_at, \
+              next_attempt_at, attempts, last_error, delivered_at, dead_at, locked_until";
+
+/// PostgreSQL: the due rows are locked with `FOR UPDATE SKIP LOCKED`, so
+/// concurrent workers take disjoint sets, and leased in the same statement.
+pub const CLAIM_OUTBOX_POSTGRES: &str = "\
+    UPDATE outbox SET locked_until = $3 \
+    WHERE id IN (SELECT id FROM outbox \
+                 WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_at <= $1 \
+                   AND (locked_until IS NULL OR locked_until <= $1) \
+                 ORDER BY next_attempt_at, created_at LIMIT $2 \
+                 FOR UPDATE SKIP LOCKED) \
+    RETURNING id, client_id, kind, target_uri, payload, content_type, created_at, \
+              next_attempt_at, attempts, last_error, delivered_at, dead_at, locked_until";
+
+pub const OUTBOX_DELIVERED: &str = "\
+    UPDATE outbox SET delivered_at = $2, attempts = attempts + 1, locked_until = NULL, last_error = NULL \
+    WHERE id = $1";
+
+/// `$1` id, `$2` now, `$3` next attempt, `$4` error, `$5` dead.
+pub const OUTBOX_FAILED: &str = "\
+    UPDATE outbox SET attempts = attempts + 1, last_error = $4, next_attempt_at = $3, locked_until = NULL, \
+                      dead_at = CASE WHEN $5 THEN $2 ELSE NULL END \
+    WHERE id = $1 AND delivered_at IS NULL";
+
+pub const OUTBOX_REDELIVER: &str = "\
+    UPDATE outbox SET dead_at = NULL, locked_until = NULL, next_attempt_at = $2, created_at = $2 \
+    WHERE id = $1 AND delivered_at IS NULL";
+
+/// `$1` the client, or NULL for all.
+pub const OUTBOX_SUMMARY: &str = "\
+    SELECT \
+      COALESCE(SUM(CASE WHEN delivered_at IS NULL AND dead_at IS NULL AND attempts = 0 THEN 1 ELSE 0 END), 0) AS pending, \
+      COALESCE(SUM(CASE WHEN delivered_at IS NULL AND dead_at IS NULL AND attempts > 0 THEN 1 ELSE 0 END), 0) AS failed, \
+      COALESCE(SUM(CASE WHEN delivered_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS delivered, \
+      COALESCE(SUM(CASE WHEN dead_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS dead \
+    FROM outbox WHERE ($1 IS NULL OR client_id = $1)";
+
+pub const OUTBOX_MESSAGES: &str = "\
+    SELECT id, client_id, kind, target_uri, payload, content_type, created_at, \
+           next_attempt_at, attempts, last_error, delivered_at, dead_at, locked_until \
+    FROM outbox WHERE ($1 IS NULL OR client_id = $1) \
+    ORDER BY created_at DESC, id DESC LIMIT $2";
+
+#[derive(sqlx::FromRow)]
+pub struct OutboxSummaryRow {
+    pub pending: i64,
+    pub failed: i64,
+    pub delivered: i64,
+    pub dead: i64,
+}
+
+#[derive(sqlx::FromRow)]
+pub struct OutboxRow {
+    id: String,
+    client_id: String,
+    kind: String,
+    target_uri: String,
+    payload: String,
+    content_type: String,
+    created_at: i64,
+    next_attempt_at: i64,
+    attempts: i64,
+    last_error: Option<String>,
+    delivered_at: Option<i64>,
+    dead_at: Option<i64>,
+    locked_until: Option<i64>,
+}
+
+impl TryFrom<OutboxRow> for crate::OutboxMessage {
+    type Error = crate::StoreError;
+
+    fn try_from(row: OutboxRow) -> Result<Self, Self::Error> {
+        let kind = crate::OutboxKind::parse(&row.kind)
+            .ok_or_else(|| crate::StoreError::Corrupt(format!("outbox kind {}", row.kind)))?;
+        Ok(crate::OutboxMessage {
+            id: row.id,
+            client_id: ClientId(row.client_id),
+            kind,
+            target_uri: row.target_uri,
+            payload: row.payload,
+            content_type: row.content_type,
+            created_at: Timestamp(row.created_at),
+            next_attempt_at: Timestamp(row.next_attempt_at),
+            attempts: row.attempts,
+            last_error: row.last_error,
+            delivered_at: row.delivered_at.map(Timestamp),
+            dead_at: row.dead_at.map(Timestamp),
+            locked_until: row.locked_until.map(Timestamp),
+        })
+    }
+}

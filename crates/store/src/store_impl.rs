@@ -28,7 +28,7 @@ macro_rules! impl_store {
                 self, AccountRow, AuditRow, AuthCodeRow, ChainRow, ClientColumns, ClientRow, CodeRow, ConsentRow,
                 GrantRow, InteractionRow, KeyRow, RefreshRow, SessionRow, WindowRow,
             };
-            use $crate::{AuditQuery, Backend, Redeemed, Store, StoreError};
+            use $crate::{AuditQuery, Backend, OutboxMessage, OutboxSummary, Redeemed, Store, StoreError};
 
             type Conn = <$db as sqlx::Database>::Connection;
             type Query = sqlx::query::Query<'static, $db, <$db as sqlx::Database>::Arguments>;
@@ -46,6 +46,30 @@ macro_rules! impl_store {
                     .bind(event.detail.to_string())
                     .execute(conn)
                     .await?;
+                Ok(())
+            }
+
+            /// Writes outbox messages on `conn` (a transaction, so they
+            /// commit or roll back with the change that caused them).
+            async fn insert_outbox(conn: &mut Conn, outbox: &[OutboxMessage]) -> Result<(), StoreError> {
+                for m in outbox {
+                    sqlx::query(sql::INSERT_OUTBOX)
+                        .bind(m.id.as_str())
+                        .bind(m.client_id.as_str())
+                        .bind(m.kind.as_str())
+                        .bind(m.target_uri.as_str())
+                        .bind(m.payload.as_str())
+                        .bind(m.content_type.as_str())
+                        .bind(m.created_at.0)
+                        .bind(m.next_attempt_at.0)
+                        .bind(m.attempts)
+                        .bind(m.last_error.as_deref())
+                        .bind(m.delivered_at.map(|t| t.0))
+                        .bind(m.dead_at.map(|t| t.0))
+                        .bind(m.locked_until.map(|t| t.0))
+                        .execute(&mut *conn)
+                        .await?;
+                }
                 Ok(())
             }
 
@@ -254,6 +278,15 @@ macro_rules! impl_store {
                 }
 
                 async fn delete_account(&self, id: &AccountId, audit: &AuditEvent) -> Result<(), StoreError> {
+                    self.delete_account_notify(id, audit, &[]).await
+                }
+
+                async fn delete_account_notify(
+                    &self,
+                    id: &AccountId,
+                    audit: &AuditEvent,
+                    outbox: &[OutboxMessage],
+                ) -> Result<(), StoreError> {
                     let mut tx = self.pool.begin().await?;
                     // Sessions and codes are deleted explicitly, not relying
                     // on the foreign keys being enforced. The OAuth records
@@ -263,6 +296,7 @@ macro_rules! impl_store {
                     for statement in [sql::DELETE_SESSIONS_OF, sql::DELETE_CODES_OF, sql::DELETE_ACCOUNT] {
                         sqlx::query(statement).bind(id.as_str()).execute(&mut *tx).await?;
                     }
+                    insert_outbox(&mut tx, outbox).await?;
                     insert_audit(&mut tx, audit).await?;
                     tx.commit().await?;
                     Ok(())
@@ -463,6 +497,16 @@ macro_rules! impl_store {
                     which: &SessionSelector,
                     audit: &AuditEvent,
                 ) -> Result<u64, StoreError> {
+                    self.end_sessions_notify(account, which, audit, &[]).await
+                }
+
+                async fn end_sessions_notify(
+                    &self,
+                    account: &AccountId,
+                    which: &SessionSelector,
+                    audit: &AuditEvent,
+                    outbox: &[OutboxMessage],
+                ) -> Result<u64, StoreError> {
                     let (statement, selected) = sql::end_sessions(which);
                     let mut query = sqlx::query(statement).bind(account.as_str());
                     if let Some(selected) = selected {
@@ -470,6 +514,7 @@ macro_rules! impl_store {
                     }
                     let mut tx = self.pool.begin().await?;
                     let ended = query.execute(&mut *tx).await?.rows_affected();
+                    insert_outbox(&mut tx, outbox).await?;
                     insert_audit(&mut tx, audit).await?;
                     tx.commit().await?;
                     Ok(ended)
@@ -808,6 +853,16 @@ macro_rules! impl_store {
                 // --- bans -----------------------------------------------------
 
                 async fn ban(&self, ban: &Ban, now: Timestamp, audit: &AuditEvent) -> Result<(), StoreError> {
+                    self.ban_notify(ban, now, audit, &[]).await
+                }
+
+                async fn ban_notify(
+                    &self,
+                    ban: &Ban,
+                    now: Timestamp,
+                    audit: &AuditEvent,
+                    outbox: &[OutboxMessage],
+                ) -> Result<(), StoreError> {
                     let mut tx = self.pool.begin().await?;
                     let client = ban.client_id.as_ref().map_or("", ClientId::as_str);
                     sqlx::query(sql::UPSERT_BAN)
@@ -840,6 +895,7 @@ macro_rules! impl_store {
                                 .await?;
                         }
                     }
+                    insert_outbox(&mut tx, outbox).await?;
                     insert_audit(&mut tx, audit).await?;
                     tx.commit().await?;
                     Ok(())
@@ -968,6 +1024,93 @@ macro_rules! impl_store {
                         .await?
                         .rows_affected();
                     Ok(inserted == 0)
+                }
+
+                // --- the outbox ---------------------------------------------
+
+                async fn claim_outbox(
+                    &self,
+                    now: Timestamp,
+                    limit: i64,
+                    lease_secs: i64,
+                ) -> Result<Vec<OutboxMessage>, StoreError> {
+                    let statement = match $backend {
+                        Backend::Sqlite => sql::CLAIM_OUTBOX_SQLITE,
+                        Backend::Postgres => sql::CLAIM_OUTBOX_POSTGRES,
+                    };
+                    let mut tx = self.pool.begin().await?;
+                    let rows = sqlx::query_as::<_, sql::OutboxRow>(statement)
+                        .bind(now.0)
+                        .bind(limit)
+                        .bind(now.plus(lease_secs).0)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    rows.into_iter().map(OutboxMessage::try_from).collect()
+                }
+
+                async fn outbox_delivered(&self, id: &str, now: Timestamp) -> Result<(), StoreError> {
+                    sqlx::query(sql::OUTBOX_DELIVERED)
+                        .bind(id)
+                        .bind(now.0)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(())
+                }
+
+                async fn outbox_failed(
+                    &self,
+                    id: &str,
+                    now: Timestamp,
+                    next_attempt_at: Timestamp,
+                    error: &str,
+                    dead: bool,
+                ) -> Result<(), StoreError> {
+                    sqlx::query(sql::OUTBOX_FAILED)
+                        .bind(id)
+                        .bind(now.0)
+                        .bind(next_attempt_at.0)
+                        .bind(error)
+                        .bind(dead)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(())
+                }
+
+                async fn outbox_summary(&self, client: Option<&ClientId>) -> Result<OutboxSummary, StoreError> {
+                    let row = sqlx::query_as::<_, sql::OutboxSummaryRow>(sql::OUTBOX_SUMMARY)
+                        .bind(client.map(ClientId::as_str))
+                        .fetch_one(&self.pool)
+                        .await?;
+                    Ok(OutboxSummary {
+                        pending: row.pending,
+                        failed: row.failed,
+                        delivered: row.delivered,
+                        dead: row.dead,
+                    })
+                }
+
+                async fn outbox_messages(
+                    &self,
+                    client: Option<&ClientId>,
+                    limit: i64,
+                ) -> Result<Vec<OutboxMessage>, StoreError> {
+                    let rows = sqlx::query_as::<_, sql::OutboxRow>(sql::OUTBOX_MESSAGES)
+                        .bind(client.map(ClientId::as_str))
+                        .bind(limit)
+                        .fetch_all(&self.pool)
+                        .await?;
+                    rows.into_iter().map(OutboxMessage::try_from).collect()
+                }
+
+                async fn outbox_redeliver(&self, id: &str, now: Timestamp) -> Result<bool, StoreError> {
+                    let changed = sqlx::query(sql::OUTBOX_REDELIVER)
+                        .bind(id)
+                        .bind(now.0)
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected();
+                    Ok(changed > 0)
                 }
             }
         };

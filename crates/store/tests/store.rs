@@ -20,7 +20,7 @@ use gatehouse_core::oauth::{Client, ClientId, GrantType, Scopes};
 use gatehouse_core::session::{AuthMethod, Session, SessionSelector};
 use gatehouse_core::throttle::Window;
 use gatehouse_core::{Account, AccountId, Email, OpaqueToken, Secret, Timestamp, TokenDigest};
-use gatehouse_store::{AuditQuery, Backend, Redeemed, Store, StoreError};
+use gatehouse_store::{AuditQuery, Backend, OutboxKind, OutboxMessage, OutboxSummary, Redeemed, Store, StoreError};
 use sqlx::Connection;
 
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -220,6 +220,9 @@ backend_tests!(
     dpop_proofs_are_seen_once,
     concurrent_dpop_proofs_are_seen_once,
     grants_keep_their_dpop_key,
+    outbox_claim_lease_and_outcomes,
+    concurrent_outbox_claims_are_disjoint,
+    outbox_rows_commit_with_the_logout,
 );
 
 // --- builders ---------------------------------------------------------------
@@ -1883,4 +1886,175 @@ fn database_name_is_replaced_in_urls() {
         with_database("postgres://u:p@h/db?sslmode=disable", "x"),
         "postgres://u:p@h/x?sslmode=disable"
     );
+}
+
+// --- the outbox -------------------------------------------------------------
+
+fn outbox_message(client: &Client, id: &str, now: Timestamp) -> OutboxMessage {
+    OutboxMessage::new(
+        id.to_owned(),
+        client.id.clone(),
+        OutboxKind::BackchannelLogout,
+        "http://127.0.0.1:9/bcl".to_owned(),
+        format!("logout_token={id}"),
+        "application/x-www-form-urlencoded".to_owned(),
+        now,
+    )
+}
+
+async fn outbox_claim_lease_and_outcomes(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    let c = new_client(s, "Shop", T0).await;
+    let a = new_account(s, "outbox@example.com").await;
+    let session = new_session(s, &a.id, T0).await;
+    let messages = [outbox_message(&c, "m1", T0), outbox_message(&c, "m2", T0)];
+    let ended = s
+        .end_sessions_notify(
+            &a.id,
+            &SessionSelector::ById(session.id_digest.clone()),
+            &ev(AuditKind::Logout, Some(&a.id), T0),
+            &messages,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ended, 1);
+    assert_eq!(
+        s.outbox_summary(Some(&c.id)).await.unwrap(),
+        OutboxSummary {
+            pending: 2,
+            ..OutboxSummary::default()
+        }
+    );
+
+    // Not due before its time; leased once claimed.
+    assert!(s.claim_outbox(T0.minus(1), 10, 30).await.unwrap().is_empty());
+    let claimed = s.claim_outbox(T0, 10, 30).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert_eq!(claimed[0].payload, format!("logout_token={}", claimed[0].id));
+    assert_eq!(claimed[0].locked_until, Some(T0.plus(30)));
+    assert!(s.claim_outbox(T0.plus(1), 10, 30).await.unwrap().is_empty());
+
+    // One delivered, one failed and retried later; a lapsed lease frees it.
+    s.outbox_delivered("m1", T0.plus(1)).await.unwrap();
+    s.outbox_failed("m2", T0.plus(1), T0.plus(5), "HTTP 500", false)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.outbox_summary(None).await.unwrap(),
+        OutboxSummary {
+            failed: 1,
+            delivered: 1,
+            ..OutboxSummary::default()
+        }
+    );
+    assert!(s.claim_outbox(T0.plus(4), 10, 30).await.unwrap().is_empty());
+    let again = s.claim_outbox(T0.plus(5), 10, 30).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].id.as_str(), again[0].attempts), ("m2", 1));
+    assert_eq!(again[0].last_error.as_deref(), Some("HTTP 500"));
+    let after_lease = s.claim_outbox(T0.plus(35), 10, 30).await.unwrap();
+    assert_eq!(after_lease.len(), 1, "an expired lease is taken again");
+
+    // Dead: never claimed again, until redelivered.
+    s.outbox_failed("m2", T0.plus(36), T0.plus(100), "HTTP 500", true)
+        .await
+        .unwrap();
+    assert!(s.claim_outbox(T0.plus(1000), 10, 30).await.unwrap().is_empty());
+    let listed = s.outbox_messages(Some(&c.id), 10).await.unwrap();
+    let dead = listed.iter().find(|m| m.id == "m2").unwrap();
+    assert_eq!(
+        (dead.status(), dead.attempts, dead.dead_at),
+        ("dead", 2, Some(T0.plus(36)))
+    );
+    assert!(s.outbox_redeliver("m2", T0.plus(1000)).await.unwrap());
+    assert!(
+        !s.outbox_redeliver("m1", T0.plus(1000)).await.unwrap(),
+        "delivered stays delivered"
+    );
+    assert!(!s.outbox_redeliver("nope", T0.plus(1000)).await.unwrap());
+    assert_eq!(s.claim_outbox(T0.plus(1000), 10, 30).await.unwrap().len(), 1);
+
+    // Deleting the client deletes its messages.
+    assert!(s.delete_client(&c.id).await.unwrap());
+    assert_eq!(s.outbox_summary(None).await.unwrap(), OutboxSummary::default());
+}
+
+async fn concurrent_outbox_claims_are_disjoint(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    let c = new_client(s, "Shop", T0).await;
+    let a = new_account(s, "race@example.com").await;
+    let messages: Vec<_> = (0..20).map(|i| outbox_message(&c, &format!("r{i}"), T0)).collect();
+    s.end_sessions_notify(
+        &a.id,
+        &SessionSelector::All,
+        &ev(AuditKind::Logout, Some(&a.id), T0),
+        &messages,
+    )
+    .await
+    .unwrap();
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let store = Arc::clone(&db.store);
+            tokio::spawn(async move { store.claim_outbox(T0, 7, 30).await.unwrap() })
+        })
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    for t in tasks {
+        for m in t.await.unwrap() {
+            assert!(seen.insert(m.id.clone()), "{} claimed twice", m.id);
+        }
+    }
+    assert_eq!(seen.len(), 20);
+}
+
+async fn outbox_rows_commit_with_the_logout(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    let c = new_client(s, "Shop", T0).await;
+    let a = new_account(s, "atomic@example.com").await;
+    let session = new_session(s, &a.id, T0).await;
+    // A message for a client that does not exist fails the whole change.
+    let mut bad = outbox_message(&c, "bad", T0);
+    bad.client_id = ClientId("no-such-client".into());
+    let result = s
+        .end_sessions_notify(
+            &a.id,
+            &SessionSelector::ById(session.id_digest.clone()),
+            &ev(AuditKind::Logout, Some(&a.id), T0),
+            &[outbox_message(&c, "good", T0), bad],
+        )
+        .await;
+    assert!(result.is_err());
+    assert!(
+        s.session(&session.id_digest).await.unwrap().is_some(),
+        "the session did not end"
+    );
+    assert_eq!(s.outbox_summary(None).await.unwrap(), OutboxSummary::default());
+    assert!(audit(s, Some(&a.id), Some(AuditKind::Logout)).await.is_empty());
+
+    // Account deletion and a ban carry their messages too.
+    s.delete_account_notify(
+        &a.id,
+        &ev(AuditKind::AccountDeleted, Some(&a.id), T0),
+        &[outbox_message(&c, "del", T0)],
+    )
+    .await
+    .unwrap();
+    let b = new_account(s, "banned@example.com").await;
+    let ban = gatehouse_core::ban::Ban {
+        account_id: b.id.clone(),
+        client_id: None,
+        until: None,
+        reason: "spam".into(),
+        by: "test".into(),
+        created_at: T0,
+    };
+    s.ban_notify(
+        &ban,
+        T0,
+        &ev(AuditKind::AccountBanned, Some(&b.id), T0),
+        &[outbox_message(&c, "ban", T0)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.outbox_summary(Some(&c.id)).await.unwrap().pending, 2);
 }

@@ -13,6 +13,7 @@ mod browser;
 mod cli;
 mod dpop;
 mod exchange;
+mod logout;
 mod oauth;
 mod ops;
 mod relier;

@@ -50,6 +50,10 @@ pub fn metadata(state: &AppState) -> Value {
         "request_uri_parameter_supported": false,
         "require_request_uri_registration": false,
         "authorization_response_iss_parameter_supported": true,
+        // OpenID Connect Back-Channel Logout 1.0 §2.1.
+        "backchannel_logout_supported": true,
+        "end_session_endpoint": url("/end_session"),
+        "backchannel_logout_session_supported": true,
         "ui_locales_supported": ["en"],
     })
 }

@@ -20,6 +20,7 @@ pub mod bearer;
 pub mod client_auth;
 pub mod discovery;
 pub mod dpop;
+pub mod end_session;
 pub mod error;
 pub mod introspect;
 pub mod revoke;
@@ -38,6 +39,10 @@ pub fn browser_routes() -> Router<AppState> {
         .route("/authorize", get(authorize::authorize).post(authorize::authorize_post))
         .route("/authorize/resume", get(authorize::resume))
         .route("/authorize/consent", post(authorize::consent))
+        .route(
+            "/end_session",
+            get(end_session::end_session).post(end_session::end_session_post),
+        )
 }
 
 /// Routes that clients and resource servers call.

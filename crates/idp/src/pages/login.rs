@@ -189,10 +189,17 @@ pub async fn submit(
         // Someone else, or a stale session: it ends, a new one begins.
         let audit = AuditEvent::new(AuditKind::Logout, Some(&c.account.id), &actor, now)
             .with_detail(serde_json::json!({ "session": c.session.handle, "reason": "replaced" }));
+        let outbox = crate::outbox::logout_messages(&state, &c.account.id, c.digest(), &c.session.handle, now).await?;
         state
             .store
-            .end_sessions(&c.account.id, &SessionSelector::ById(c.digest().clone()), &audit)
+            .end_sessions_notify(
+                &c.account.id,
+                &SessionSelector::ById(c.digest().clone()),
+                &audit,
+                &outbox,
+            )
             .await?;
+        crate::outbox::wake(&state, &outbox);
     }
     let jar = start_session(&state, jar, &account, &actor, now).await?;
     let to = if account.is_ready() {
@@ -216,10 +223,17 @@ pub async fn logout(
     if let Some(c) = current(&state, &jar, now).await? {
         let audit = AuditEvent::new(AuditKind::Logout, Some(&c.account.id), &actor, now)
             .with_detail(serde_json::json!({ "session": c.session.handle }));
+        let outbox = crate::outbox::logout_messages(&state, &c.account.id, c.digest(), &c.session.handle, now).await?;
         state
             .store
-            .end_sessions(&c.account.id, &SessionSelector::ById(c.digest().clone()), &audit)
+            .end_sessions_notify(
+                &c.account.id,
+                &SessionSelector::ById(c.digest().clone()),
+                &audit,
+                &outbox,
+            )
             .await?;
+        crate::outbox::wake(&state, &outbox);
     }
     let jar = jar.add(cookies::removal(&state.settings, cookies::SESSION));
     Ok((jar, Redirect::to(&format!("/login?notice={}", q("signed_out")))).into_response())

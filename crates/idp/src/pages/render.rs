@@ -163,3 +163,13 @@ pub struct ConsentPage<'a> {
     pub scopes: Vec<String>,
     pub interaction: &'a str,
 }
+
+#[derive(Template)]
+#[template(path = "end_session.html")]
+pub struct EndSessionPage<'a> {
+    pub csrf: &'a str,
+    pub client_name: Option<&'a str>,
+    pub client_id: &'a str,
+    pub post_logout_redirect_uri: &'a str,
+    pub state: &'a str,
+}

@@ -365,10 +365,24 @@ pub async fn end_session(
     }
     let audit = AuditEvent::new(AuditKind::SessionRevoked, Some(&current.account.id), &actor, now)
         .with_detail(serde_json::json!({ "session": form.handle }));
+    let mut outbox = Vec::new();
+    for session in state.store.sessions_of(&current.account.id).await? {
+        if session.handle == form.handle {
+            outbox =
+                crate::outbox::logout_messages(&state, &current.account.id, &session.id_digest, &session.handle, now)
+                    .await?;
+        }
+    }
     let ended = state
         .store
-        .end_sessions(&current.account.id, &SessionSelector::ByHandle(form.handle), &audit)
+        .end_sessions_notify(
+            &current.account.id,
+            &SessionSelector::ByHandle(form.handle),
+            &audit,
+            &outbox,
+        )
         .await?;
+    crate::outbox::wake(&state, &outbox);
     if ended == 0 {
         return refuse(&state, &current, &csrf, "That session has already ended.".to_owned()).await;
     }
@@ -387,14 +401,18 @@ pub async fn end_other_sessions(
     let now = Timestamp::now();
     let audit = AuditEvent::new(AuditKind::SessionRevoked, Some(&current.account.id), &actor, now)
         .with_detail(serde_json::json!({ "sessions": "all_others" }));
+    let outbox =
+        crate::outbox::logout_messages_for_account(&state, &current.account.id, Some(current.digest()), now).await?;
     state
         .store
-        .end_sessions(
+        .end_sessions_notify(
             &current.account.id,
             &SessionSelector::AllExcept(current.digest().clone()),
             &audit,
+            &outbox,
         )
         .await?;
+    crate::outbox::wake(&state, &outbox);
     Ok(Redirect::to("/settings?notice=others_ended").into_response())
 }
 
@@ -455,7 +473,12 @@ pub async fn delete_account(
     }
     let audit = AuditEvent::new(AuditKind::AccountDeleted, Some(&current.account.id), &actor, now)
         .with_detail(serde_json::json!({ "email": current.account.email }));
-    state.store.delete_account(&current.account.id, &audit).await?;
+    let outbox = crate::outbox::logout_messages_for_account(&state, &current.account.id, None, now).await?;
+    state
+        .store
+        .delete_account_notify(&current.account.id, &audit, &outbox)
+        .await?;
+    crate::outbox::wake(&state, &outbox);
     let jar = jar.add(cookies::removal(&state.settings, cookies::SESSION));
     Ok((
         jar,

@@ -112,6 +112,11 @@ pub struct TestApp {
 
 /// Starts a server with a fresh database on `backend`.
 pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// [`spawn_app`] with the configuration adjusted by `adjust` first.
+pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = TestDb::create(backend, dir.path()).await;
     let mail = SmtpSink::start().await;
@@ -123,7 +128,10 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
         data_dir: dir.path().to_path_buf(),
         log_format: LogFormat::Human,
         secret_key: None,
+        outbox_max_age: gatehouse_idp::outbox::DEFAULT_MAX_AGE,
     };
+    let mut config = config;
+    adjust(&mut config);
     let running = server::start(&config).await.expect("server starts");
     let base = format!("http://{}", running.addr);
     TestApp {

@@ -1,0 +1,309 @@
+//! The outbox's two ends: building back-channel logout messages (OpenID
+//! Connect Back-Channel Logout 1.0) before the store call that ends the
+//! sessions writes them, and the delivery worker that POSTs due messages,
+//! retrying with exponential backoff and jitter (the same payload, so the
+//! same `jti`, every time) until they are accepted or too old.
+
+use std::time::Duration;
+
+use gatehouse_core::oauth::client::SigningAlg;
+use gatehouse_core::{AccountId, Timestamp, TokenDigest};
+use gatehouse_store::{OutboxKind, OutboxMessage, Store, StoreError};
+use rand::Rng;
+use serde::Serialize;
+use tokio::task::JoinHandle;
+
+use crate::AppState;
+use crate::error::AppError;
+use crate::keys::KeyRing;
+
+/// How long a message may wait for delivery before it is dead-lettered.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+/// How often the worker looks for due messages when nothing wakes it.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// How long one delivery may take.
+pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// A claimed message is leased for this long (seconds): a worker that dies
+/// mid-delivery leaves it to another after the lease.
+pub const LEASE_SECS: i64 = 30;
+/// While idle, the queue depth gauge is refreshed every this many rounds.
+const GAUGE_EVERY_IDLE_ROUNDS: u32 = 20;
+/// Messages taken per round.
+const BATCH: i64 = 32;
+/// The longest wait between two attempts, in seconds.
+const MAX_BACKOFF_SECS: i64 = 600;
+/// A logout token's lifetime, in seconds.
+pub const LOGOUT_TOKEN_LIFETIME: i64 = 120;
+
+/// The `typ` of a logout token.
+pub const LOGOUT_TOKEN_TYP: &str = "logout+jwt";
+/// The event a logout token carries.
+pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+const FORM: &str = "application/x-www-form-urlencoded";
+
+#[derive(Serialize)]
+struct LogoutTokenClaims<'a> {
+    iss: &'a str,
+    aud: &'a str,
+    iat: i64,
+    exp: i64,
+    jti: String,
+    sub: &'a str,
+    sid: &'a str,
+    events: serde_json::Value,
+}
+
+/// A new random id (for messages and `jti`s).
+fn random_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// The back-channel logout messages for ending one IdP session: one per
+/// client the session served that registered a `backchannel_logout_uri`.
+/// Call before the store call that ends the session (its client links go
+/// with it), and pass the result to that call.
+pub async fn logout_messages(
+    state: &AppState,
+    account: &AccountId,
+    session_digest: &TokenDigest,
+    sid: &str,
+    now: Timestamp,
+) -> Result<Vec<OutboxMessage>, AppError> {
+    let signer = Signer {
+        store: state.store.as_ref(),
+        keys: &state.keys,
+        issuer: state.settings.issuer_str(),
+    };
+    signer.session(account, session_digest, sid, now).await
+}
+
+/// The messages for ending every session of the account (a ban everywhere,
+/// the account deleted, "sign out everywhere else" minus `except`).
+pub async fn logout_messages_for_account(
+    state: &AppState,
+    account: &AccountId,
+    except: Option<&TokenDigest>,
+    now: Timestamp,
+) -> Result<Vec<OutboxMessage>, AppError> {
+    let signer = Signer {
+        store: state.store.as_ref(),
+        keys: &state.keys,
+        issuer: state.settings.issuer_str(),
+    };
+    signer.account(account, except, now).await
+}
+
+/// What building logout tokens needs, without a whole [`AppState`] (the
+/// command line has a store and the keys, no server).
+pub struct Signer<'a> {
+    pub store: &'a dyn Store,
+    pub keys: &'a KeyRing,
+    /// The issuer identifier, as in `iss`.
+    pub issuer: &'a str,
+}
+
+impl Signer<'_> {
+    /// See [`logout_messages`].
+    pub async fn session(
+        &self,
+        account: &AccountId,
+        session_digest: &TokenDigest,
+        sid: &str,
+        now: Timestamp,
+    ) -> Result<Vec<OutboxMessage>, AppError> {
+        let mut out = Vec::new();
+        for client_id in self.store.session_clients(session_digest).await? {
+            let Some(client) = self.store.client(&client_id).await? else {
+                continue;
+            };
+            let Some(uri) = client.backchannel_logout_uri.as_deref() else {
+                continue;
+            };
+            let claims = LogoutTokenClaims {
+                iss: self.issuer,
+                aud: client.id.as_str(),
+                iat: now.0,
+                exp: now.0 + LOGOUT_TOKEN_LIFETIME,
+                jti: random_id(),
+                sub: account.as_str(),
+                sid,
+                events: serde_json::json!({ BACKCHANNEL_LOGOUT_EVENT: {} }),
+            };
+            let alg: SigningAlg = client.id_token_alg;
+            let token = self
+                .keys
+                .sign(alg, LOGOUT_TOKEN_TYP, &claims)
+                .await
+                .map_err(|e| AppError::Internal(e.to_string()))?;
+            let body = serde_urlencoded::to_string([("logout_token", token.as_str())])
+                .map_err(|e| AppError::Internal(e.to_string()))?;
+            out.push(OutboxMessage::new(
+                random_id(),
+                client.id.clone(),
+                OutboxKind::BackchannelLogout,
+                uri.to_owned(),
+                body,
+                FORM.to_owned(),
+                now,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// See [`logout_messages_for_account`].
+    pub async fn account(
+        &self,
+        account: &AccountId,
+        except: Option<&TokenDigest>,
+        now: Timestamp,
+    ) -> Result<Vec<OutboxMessage>, AppError> {
+        let mut out = Vec::new();
+        for session in self.store.sessions_of(account).await? {
+            if Some(&session.id_digest) == except {
+                continue;
+            }
+            out.extend(self.session(account, &session.id_digest, &session.handle, now).await?);
+        }
+        Ok(out)
+    }
+}
+
+/// Starts the delivery worker; it runs until the handle is aborted.
+pub fn spawn_worker(state: AppState) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let http = match reqwest::Client::builder()
+            .timeout(DELIVERY_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "outbox: cannot build the HTTP client; no deliveries");
+                return;
+            }
+        };
+        let mut idle_rounds: u32 = 0;
+        loop {
+            let claimed = match run_once(&state, &http).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox: cannot claim messages");
+                    0
+                }
+            };
+            if claimed > 0 {
+                idle_rounds = 0;
+                continue;
+            }
+            // The queue depth gauge, now and then while idle (messages
+            // waiting for a retry are not due, so not claimed).
+            idle_rounds = idle_rounds.wrapping_add(1);
+            if idle_rounds % GAUGE_EVERY_IDLE_ROUNDS == 1 {
+                update_gauge(&state).await;
+            }
+            let wake = state.outbox_wake.notified();
+            tokio::select! {
+                () = wake => {},
+                () = tokio::time::sleep(POLL_INTERVAL) => {},
+            }
+        }
+    })
+}
+
+/// Claims due messages and tries each once, concurrently; returns how many
+/// were claimed.
+pub async fn run_once(state: &AppState, http: &reqwest::Client) -> Result<usize, StoreError> {
+    let now = Timestamp::now();
+    let claimed = state.store.claim_outbox(now, BATCH, LEASE_SECS).await?;
+    let n = claimed.len();
+    let mut tasks = tokio::task::JoinSet::new();
+    for message in claimed {
+        let state = state.clone();
+        let http = http.clone();
+        tasks.spawn(async move { deliver(&state, &http, message).await });
+    }
+    while let Some(done) = tasks.join_next().await {
+        if let Err(e) = done {
+            tracing::warn!(error = %e, "outbox: delivery task failed");
+        }
+    }
+    if n > 0 {
+        update_gauge(state).await;
+    }
+    Ok(n)
+}
+
+async fn update_gauge(state: &AppState) {
+    if let Ok(summary) = state.store.outbox_summary(None).await {
+        state.metrics.outbox_queue.set(summary.pending + summary.failed);
+    }
+}
+
+async fn deliver(state: &AppState, http: &reqwest::Client, message: OutboxMessage) {
+    let result = http
+        .post(&message.target_uri)
+        .header(reqwest::header::CONTENT_TYPE, &message.content_type)
+        .body(message.payload.clone())
+        .send()
+        .await;
+    let error = match result {
+        Ok(r) if r.status().is_success() => None,
+        Ok(r) => Some(format!("HTTP {}", r.status().as_u16())),
+        Err(e) => Some(format!("request failed: {e}")),
+    };
+    let now = Timestamp::now();
+    let outcome = match error {
+        None => state
+            .store
+            .outbox_delivered(&message.id, now)
+            .await
+            .map(|()| "delivered"),
+        Some(error) => {
+            let next = now.plus(backoff_secs(message.attempts, rand::thread_rng().gen_range(0.0..0.5)));
+            let max_age = i64::try_from(state.settings.outbox_max_age.as_secs()).unwrap_or(i64::MAX);
+            let dead = next.0 > message.created_at.0.saturating_add(max_age);
+            tracing::info!(id = %message.id, client = %message.client_id.as_str(), %error, dead, "outbox: delivery failed");
+            state
+                .store
+                .outbox_failed(&message.id, now, next, &error, dead)
+                .await
+                .map(|()| if dead { "dead" } else { "failed" })
+        }
+    };
+    match outcome {
+        Ok(outcome) => state.metrics.outbox_delivery(outcome),
+        Err(e) => tracing::warn!(id = %message.id, error = %e, "outbox: cannot record the attempt"),
+    }
+}
+
+/// Seconds to wait after the failure of attempt number `attempts + 1`:
+/// 1, 2, 4, ... up to [`MAX_BACKOFF_SECS`], stretched by `jitter` (a
+/// fraction, 0 to 0.5) so that many failures do not retry in step.
+pub fn backoff_secs(attempts: i64, jitter: f64) -> i64 {
+    let exp = u32::try_from(attempts.clamp(0, 20)).unwrap_or(20);
+    let base = 2_i64.saturating_pow(exp).min(MAX_BACKOFF_SECS);
+    #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+    let extra = (base as f64 * jitter.clamp(0.0, 0.5)).round() as i64;
+    base + extra
+}
+
+/// Wakes the worker after messages were written (no-op for none).
+pub fn wake(state: &AppState, written: &[OutboxMessage]) {
+    if !written.is_empty() {
+        state.outbox_wake.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(backoff_secs(0, 0.0), 1);
+        assert_eq!(backoff_secs(1, 0.0), 2);
+        assert_eq!(backoff_secs(3, 0.0), 8);
+        assert_eq!(backoff_secs(50, 0.0), MAX_BACKOFF_SECS);
+        assert_eq!(backoff_secs(2, 0.5), 6);
+    }
+}
