@@ -207,20 +207,18 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             };
             let now = Timestamp::now();
             // A ban everywhere ends the sessions: their clients get
-            // back-channel logout tokens, which a running server delivers.
-            let outbox = if client.is_none() {
-                let keys = keys::KeyRing::load(store.clone(), &server::instance_secret(&config)?)
-                    .await
-                    .context("cannot load the signing keys")?;
-                let issuer = match &config.issuer {
-                    Some(issuer) => issuer.as_str().trim_end_matches('/').to_owned(),
-                    None => format!("http://{}", config.listen),
-                };
-                let signer = gatehouse_idp::outbox::Signer {
-                    store: store.as_ref(),
-                    keys: &keys,
-                    issuer: &issuer,
-                };
+            // back-channel logout tokens; the account's clients (or the one
+            // client) get security events. A running server delivers them.
+            let keys = keys::KeyRing::load(store.clone(), &server::instance_secret(&config)?)
+                .await
+                .context("cannot load the signing keys")?;
+            let issuer = cli_issuer(&config);
+            let signer = gatehouse_idp::outbox::Signer {
+                store: store.as_ref(),
+                keys: &keys,
+                issuer: &issuer,
+            };
+            let mut outbox = if client.is_none() {
                 signer
                     .account(&AccountId(uid.clone()), None, now)
                     .await
@@ -228,6 +226,11 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             } else {
                 Vec::new()
             };
+            outbox.extend(
+                gatehouse_idp::admin::ban_events(&signer, &uid, &request, now)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot build the security events: {e}"))?,
+            );
             let ban = gatehouse_idp::admin::ban_account(store.as_ref(), &uid, &request, "cli", now, &outbox).await?;
             let scope = client
                 .as_deref()
@@ -250,8 +253,20 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             command: UserCommand::Unban { uid, client },
         } => {
             let store = server::open_store(&config).await?;
-            gatehouse_idp::admin::unban_account(store.as_ref(), &uid, client.as_deref(), "cli", Timestamp::now())
-                .await?;
+            let keys = keys::KeyRing::load(store.clone(), &server::instance_secret(&config)?)
+                .await
+                .context("cannot load the signing keys")?;
+            let issuer = cli_issuer(&config);
+            let signer = gatehouse_idp::outbox::Signer {
+                store: store.as_ref(),
+                keys: &keys,
+                issuer: &issuer,
+            };
+            let now = Timestamp::now();
+            let outbox = gatehouse_idp::admin::unban_events(&signer, &uid, client.as_deref(), now)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot build the security events: {e}"))?;
+            gatehouse_idp::admin::unban_account(store.as_ref(), &uid, client.as_deref(), "cli", now, &outbox).await?;
             report(
                 cli.json,
                 &json!({ "uid": uid, "client_id": client, "banned": false }),
@@ -371,4 +386,13 @@ async fn demo(json_mode: bool, mut config: Config, dir: PathBuf) -> anyhow::Resu
 
 fn cli_default_data_dir(config: &Config) -> bool {
     config.data_dir == std::path::Path::new("gatehouse-data")
+}
+
+/// The issuer identifier as the server states it (for tokens the command
+/// line signs).
+fn cli_issuer(config: &crate::config::Config) -> String {
+    match &config.issuer {
+        Some(issuer) => issuer.as_str().trim_end_matches('/').to_owned(),
+        None => format!("http://{}", config.listen),
+    }
 }

@@ -358,10 +358,71 @@ pub async fn ban_account(
     )
     .with_detail(json!({ "client_id": ban.client_id, "until": req.until, "reason": ban.reason, "by": by }));
     // Back-channel logout tokens only go with a ban everywhere (the one
-    // that ends sessions).
-    let outbox = if ban.client_id.is_none() { outbox } else { &[] };
-    store.ban_notify(&ban, now, &audit, outbox).await?;
+    // that ends sessions); security events go with every ban.
+    let outbox: Vec<_> = outbox
+        .iter()
+        .filter(|m| ban.client_id.is_none() || m.kind == gatehouse_store::OutboxKind::SecurityEvent)
+        .cloned()
+        .collect();
+    store.ban_notify(&ban, now, &audit, &outbox).await?;
     Ok(ban)
+}
+
+/// The security events a ban sends: account-disabled to the account's
+/// clients (only to the one client for a ban there), and for a suspension
+/// also account-enabled, due when it lifts. That message stays due even if
+/// the ban is lifted early or replaced (the unban sends its own
+/// account-enabled at once); a relier may hear account-enabled twice.
+pub async fn ban_events(
+    signer: &crate::outbox::Signer<'_>,
+    uid: &str,
+    req: &BanRequest,
+    now: Timestamp,
+) -> Result<Vec<gatehouse_store::OutboxMessage>, crate::error::AppError> {
+    use crate::events::SecurityEvent;
+    let account = gatehouse_core::AccountId(uid.to_owned());
+    let client = req.client_id.clone().map(ClientId);
+    let disabled = [SecurityEvent::AccountDisabled {
+        reason: req.reason.clone(),
+    }];
+    let mut out = signer
+        .security_events(&account, client.as_ref(), &disabled, now, now)
+        .await?;
+    if let Some(until) = req.until.filter(|u| *u > now.0) {
+        out.extend(
+            signer
+                .security_events(
+                    &account,
+                    client.as_ref(),
+                    &[SecurityEvent::AccountEnabled],
+                    now,
+                    Timestamp(until),
+                )
+                .await?,
+        );
+    }
+    Ok(out)
+}
+
+/// The security events lifting a ban sends: account-enabled to the
+/// account's clients (only to the one client for a ban there).
+pub async fn unban_events(
+    signer: &crate::outbox::Signer<'_>,
+    uid: &str,
+    client_id: Option<&str>,
+    now: Timestamp,
+) -> Result<Vec<gatehouse_store::OutboxMessage>, crate::error::AppError> {
+    let account = gatehouse_core::AccountId(uid.to_owned());
+    let client = client_id.map(|c| ClientId(c.to_owned()));
+    signer
+        .security_events(
+            &account,
+            client.as_ref(),
+            &[crate::events::SecurityEvent::AccountEnabled],
+            now,
+            now,
+        )
+        .await
 }
 
 /// Lifts a ban everywhere (`client_id` None) or at one client.
@@ -371,6 +432,7 @@ pub async fn unban_account(
     client_id: Option<&str>,
     by: &str,
     now: Timestamp,
+    outbox: &[gatehouse_store::OutboxMessage],
 ) -> Result<(), BanError> {
     let account_id = gatehouse_core::AccountId(uid.to_owned());
     let client = client_id.map(|c| ClientId(c.to_owned()));
@@ -385,7 +447,7 @@ pub async fn unban_account(
         now,
     )
     .with_detail(json!({ "client_id": client, "by": by }));
-    if store.unban(&account_id, client.as_ref(), &audit).await? {
+    if store.unban_notify(&account_id, client.as_ref(), &audit, outbox).await? {
         Ok(())
     } else {
         Err(BanError::NoBan)
@@ -450,7 +512,7 @@ async fn ban_user(
         Err(e) => return malformed(e),
     };
     let now = Timestamp::now();
-    let outbox = if req.client_id.is_none() {
+    let mut outbox = if req.client_id.is_none() {
         let account = gatehouse_core::AccountId(uid.clone());
         match crate::outbox::logout_messages_for_account(&state, &account, None, now).await {
             Ok(m) => m,
@@ -459,6 +521,10 @@ async fn ban_user(
     } else {
         Vec::new()
     };
+    match ban_events(&signer(&state), &uid, &req, now).await {
+        Ok(m) => outbox.extend(m),
+        Err(e) => return e.into_response(),
+    }
     match ban_account(
         state.store.as_ref(),
         &uid,
@@ -492,16 +558,33 @@ async fn unban_user(
         Ok(c) => c,
         Err(r) => return r,
     };
+    let now = Timestamp::now();
+    let outbox = match unban_events(&signer(&state), &uid, q.client_id.as_deref(), now).await {
+        Ok(m) => m,
+        Err(e) => return e.into_response(),
+    };
     match unban_account(
         state.store.as_ref(),
         &uid,
         q.client_id.as_deref(),
         &format!("admin:{}", claims.client_id),
-        Timestamp::now(),
+        now,
+        &outbox,
     )
     .await
     {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Ok(()) => {
+            crate::outbox::wake(&state, &outbox);
+            StatusCode::NO_CONTENT.into_response()
+        }
         Err(e) => ban_error(e),
+    }
+}
+
+fn signer(state: &AppState) -> crate::outbox::Signer<'_> {
+    crate::outbox::Signer {
+        store: state.store.as_ref(),
+        keys: &state.keys,
+        issuer: state.settings.issuer_str(),
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod error;
+pub mod events;
 pub mod keys;
 pub mod mail;
 pub mod metrics;

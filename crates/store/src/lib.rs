@@ -198,6 +198,17 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
         audit: &AuditEvent,
     ) -> Result<(), StoreError>;
+    /// [`Store::change_password`] that also writes `outbox` in the same
+    /// transaction (security events to the account's clients).
+    async fn change_password_notify(
+        &self,
+        id: &AccountId,
+        new_hash: &str,
+        keep: Option<&TokenDigest>,
+        now: Timestamp,
+        audit: &AuditEvent,
+        outbox: &[OutboxMessage],
+    ) -> Result<(), StoreError>;
     /// Deletes the account, its sessions and its codes. Audit events stay.
     async fn delete_account(&self, id: &AccountId, audit: &AuditEvent) -> Result<(), StoreError>;
     /// [`Store::delete_account`] that also writes `outbox` in the same
@@ -226,6 +237,16 @@ pub trait Store: Send + Sync + 'static {
         effect: &CodeEffect,
         now: Timestamp,
         audit: &AuditEvent,
+    ) -> Result<Redeemed, StoreError>;
+    /// [`Store::redeem_code`] that also writes `outbox` in the same
+    /// transaction, only if the effect was applied ([`Redeemed::Done`]).
+    async fn redeem_code_notify(
+        &self,
+        code: &OneTimeCode,
+        effect: &CodeEffect,
+        now: Timestamp,
+        audit: &AuditEvent,
+        outbox: &[OutboxMessage],
     ) -> Result<Redeemed, StoreError>;
 
     // --- sessions ---------------------------------------------------------
@@ -316,6 +337,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Redemption, StoreError>;
     /// The clients an IdP session has served (for logout), sorted.
     async fn session_clients(&self, session: &TokenDigest) -> Result<Vec<ClientId>, StoreError>;
+    /// The clients the account has used: those with a grant or a consent
+    /// for it, or served by one of its sessions; sorted, each once.
+    async fn clients_used_by(&self, account: &AccountId) -> Result<Vec<ClientId>, StoreError>;
     async fn consent(&self, account: &AccountId, client: &ClientId) -> Result<Option<Consent>, StoreError>;
     /// Inserts or replaces the consent, with its audit event.
     async fn put_consent(&self, consent: &Consent, audit: &AuditEvent) -> Result<(), StoreError>;
@@ -353,6 +377,15 @@ pub trait Store: Send + Sync + 'static {
         account: &AccountId,
         client: Option<&ClientId>,
         audit: &AuditEvent,
+    ) -> Result<bool, StoreError>;
+    /// [`Store::unban`] that also writes `outbox` in the same transaction,
+    /// only if there was a ban to lift.
+    async fn unban_notify(
+        &self,
+        account: &AccountId,
+        client: Option<&ClientId>,
+        audit: &AuditEvent,
+        outbox: &[OutboxMessage],
     ) -> Result<bool, StoreError>;
     /// Every ban of the account, lifted by time or not.
     async fn bans_of(&self, account: &AccountId) -> Result<Vec<Ban>, StoreError>;

@@ -307,6 +307,13 @@ pub const RECORD_SESSION_CLIENT: &str = "\
 pub const SESSION_CLIENTS: &str = "\
     SELECT client_id FROM session_clients WHERE session_digest = $1";
 
+/// `$1` account. Sorted by the caller.
+pub const CLIENTS_USED_BY: &str = "\
+    SELECT client_id FROM grants WHERE account_id = $1 \
+    UNION SELECT client_id FROM consents WHERE account_id = $1 \
+    UNION SELECT sc.client_id FROM session_clients sc \
+        JOIN sessions s ON s.id_digest = sc.session_digest WHERE s.account_id = $1";
+
 // --- consents ---------------------------------------------------------------
 
 pub const PUT_CONSENT: &str = "\

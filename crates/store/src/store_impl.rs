@@ -270,8 +270,22 @@ macro_rules! impl_store {
                     now: Timestamp,
                     audit: &AuditEvent,
                 ) -> Result<(), StoreError> {
+                    self.change_password_notify(id, new_hash, keep, now, audit, &[])
+                        .await
+                }
+
+                async fn change_password_notify(
+                    &self,
+                    id: &AccountId,
+                    new_hash: &str,
+                    keep: Option<&TokenDigest>,
+                    now: Timestamp,
+                    audit: &AuditEvent,
+                    outbox: &[OutboxMessage],
+                ) -> Result<(), StoreError> {
                     let mut tx = self.pool.begin().await?;
                     set_password(&mut tx, id, new_hash, keep, now).await?;
+                    insert_outbox(&mut tx, outbox).await?;
                     insert_audit(&mut tx, audit).await?;
                     tx.commit().await?;
                     Ok(())
@@ -376,6 +390,17 @@ macro_rules! impl_store {
                     now: Timestamp,
                     audit: &AuditEvent,
                 ) -> Result<Redeemed, StoreError> {
+                    self.redeem_code_notify(code, effect, now, audit, &[]).await
+                }
+
+                async fn redeem_code_notify(
+                    &self,
+                    code: &OneTimeCode,
+                    effect: &CodeEffect,
+                    now: Timestamp,
+                    audit: &AuditEvent,
+                    outbox: &[OutboxMessage],
+                ) -> Result<Redeemed, StoreError> {
                     let mut tx = self.pool.begin().await?;
                     let used = sqlx::query(sql::USE_CODE)
                         .bind(code.id.as_str())
@@ -419,6 +444,7 @@ macro_rules! impl_store {
                             };
                         }
                     }
+                    insert_outbox(&mut tx, outbox).await?;
                     insert_audit(&mut tx, audit).await?;
                     tx.commit().await?;
                     Ok(Redeemed::Done)
@@ -774,6 +800,19 @@ macro_rules! impl_store {
                     Ok(Redemption::Issued)
                 }
 
+                async fn clients_used_by(&self, account: &AccountId) -> Result<Vec<ClientId>, StoreError> {
+                    let mut clients = sqlx::query_scalar::<_, String>(sql::CLIENTS_USED_BY)
+                        .bind(account.as_str())
+                        .fetch_all(&self.pool)
+                        .await?
+                        .into_iter()
+                        .map(ClientId)
+                        .collect::<Vec<_>>();
+                    clients.sort_unstable();
+                    clients.dedup();
+                    Ok(clients)
+                }
+
                 async fn session_clients(&self, session: &TokenDigest) -> Result<Vec<ClientId>, StoreError> {
                     let mut clients = sqlx::query_scalar::<_, String>(sql::SESSION_CLIENTS)
                         .bind(session.as_str())
@@ -907,6 +946,16 @@ macro_rules! impl_store {
                     client: Option<&ClientId>,
                     audit: &AuditEvent,
                 ) -> Result<bool, StoreError> {
+                    self.unban_notify(account, client, audit, &[]).await
+                }
+
+                async fn unban_notify(
+                    &self,
+                    account: &AccountId,
+                    client: Option<&ClientId>,
+                    audit: &AuditEvent,
+                    outbox: &[OutboxMessage],
+                ) -> Result<bool, StoreError> {
                     let mut tx = self.pool.begin().await?;
                     let deleted = sqlx::query(sql::DELETE_BAN)
                         .bind(account.as_str())
@@ -914,6 +963,9 @@ macro_rules! impl_store {
                         .execute(&mut *tx)
                         .await?
                         .rows_affected();
+                    if deleted > 0 {
+                        insert_outbox(&mut tx, outbox).await?;
+                    }
                     insert_audit(&mut tx, audit).await?;
                     tx.commit().await?;
                     Ok(deleted > 0)

@@ -1593,6 +1593,11 @@ async fn consents_put_list_and_revoke(db: Arc<TestDb>) {
         s.consents_of(&a.id).await.unwrap(),
         vec![a_blog.clone(), a_shop.clone()]
     );
+    // The clients an account has used include those it consented to.
+    let mut used = vec![shop.id.clone(), blog.id.clone()];
+    used.sort_unstable();
+    assert_eq!(s.clients_used_by(&a.id).await.unwrap(), used);
+    assert_eq!(s.clients_used_by(&b.id).await.unwrap(), vec![shop.id.clone()]);
 
     // Replacing: new scopes and time, still one row.
     let a_shop2 = consent(&a, &shop, "openid profile email", T0.plus(10));
@@ -1676,6 +1681,9 @@ async fn session_clients_follow_sessions(db: Arc<TestDb>) {
     assert_eq!(s.session_clients(&a1.id_digest).await.unwrap(), both);
     assert_eq!(s.session_clients(&a2.id_digest).await.unwrap(), vec![c1.id.clone()]);
     assert_eq!(s.session_clients(&b1.id_digest).await.unwrap(), vec![c1.id.clone()]);
+    // Each account's sessions' clients, across its sessions, each once.
+    assert_eq!(s.clients_used_by(&a.id).await.unwrap(), both);
+    assert_eq!(s.clients_used_by(&b.id).await.unwrap(), vec![c1.id.clone()]);
 
     // A code for a session that does not exist is refused, and not stored.
     let ghost = Session {

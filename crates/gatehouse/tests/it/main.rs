@@ -12,6 +12,7 @@ mod bans;
 mod browser;
 mod cli;
 mod dpop;
+mod events;
 mod exchange;
 mod logout;
 mod oauth;

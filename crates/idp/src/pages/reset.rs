@@ -167,7 +167,25 @@ pub async fn complete(
     let audit = AuditEvent::new(AuditKind::PasswordResetCompleted, Some(&code.account_id), &actor, now)
         .with_detail(serde_json::json!({ "email": code.email }));
     let effect = CodeEffect::ResetPassword { new_hash, keep };
-    match state.store.redeem_code(&code, &effect, now, &audit).await? {
+    let outbox = crate::events::security_events(
+        &state,
+        &code.account_id,
+        None,
+        &[
+            crate::events::SecurityEvent::CredentialChange,
+            crate::events::SecurityEvent::SessionRevoked,
+        ],
+        now,
+    )
+    .await?;
+    let redeemed = state
+        .store
+        .redeem_code_notify(&code, &effect, now, &audit, &outbox)
+        .await?;
+    if redeemed == Redeemed::Done {
+        crate::outbox::wake(&state, &outbox);
+    }
+    match redeemed {
         Redeemed::Done => Ok(Redirect::to(&format!(
             "/login?notice=password_reset&email={}",
             q(code.email.as_str())

@@ -3,6 +3,7 @@
 //! sign-out, and account deletion. Every action here needs a ready session;
 //! the destructive ones also ask for the password.
 
+use crate::events::SecurityEvent;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -148,10 +149,26 @@ pub async fn change_password(
     }
     let hash = hash_password(Secret::new(form.new_password)).await?;
     let audit = AuditEvent::new(AuditKind::PasswordChanged, Some(&current.account.id), &actor, now);
+    let outbox = crate::events::security_events(
+        &state,
+        &current.account.id,
+        None,
+        &[SecurityEvent::CredentialChange, SecurityEvent::SessionRevoked],
+        now,
+    )
+    .await?;
     state
         .store
-        .change_password(&current.account.id, hash.expose(), Some(current.digest()), now, &audit)
+        .change_password_notify(
+            &current.account.id,
+            hash.expose(),
+            Some(current.digest()),
+            now,
+            &audit,
+            &outbox,
+        )
         .await?;
+    crate::outbox::wake(&state, &outbox);
     let reset_link = state
         .settings
         .url(&format!("/reset?email={}", q(current.account.email.as_str())));
@@ -276,13 +293,24 @@ async fn redeem_email_change(
 ) -> Result<Result<(), &'static str>, AppError> {
     let audit = AuditEvent::new(AuditKind::EmailChanged, Some(&code.account_id), actor, now)
         .with_detail(serde_json::json!({ "from": old_email, "to": code.email }));
+    let outbox = crate::events::security_events(
+        state,
+        &code.account_id,
+        None,
+        &[SecurityEvent::IdentifierChanged {
+            new_email: code.email.as_str().to_owned(),
+        }],
+        now,
+    )
+    .await?;
     Ok(
         match state
             .store
-            .redeem_code(code, &CodeEffect::ChangeEmail, now, &audit)
+            .redeem_code_notify(code, &CodeEffect::ChangeEmail, now, &audit, &outbox)
             .await?
         {
             Redeemed::Done => {
+                crate::outbox::wake(state, &outbox);
                 let reset_link = state.settings.url(&format!("/reset?email={}", q(old_email.as_str())));
                 state.mailer.send(
                     old_email,
@@ -473,7 +501,10 @@ pub async fn delete_account(
     }
     let audit = AuditEvent::new(AuditKind::AccountDeleted, Some(&current.account.id), &actor, now)
         .with_detail(serde_json::json!({ "email": current.account.email }));
-    let outbox = crate::outbox::logout_messages_for_account(&state, &current.account.id, None, now).await?;
+    let mut outbox = crate::outbox::logout_messages_for_account(&state, &current.account.id, None, now).await?;
+    outbox.extend(
+        crate::events::security_events(&state, &current.account.id, None, &[SecurityEvent::AccountPurged], now).await?,
+    );
     state
         .store
         .delete_account_notify(&current.account.id, &audit, &outbox)
