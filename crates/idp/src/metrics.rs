@@ -35,6 +35,8 @@ pub struct Metrics {
     pub outbox_deliveries: Family<OutcomeLabels, Counter>,
     /// Outbox messages due or waiting for a retry, as last seen by the worker.
     pub outbox_queue: Gauge,
+    /// Seconds since the oldest waiting outbox message was written.
+    pub outbox_oldest_age: Gauge,
 }
 
 impl Default for Metrics {
@@ -68,6 +70,12 @@ impl Metrics {
             "Outbox messages not yet delivered nor dead",
             outbox_queue.clone(),
         );
+        let outbox_oldest_age = Gauge::default();
+        registry.register(
+            "outbox_oldest_waiting_age_seconds",
+            "Age of the oldest outbox message not yet delivered nor dead",
+            outbox_oldest_age.clone(),
+        );
         Self {
             registry,
             requests,
@@ -75,6 +83,7 @@ impl Metrics {
             signups,
             outbox_deliveries,
             outbox_queue,
+            outbox_oldest_age,
         }
     }
 

@@ -237,6 +237,10 @@ async fn update_gauge(state: &AppState) {
     if let Ok(summary) = state.store.outbox_summary(None).await {
         state.metrics.outbox_queue.set(summary.pending + summary.failed);
     }
+    if let Ok(oldest) = state.store.outbox_oldest_waiting().await {
+        let age = oldest.map_or(0, |t| Timestamp::now().0 - t.0);
+        state.metrics.outbox_oldest_age.set(age.max(0));
+    }
 }
 
 async fn deliver(state: &AppState, http: &reqwest::Client, message: OutboxMessage) {

@@ -442,6 +442,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// Counts by status, of one client or of all.
     async fn outbox_summary(&self, client: Option<&ClientId>) -> Result<OutboxSummary, StoreError>;
+    /// When the oldest message still waiting for delivery was written.
+    async fn outbox_oldest_waiting(&self) -> Result<Option<Timestamp>, StoreError>;
     /// The newest `limit` messages, of one client or of all.
     async fn outbox_messages(&self, client: Option<&ClientId>, limit: i64) -> Result<Vec<OutboxMessage>, StoreError>;
     /// Makes a failed or dead message due again at `now` (attempts kept, not

@@ -986,6 +986,10 @@ pub const OUTBOX_SUMMARY: &str = "\
       COALESCE(SUM(CASE WHEN dead_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS dead \
     FROM outbox WHERE ($1 IS NULL OR client_id = $1)";
 
+/// When the oldest message still waiting (not delivered, not dead) was written.
+pub const OUTBOX_OLDEST_WAITING: &str =
+    "SELECT MIN(created_at) FROM outbox WHERE delivered_at IS NULL AND dead_at IS NULL";
+
 pub const OUTBOX_MESSAGES: &str = "\
     SELECT id, client_id, kind, target_uri, payload, content_type, created_at, \
            next_attempt_at, attempts, last_error, delivered_at, dead_at, locked_until \

@@ -1142,6 +1142,13 @@ macro_rules! impl_store {
                     })
                 }
 
+                async fn outbox_oldest_waiting(&self) -> Result<Option<Timestamp>, StoreError> {
+                    let oldest: Option<i64> = sqlx::query_scalar(sql::OUTBOX_OLDEST_WAITING)
+                        .fetch_one(&self.pool)
+                        .await?;
+                    Ok(oldest.map(Timestamp))
+                }
+
                 async fn outbox_messages(
                     &self,
                     client: Option<&ClientId>,

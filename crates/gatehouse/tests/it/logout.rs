@@ -192,6 +192,10 @@ async fn logout_tells_every_client_the_session_served(backend: Backend) {
         "{metrics}"
     );
     assert!(metrics.contains("gatehouse_outbox_queue"), "{metrics}");
+    assert!(
+        metrics.contains("gatehouse_outbox_oldest_waiting_age_seconds"),
+        "{metrics}"
+    );
     app.finish().await;
 }
 
