@@ -5,6 +5,7 @@
 //! latency percentiles, CPU and the server's resident memory. Run it with
 //! `scripts/bench`; the figures are in BENCHMARKS.md.
 
+mod fanout;
 mod http;
 mod load;
 mod server;
@@ -78,6 +79,13 @@ struct Args {
     /// GLIBC_TUNABLES=... for an experiment.
     #[arg(long, value_name = "KEY=VALUE")]
     server_env: Vec<String>,
+    /// Reliers for the security-event fan-out (0 skips it).
+    #[arg(long, default_value_t = 1000)]
+    fanout: usize,
+    /// Ban/unban pairs for the queued-events measure (each sends one event
+    /// per relier): 5 pairs to 1000 reliers is 10,000 events.
+    #[arg(long, default_value_t = 5)]
+    fanout_rounds: usize,
     /// Record a CPU profile of the server with `perf record` during each
     /// timed window, into DIR/<backend>-<scenario>.perf.data.
     #[arg(long, value_name = "DIR")]
@@ -180,6 +188,8 @@ struct Report {
     /// Per backend: the server's VmHWM (peak resident memory over its whole
     /// life, setup's Argon2 logins included), MiB.
     server_vm_hwm_mib: Vec<(&'static str, f64)>,
+    /// Security events through the outbox.
+    fanout: Vec<fanout::FanoutRow>,
 }
 
 /// The targets of the issue (SQLite, 64 connections, this 2-core machine).
@@ -250,6 +260,17 @@ fn markdown(report: &Report) -> String {
         out.push_str(&format!(
             "\n{backend}: server VmHWM over its whole life (setup's Argon2 logins included): {hwm:.1} MiB."
         ));
+    }
+    if !report.fanout.is_empty() {
+        out.push_str(
+            "\n| backend | security events | events | seconds | events per second |\n|---|---|---:|---:|---:|\n",
+        );
+        for r in &report.fanout {
+            out.push_str(&format!(
+                "| {} | {} | {} | {:.2} | {:.0} |\n",
+                r.backend, r.what, r.events, r.seconds, r.per_second
+            ));
+        }
     }
     for s in &report.skipped {
         out.push_str(&format!("\nSkipped: {s}"));
@@ -398,6 +419,14 @@ async fn run_backend(
             // Let the server settle (connections closing) between scenarios.
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+        if args.fanout > 0 {
+            eprintln!("   security events: one ban to {} reliers, then {} ban/unban pairs ...", args.fanout, args.fanout_rounds);
+            let rows = fanout::run(gatehouse, &db, backend.name(), setup::EMAIL, args.fanout, args.fanout_rounds).await?;
+            for r in &rows {
+                eprintln!("   {}: {:.2} s ({:.0} events/s)", r.what, r.seconds, r.per_second);
+            }
+            report.fanout.extend(rows);
+        }
         let hwm = server::status_kib(server.pid, "VmHWM").unwrap_or(0) as f64 / 1024.0;
         report.server_vm_hwm_mib.push((backend.name(), hwm));
         server.stop()
@@ -436,6 +465,7 @@ async fn main() -> anyhow::Result<()> {
         rows: Vec::new(),
         skipped: Vec::new(),
         server_vm_hwm_mib: Vec::new(),
+        fanout: Vec::new(),
     };
     for backend in &args.backends {
         let backend = match backend {
