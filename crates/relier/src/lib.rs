@@ -15,6 +15,11 @@
 //! - [`Authenticated`], an axum extractor: the verified user, relier and
 //!   scopes, or an [`AuthError`] that answers the way RFC 6750 §3 and
 //!   RFC 9449 §7.1 say (`WWW-Authenticate`, 401/403).
+//! - [`Receiver`] checks what the issuer pushes to a relier: back-channel
+//!   logout tokens ([`LogoutToken`], a [`LogoutEvent`]) and Security Event
+//!   Tokens ([`SetToken`], a [`SecurityEvent`] of an [`EventKind`]):
+//!   signature (the [`Verifier`]'s cached keys), `iss`, `aud` (the client
+//!   id), `iat` within a window, and a `jti` not seen before.
 //!
 //! # Protecting an axum route
 //!
@@ -46,6 +51,44 @@
 //! (or derive it with axum's `FromRef` macro). `examples/protected_api.rs`
 //! is a complete service.
 //!
+//! # Receiving logouts and security events
+//!
+//! ```no_run
+//! use axum::{Router, http::StatusCode, routing::post};
+//! use gatehouse_relier::{EventKind, Issuer, LogoutToken, Receiver, SetToken, Verifier};
+//!
+//! // Back-Channel Logout 1.0: a form with `logout_token`; answer 200.
+//! // A refused token never reaches the handler: 400 {"error":"invalid_request"}.
+//! async fn logout(LogoutToken(event): LogoutToken) -> StatusCode {
+//!     // End the local sessions of event.sid (or of event.sub).
+//!     StatusCode::OK
+//! }
+//!
+//! // RFC 8935 push delivery: an application/secevent+jwt body; answer 202.
+//! // A refused SET answers 400 {"err": "invalid_audience", "description": ...}.
+//! async fn events(SetToken(set): SetToken) -> StatusCode {
+//!     if let EventKind::AccountDisabled { .. } = set.event {
+//!         // Sign set.subject out everywhere.
+//!     }
+//!     StatusCode::ACCEPTED
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let issuer = Issuer::discover("https://id.example.com", reqwest::Client::new()).await?;
+//! let verifier = Verifier::new(issuer, "https://shop.example.com");
+//! // The same keys as the verifier; tokens must name this client id in `aud`.
+//! let receiver = Receiver::new(&verifier, "shop");
+//! let app: Router = Router::new()
+//!     .route("/backchannel-logout", post(logout))
+//!     .route("/events", post(events))
+//!     .with_state(receiver);
+//! # let _ = app;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! With a state of your own, implement `FromRef<YourState> for Receiver`.
+//!
 //! # HTTPS
 //!
 //! The issuer must be https (plain http only on loopback, for tests). This
@@ -61,6 +104,7 @@ mod extract;
 mod introspect;
 mod issuer;
 mod jwks;
+mod receiver;
 mod verifier;
 
 pub mod dpop;
@@ -69,6 +113,10 @@ pub use error::Error;
 pub use extract::{AuthError, AuthErrorKind, Authenticated, Scheme};
 pub use introspect::{Introspected, Introspector};
 pub use issuer::Issuer;
+pub use receiver::{
+    BACKCHANNEL_LOGOUT_EVENT, DEFAULT_RECEIVER_MAX_AGE, DEFAULT_RECEIVER_REPLAY_CAPACITY, EventKind, LogoutEvent,
+    LogoutRejection, LogoutToken, ReceiveError, Receiver, SET_CONTENT_TYPE, SecurityEvent, SetRejection, SetToken,
+};
 pub use verifier::{
     ACCEPTED_ALGS, DEFAULT_JWKS_MAX_AGE, DEFAULT_JWKS_REFETCH_INTERVAL, DEFAULT_LEEWAY, MAX_TOKEN_LEN, MissingScope,
     RejectReason, VerifiedToken, Verifier, VerifierBuilder, VerifyError, require_scope,

@@ -454,7 +454,7 @@ impl Verifier {
     }
 
     /// The key `kid` names: from the cache, else from the JWKS fetched again.
-    async fn key(&self, kid: &str) -> Result<Arc<PublicKey>, VerifyError> {
+    pub(crate) async fn key(&self, kid: &str) -> Result<Arc<PublicKey>, VerifyError> {
         let cache = self.cache();
         if let Some(key) = cache.keys.get(kid) {
             if cache.fetched_at.is_none_or(|t| t.elapsed() >= self.inner.max_age) {
@@ -529,7 +529,7 @@ impl Verifier {
 }
 
 /// The JOSE header as JSON, unverified.
-fn raw_header(token: &str) -> Option<Value> {
+pub(crate) fn raw_header(token: &str) -> Option<Value> {
     let encoded = token.split('.').next()?;
     let bytes = URL_SAFE_NO_PAD.decode(encoded).ok()?;
     serde_json::from_slice(&bytes).ok()

@@ -25,7 +25,8 @@ use serde_json::{Value, json};
 
 use gatehouse_core::oauth::dpop::{access_token_hash, thumbprint};
 use gatehouse_relier::{
-    AuthError, Authenticated, Error, Introspector, Issuer, RejectReason, Timestamp, Verifier, VerifyError,
+    AuthError, Authenticated, Error, EventKind, Introspector, Issuer, LogoutEvent, LogoutToken, ReceiveError, Receiver,
+    RejectReason, SetToken, Timestamp, Verifier, VerifyError,
 };
 
 const AUDIENCE: &str = "https://api.example.com";
@@ -859,4 +860,236 @@ async fn dpop_bound_tokens_need_a_fresh_proof_by_their_key() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+// --- receivers: logout tokens and security event tokens -------------------------
+
+const CLIENT: &str = "shop";
+const LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+const DISABLED: &str = "https://schemas.openid.net/secevent/risc/event-type/account-disabled";
+
+fn jti() -> String {
+    URL_SAFE_NO_PAD.encode(rand::random::<[u8; 12]>())
+}
+
+impl FakeIssuer {
+    fn pushed(&self, typ: Option<&str>, change: impl FnOnce(&mut Value)) -> String {
+        let mut header = json!({ "alg": self.key.alg_name(), "kid": self.key.kid });
+        if let Some(typ) = typ {
+            header["typ"] = json!(typ);
+        }
+        let now = Timestamp::now().0;
+        let mut claims = json!({ "iss": self.base, "aud": CLIENT, "iat": now, "jti": jti() });
+        change(&mut claims);
+        sign(&self.key, &header, &claims)
+    }
+
+    fn logout_token(&self, change: impl FnOnce(&mut Value)) -> String {
+        self.pushed(Some("logout+jwt"), |c| {
+            c["exp"] = json!(Timestamp::now().0 + 120);
+            c["sub"] = json!("user-1");
+            c["sid"] = json!("sid-1");
+            c["events"] = json!({ LOGOUT_EVENT: {} });
+            change(c);
+        })
+    }
+
+    fn set(&self, change: impl FnOnce(&mut Value)) -> String {
+        let base = self.base.clone();
+        self.pushed(Some("secevent+jwt"), |c| {
+            c["sub_id"] = json!({ "format": "iss_sub", "iss": base, "sub": "user-1" });
+            c["events"] = json!({ DISABLED: { "reason": "spam" } });
+            change(c);
+        })
+    }
+}
+
+fn refused<T: std::fmt::Debug>(result: Result<T, ReceiveError>) -> &'static str {
+    result.expect_err("refused").err()
+}
+
+#[tokio::test]
+async fn logout_tokens_are_checked_per_back_channel_logout() {
+    let fake = fake_issuer().await;
+    let receiver = Receiver::new(&fake.verifier().await, CLIENT);
+    let event = receiver.verify_logout_token(&fake.logout_token(|_| {})).await.unwrap();
+    assert_eq!(
+        event,
+        LogoutEvent {
+            sub: Some("user-1".into()),
+            sid: Some("sid-1".into())
+        }
+    );
+    // Replayed.
+    let token = fake.logout_token(|_| {});
+    receiver.verify_logout_token(&token).await.unwrap();
+    assert_eq!(refused(receiver.verify_logout_token(&token).await), "invalid_request");
+    // typ may be absent, but not another.
+    let untyped = fake.pushed(None, |c| {
+        c["sid"] = json!("s");
+        c["events"] = json!({ LOGOUT_EVENT: {} });
+    });
+    receiver.verify_logout_token(&untyped).await.unwrap();
+    let id_token = fake.pushed(Some("JWT"), |c| {
+        c["sid"] = json!("s");
+        c["events"] = json!({ LOGOUT_EVENT: {} });
+    });
+    assert_eq!(
+        refused(receiver.verify_logout_token(&id_token).await),
+        "invalid_request"
+    );
+    type Change = Box<dyn FnOnce(&mut Value)>;
+    let cases: Vec<(Change, &str)> = vec![
+        (Box::new(|c| c["aud"] = json!("other")), "invalid_audience"),
+        (Box::new(|c| c["iss"] = json!("https://evil.example")), "invalid_issuer"),
+        (Box::new(|c| c["nonce"] = json!("n")), "invalid_request"),
+        (Box::new(|c| c["events"] = json!({})), "invalid_request"),
+        (
+            Box::new(|c| {
+                c.as_object_mut().unwrap().remove("sub");
+                c.as_object_mut().unwrap().remove("sid");
+            }),
+            "invalid_request",
+        ),
+        (
+            Box::new(|c| c["iat"] = json!(Timestamp::now().0 - 7200)),
+            "invalid_request",
+        ),
+        (
+            Box::new(|c| c["iat"] = json!(Timestamp::now().0 + 600)),
+            "invalid_request",
+        ),
+        (
+            Box::new(|c| c["exp"] = json!(Timestamp::now().0 - 600)),
+            "invalid_request",
+        ),
+        (Box::new(|c| c["jti"] = json!("")), "invalid_request"),
+    ];
+    for (change, err) in cases {
+        assert_eq!(
+            refused(receiver.verify_logout_token(&fake.logout_token(change)).await),
+            err
+        );
+    }
+    // A key the issuer does not publish.
+    let stranger = es256("stranger");
+    let token = fake.logout_token(|_| {});
+    let (signed, _) = token.rsplit_once('.').unwrap();
+    let header = json!({ "alg": "ES256", "kid": "key-1", "typ": "logout+jwt" });
+    let claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(signed.split('.').nth(1).unwrap()).unwrap()).unwrap();
+    let forged = sign(&stranger, &header, &claims);
+    assert_eq!(refused(receiver.verify_logout_token(&forged).await), "invalid_key");
+}
+
+#[tokio::test]
+async fn security_event_tokens_are_typed() {
+    let fake = fake_issuer().await;
+    let receiver = Receiver::new(&fake.verifier().await, CLIENT);
+    let event = receiver.verify_set(&fake.set(|_| {})).await.unwrap();
+    assert_eq!(event.subject, "user-1");
+    assert_eq!(
+        event.event,
+        EventKind::AccountDisabled {
+            reason: Some("spam".into())
+        }
+    );
+    let other = receiver
+        .verify_set(&fake.set(|c| c["events"] = json!({ "urn:example:x": {} })))
+        .await
+        .unwrap();
+    assert_eq!(other.event, EventKind::Other("urn:example:x".into()));
+    let changed = receiver
+        .verify_set(&fake.set(|c| {
+            c["events"] = json!({
+                "https://schemas.openid.net/secevent/risc/event-type/identifier-changed": { "new-value": "b@example.com" }
+            })
+        }))
+        .await
+        .unwrap();
+    assert_eq!(
+        changed.event,
+        EventKind::IdentifierChanged {
+            new_value: Some("b@example.com".into())
+        }
+    );
+    let token = fake.set(|_| {});
+    receiver.verify_set(&token).await.unwrap();
+    assert_eq!(refused(receiver.verify_set(&token).await), "invalid_request");
+    assert_eq!(
+        refused(receiver.verify_set(&fake.set(|c| c["aud"] = json!("other"))).await),
+        "invalid_audience"
+    );
+    let untyped = fake.pushed(None, |c| {
+        c["sub"] = json!("u");
+        c["events"] = json!({ DISABLED: {} });
+    });
+    assert_eq!(refused(receiver.verify_set(&untyped).await), "invalid_request");
+    let two = fake.set(|c| c["events"] = json!({ DISABLED: {}, "urn:x": {} }));
+    assert_eq!(refused(receiver.verify_set(&two).await), "invalid_request");
+    // A logout token is not a SET, nor the other way round.
+    assert_eq!(
+        refused(receiver.verify_set(&fake.logout_token(|_| {})).await),
+        "invalid_request"
+    );
+    assert_eq!(
+        refused(receiver.verify_logout_token(&fake.set(|_| {})).await),
+        "invalid_request"
+    );
+}
+
+async fn on_logout(LogoutToken(event): LogoutToken) -> (StatusCode, String) {
+    (StatusCode::OK, event.sid.unwrap_or_default())
+}
+
+async fn on_event(SetToken(event): SetToken) -> (StatusCode, String) {
+    (StatusCode::ACCEPTED, event.subject)
+}
+
+#[tokio::test]
+async fn the_receiver_extractors_answer_per_the_specifications() {
+    let fake = fake_issuer().await;
+    let receiver = Receiver::new(&fake.verifier().await, CLIENT);
+    let app = Router::new()
+        .route("/logout", post(on_logout))
+        .route("/events", post(on_event))
+        .with_state(receiver);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let http = reqwest::Client::new();
+
+    let token = fake.logout_token(|_| {});
+    let post_logout = |token: String| {
+        http.post(format!("{base}/logout"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("logout_token={token}"))
+            .send()
+    };
+    let ok = post_logout(token.clone()).await.unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(ok.text().await.unwrap(), "sid-1");
+    let again = post_logout(token).await.unwrap();
+    assert_eq!(again.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(json_body(again).await["error"], "invalid_request");
+
+    let post_set = |token: String, content_type: &'static str| {
+        http.post(format!("{base}/events"))
+            .header("content-type", content_type)
+            .body(token)
+            .send()
+    };
+    let ok = post_set(fake.set(|_| {}), "application/secevent+jwt").await.unwrap();
+    assert_eq!(ok.status(), StatusCode::ACCEPTED);
+    assert_eq!(ok.text().await.unwrap(), "user-1");
+    let foreign = post_set(fake.set(|c| c["aud"] = json!("other")), "application/secevent+jwt")
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), StatusCode::BAD_REQUEST);
+    let body = json_body(foreign).await;
+    assert_eq!(body["err"], "invalid_audience");
+    assert!(body["description"].is_string());
+    let wrong_type = post_set(fake.set(|_| {}), "text/plain").await.unwrap();
+    assert_eq!(wrong_type.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(json_body(wrong_type).await["err"], "invalid_request");
 }

@@ -1,7 +1,8 @@
 //! The relier library (`crates/relier`) against the real server: tokens
 //! from `/token` verified locally against `/jwks.json`, introspection and
 //! revocation, a key rotation with the real CLI while tokens are in flight,
-//! and the axum extractor on a resource server of our own.
+//! the axum extractor on a resource server of our own, and the receivers
+//! (back-channel logout, security events) on a site of our own.
 
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +33,7 @@ both_backends!(
     key_rotation_while_tokens_are_in_flight,
     the_extractor_protects_an_axum_route,
     dpop_bound_tokens_need_a_proof_by_their_key,
+    receivers_hand_the_site_typed_events,
 );
 
 /// The resource server's identifier: what its tokens name in `aud`
@@ -600,6 +602,229 @@ async fn dpop_bound_tokens_need_a_proof_by_their_key(backend: Backend) {
     let plain = token(&app, &relier, "reports:read", Some(API)).await;
     let r = http.get(&url).bearer_auth(&plain).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+    server.abort();
+    app.finish().await;
+}
+
+// --- receivers: back-channel logout and security events at a real site ---------
+
+/// What the site's handlers were handed, in order.
+#[derive(Clone, Default)]
+struct Heard {
+    logouts: Arc<Mutex<Vec<gatehouse_relier::LogoutEvent>>>,
+    events: Arc<Mutex<Vec<gatehouse_relier::SecurityEvent>>>,
+}
+
+#[derive(Clone)]
+struct Site {
+    receiver: gatehouse_relier::Receiver,
+    heard: Heard,
+}
+
+impl axum::extract::FromRef<Site> for gatehouse_relier::Receiver {
+    fn from_ref(site: &Site) -> Self {
+        site.receiver.clone()
+    }
+}
+
+async fn site_logout(
+    axum::extract::State(site): axum::extract::State<Site>,
+    gatehouse_relier::LogoutToken(event): gatehouse_relier::LogoutToken,
+) -> axum::http::StatusCode {
+    site.heard.logouts.lock().unwrap().push(event);
+    axum::http::StatusCode::OK
+}
+
+async fn site_events(
+    axum::extract::State(site): axum::extract::State<Site>,
+    gatehouse_relier::SetToken(event): gatehouse_relier::SetToken,
+) -> axum::http::StatusCode {
+    site.heard.events.lock().unwrap().push(event);
+    axum::http::StatusCode::ACCEPTED
+}
+
+/// A code-flow client whose logout and events URIs are `site`'s.
+async fn site_client(app: &TestApp, name: &str, site: &str) -> (String, String, String) {
+    let (mut client, secret) = app
+        .register_client(ClientSpec {
+            name,
+            ..ClientSpec::default()
+        })
+        .await;
+    client.backchannel_logout_uri = Some(format!("{site}/logout"));
+    client.events_uri = Some(format!("{site}/events"));
+    assert!(app.store().update_client(&client).await.unwrap());
+    let redirect = client.redirect_uris[0].clone();
+    (client.id.to_string(), secret.unwrap(), redirect)
+}
+
+/// Runs the code flow for the signed-in browser; returns the ID token's claims.
+async fn site_sign_in(app: &TestApp, b: &crate::support::Browser, client: &(String, String, String)) -> Value {
+    let (id, secret, redirect) = client;
+    let (url, verifier) = crate::oauth::auth_url(app, id, redirect, &[]);
+    let back = crate::oauth::authorize(b, &url).await;
+    let code = back.get("code").expect("a code");
+    let (status, body) = crate::oauth::exchange(app, id, secret, code, redirect, &verifier).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    crate::oauth::jwt_claims(body["id_token"].as_str().unwrap())
+}
+
+async fn receivers_hand_the_site_typed_events(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let site_base = format!("http://{}", listener.local_addr().unwrap());
+    let shop = site_client(&app, "Shop", &site_base).await;
+    // Another client whose pushes land at the same site: not its audience.
+    let forum = site_client(&app, "Forum", &site_base).await;
+
+    let verifier = Verifier::new(issuer(&app).await, "https://shop.example.com");
+    let heard = Heard::default();
+    let site = Site {
+        receiver: gatehouse_relier::Receiver::new(&verifier, shop.0.clone()),
+        heard: heard.clone(),
+    };
+    let router = axum::Router::new()
+        .route("/logout", axum::routing::post(site_logout))
+        .route("/events", axum::routing::post(site_events))
+        .with_state(site);
+    let server = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+
+    // Logout at the IdP: the site hears the session's sid and the user.
+    let b = app
+        .ready_account("site@example.com", "a perfectly fine passphrase")
+        .await;
+    let id_claims = site_sign_in(&app, &b, &shop).await;
+    site_sign_in(&app, &b, &forum).await;
+    let r = b.post("/logout", &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let logout = eventually("the site hears the logout", || {
+        let got = heard.logouts.lock().unwrap().first().cloned();
+        async move { got }
+    })
+    .await;
+    assert_eq!(logout.sid.as_deref(), id_claims["sid"].as_str());
+    assert_eq!(logout.sub.as_deref(), id_claims["sub"].as_str());
+    let sub = id_claims["sub"].as_str().unwrap().to_owned();
+
+    let http = reqwest::Client::new();
+    let shop_id = gatehouse_core::oauth::ClientId(shop.0.clone());
+    let forum_id = gatehouse_core::oauth::ClientId(forum.0.clone());
+    // The same logout token again: refused.
+    let delivered = eventually("the shop's logout delivered", || {
+        let store = app.store();
+        let id = shop_id.clone();
+        async move {
+            store
+                .outbox_messages(Some(&id), 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|m| m.delivered_at.is_some())
+        }
+    })
+    .await;
+    let r = http
+        .post(&delivered.target_uri)
+        .header("content-type", delivered.content_type.as_str())
+        .body(delivered.payload.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_request");
+    // The forum's logout token, for another audience: refused.
+    let foreign = app.store().outbox_messages(Some(&forum_id), 100).await.unwrap();
+    let foreign = foreign.first().expect("a logout token for the forum");
+    let r = http
+        .post(&foreign.target_uri)
+        .header("content-type", foreign.content_type.as_str())
+        .body(foreign.payload.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_request");
+    assert_eq!(heard.logouts.lock().unwrap().len(), 1);
+
+    // A ban everywhere: the site hears account-disabled for the user.
+    let (ops, secret) = app
+        .register_client(ClientSpec {
+            name: "Ops",
+            grants: &["client_credentials"],
+            scopes: Some("gatehouse:admin"),
+            ..Default::default()
+        })
+        .await;
+    let (_, body) = app
+        .client_credentials(ops.id.as_str(), &secret.unwrap(), "gatehouse:admin")
+        .await;
+    let admin = body["access_token"].as_str().unwrap().to_owned();
+    let r = http
+        .post(format!("{}/admin/users/{sub}/bans", app.base))
+        .bearer_auth(&admin)
+        .json(&json!({ "reason": "spam" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let event = eventually("the site hears the ban", || {
+        let got = heard.events.lock().unwrap().first().cloned();
+        async move { got }
+    })
+    .await;
+    assert_eq!(event.subject, sub);
+    assert_eq!(
+        event.event,
+        gatehouse_relier::EventKind::AccountDisabled {
+            reason: Some("spam".into())
+        }
+    );
+    // The same SET again: refused per RFC 8935.
+    let set = eventually("the shop's SET delivered", || {
+        let store = app.store();
+        let id = shop_id.clone();
+        async move {
+            store
+                .outbox_messages(Some(&id), 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|m| m.delivered_at.is_some() && m.content_type == "application/secevent+jwt")
+        }
+    })
+    .await;
+    let r = http
+        .post(&set.target_uri)
+        .header("content-type", set.content_type.as_str())
+        .body(set.payload.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.json::<Value>().await.unwrap()["err"], "invalid_request");
+    // The forum's SET: another audience.
+    let forum_set = eventually("the forum's SET", || {
+        let store = app.store();
+        let id = forum_id.clone();
+        async move {
+            store
+                .outbox_messages(Some(&id), 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|m| m.content_type == "application/secevent+jwt")
+        }
+    })
+    .await;
+    let r = http
+        .post(&forum_set.target_uri)
+        .header("content-type", forum_set.content_type.as_str())
+        .body(forum_set.payload.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.json::<Value>().await.unwrap()["err"], "invalid_audience");
     server.abort();
     app.finish().await;
 }
