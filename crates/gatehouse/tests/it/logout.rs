@@ -63,11 +63,7 @@ async fn start_receiver(refuse: &[(&str, u32)]) -> (String, Receiver) {
     let app = axum::Router::new()
         .route("/bcl/{path}", axum::routing::post(receive))
         .with_state(receiver.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
+    let addr = crate::support::serve_local(app).await;
     (format!("http://{addr}/bcl"), receiver)
 }
 
