@@ -221,21 +221,7 @@ async fn a_client_ban_leaves_other_clients_alone(backend: Backend) {
 async fn admin_api_bans(backend: Backend) {
     let app = spawn_app(backend).await;
     app.ready_account("wendy@example.com", PASSWORD).await;
-    let (ops, secret) = app
-        .register_client(ClientSpec {
-            name: "Ops",
-            grants: &["client_credentials"],
-            scopes: Some("gatehouse:admin"),
-            ..Default::default()
-        })
-        .await;
-    let token = app
-        .client_credentials(ops.id.as_str(), secret.as_deref().unwrap(), "gatehouse:admin")
-        .await
-        .1["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (token, ops_id) = app.admin_token().await;
     let id = uid(&app, "wendy@example.com").await;
     let http = reqwest::Client::new();
     let url = |p: &str| format!("{}{p}", app.base);
@@ -262,7 +248,7 @@ async fn admin_api_bans(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(user["bans"][0]["reason"], "spam");
-    assert_eq!(user["bans"][0]["by"], format!("admin:{}", ops.id));
+    assert_eq!(user["bans"][0]["by"], format!("admin:{ops_id}"));
 
     for (body, status) in [
         (json!({ "until": 1 }), StatusCode::BAD_REQUEST),

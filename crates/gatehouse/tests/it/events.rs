@@ -154,23 +154,6 @@ async fn uid(app: &TestApp, email: &str) -> String {
         .to_string()
 }
 
-async fn admin_token(app: &TestApp) -> String {
-    let (ops, secret) = app
-        .register_client(ClientSpec {
-            name: "Ops",
-            grants: &["client_credentials"],
-            scopes: Some("gatehouse:admin"),
-            ..Default::default()
-        })
-        .await;
-    app.client_credentials(ops.id.as_str(), secret.as_deref().unwrap(), "gatehouse:admin")
-        .await
-        .1["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 async fn ban(app: &TestApp, token: &str, uid: &str, body: &Value) {
     let r = reqwest::Client::new()
         .post(format!("{}/admin/users/{uid}/bans", app.base))
@@ -203,7 +186,7 @@ async fn bans_tell_the_clients_the_user_used(backend: Backend) {
     let b = app.ready_account("sam@example.com", PASSWORD).await;
     sign_in_at(&app, &b, &a).await;
     sign_in_at(&app, &b, &b_client).await;
-    let token = admin_token(&app).await;
+    let (token, _) = app.admin_token().await;
     let sub = uid(&app, "sam@example.com").await;
 
     // A ban at one client: only that client is told.
@@ -255,7 +238,7 @@ async fn a_suspension_tells_the_clients_when_it_lifts(backend: Backend) {
     let a = client_with_events_uri(&app, "Shop", &format!("{base}/a")).await;
     let b = app.ready_account("sue@example.com", PASSWORD).await;
     sign_in_at(&app, &b, &a).await;
-    let token = admin_token(&app).await;
+    let (token, _) = app.admin_token().await;
     let sub = uid(&app, "sue@example.com").await;
 
     let until = Timestamp::now().0 + 3;

@@ -245,18 +245,7 @@ async fn a_receiver_that_never_accepts_ends_dead(backend: Backend) {
     assert_eq!(messages[0].last_error.as_deref(), Some("HTTP 500"));
 
     // Admins see it, and can send it again.
-    let (ops, secret) = app
-        .register_client(ClientSpec {
-            name: "Ops",
-            grants: &["client_credentials"],
-            scopes: Some("gatehouse:admin"),
-            ..Default::default()
-        })
-        .await;
-    let (_, body) = app
-        .client_credentials(ops.id.as_str(), &secret.unwrap(), "gatehouse:admin")
-        .await;
-    let admin = body["access_token"].as_str().unwrap().to_owned();
+    let (admin, _) = app.admin_token().await;
     let r = http()
         .get(format!("{}/admin/outbox?client_id={}", app.base, client.0))
         .send()
@@ -463,18 +452,7 @@ async fn every_way_a_session_ends_tells_the_clients(backend: Backend) {
     );
 
     // A ban everywhere (the admin API): the first session's token.
-    let (ops, secret) = app
-        .register_client(ClientSpec {
-            name: "Ops",
-            grants: &["client_credentials"],
-            scopes: Some("gatehouse:admin"),
-            ..Default::default()
-        })
-        .await;
-    let (_, body) = app
-        .client_credentials(ops.id.as_str(), &secret.unwrap(), "gatehouse:admin")
-        .await;
-    let admin = body["access_token"].as_str().unwrap().to_owned();
+    let (admin, _) = app.admin_token().await;
     let account = app
         .store()
         .account_by_email(&gatehouse_core::Email::parse(email).unwrap())

@@ -747,18 +747,7 @@ async fn receivers_hand_the_site_typed_events(backend: Backend) {
     assert_eq!(heard.logouts.lock().unwrap().len(), 1);
 
     // A ban everywhere: the site hears account-disabled for the user.
-    let (ops, secret) = app
-        .register_client(ClientSpec {
-            name: "Ops",
-            grants: &["client_credentials"],
-            scopes: Some("gatehouse:admin"),
-            ..Default::default()
-        })
-        .await;
-    let (_, body) = app
-        .client_credentials(ops.id.as_str(), &secret.unwrap(), "gatehouse:admin")
-        .await;
-    let admin = body["access_token"].as_str().unwrap().to_owned();
+    let (admin, _) = app.admin_token().await;
     let r = http
         .post(format!("{}/admin/users/{sub}/bans", app.base))
         .bearer_auth(&admin)

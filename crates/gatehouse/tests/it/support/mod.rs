@@ -228,6 +228,24 @@ impl TestApp {
         (r.status(), r.json().await.unwrap_or_default())
     }
 
+    /// Registers an operator client and gets an admin API token: the token
+    /// and the client's id.
+    pub async fn admin_token(&self) -> (String, String) {
+        let (ops, secret) = self
+            .register_client(ClientSpec {
+                name: "Ops",
+                grants: &["client_credentials"],
+                scopes: Some("gatehouse:admin"),
+                ..Default::default()
+            })
+            .await;
+        let (_, body) = self
+            .client_credentials(ops.id.as_str(), &secret.expect("a secret"), "gatehouse:admin")
+            .await;
+        let token = body["access_token"].as_str().expect("an admin token").to_owned();
+        (token, ops.id.to_string())
+    }
+
     /// Stops the server (finishing requests in flight) and drops the database.
     pub async fn finish(mut self) {
         if let Some(r) = self.running.take() {
