@@ -22,7 +22,7 @@ use crate::AppState;
 use crate::error::AppError;
 use crate::web::client::Client;
 use crate::web::cookies;
-use crate::web::csrf::{CsrfForm, CsrfToken};
+use crate::web::csrf::{CsrfForm, CsrfToken, NoFields};
 use crate::web::{q, safe_next};
 
 #[derive(Deserialize)]
@@ -210,14 +210,11 @@ pub async fn submit(
     Ok((jar, Redirect::to(&to)).into_response())
 }
 
-#[derive(Deserialize)]
-pub struct Empty {}
-
 pub async fn logout(
     State(state): State<AppState>,
     jar: CookieJar,
     Client(actor): Client,
-    CsrfForm(_): CsrfForm<Empty>,
+    CsrfForm(_): CsrfForm<NoFields>,
 ) -> Result<Response, AppError> {
     let now = Timestamp::now();
     if let Some(c) = current(&state, &jar, now).await? {

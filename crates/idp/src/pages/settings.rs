@@ -25,7 +25,7 @@ use crate::mail::{render as render_mail, templates};
 use crate::web::auth::{Current, Ready};
 use crate::web::client::Client;
 use crate::web::cookies;
-use crate::web::csrf::{CsrfForm, CsrfToken};
+use crate::web::csrf::{CsrfForm, CsrfToken, NoFields};
 use crate::web::q;
 
 #[derive(Deserialize)]
@@ -417,14 +417,11 @@ pub async fn end_session(
     Ok(Redirect::to("/settings?notice=session_ended").into_response())
 }
 
-#[derive(Deserialize)]
-pub struct Empty {}
-
 pub async fn end_other_sessions(
     State(state): State<AppState>,
     Ready(current): Ready,
     Client(actor): Client,
-    CsrfForm(_): CsrfForm<Empty>,
+    CsrfForm(_): CsrfForm<NoFields>,
 ) -> Result<Response, AppError> {
     let now = Timestamp::now();
     let audit = AuditEvent::new(AuditKind::SessionRevoked, Some(&current.account.id), &actor, now)

@@ -22,7 +22,7 @@ use crate::AppState;
 use crate::error::AppError;
 use crate::mail::{render as render_mail, templates};
 use crate::web::client::Client;
-use crate::web::csrf::{CsrfForm, CsrfToken};
+use crate::web::csrf::{CsrfForm, CsrfToken, NoFields};
 use crate::web::{q, safe_next};
 
 #[derive(Deserialize)]
@@ -370,13 +370,10 @@ fn link_error(e: CodeError) -> Response {
     error_page(StatusCode::BAD_REQUEST, "This link does not work", text)
 }
 
-#[derive(Deserialize)]
-pub struct Empty {}
-
 pub async fn resend(
     State(state): State<AppState>,
     jar: CookieJar,
-    CsrfForm(_): CsrfForm<Empty>,
+    CsrfForm(_): CsrfForm<NoFields>,
 ) -> Result<Response, AppError> {
     let now = Timestamp::now();
     let Some(c) = current(&state, &jar, now).await? else {

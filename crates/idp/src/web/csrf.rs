@@ -64,6 +64,10 @@ struct CsrfField {
     csrf: Option<String>,
 }
 
+/// A form that carries nothing but its CSRF token (sign out, resend...).
+#[derive(Deserialize)]
+pub struct NoFields {}
+
 /// A URL-encoded form whose `csrf` field matched the cookie.
 pub struct CsrfForm<T>(pub T);
 
