@@ -21,7 +21,7 @@ use gatehouse_store::StoreError;
 
 use crate::AppState;
 use crate::oauth::bearer::{active_access_token, from_header};
-use crate::oauth::error::{Scheme, bearer_challenge, challenge, json_error};
+use crate::oauth::error::{Scheme, bearer_challenge, challenge, internal, json_error};
 
 /// The scope an admin token must carry.
 pub const ADMIN_SCOPE: &str = "gatehouse:admin";
@@ -49,7 +49,7 @@ fn problem(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 fn store_error(e: StoreError) -> Response {
-    json_error(&OAuthError::server_error().with_cause(e))
+    json_error(&internal(e))
 }
 
 async fn admin(state: &AppState, headers: &HeaderMap) -> Result<AccessTokenClaims, Response> {
@@ -274,7 +274,7 @@ async fn delete_client(State(state): State<AppState>, headers: HeaderMap, Path(i
 async fn openapi(State(state): State<AppState>) -> Response {
     let mut doc: serde_json::Value = match serde_json::from_str(include_str!("../openapi.json")) {
         Ok(v) => v,
-        Err(e) => return json_error(&OAuthError::server_error().with_cause(e)),
+        Err(e) => return json_error(&internal(e)),
     };
     doc["servers"] = json!([{ "url": state.settings.issuer_str() }]);
     Json(doc).into_response()

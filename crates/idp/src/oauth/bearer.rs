@@ -17,7 +17,7 @@ use gatehouse_core::oauth::{ErrorCode, OAuthError};
 use gatehouse_core::{AccountId, Timestamp};
 
 use super::dpop::{self, NoncePolicy};
-use super::error::{Scheme, both_challenges, challenge};
+use super::error::{Scheme, both_challenges, challenge, internal};
 use crate::AppState;
 
 /// The token from `Authorization: Bearer ...`, if any.
@@ -212,15 +212,14 @@ pub async fn active_access_token(state: &AppState, token: &str) -> Result<Access
     if claims.exp <= Timestamp::now().0 {
         return Err(invalid("expired"));
     }
-    let store_err = |e: gatehouse_store::StoreError| OAuthError::server_error().with_cause(e);
     // Revoking a token also ends every token narrowed from it.
     for jti in std::iter::once(&claims.jti).chain(&claims.parent_jtis) {
-        if state.store.jti_revoked(jti).await.map_err(store_err)? {
+        if state.store.jti_revoked(jti).await.map_err(internal)? {
             return Err(invalid("revoked"));
         }
     }
     if let Some(gid) = &claims.gid {
-        if state.store.grant_revoked(gid).await.map_err(store_err)? {
+        if state.store.grant_revoked(gid).await.map_err(internal)? {
             return Err(invalid("grant revoked"));
         }
         // A token for a person: the person must still be there and ready.
@@ -228,7 +227,7 @@ pub async fn active_access_token(state: &AppState, token: &str) -> Result<Access
             .store
             .account_by_id(&AccountId(claims.sub.clone()))
             .await
-            .map_err(store_err)?;
+            .map_err(internal)?;
         if !account.is_some_and(|a| a.is_ready()) {
             return Err(invalid("account gone"));
         }

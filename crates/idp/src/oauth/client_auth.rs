@@ -10,6 +10,7 @@ use base64::engine::general_purpose::STANDARD;
 
 use gatehouse_core::oauth::{Client, ClientId, ErrorCode, OAuthError};
 
+use super::error::internal;
 use super::token::Form;
 use crate::AppState;
 
@@ -82,7 +83,7 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap, params: &Form) 
         .store
         .client(&ClientId(id.clone()))
         .await
-        .map_err(|e| OAuthError::server_error().with_cause(e))?
+        .map_err(internal)?
         .ok_or_else(|| OAuthError::invalid_client().with_cause("unknown client"))?;
     match (client.is_public(), secret) {
         (true, None) => Ok(client),

@@ -23,6 +23,7 @@ use gatehouse_core::oauth::{ErrorCode, OAuthError};
 use gatehouse_core::time::MINUTE;
 use gatehouse_core::{Secret, Timestamp};
 
+use super::error::internal;
 use crate::AppState;
 
 /// The request header that carries a proof.
@@ -86,7 +87,7 @@ impl Nonces {
             &EncodingKey::from_secret(self.key.expose()),
             Algorithm::HS256,
         )
-        .map_err(|e| OAuthError::server_error().with_cause(e))?;
+        .map_err(internal)?;
         // base64url already: 32 characters (192 bits) are plenty.
         Ok(mac.chars().take(32).collect())
     }
@@ -165,7 +166,7 @@ pub async fn verify(
         .store
         .dpop_jti_seen(&verified.jkt, &verified.jti, verified.replay_expires_at())
         .await
-        .map_err(|e| OAuthError::server_error().with_cause(e))?;
+        .map_err(internal)?;
     if seen {
         return Err(invalid_proof("the DPoP proof was used before"));
     }

@@ -21,6 +21,12 @@ fn log(e: &OAuthError) {
     }
 }
 
+/// An internal failure as an OAuth error: `server_error` to the client,
+/// the cause to the log.
+pub fn internal(cause: impl std::fmt::Display) -> OAuthError {
+    OAuthError::server_error().with_cause(cause)
+}
+
 /// Headers every token-endpoint-like response carries (RFC 6749 §5.1).
 pub fn no_store(mut response: Response) -> Response {
     let h = response.headers_mut();

@@ -15,7 +15,7 @@ use gatehouse_core::{OpaqueToken, Timestamp};
 
 use super::bearer::active_access_token;
 use super::client_auth;
-use super::error::{json_error, no_store};
+use super::error::{internal, json_error, no_store};
 use super::token::parse_form;
 use crate::AppState;
 
@@ -72,21 +72,20 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Va
 }
 
 async fn refresh_token_state(state: &AppState, client: &Client, token: &str) -> Result<Value, OAuthError> {
-    let store_err = |e: gatehouse_store::StoreError| OAuthError::server_error().with_cause(e);
     let Some(token) = OpaqueToken::parse(token) else {
         return Ok(inactive());
     };
-    let Some(record) = state.store.refresh_token(&token.digest()).await.map_err(store_err)? else {
+    let Some(record) = state.store.refresh_token(&token.digest()).await.map_err(internal)? else {
         return Ok(inactive());
     };
-    let Some(grant) = state.store.grant(&record.grant_id).await.map_err(store_err)? else {
+    let Some(grant) = state.store.grant(&record.grant_id).await.map_err(internal)? else {
         return Ok(inactive());
     };
     let now = Timestamp::now();
     if grant.client_id != client.id
         || record.used_at.is_some()
         || record.expires_at <= now
-        || state.store.grant_revoked(&grant.id).await.map_err(store_err)?
+        || state.store.grant_revoked(&grant.id).await.map_err(internal)?
     {
         return Ok(inactive());
     }

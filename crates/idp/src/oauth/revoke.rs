@@ -13,7 +13,7 @@ use gatehouse_core::oauth::{ErrorCode, OAuthError};
 use gatehouse_core::{OpaqueToken, Timestamp};
 
 use super::client_auth;
-use super::error::{json_error, no_store};
+use super::error::{internal, json_error, no_store};
 use super::token::parse_form;
 use crate::AppState;
 
@@ -34,7 +34,6 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<()
     let token = params
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
-    let store_err = |e: gatehouse_store::StoreError| OAuthError::server_error().with_cause(e);
     let now = Timestamp::now();
     if token.bytes().filter(|b| *b == b'.').count() == 2 {
         // Only a token we signed, not yet expired, is worth remembering.
@@ -51,20 +50,20 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<()
             .store
             .revoke_jti(&claims.jti, Timestamp(claims.exp))
             .await
-            .map_err(store_err)?;
+            .map_err(internal)?;
         return Ok(());
     }
     let Some(token) = OpaqueToken::parse(token) else {
         return Ok(());
     };
-    let Some(record) = state.store.refresh_token(&token.digest()).await.map_err(store_err)? else {
+    let Some(record) = state.store.refresh_token(&token.digest()).await.map_err(internal)? else {
         return Ok(());
     };
-    let Some(grant) = state.store.grant(&record.grant_id).await.map_err(store_err)? else {
+    let Some(grant) = state.store.grant(&record.grant_id).await.map_err(internal)? else {
         return Ok(());
     };
     if grant.client_id != client.id {
         return Err(not_yours());
     }
-    state.store.revoke_grant(&grant.id, now).await.map_err(store_err)
+    state.store.revoke_grant(&grant.id, now).await.map_err(internal)
 }

@@ -12,6 +12,7 @@ use gatehouse_core::oauth::grant::{self, ACR_PASSWORD, Grant, RefreshToken};
 use gatehouse_core::oauth::{Client, OAuthError, Scopes};
 use gatehouse_core::{Account, OpaqueToken, Timestamp};
 
+use super::error::internal;
 use super::error::no_store;
 use crate::AppState;
 
@@ -35,10 +36,6 @@ impl IntoResponse for TokenResponse {
     fn into_response(self) -> Response {
         no_store(Json(self).into_response())
     }
-}
-
-fn server_error(e: impl std::fmt::Display) -> OAuthError {
-    OAuthError::server_error().with_cause(e)
 }
 
 /// What an access token is about.
@@ -120,7 +117,7 @@ pub async fn access_token(
         .keys
         .sign(SigningAlg::ES256, ACCESS_TOKEN_TYP, &claims)
         .await
-        .map_err(server_error)?;
+        .map_err(internal)?;
     Ok((token, claims))
 }
 
@@ -152,7 +149,7 @@ pub async fn id_token(
         email: email.then(|| account.email.to_string()),
         email_verified: email.then_some(account.email_verified),
     };
-    state.keys.sign(alg, "JWT", &claims).await.map_err(server_error)
+    state.keys.sign(alg, "JWT", &claims).await.map_err(internal)
 }
 
 /// A new refresh token for `grant`; returns the value to hand out and the
@@ -278,7 +275,7 @@ pub async fn check_not_banned(
     client: &Client,
     now: Timestamp,
 ) -> Result<(), OAuthError> {
-    let bans = state.store.bans_of(&account.id).await.map_err(server_error)?;
+    let bans = state.store.bans_of(&account.id).await.map_err(internal)?;
     match gatehouse_core::ban::blocking(&bans, Some(&client.id), now) {
         Some(_) => Err(OAuthError::invalid_grant("the user may not use this client").with_cause("banned")),
         None => Ok(()),

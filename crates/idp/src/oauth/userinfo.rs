@@ -64,7 +64,7 @@ pub async fn userinfo(State(state): State<AppState>, method: Method, headers: He
                 Some(&OAuthError::new(ErrorCode::InvalidToken, "the user is gone")),
             );
         }
-        Err(e) => return super::error::json_error(&OAuthError::server_error().with_cause(e)),
+        Err(e) => return super::error::json_error(&super::error::internal(e)),
     };
     let mut body = json!({ "sub": account.id });
     if scopes.contains("email") {

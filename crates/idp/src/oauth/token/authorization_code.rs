@@ -12,6 +12,7 @@ use gatehouse_core::{OpaqueToken, Timestamp};
 
 use super::Form;
 use crate::AppState;
+use crate::oauth::error::internal;
 use crate::oauth::tokens::{self, TokenResponse, UserGrant};
 
 pub async fn exchange(
@@ -21,7 +22,6 @@ pub async fn exchange(
     proof: Option<&VerifiedProof>,
 ) -> Result<TokenResponse, OAuthError> {
     let now = Timestamp::now();
-    let store_err = |e: gatehouse_store::StoreError| OAuthError::server_error().with_cause(e);
     let code = params
         .get("code")
         .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
@@ -32,7 +32,7 @@ pub async fn exchange(
     let Some(code) = OpaqueToken::parse(code) else {
         return Err(invalid("malformed code"));
     };
-    let Some(record) = state.store.auth_code(&code.digest()).await.map_err(store_err)? else {
+    let Some(record) = state.store.auth_code(&code.digest()).await.map_err(internal)? else {
         return Err(invalid("unknown code"));
     };
     if record.client_id != client.id {
@@ -44,7 +44,7 @@ pub async fn exchange(
             .store
             .revoke_grant(&record.grant_id, now)
             .await
-            .map_err(store_err)?;
+            .map_err(internal)?;
         return Err(invalid("code replayed"));
     }
     if record.expires_at <= now {
@@ -75,7 +75,7 @@ pub async fn exchange(
         .store
         .account_by_id(&record.account_id)
         .await
-        .map_err(store_err)?
+        .map_err(internal)?
         .filter(|a| a.is_ready())
         .ok_or_else(|| invalid("account gone"))?;
     tokens::check_not_banned(state, &account, client, now).await?;
@@ -89,7 +89,7 @@ pub async fn exchange(
         .store
         .redeem_auth_code(&record.digest, &grant, refresh.as_ref().map(|(_, r)| r), now)
         .await
-        .map_err(store_err)?
+        .map_err(internal)?
     {
         Redemption::Issued => {}
         Redemption::Replayed | Redemption::Unknown => return Err(invalid("code used concurrently")),

@@ -11,6 +11,7 @@ use gatehouse_core::{OpaqueToken, Timestamp};
 
 use super::Form;
 use crate::AppState;
+use crate::oauth::error::internal;
 use crate::oauth::tokens::{self, TokenResponse, UserGrant};
 
 pub async fn exchange(
@@ -20,7 +21,6 @@ pub async fn exchange(
     proof: Option<&VerifiedProof>,
 ) -> Result<TokenResponse, OAuthError> {
     let now = Timestamp::now();
-    let store_err = |e: gatehouse_store::StoreError| OAuthError::server_error().with_cause(e);
     let invalid =
         |why: &str| OAuthError::invalid_grant("the refresh token is invalid, expired or revoked").with_cause(why);
     let presented = params
@@ -29,15 +29,10 @@ pub async fn exchange(
     let Some(presented) = OpaqueToken::parse(presented) else {
         return Err(invalid("malformed"));
     };
-    let Some(record) = state
-        .store
-        .refresh_token(&presented.digest())
-        .await
-        .map_err(store_err)?
-    else {
+    let Some(record) = state.store.refresh_token(&presented.digest()).await.map_err(internal)? else {
         return Err(invalid("unknown"));
     };
-    let Some(grant) = state.store.grant(&record.grant_id).await.map_err(store_err)? else {
+    let Some(grant) = state.store.grant(&record.grant_id).await.map_err(internal)? else {
         return Err(invalid("no grant"));
     };
     if grant.client_id != client.id {
@@ -53,10 +48,10 @@ pub async fn exchange(
         ));
     }
     if record.used_at.is_some() {
-        state.store.revoke_grant(&grant.id, now).await.map_err(store_err)?;
+        state.store.revoke_grant(&grant.id, now).await.map_err(internal)?;
         return Err(invalid("rotated token reused: family revoked"));
     }
-    if record.expires_at <= now || state.store.grant_revoked(&grant.id).await.map_err(store_err)? {
+    if record.expires_at <= now || state.store.grant_revoked(&grant.id).await.map_err(internal)? {
         return Err(invalid("expired or revoked"));
     }
     let scopes = match params.get("scope") {
@@ -80,7 +75,7 @@ pub async fn exchange(
         .store
         .account_by_id(account_id)
         .await
-        .map_err(store_err)?
+        .map_err(internal)?
         .filter(|a| a.is_ready())
         .ok_or_else(|| invalid("account gone"))?;
     tokens::check_not_banned(state, &account, client, now).await?;
@@ -89,7 +84,7 @@ pub async fn exchange(
         .store
         .rotate_refresh_token(&record.digest, &new_record, now)
         .await
-        .map_err(store_err)?
+        .map_err(internal)?
     {
         Redemption::Issued => {}
         Redemption::Replayed | Redemption::Unknown => return Err(invalid("rotated concurrently: family revoked")),

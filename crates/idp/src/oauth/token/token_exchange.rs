@@ -17,6 +17,7 @@ use gatehouse_core::oauth::{Client, OAuthError};
 use super::Form;
 use crate::AppState;
 use crate::oauth::bearer::active_access_token;
+use crate::oauth::error::internal;
 use crate::oauth::tokens::{self, AccessTokenFor, Context, TokenResponse};
 
 fn token_param<'a>(params: &'a Form, name: &str) -> Result<Option<&'a String>, OAuthError> {
@@ -101,11 +102,7 @@ pub async fn exchange(
             "actor": claims.act,
             "cnf": claims.cnf,
         }));
-    state
-        .store
-        .append_audit(&audit)
-        .await
-        .map_err(|e| OAuthError::server_error().with_cause(e))?;
+    state.store.append_audit(&audit).await.map_err(internal)?;
     Ok(TokenResponse {
         access_token,
         token_type,
