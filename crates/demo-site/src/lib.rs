@@ -1,0 +1,7 @@
+//! The demo sites: a shop selling digital goods and a forum, built on the
+//! relier library.
+
+pub enum Kind {
+    Shop,
+    Forum,
+}
