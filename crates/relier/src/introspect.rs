@@ -106,7 +106,7 @@ impl Introspector {
 
 /// RFC 6749 §2.3.1: id and secret are form-urlencoded, then joined by `:`
 /// and base64-encoded.
-fn basic_authorization(id: &str, secret: &str) -> String {
+pub(crate) fn basic_authorization(id: &str, secret: &str) -> String {
     let encode = |s: &str| byte_serialize(s.as_bytes()).collect::<String>();
     format!(
         "Basic {}",

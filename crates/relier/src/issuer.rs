@@ -32,7 +32,19 @@ struct IssuerInner {
     issuer: String,
     jwks_uri: Url,
     introspection_endpoint: Option<Url>,
+    login: LoginEndpoints,
     http: reqwest::Client,
+}
+
+/// Where a relying party sends people and redeems codes (learnt by
+/// discovery; empty for an issuer made with [`Issuer::new`]).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LoginEndpoints {
+    pub(crate) authorization: Option<Url>,
+    pub(crate) token: Option<Url>,
+    pub(crate) end_session: Option<Url>,
+    /// RFC 9207 §3: the issuer promises `iss` in every authorization response.
+    pub(crate) iss_parameter: bool,
 }
 
 impl fmt::Debug for Issuer {
@@ -55,6 +67,14 @@ struct Metadata {
     jwks_uri: String,
     #[serde(default)]
     introspection_endpoint: Option<String>,
+    #[serde(default)]
+    authorization_endpoint: Option<String>,
+    #[serde(default)]
+    token_endpoint: Option<String>,
+    #[serde(default)]
+    end_session_endpoint: Option<String>,
+    #[serde(default)]
+    authorization_response_iss_parameter_supported: bool,
 }
 
 impl Issuer {
@@ -80,10 +100,18 @@ impl Issuer {
                 found: metadata.issuer,
             });
         }
-        Self::new(
+        let optional = |what, url: &Option<String>| url.as_deref().map(|u| endpoint(what, u)).transpose();
+        let login = LoginEndpoints {
+            authorization: optional("authorization_endpoint", &metadata.authorization_endpoint)?,
+            token: optional("token_endpoint", &metadata.token_endpoint)?,
+            end_session: optional("end_session_endpoint", &metadata.end_session_endpoint)?,
+            iss_parameter: metadata.authorization_response_iss_parameter_supported,
+        };
+        Self::build(
             issuer,
             &metadata.jwks_uri,
             metadata.introspection_endpoint.as_deref(),
+            login,
             http,
         )
     }
@@ -96,6 +124,22 @@ impl Issuer {
         introspection_endpoint: Option<&str>,
         http: reqwest::Client,
     ) -> Result<Self, Error> {
+        Self::build(
+            issuer,
+            jwks_uri,
+            introspection_endpoint,
+            LoginEndpoints::default(),
+            http,
+        )
+    }
+
+    fn build(
+        issuer: &str,
+        jwks_uri: &str,
+        introspection_endpoint: Option<&str>,
+        login: LoginEndpoints,
+        http: reqwest::Client,
+    ) -> Result<Self, Error> {
         endpoint("issuer", issuer)?;
         let jwks_uri = endpoint("jwks_uri", jwks_uri)?;
         let introspection_endpoint = introspection_endpoint
@@ -106,6 +150,7 @@ impl Issuer {
                 issuer: issuer.to_owned(),
                 jwks_uri,
                 introspection_endpoint,
+                login,
                 http,
             }),
         })
@@ -122,6 +167,10 @@ impl Issuer {
 
     pub fn introspection_endpoint(&self) -> Option<&Url> {
         self.inner.introspection_endpoint.as_ref()
+    }
+
+    pub(crate) fn login_endpoints(&self) -> &LoginEndpoints {
+        &self.inner.login
     }
 
     /// The client every request to the issuer goes through.
@@ -174,7 +223,7 @@ pub(crate) async fn get_json<T: DeserializeOwned>(http: &reqwest::Client, url: &
 }
 
 /// A JSON answer: a success status, at most [`MAX_BODY`] bytes.
-pub(crate) async fn read_json<T: DeserializeOwned>(url: &str, mut response: reqwest::Response) -> Result<T, Error> {
+pub(crate) async fn read_json<T: DeserializeOwned>(url: &str, response: reqwest::Response) -> Result<T, Error> {
     let status = response.status();
     if !status.is_success() {
         return Err(Error::Status {
@@ -182,6 +231,12 @@ pub(crate) async fn read_json<T: DeserializeOwned>(url: &str, mut response: reqw
             status: status.as_u16(),
         });
     }
+    let body = read_body(url, response).await?;
+    serde_json::from_slice(&body).map_err(|e| Error::bad_response(url, e))
+}
+
+/// The body of an answer, whatever its status, at most [`MAX_BODY`] bytes.
+pub(crate) async fn read_body(url: &str, mut response: reqwest::Response) -> Result<Vec<u8>, Error> {
     if response.content_length().is_some_and(|n| n > MAX_BODY as u64) {
         return Err(Error::bad_response(url, "the answer is too large"));
     }
@@ -192,7 +247,7 @@ pub(crate) async fn read_json<T: DeserializeOwned>(url: &str, mut response: reqw
         }
         body.extend_from_slice(&chunk);
     }
-    serde_json::from_slice(&body).map_err(|e| Error::bad_response(url, e))
+    Ok(body)
 }
 
 #[cfg(test)]

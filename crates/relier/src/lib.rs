@@ -15,6 +15,11 @@
 //! - [`Authenticated`], an axum extractor: the verified user, relier and
 //!   scopes, or an [`AuthError`] that answers the way RFC 6750 §3 and
 //!   RFC 9449 §7.1 say (`WWW-Authenticate`, 401/403).
+//! - [`RelyingParty`]: the other direction, a site logging people in: the
+//!   code flow with PKCE (`start`, then `finish` on the callback, which
+//!   verifies the ID token), and the token requests a site makes for
+//!   itself: narrowing a token for another service (RFC 8693), client
+//!   credentials, refresh, and the RP-initiated logout URL.
 //! - [`Receiver`] checks what the issuer pushes to a relier: back-channel
 //!   logout tokens ([`LogoutToken`], a [`LogoutEvent`]) and Security Event
 //!   Tokens ([`SetToken`], a [`SecurityEvent`] of an [`EventKind`]):
@@ -105,6 +110,8 @@ mod introspect;
 mod issuer;
 mod jwks;
 mod receiver;
+
+pub mod login;
 mod verifier;
 
 pub mod dpop;
@@ -113,6 +120,7 @@ pub use error::Error;
 pub use extract::{AuthError, AuthErrorKind, Authenticated, Scheme};
 pub use introspect::{Introspected, Introspector};
 pub use issuer::Issuer;
+pub use login::{Login, LoginError, LoginRequest, PendingLogin, RelyingParty, Tokens};
 pub use receiver::{
     BACKCHANNEL_LOGOUT_EVENT, DEFAULT_RECEIVER_MAX_AGE, DEFAULT_RECEIVER_REPLAY_CAPACITY, EventKind, LogoutEvent,
     LogoutRejection, LogoutToken, ReceiveError, Receiver, SET_CONTENT_TYPE, SecurityEvent, SetRejection, SetToken,

@@ -270,63 +270,7 @@ impl Receiver {
         typ_required: bool,
         now: Timestamp,
     ) -> Result<Map<String, Value>, ReceiveError> {
-        if token.len() > MAX_TOKEN_LEN || token.split('.').count() != 3 {
-            return Err(ReceiveError::request("not a JWT"));
-        }
-        let raw_alg = raw_header(token)
-            .and_then(|h| h.get("alg").and_then(Value::as_str).map(str::to_owned))
-            .ok_or_else(|| ReceiveError::request("unreadable header"))?;
-        if !ACCEPTED_ALGS.contains(&raw_alg.as_str()) {
-            return Err(ReceiveError::InvalidKey(
-                "the signature algorithm is not accepted".into(),
-            ));
-        }
-        let header = jsonwebtoken::decode_header(token).map_err(|_| ReceiveError::request("unreadable header"))?;
-        if header.crit.is_some() {
-            return Err(ReceiveError::request("unknown critical header"));
-        }
-        match header.typ.as_deref() {
-            Some(typ) => {
-                let typ = typ.strip_prefix("application/").unwrap_or(typ);
-                if !typs.iter().any(|t| typ.eq_ignore_ascii_case(t)) {
-                    return Err(ReceiveError::request("wrong token type"));
-                }
-            }
-            None if typ_required => return Err(ReceiveError::request("no token type")),
-            None => {}
-        }
-        let kid = header
-            .kid
-            .as_deref()
-            .filter(|k| !k.is_empty())
-            .ok_or_else(|| ReceiveError::InvalidKey("no kid".into()))?;
-        let key = self.verifier.key(kid).await.map_err(|e| match e {
-            VerifyError::Unavailable(e) => ReceiveError::Unavailable(e),
-            VerifyError::Rejected(r) => ReceiveError::InvalidKey(r.description()),
-        })?;
-        if header.alg != key.alg {
-            return Err(ReceiveError::InvalidKey(
-                RejectReason::UnsupportedAlgorithm.description(),
-            ));
-        }
-        let mut validation = Validation::new(key.alg);
-        validation.required_spec_claims.clear();
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.validate_aud = false;
-        let data = jsonwebtoken::decode::<Value>(token, &key.decoding, &validation).map_err(|e| match e.kind() {
-            JwtErrorKind::InvalidSignature => ReceiveError::InvalidKey(RejectReason::BadSignature.description()),
-            JwtErrorKind::InvalidAlgorithm => {
-                ReceiveError::InvalidKey(RejectReason::UnsupportedAlgorithm.description())
-            }
-            _ => ReceiveError::request("unreadable claims"),
-        })?;
-        let Value::Object(claims) = data.claims else {
-            return Err(ReceiveError::request("unreadable claims"));
-        };
-        if claims.get("iss").and_then(Value::as_str) != Some(self.verifier.issuer().issuer()) {
-            return Err(ReceiveError::InvalidIssuer);
-        }
+        let claims = issuer_signed(&self.verifier, token, typs, typ_required).await?;
         let audience_ok = match claims.get("aud") {
             Some(Value::String(aud)) => *aud == self.client_id,
             Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(&self.client_id)),
@@ -369,6 +313,73 @@ impl Receiver {
             Seen::Full => Err(ReceiveError::Busy),
         }
     }
+}
+
+/// A JWT signed by the issuer: the header (`typ` one of `typs`, no `crit`,
+/// an accepted `alg` equal to the key's), the signature by the key its
+/// `kid` names, and `iss`. Returns the claims; the caller checks the rest.
+pub(crate) async fn issuer_signed(
+    verifier: &Verifier,
+    token: &str,
+    typs: &[&str],
+    typ_required: bool,
+) -> Result<Map<String, Value>, ReceiveError> {
+    if token.len() > MAX_TOKEN_LEN || token.split('.').count() != 3 {
+        return Err(ReceiveError::request("not a JWT"));
+    }
+    let raw_alg = raw_header(token)
+        .and_then(|h| h.get("alg").and_then(Value::as_str).map(str::to_owned))
+        .ok_or_else(|| ReceiveError::request("unreadable header"))?;
+    if !ACCEPTED_ALGS.contains(&raw_alg.as_str()) {
+        return Err(ReceiveError::InvalidKey(
+            "the signature algorithm is not accepted".into(),
+        ));
+    }
+    let header = jsonwebtoken::decode_header(token).map_err(|_| ReceiveError::request("unreadable header"))?;
+    if header.crit.is_some() {
+        return Err(ReceiveError::request("unknown critical header"));
+    }
+    match header.typ.as_deref() {
+        Some(typ) => {
+            let typ = typ.strip_prefix("application/").unwrap_or(typ);
+            if !typs.iter().any(|t| typ.eq_ignore_ascii_case(t)) {
+                return Err(ReceiveError::request("wrong token type"));
+            }
+        }
+        None if typ_required => return Err(ReceiveError::request("no token type")),
+        None => {}
+    }
+    let kid = header
+        .kid
+        .as_deref()
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| ReceiveError::InvalidKey("no kid".into()))?;
+    let key = verifier.key(kid).await.map_err(|e| match e {
+        VerifyError::Unavailable(e) => ReceiveError::Unavailable(e),
+        VerifyError::Rejected(r) => ReceiveError::InvalidKey(r.description()),
+    })?;
+    if header.alg != key.alg {
+        return Err(ReceiveError::InvalidKey(
+            RejectReason::UnsupportedAlgorithm.description(),
+        ));
+    }
+    let mut validation = Validation::new(key.alg);
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    let data = jsonwebtoken::decode::<Value>(token, &key.decoding, &validation).map_err(|e| match e.kind() {
+        JwtErrorKind::InvalidSignature => ReceiveError::InvalidKey(RejectReason::BadSignature.description()),
+        JwtErrorKind::InvalidAlgorithm => ReceiveError::InvalidKey(RejectReason::UnsupportedAlgorithm.description()),
+        _ => ReceiveError::request("unreadable claims"),
+    })?;
+    let Value::Object(claims) = data.claims else {
+        return Err(ReceiveError::request("unreadable claims"));
+    };
+    if claims.get("iss").and_then(Value::as_str) != Some(verifier.issuer().issuer()) {
+        return Err(ReceiveError::InvalidIssuer);
+    }
+    Ok(claims)
 }
 
 fn optional_string(claims: &Map<String, Value>, name: &str) -> Result<Option<String>, ReceiveError> {

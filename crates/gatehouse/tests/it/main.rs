@@ -14,6 +14,7 @@ mod cli;
 mod dpop;
 mod events;
 mod exchange;
+mod login;
 mod logout;
 mod oauth;
 mod ops;
