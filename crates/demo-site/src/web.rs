@@ -1,0 +1,505 @@
+//! The HTTP side both sites share: the router, the state, cookies, the
+//! home pages, and signing in and out: `/login` (off to the IdP),
+//! `/callback` (back), `/logout` (RP-initiated logout at the IdP),
+//! `/backchannel-logout` and `/events` (the IdP ending sessions).
+
+use std::collections::VecDeque;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{FromRef, Query, RawQuery, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use gatehouse_relier::{EventKind, LoginError, LoginRequest, LogoutToken, Receiver, RelyingParty, SetToken};
+use serde::Deserialize;
+
+use crate::Kind;
+use crate::catalog;
+use crate::fulfill::FulfillmentKey;
+use crate::html::{self, Header, esc};
+use crate::pay::{Notification, PayClient};
+use crate::session::{Pending, Session, Sessions, User};
+
+/// The errors a silent login (`prompt=none`) may quietly end with.
+const SILENT_ERRORS: [&str; 4] = [
+    "login_required",
+    "interaction_required",
+    "consent_required",
+    "account_selection_required",
+];
+/// How many merchant notifications the shop keeps to show.
+pub const MAX_NOTIFICATIONS: usize = 200;
+
+/// Everything a site's handlers share.
+pub struct Inner {
+    pub kind: Kind,
+    pub name: String,
+    /// The public URL without a trailing slash.
+    pub base: String,
+    pub secure_cookies: bool,
+    pub rp: RelyingParty,
+    pub receiver: Receiver,
+    pub pay: Option<PayClient>,
+    pub fulfillment_key: FulfillmentKey,
+    pub sessions: Sessions,
+    /// The latest merchant notifications, newest last.
+    pub notifications: Mutex<VecDeque<Notification>>,
+}
+
+/// The router's state. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl AppState {
+    pub fn new(inner: Inner) -> Self {
+        AppState(Arc::new(inner))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl FromRef<AppState> for Receiver {
+    fn from_ref(state: &AppState) -> Receiver {
+        state.receiver.clone()
+    }
+}
+
+/// The site's routes: both sites' pages, and the shop's when it is one.
+pub fn router(state: AppState) -> Router {
+    let mut router = Router::new()
+        .route("/", get(home))
+        .route("/login", get(login))
+        .route("/callback", get(callback))
+        .route("/logout", post(logout))
+        .route("/backchannel-logout", post(backchannel_logout))
+        .route("/events", post(events))
+        .route("/style.css", get(style));
+    if state.kind == Kind::Shop {
+        router = router
+            .route("/offer/{product}", get(crate::shop::offer))
+            .route("/fulfill", get(crate::shop::fulfill))
+            .route("/notify", post(crate::shop::notify))
+            .route("/orders", get(crate::shop::orders));
+    }
+    router
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state)
+}
+
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    let set = |headers: &mut HeaderMap, name: HeaderName, value: &'static str| {
+        if !headers.contains_key(&name) {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+    };
+    set(
+        headers,
+        HeaderName::from_static("content-security-policy"),
+        "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'",
+    );
+    set(headers, HeaderName::from_static("x-frame-options"), "DENY");
+    set(headers, HeaderName::from_static("x-content-type-options"), "nosniff");
+    set(headers, HeaderName::from_static("referrer-policy"), "no-referrer");
+    set(headers, CACHE_CONTROL, "no-store");
+    response
+}
+
+async fn style() -> Response {
+    (
+        [
+            (CONTENT_TYPE, "text/css; charset=utf-8"),
+            (CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        html::STYLE,
+    )
+        .into_response()
+}
+
+pub fn now() -> i64 {
+    gatehouse_relier::Timestamp::now().0
+}
+
+// ---- Cookies and the current session. ----
+
+/// The value of cookie `name` in the request.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+impl Inner {
+    pub fn cookie_name(&self) -> &'static str {
+        self.kind.cookie_name()
+    }
+
+    /// Marks that this browser was sent for a silent login already.
+    fn silent_cookie_name(&self) -> String {
+        format!("{}_tried", self.cookie_name())
+    }
+
+    /// A `Set-Cookie` value: HttpOnly, SameSite=Lax, for the whole site;
+    /// `max_age` `Some(0)` deletes it.
+    pub fn set_cookie(&self, name: &str, value: &str, max_age: Option<i64>) -> HeaderValue {
+        let mut c = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax");
+        if let Some(age) = max_age {
+            c.push_str(&format!("; Max-Age={age}"));
+        }
+        if self.secure_cookies {
+            c.push_str("; Secure");
+        }
+        HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    /// The request's session: its cookie value and a copy of it.
+    pub fn current(&self, headers: &HeaderMap) -> Option<(String, Session)> {
+        let id = cookie(headers, self.cookie_name())?;
+        let session = self.sessions.get(&id, now())?;
+        Some((id, session))
+    }
+
+    /// The request's session, or a new one (then `new` is true: set its
+    /// cookie).
+    pub fn current_or_new(&self, headers: &HeaderMap) -> (String, Session, bool) {
+        match self.current(headers) {
+            Some((id, session)) => (id, session, false),
+            None => {
+                let id = self.sessions.create(now());
+                let session = self.sessions.get(&id, now()).unwrap_or_default();
+                (id, session, true)
+            }
+        }
+    }
+
+    /// The page layout's header for this session.
+    pub fn header<'a>(&'a self, session: Option<&'a Session>, here: &'a str) -> Header<'a> {
+        let user = session.and_then(|s| {
+            s.user
+                .as_ref()
+                .map(|u| (u.email.as_deref().unwrap_or(u.subject.as_str()), s.csrf.as_str()))
+        });
+        Header {
+            site: &self.name,
+            shop: self.kind == Kind::Shop,
+            user,
+            here,
+        }
+    }
+
+    /// A whole page with `status`.
+    pub fn page(&self, status: StatusCode, session: Option<&Session>, here: &str, title: &str, body: &str) -> Response {
+        let html = html::page(&self.header(session, here), title, body);
+        (status, Html(html)).into_response()
+    }
+
+    /// An error page.
+    pub fn error_page(&self, status: StatusCode, session: Option<&Session>, title: &str, text: &str) -> Response {
+        let body = format!(
+            r#"<h1>{}</h1><p class="error">{}</p><p><a href="/">Back to {}</a></p>"#,
+            esc(title),
+            esc(text),
+            esc(&self.name)
+        );
+        self.page(status, session, "/", title, &body)
+    }
+}
+
+/// A 303 to `to`, with cookies to set.
+pub fn see_other(to: &str, cookies: Vec<HeaderValue>) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(location) = HeaderValue::from_str(to) {
+        response.headers_mut().insert(LOCATION, location);
+    }
+    for c in cookies {
+        response.headers_mut().append(SET_COOKIE, c);
+    }
+    response
+}
+
+/// `next` if it is a path on this site, else `/`.
+fn local_path(next: Option<&str>) -> String {
+    match next {
+        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') && !p.contains("/\\") => {
+            p.to_owned()
+        }
+        _ => "/".to_owned(),
+    }
+}
+
+// ---- Home. ----
+
+async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let current = state.current(&headers);
+    let signed_in = current.as_ref().is_some_and(|(_, s)| s.user.is_some());
+    // First visit: try a silent login, so that a person signed in at the
+    // IdP arrives signed in here. Once per browser (a cookie says so), so
+    // that a refusal, or a logout, does not bring them straight back.
+    if !signed_in && cookie(&headers, &state.silent_cookie_name()).is_none() {
+        return start_login(&state, &headers, "/", true);
+    }
+    let session = current.as_ref().map(|(_, s)| s);
+    let body = match state.kind {
+        Kind::Shop => shop_home(&state, session),
+        Kind::Forum => forum_home(&state, session),
+    };
+    state.page(StatusCode::OK, session, "/", &state.name, &body)
+}
+
+fn shop_home(state: &Inner, session: Option<&Session>) -> String {
+    let mut items = String::new();
+    for p in &catalog::PRODUCTS {
+        items.push_str(&format!(
+            r#"<li id="product-{id}"><strong>{summary}</strong> <span class="price">{price}</span>
+<a class="button" href="/offer/{id}">Buy</a></li>
+"#,
+            id = p.id,
+            summary = esc(p.summary),
+            price = catalog::price(p.price, catalog::CURRENCY),
+        ));
+    }
+    let signed_in = session.is_some_and(|s| s.user.is_some());
+    let hint = if signed_in {
+        "Press <strong>Buy</strong>: you pay with Gatehouse Pay, without logging in again."
+    } else {
+        "Log in with your Gatehouse account, then press <strong>Buy</strong>: you pay with Gatehouse Pay, \
+         without logging in again."
+    };
+    format!(
+        r#"<h1>{}</h1>
+<p>Digital goods, paid with Gatehouse Pay. {hint}</p>
+<ul class="items">
+{items}</ul>"#,
+        esc(&state.name)
+    )
+}
+
+fn forum_home(state: &Inner, session: Option<&Session>) -> String {
+    let mut threads = String::new();
+    for t in &catalog::THREADS {
+        threads.push_str(&format!(
+            "<li><strong>{}</strong> <span>by {}, {} replies</span></li>\n",
+            esc(t.title),
+            esc(t.author),
+            t.replies
+        ));
+    }
+    let intro = match session.and_then(|s| s.user.as_ref()) {
+        Some(_) => "You are signed in through Gatehouse: no password asked here.",
+        None => "Log in with your Gatehouse account to join the discussion.",
+    };
+    format!(
+        r#"<h1>{}</h1>
+<p>{intro}</p>
+<ul class="items threads">
+{threads}</ul>"#,
+        esc(&state.name)
+    )
+}
+
+// ---- Signing in. ----
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    next: Option<String>,
+}
+
+async fn login(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<LoginQuery>) -> Response {
+    let next = local_path(q.next.as_deref());
+    start_login(&state, &headers, &next, false)
+}
+
+/// Sends the browser to the IdP, keeping the pending login in the session
+/// (a new one if needed).
+pub fn start_login(state: &Inner, headers: &HeaderMap, next: &str, silent: bool) -> Response {
+    let request = LoginRequest {
+        scope: state.kind.scope().to_owned(),
+        prompt: silent.then(|| "none".to_owned()),
+        ..LoginRequest::default()
+    };
+    let (url, pending) = match state.rp.start(&request) {
+        Ok(started) => started,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start a login");
+            return state.error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                "Cannot log in now",
+                "The identity provider cannot be used now. Try again later.",
+            );
+        }
+    };
+    let (id, _, new) = state.current_or_new(headers);
+    state.sessions.update(&id, |s| {
+        s.add_pending(
+            Pending {
+                login: pending,
+                next: next.to_owned(),
+                silent,
+            },
+            now(),
+        )
+    });
+    let mut cookies = Vec::new();
+    if new {
+        cookies.push(state.set_cookie(state.cookie_name(), &id, None));
+    }
+    if silent {
+        cookies.push(state.set_cookie(&state.silent_cookie_name(), "1", None));
+    }
+    see_other(url.as_str(), cookies)
+}
+
+async fn callback(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let query = query.unwrap_or_default();
+    let returned_state = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned());
+    let current = state.current(&headers);
+    let pending = match (&current, returned_state) {
+        (Some((id, _)), Some(s)) => state
+            .sessions
+            .update(id, |session| session.pending.remove(&s))
+            .flatten(),
+        _ => None,
+    };
+    let (Some((id, session)), Some(pending)) = (current, pending) else {
+        return state.error_page(
+            StatusCode::BAD_REQUEST,
+            None,
+            "Login failed",
+            "This login was not started in this browser, or it took too long. Please log in again.",
+        );
+    };
+    match state.rp.finish(&pending.login, &query).await {
+        Ok(login) => {
+            let user = User {
+                subject: login.subject,
+                sid: login.sid,
+                email: login.email,
+                id_token: login.id_token,
+                tokens: login.tokens,
+            };
+            tracing::info!(site = %state.name, sub = %user.subject, "signed in");
+            let new_id = state.sessions.sign_in(&id, user, now());
+            see_other(
+                &pending.next,
+                vec![state.set_cookie(state.cookie_name(), &new_id, None)],
+            )
+        }
+        Err(LoginError::Denied { error, .. }) if pending.silent && SILENT_ERRORS.contains(&error.as_str()) => {
+            see_other(&pending.next, vec![])
+        }
+        Err(LoginError::Denied { error, description }) => {
+            let text = match description {
+                Some(d) => format!("The identity provider answered {error}: {d}"),
+                None => format!("The identity provider answered {error}."),
+            };
+            state.error_page(StatusCode::FORBIDDEN, Some(&session), "Login failed", &text)
+        }
+        Err(e) => {
+            tracing::warn!(site = %state.name, error = %e, "a login failed");
+            state.error_page(
+                StatusCode::BAD_GATEWAY,
+                Some(&session),
+                "Login failed",
+                "The login could not be completed. Please try again.",
+            )
+        }
+    }
+}
+
+// ---- Signing out. ----
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+/// Ends the local session, then the IdP's (RP-initiated logout), which
+/// logs the person out of the other sites by back-channel logout.
+async fn logout(State(state): State<AppState>, headers: HeaderMap, form: axum::Form<CsrfForm>) -> Response {
+    let tried = state.set_cookie(&state.silent_cookie_name(), "1", None);
+    let Some((id, session)) = state.current(&headers) else {
+        return see_other("/", vec![tried]);
+    };
+    if !crate::shop::same_token(&form.csrf, &session.csrf) {
+        return state.error_page(
+            StatusCode::FORBIDDEN,
+            Some(&session),
+            "Not logged out",
+            "The form has expired. Please try again.",
+        );
+    }
+    state.sessions.remove(&id);
+    let clear = state.set_cookie(state.cookie_name(), "", Some(0));
+    let home = format!("{}/", state.base);
+    let to = session
+        .user
+        .and_then(|u| state.rp.end_session_url(&u.id_token, Some(&home), None))
+        .map_or_else(|| "/".to_owned(), |u| u.to_string());
+    see_other(&to, vec![clear, tried])
+}
+
+/// Back-Channel Logout 1.0: the IdP session `sid` (or every session of
+/// `sub`) has ended.
+async fn backchannel_logout(State(state): State<AppState>, LogoutToken(event): LogoutToken) -> Response {
+    let ended = state.sessions.end(event.sub.as_deref(), event.sid.as_deref());
+    tracing::info!(site = %state.name, ended, "back-channel logout");
+    (StatusCode::OK, [(CACHE_CONTROL, "no-store")]).into_response()
+}
+
+/// RFC 8935 push delivery of Security Event Tokens: an account disabled
+/// (a ban) or purged, or its sessions revoked, ends its sessions here.
+async fn events(State(state): State<AppState>, SetToken(set): SetToken) -> StatusCode {
+    let ends = matches!(
+        set.event,
+        EventKind::AccountDisabled { .. } | EventKind::AccountPurged | EventKind::SessionRevoked
+    );
+    if ends {
+        let ended = state.sessions.end(Some(&set.subject), None);
+        tracing::info!(site = %state.name, event = ?set.event, ended, "security event");
+    } else {
+        tracing::debug!(site = %state.name, event = ?set.event, "security event ignored");
+    }
+    StatusCode::ACCEPTED
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed() {
+        assert_eq!(local_path(Some("/offer/x?y=1")), "/offer/x?y=1");
+        assert_eq!(local_path(Some("//evil.example")), "/");
+        assert_eq!(local_path(Some("/\\evil.example")), "/");
+        assert_eq!(local_path(Some("https://evil.example")), "/");
+        assert_eq!(local_path(None), "/");
+    }
+
+    #[test]
+    fn cookies_are_found_by_exact_name() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            COOKIE,
+            HeaderValue::from_static("shop_session_tried=1; shop_session=abc"),
+        );
+        assert_eq!(cookie(&headers, "shop_session").as_deref(), Some("abc"));
+        assert_eq!(cookie(&headers, "shop_session_tried").as_deref(), Some("1"));
+        assert_eq!(cookie(&headers, "forum_session"), None);
+    }
+}
