@@ -34,6 +34,30 @@ pub struct Config {
     /// An outbox message (a back-channel logout token) not delivered this
     /// long after it was written is dead-lettered. Default 24 hours.
     pub outbox_max_age: std::time::Duration,
+    /// The payments service, run by `gatehouse pay serve` (and by `gatehouse
+    /// serve` beside the IdP when `pay_listen` is set).
+    pub pay: PayConfig,
+}
+
+/// The payments service's settings (`GATEHOUSE_PAY_*`).
+#[derive(Debug, Clone, Default)]
+pub struct PayConfig {
+    /// Where it listens (`GATEHOUSE_PAY_LISTEN`); `gatehouse serve` starts
+    /// it only when this is set. `gatehouse pay serve` defaults to
+    /// 127.0.0.1:8081.
+    pub listen: Option<SocketAddr>,
+    /// Its public URL, which is also its audience (`GATEHOUSE_PAY_PUBLIC_URL`);
+    /// default `http://` plus the listening address.
+    pub public_url: Option<Url>,
+    /// Its own database (`GATEHOUSE_PAY_DATABASE_URL`); default
+    /// `sqlite://<data_dir>/pay.db`.
+    pub database_url: String,
+    /// The IdP it trusts (`GATEHOUSE_PAY_ISSUER`); default the IdP's issuer.
+    pub issuer: Option<Url>,
+    /// Its registration at the IdP (`GATEHOUSE_PAY_CLIENT_ID`,
+    /// `GATEHOUSE_PAY_CLIENT_SECRET`).
+    pub client_id: Option<String>,
+    pub client_secret: Option<gatehouse_core::Secret<String>>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -62,11 +86,17 @@ struct FileConfig {
     log_format: Option<String>,
     secret_key: Option<String>,
     outbox_max_age: Option<String>,
+    pay_listen: Option<String>,
+    pay_public_url: Option<String>,
+    pay_database_url: Option<String>,
+    pay_issuer: Option<String>,
+    pay_client_id: Option<String>,
+    pay_client_secret: Option<String>,
 }
 
 /// The environment variables we read; `GATEHOUSE_TEST_*` is left to the
 /// test suite.
-const ENV_KEYS: [&str; 9] = [
+const ENV_KEYS: [&str; 15] = [
     "GATEHOUSE_ISSUER",
     "GATEHOUSE_LISTEN",
     "GATEHOUSE_DATABASE_URL",
@@ -75,6 +105,12 @@ const ENV_KEYS: [&str; 9] = [
     "GATEHOUSE_LOG_FORMAT",
     "GATEHOUSE_SECRET_KEY",
     "GATEHOUSE_OUTBOX_MAX_AGE",
+    "GATEHOUSE_PAY_LISTEN",
+    "GATEHOUSE_PAY_PUBLIC_URL",
+    "GATEHOUSE_PAY_DATABASE_URL",
+    "GATEHOUSE_PAY_ISSUER",
+    "GATEHOUSE_PAY_CLIENT_ID",
+    "GATEHOUSE_PAY_CLIENT_SECRET",
     // The log filter (tracing's EnvFilter syntax), read by `main`.
     "GATEHOUSE_LOG",
 ];
@@ -124,9 +160,7 @@ impl Config {
             .map(|(_, v)| PathBuf::from(v))
             .unwrap_or_else(|| PathBuf::from("gatehouse-data"));
         let listen = match pick("GATEHOUSE_LISTEN", "listen", &file.listen) {
-            Some((key, v)) => v
-                .parse()
-                .map_err(|_| error(key, format!("{v:?} is not an address:port such as 127.0.0.1:8080")))?,
+            Some((key, v)) => address(key, &v)?,
             None => SocketAddr::from(([127, 0, 0, 1], 8080)),
         };
         let issuer = match pick("GATEHOUSE_ISSUER", "issuer", &file.issuer) {
@@ -134,13 +168,33 @@ impl Config {
             None => None,
         };
         let database_url = match pick("GATEHOUSE_DATABASE_URL", "database_url", &file.database_url) {
-            Some((key, v)) => {
-                if !(v.starts_with("sqlite:") || v.starts_with("postgres://") || v.starts_with("postgresql://")) {
-                    return Err(error(key, "must start with sqlite:// or postgres://"));
-                }
-                v
-            }
+            Some((key, v)) => database(key, v)?,
             None => format!("sqlite://{}", data_dir.join("gatehouse.db").display()),
+        };
+        let pay = PayConfig {
+            listen: match pick("GATEHOUSE_PAY_LISTEN", "pay_listen", &file.pay_listen) {
+                Some((key, v)) => Some(address(key, &v)?),
+                None => None,
+            },
+            public_url: match pick("GATEHOUSE_PAY_PUBLIC_URL", "pay_public_url", &file.pay_public_url) {
+                Some((key, v)) => Some(parse_issuer(&v).map_err(|m| error(key, m))?),
+                None => None,
+            },
+            database_url: match pick("GATEHOUSE_PAY_DATABASE_URL", "pay_database_url", &file.pay_database_url) {
+                Some((key, v)) => database(key, v)?,
+                None => format!("sqlite://{}", data_dir.join("pay.db").display()),
+            },
+            issuer: match pick("GATEHOUSE_PAY_ISSUER", "pay_issuer", &file.pay_issuer) {
+                Some((key, v)) => Some(parse_issuer(&v).map_err(|m| error(key, m))?),
+                None => None,
+            },
+            client_id: pick("GATEHOUSE_PAY_CLIENT_ID", "pay_client_id", &file.pay_client_id).map(|(_, v)| v),
+            client_secret: pick(
+                "GATEHOUSE_PAY_CLIENT_SECRET",
+                "pay_client_secret",
+                &file.pay_client_secret,
+            )
+            .map(|(_, v)| gatehouse_core::Secret::new(v)),
         };
         let smtp_url = match pick("GATEHOUSE_SMTP_URL", "smtp_url", &file.smtp_url) {
             Some((key, v)) => {
@@ -181,6 +235,7 @@ impl Config {
             log_format,
             secret_key,
             outbox_max_age,
+            pay,
         })
     }
 
@@ -188,6 +243,19 @@ impl Config {
     pub fn mail_dir(&self) -> PathBuf {
         self.data_dir.join("mail")
     }
+}
+
+fn address(key: String, value: &str) -> Result<SocketAddr, ConfigError> {
+    value
+        .parse()
+        .map_err(|_| error(key, format!("{value:?} is not an address:port such as 127.0.0.1:8080")))
+}
+
+fn database(key: String, value: String) -> Result<String, ConfigError> {
+    if !(value.starts_with("sqlite:") || value.starts_with("postgres://") || value.starts_with("postgresql://")) {
+        return Err(error(key, "must start with sqlite:// or postgres://"));
+    }
+    Ok(value)
 }
 
 /// The issuer is an absolute http(s) URL with no query or fragment, https
@@ -255,6 +323,29 @@ mod tests {
         assert_eq!(e.key, "GATEHOUSE_SMTP_URL");
         // The test suite's own variables are not settings.
         assert!(Config::from_sources(None, env(&[("GATEHOUSE_TEST_POSTGRES_URL", "x")])).is_ok());
+    }
+
+    #[test]
+    fn the_payments_service_has_its_own_settings() {
+        let c = Config::from_sources(None, env(&[])).expect("defaults");
+        assert_eq!(c.pay.listen, None);
+        assert_eq!(
+            c.pay.database_url,
+            format!("sqlite://{}", PathBuf::from("gatehouse-data").join("pay.db").display())
+        );
+        let c = Config::from_sources(
+            Some("pay_listen = \"127.0.0.1:9001\"\npay_client_id = \"p\""),
+            env(&[("GATEHOUSE_PAY_DATABASE_URL", "postgres://db/pay")]),
+        )
+        .expect("ok");
+        assert_eq!(c.pay.listen, Some("127.0.0.1:9001".parse().expect("addr")));
+        assert_eq!(c.pay.client_id.as_deref(), Some("p"));
+        assert_eq!(c.pay.database_url, "postgres://db/pay");
+        let e = Config::from_sources(None, env(&[("GATEHOUSE_PAY_LISTEN", "x")])).expect_err("bad");
+        assert_eq!(e.key, "GATEHOUSE_PAY_LISTEN");
+        let e =
+            Config::from_sources(None, env(&[("GATEHOUSE_PAY_PUBLIC_URL", "http://pay.example")])).expect_err("http");
+        assert_eq!(e.key, "GATEHOUSE_PAY_PUBLIC_URL");
     }
 
     #[test]
