@@ -4,11 +4,13 @@
 
 pub mod account;
 pub mod audit;
+pub mod backoff;
 pub mod ban;
 pub mod code;
 pub mod email;
 pub mod oauth;
 pub mod password;
+pub mod pay;
 pub mod secret;
 pub mod session;
 pub mod throttle;

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+pub use gatehouse_core::backoff::backoff_secs;
 use gatehouse_core::oauth::client::SigningAlg;
 use gatehouse_core::{AccountId, Timestamp, TokenDigest};
 use gatehouse_store::{OutboxKind, OutboxMessage, Store, StoreError};
@@ -30,8 +31,6 @@ pub const LEASE_SECS: i64 = 30;
 const GAUGE_EVERY_IDLE_ROUNDS: u32 = 20;
 /// Messages taken per round.
 const BATCH: i64 = 32;
-/// The longest wait between two attempts, in seconds.
-const MAX_BACKOFF_SECS: i64 = 600;
 /// A logout token's lifetime, in seconds.
 pub const LOGOUT_TOKEN_LIFETIME: i64 = 120;
 
@@ -280,34 +279,9 @@ async fn deliver(state: &AppState, http: &reqwest::Client, message: OutboxMessag
     }
 }
 
-/// Seconds to wait after the failure of attempt number `attempts + 1`:
-/// 1, 2, 4, ... up to [`MAX_BACKOFF_SECS`], stretched by `jitter` (a
-/// fraction, 0 to 0.5) so that many failures do not retry in step.
-pub fn backoff_secs(attempts: i64, jitter: f64) -> i64 {
-    let exp = u32::try_from(attempts.clamp(0, 20)).unwrap_or(20);
-    let base = 2_i64.saturating_pow(exp).min(MAX_BACKOFF_SECS);
-    #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
-    let extra = (base as f64 * jitter.clamp(0.0, 0.5)).round() as i64;
-    base + extra
-}
-
 /// Wakes the worker after messages were written (no-op for none).
 pub fn wake(state: &AppState, written: &[OutboxMessage]) {
     if !written.is_empty() {
         state.outbox_wake.notify_one();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        assert_eq!(backoff_secs(0, 0.0), 1);
-        assert_eq!(backoff_secs(1, 0.0), 2);
-        assert_eq!(backoff_secs(3, 0.0), 8);
-        assert_eq!(backoff_secs(50, 0.0), MAX_BACKOFF_SECS);
-        assert_eq!(backoff_secs(2, 0.5), 6);
     }
 }

@@ -1,0 +1,311 @@
+//! The payments store on both backends: the ledger balances, a wallet
+//! never goes below zero even under concurrent payments, paying a contract
+//! twice charges once, refunds, links are single-use, the audit table is
+//! append-only.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use gatehouse_core::Timestamp;
+use gatehouse_core::pay::{MerchantTerms, PurchaseState};
+use gatehouse_pay::store::{self, Contract, ContractCreated, Merchant, Paid, PayStore, PayStoreError, PurchaseLink};
+
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(super::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+struct Db {
+    url: String,
+    store: Arc<dyn PayStore>,
+    pg_name: Option<String>,
+    _dir: tempfile::TempDir,
+}
+
+fn admin_url() -> String {
+    std::env::var("GATEHOUSE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+async fn admin_conn() -> sqlx::postgres::PgConnection {
+    use sqlx::Connection;
+    sqlx::postgres::PgConnection::connect(&admin_url())
+        .await
+        .expect("PostgreSQL is reachable")
+}
+
+impl Db {
+    async fn new(backend: Backend) -> Db {
+        let dir = tempfile::tempdir().expect("dir");
+        let (url, pg_name) = match backend {
+            Backend::Sqlite => (format!("sqlite://{}", dir.path().join("pay.db").display()), None),
+            Backend::Postgres => {
+                let name = format!("gh_pay_{}", uuid::Uuid::new_v4().simple());
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut admin_conn().await)
+                    .await
+                    .expect("create database");
+                let mut url = url::Url::parse(&admin_url()).expect("url");
+                url.set_path(&format!("/{name}"));
+                (url.to_string(), Some(name))
+            }
+        };
+        let store = gatehouse_pay::open_store(&url).await.expect("open store");
+        store
+            .add_merchant(Merchant {
+                client_id: "shop".into(),
+                name: "The Shop".into(),
+                origins: vec!["http://127.0.0.1:8082".into()],
+                notify_uri: Some("http://127.0.0.1:9/notify".into()),
+            })
+            .await
+            .expect("merchant");
+        Db {
+            url,
+            store,
+            pg_name,
+            _dir: dir,
+        }
+    }
+
+    /// Checks the ledger adds up, then drops the database.
+    async fn finish(self) {
+        assert_eq!(self.store.ledger_sum().await.expect("sum"), 0, "entries sum to zero");
+        assert_eq!(self.store.balances_sum().await.expect("sum"), 0, "balances sum to zero");
+        drop(self.store);
+        if let Some(name) = self.pg_name {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut admin_conn().await)
+            .await;
+        }
+    }
+}
+
+fn contract(sub: &str, order: &str, amount: i64) -> Contract {
+    let terms = MerchantTerms {
+        order_id: order.into(),
+        product: "ebook".into(),
+        summary: "An ebook".into(),
+        amount,
+        currency: "EUR".into(),
+        fulfillment_url: format!("http://127.0.0.1:8082/fulfill?order={order}"),
+        offer_url: "http://127.0.0.1:8082/offer/ebook".into(),
+    }
+    .into_contract("shop")
+    .expect("terms");
+    Contract {
+        hash: terms.hash().expect("hash"),
+        sub: sub.into(),
+        terms,
+        created_at: Timestamp::now(),
+    }
+}
+
+async fn create(store: &dyn PayStore, c: &Contract) -> ContractCreated {
+    let link = PurchaseLink {
+        digest: uuid::Uuid::new_v4().to_string(),
+        contract_hash: c.hash.clone(),
+        sub: c.sub.clone(),
+        expires_at: Timestamp::now().plus(300),
+    };
+    store.create_contract(c, &link).await.expect("create contract")
+}
+
+async fn concurrent_payments_never_overdraw(backend: Backend) {
+    let db = Db::new(backend).await;
+    let store = db.store.clone();
+    assert_eq!(store.fund("alice", 1000, "EUR").await.expect("fund"), 1000);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..10 {
+        let c = contract("alice", &format!("o{i}"), 300);
+        assert_eq!(create(store.as_ref(), &c).await, ContractCreated::New);
+        let store = store.clone();
+        tasks.spawn(async move { store.pay(&c, &format!("p{i}"), Timestamp::now()).await });
+    }
+    let (mut ok, mut refused) = (0, 0);
+    while let Some(r) = tasks.join_next().await {
+        match r.expect("task") {
+            Ok(Paid::New(_)) => ok += 1,
+            Err(PayStoreError::InsufficientFunds) => refused += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((ok, refused), (3, 7));
+    assert_eq!(store.balance("alice", "EUR").await.expect("balance"), 100);
+    assert_eq!(store.purchases(Some("alice"), 100).await.expect("list").len(), 3);
+    db.finish().await;
+}
+
+async fn paying_twice_charges_once(backend: Backend) {
+    let db = Db::new(backend).await;
+    let store = db.store.clone();
+    store.fund("bob", 1000, "EUR").await.expect("fund");
+    let c = contract("bob", "o1", 400);
+    create(store.as_ref(), &c).await;
+    let first = store.pay(&c, "p1", Timestamp::now()).await.expect("pay");
+    assert!(matches!(first, Paid::New(_)));
+    let second = store.pay(&c, "p2", Timestamp::now()).await.expect("pay again");
+    match second {
+        Paid::Already(p) => assert_eq!(p.id, "p1"),
+        other => panic!("charged twice: {other:?}"),
+    }
+    // Concurrently too.
+    let c2 = contract("bob", "o2", 100);
+    create(store.as_ref(), &c2).await;
+    let (a, b) = tokio::join!(
+        store.pay(&c2, "p3", Timestamp::now()),
+        store.pay(&c2, "p4", Timestamp::now())
+    );
+    let news = [a.expect("a"), b.expect("b")]
+        .iter()
+        .filter(|p| matches!(p, Paid::New(_)))
+        .count();
+    assert_eq!(news, 1);
+    assert_eq!(store.balance("bob", "EUR").await.expect("balance"), 500);
+    // One notification per completed purchase.
+    assert_eq!(store.outbox(Some("shop"), 10).await.expect("outbox").len(), 2);
+    db.finish().await;
+}
+
+async fn refunds_move_money_back_once(backend: Backend) {
+    let db = Db::new(backend).await;
+    let store = db.store.clone();
+    store.fund("carol", 500, "EUR").await.expect("fund");
+    let c = contract("carol", "o1", 500);
+    create(store.as_ref(), &c).await;
+    store.pay(&c, "p1", Timestamp::now()).await.expect("pay");
+    assert_eq!(store.balance("carol", "EUR").await.expect("b"), 0);
+    // An empty wallet cannot pay.
+    let c2 = contract("carol", "o2", 1);
+    create(store.as_ref(), &c2).await;
+    assert!(matches!(
+        store.pay(&c2, "p2", Timestamp::now()).await,
+        Err(PayStoreError::InsufficientFunds)
+    ));
+    assert!(store.purchase_by_contract(&c2.hash).await.expect("read").is_none());
+    let refunded = store.refund("p1", "admin", Timestamp::now()).await.expect("refund");
+    assert_eq!(refunded.state, PurchaseState::Refunded);
+    assert_eq!(store.balance("carol", "EUR").await.expect("b"), 500);
+    assert!(matches!(
+        store.refund("p1", "admin", Timestamp::now()).await,
+        Err(PayStoreError::State(_))
+    ));
+    assert!(matches!(
+        store.refund("nope", "admin", Timestamp::now()).await,
+        Err(PayStoreError::NotFound)
+    ));
+    let kinds: Vec<String> = store
+        .audit_events(Some("carol"), 20)
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    for kind in ["wallet_funded", "contract_created", "purchase_paid", "refund"] {
+        assert!(kinds.iter().any(|k| k == kind), "{kind} in {kinds:?}");
+    }
+    db.finish().await;
+}
+
+async fn contracts_and_links(backend: Backend) {
+    let db = Db::new(backend).await;
+    let store = db.store.clone();
+    let c = contract("dave", "o1", 10);
+    assert_eq!(create(store.as_ref(), &c).await, ContractCreated::New);
+    assert_eq!(create(store.as_ref(), &c).await, ContractCreated::Existing);
+    let mut other = c.clone();
+    other.sub = "erin".into();
+    assert_eq!(create(store.as_ref(), &other).await, ContractCreated::Taken);
+    assert_eq!(store.contract(&c.hash).await.expect("read").expect("there"), c);
+    let link = PurchaseLink {
+        digest: "d1".into(),
+        contract_hash: c.hash.clone(),
+        sub: "dave".into(),
+        expires_at: Timestamp::now().plus(300),
+    };
+    store.create_contract(&c, &link).await.expect("again");
+    let now = Timestamp::now();
+    assert_eq!(
+        store.use_link("d1", now).await.expect("use"),
+        Some((c.hash.clone(), "dave".to_owned()))
+    );
+    assert_eq!(store.use_link("d1", now).await.expect("use"), None, "single use");
+    let expired = PurchaseLink {
+        digest: "d2".into(),
+        expires_at: now.minus(1),
+        ..link
+    };
+    store.create_contract(&c, &expired).await.expect("again");
+    assert_eq!(store.use_link("d2", now).await.expect("use"), None, "expired");
+    db.finish().await;
+}
+
+async fn the_store_refuses_a_negative_wallet(backend: Backend) {
+    let db = Db::new(backend).await;
+    db.store.fund("frank", 10, "EUR").await.expect("fund");
+    db.store
+        .audit(
+            gatehouse_pay::store::PayAuditKind::PinFailed,
+            Some("frank"),
+            serde_json::json!({}),
+            Timestamp::now(),
+        )
+        .await
+        .expect("audit");
+    // SQL that bypasses the store's methods still cannot overdraw a wallet,
+    // nor rewrite the audit table.
+    let overdraw = "UPDATE ledger_accounts SET balance = balance - 11 WHERE id = 'user:EUR:frank'";
+    let rewrite = "UPDATE audit_events SET kind = 'nothing'";
+    let erase = "DELETE FROM audit_events";
+    match backend {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.expect("pool");
+            for statement in [overdraw, rewrite, erase] {
+                assert!(sqlx::query(statement).execute(&pool).await.is_err(), "{statement}");
+            }
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.expect("pool");
+            for statement in [overdraw, rewrite, erase] {
+                assert!(sqlx::query(statement).execute(&pool).await.is_err(), "{statement}");
+            }
+        }
+    }
+    assert_eq!(db.store.balance("frank", "EUR").await.expect("b"), 10);
+    db.finish().await;
+}
+
+both_backends!(
+    concurrent_payments_never_overdraw,
+    paying_twice_charges_once,
+    refunds_move_money_back_once,
+    contracts_and_links,
+    the_store_refuses_a_negative_wallet,
+);
+
+#[tokio::test]
+async fn unknown_database_urls_are_refused() {
+    assert!(matches!(
+        store::connect("mysql://x").await,
+        Err(PayStoreError::UnsupportedUrl(_))
+    ));
+}
