@@ -373,3 +373,254 @@ pub async fn orders(State(state): State<AppState>, headers: HeaderMap) -> Respon
         format!("<h1>Your purchases</h1>\n<p>As Gatehouse Pay told the shop (signed notifications).</p>\n{list}");
     state.page(StatusCode::OK, Some(&session), "/orders", "Your purchases", &body)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The merchant side against a stand-in for the payments service: a
+    //! JWKS on a local port and proofs signed with its key.
+
+    use super::*;
+    use crate::fulfill::FulfillmentKey;
+    use crate::session::Sessions;
+    use crate::web::router;
+    use axum::body::Body;
+    use axum::http::Request;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use gatehouse_relier::{Issuer, Receiver, RelyingParty, Verifier};
+    use jsonwebtoken::{EncodingKey, Header};
+    use p256::pkcs8::EncodePrivateKey;
+    use serde_json::Value;
+    use tower::ServiceExt;
+
+    const SHOP: &str = "http://127.0.0.1:8082";
+
+    struct FakePay {
+        base: String,
+        key: EncodingKey,
+    }
+
+    impl FakePay {
+        /// Serves a JWKS with one ES256 key on a local port.
+        async fn start() -> FakePay {
+            let signing = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+            let point = signing.verifying_key().to_encoded_point(false);
+            let jwks = json!({ "keys": [{
+                "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": "pay-1",
+                "x": URL_SAFE_NO_PAD.encode(point.x().unwrap()),
+                "y": URL_SAFE_NO_PAD.encode(point.y().unwrap()),
+            }]});
+            let app = axum::Router::new().route(
+                "/.well-known/jwks.json",
+                axum::routing::get(move || {
+                    let jwks = jwks.clone();
+                    async move { Json(jwks) }
+                }),
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let base = format!("http://{}", listener.local_addr().unwrap());
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            FakePay {
+                base,
+                key: EncodingKey::from_ec_der(signing.to_pkcs8_der().unwrap().as_bytes()),
+            }
+        }
+
+        fn sign(&self, typ: &str, claims: &Value) -> String {
+            let mut header = Header::new(jsonwebtoken::Algorithm::ES256);
+            header.typ = Some(typ.into());
+            header.kid = Some("pay-1".into());
+            jsonwebtoken::encode(&header, claims, &self.key).unwrap()
+        }
+
+        fn proof(&self, hash: &str, sub: &str, exp_in: i64) -> String {
+            let now = now();
+            self.sign(
+                "payment-proof+jwt",
+                &json!({ "iss": self.base, "aud": "shop", "sub": sub, "contract_hash": hash,
+                         "purchase_id": "p_1", "paid_at": now, "iat": now, "exp": now + exp_in }),
+            )
+        }
+    }
+
+    fn state(pay: &FakePay) -> AppState {
+        let http = reqwest::Client::new();
+        // The IdP is not reached in these tests.
+        let issuer = Issuer::new("http://127.0.0.1:9", "http://127.0.0.1:9/jwks.json", None, http.clone()).unwrap();
+        let verifier = Verifier::new(issuer, "shop");
+        let rp = RelyingParty::new(
+            &verifier,
+            "shop",
+            Some("secret".into()),
+            format!("{SHOP}/callback").parse().unwrap(),
+        );
+        AppState::new(Inner {
+            kind: crate::Kind::Shop,
+            name: "Shop".into(),
+            base: SHOP.into(),
+            secure_cookies: false,
+            receiver: Receiver::new(&verifier, "shop"),
+            pay: Some(PayClient::new(&pay.base, rp.clone(), http)),
+            rp,
+            fulfillment_key: FulfillmentKey::derive("secret").unwrap(),
+            sessions: Sessions::default(),
+            notifications: std::sync::Mutex::new(Default::default()),
+        })
+    }
+
+    async fn get(state: &AppState, uri: &str, cookie: Option<&str>) -> Response {
+        let mut request = Request::get(uri);
+        if let Some(c) = cookie {
+            request = request.header("cookie", c);
+        }
+        router(state.clone())
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+    }
+
+    fn header<'a>(r: &'a Response, name: &str) -> &'a str {
+        r.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
+    }
+
+    async fn body(r: Response) -> String {
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    /// A fresh order's fulfillment path and contract hash.
+    fn order(state: &AppState) -> (String, String) {
+        let order = Order::new(catalog::product("ebook-rust").unwrap(), now());
+        let url = order.fulfillment_url(SHOP, &state.fulfillment_key);
+        let hash = order.contract_hash(SHOP, &state.fulfillment_key, "shop");
+        (url.strip_prefix(SHOP).unwrap().to_owned(), hash)
+    }
+
+    #[tokio::test]
+    async fn a_fulfillment_url_asks_for_payment_then_shows_the_goods() {
+        let pay = FakePay::start().await;
+        let state = state(&pay);
+        let (path, hash) = order(&state);
+
+        // Not paid in this session: 402, and where to pay.
+        let r = get(&state, &path, None).await;
+        assert_eq!(r.status(), StatusCode::PAYMENT_REQUIRED);
+        assert_eq!(header(&r, "pay-contract-hash"), hash);
+        assert_eq!(header(&r, "pay-url"), format!("{}/contracts/{hash}", pay.base));
+        assert_eq!(header(&r, "pay-offer-url"), format!("{SHOP}/offer/ebook-rust"));
+        assert!(body(r).await.contains("Continue to payment"));
+
+        // With a proof: remembered, and back to the clean URL.
+        let proof = pay.proof(&hash, "alice", 300);
+        let r = get(&state, &format!("{path}&payment={proof}"), None).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(header(&r, "location"), format!("{SHOP}{path}"));
+        let set_cookie = header(&r, "set-cookie").to_owned();
+        assert!(set_cookie.starts_with("shop_session="), "{set_cookie}");
+        assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"));
+        let cookie = set_cookie.split(';').next().unwrap().to_owned();
+        let r = get(&state, &path, Some(&cookie)).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(body(r).await.contains("Your copy of Ownership in Practice (EPUB)"));
+        // Another browser has not proven it.
+        assert_eq!(get(&state, &path, None).await.status(), StatusCode::PAYMENT_REQUIRED);
+    }
+
+    #[tokio::test]
+    async fn bad_proofs_and_tampered_urls_are_refused() {
+        let pay = FakePay::start().await;
+        let state = state(&pay);
+        let (path, hash) = order(&state);
+        let (_, other_hash) = order(&state);
+
+        let tampered = path.replace("amount=499", "amount=1");
+        assert_eq!(get(&state, &tampered, None).await.status(), StatusCode::NOT_FOUND);
+        let proof = pay.proof(&hash, "alice", 300);
+        let r = get(&state, &format!("{tampered}&payment={proof}"), None).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+        for (why, proof) in [
+            ("another contract", pay.proof(&other_hash, "alice", 300)),
+            ("expired", pay.proof(&hash, "alice", -120)),
+            (
+                "another audience",
+                pay.sign(
+                    "payment-proof+jwt",
+                    &json!({ "iss": pay.base, "aud": "forum", "sub": "alice", "contract_hash": hash,
+                             "iat": now(), "exp": now() + 300 }),
+                ),
+            ),
+            (
+                "another issuer",
+                pay.sign(
+                    "payment-proof+jwt",
+                    &json!({ "iss": "http://127.0.0.1:1", "aud": "shop", "sub": "alice", "contract_hash": hash,
+                             "iat": now(), "exp": now() + 300 }),
+                ),
+            ),
+            (
+                "not a proof",
+                pay.sign(
+                    "payment-notification+jwt",
+                    &json!({ "iss": pay.base, "aud": "shop", "sub": "alice", "contract_hash": hash,
+                             "iat": now(), "exp": now() + 300 }),
+                ),
+            ),
+            ("garbage", "a.b.c".to_owned()),
+        ] {
+            let r = get(&state, &format!("{path}&payment={proof}"), None).await;
+            assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{why}");
+            assert!(header(&r, "set-cookie").is_empty(), "{why}: nothing remembered");
+        }
+    }
+
+    #[tokio::test]
+    async fn notifications_are_verified() {
+        let pay = FakePay::start().await;
+        let state = state(&pay);
+        let claims = json!({ "iss": pay.base, "aud": "shop", "iat": now(), "jti": "n1",
+            "event": "purchase.completed", "purchase_id": "p_1", "contract_hash": "h",
+            "sub": "alice", "amount": 499, "currency": "EUR" });
+        let post = |body: String| {
+            let state = state.clone();
+            async move {
+                router(state)
+                    .oneshot(
+                        Request::post("/notify")
+                            .header("content-type", "application/jwt")
+                            .body(Body::from(body))
+                            .unwrap(),
+                    )
+                    .await
+                    .unwrap()
+            }
+        };
+        let r = post(pay.sign("payment-notification+jwt", &claims)).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let r = post(pay.sign("payment-proof+jwt", &claims)).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let list = state.notifications.lock().unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].amount, 499);
+    }
+
+    #[tokio::test]
+    async fn an_offer_needs_a_signed_in_user() {
+        let pay = FakePay::start().await;
+        let state = state(&pay);
+        let r = router(state.clone())
+            .oneshot(
+                Request::get("/offer/ebook-rust")
+                    .header("accept", "application/json")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            get(&state, "/offer/nothing", None).await.status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+}
