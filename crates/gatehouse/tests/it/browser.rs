@@ -35,9 +35,9 @@ use serde_json::{Value, json};
 use crate::both_backends;
 use crate::support::{Backend, ClientSpec, TestApp, spawn_app};
 
-const PASSWORD: &str = "a perfectly fine passphrase";
+pub(crate) const PASSWORD: &str = "a perfectly fine passphrase";
 /// How long a page may take to appear after a click.
-const PAGE_DEADLINE: Duration = Duration::from_secs(15);
+pub(crate) const PAGE_DEADLINE: Duration = Duration::from_secs(15);
 /// A phone-sized window: the pages must work there.
 const WINDOW: (u32, u32) = (400, 900);
 
@@ -473,7 +473,7 @@ async fn until_the_second_after(t: i64) {
 
 /// Waits until the page's `<h1>` reads `heading`: the way to wait for a
 /// navigation to finish.
-async fn wait_for_heading(c: &Client, heading: &str) {
+pub(crate) async fn wait_for_heading(c: &Client, heading: &str) {
     let deadline = tokio::time::Instant::now() + PAGE_DEADLINE;
     let mut seen = String::new();
     loop {
@@ -495,39 +495,39 @@ async fn wait_for_heading(c: &Client, heading: &str) {
     }
 }
 
-async fn find(c: &Client, css: &str) -> Element {
+pub(crate) async fn find(c: &Client, css: &str) -> Element {
     c.find(Locator::Css(css))
         .await
         .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
 }
 
 /// Types `value` into the (cleared) field.
-async fn fill(c: &Client, css: &str, value: &str) {
+pub(crate) async fn fill(c: &Client, css: &str, value: &str) {
     let field = find(c, css).await;
     field.clear().await.unwrap();
     field.send_keys(value).await.unwrap();
 }
 
-async fn text(c: &Client, css: &str) -> String {
+pub(crate) async fn text(c: &Client, css: &str) -> String {
     find(c, css).await.text().await.unwrap()
 }
 
 /// What the field holds now (not the `value` attribute it was served with).
-async fn value(c: &Client, css: &str) -> String {
+pub(crate) async fn value(c: &Client, css: &str) -> String {
     find(c, css).await.prop("value").await.unwrap().unwrap_or_default()
 }
 
 /// The button labelled `label`; there must be exactly one.
-async fn button(c: &Client, label: &str) -> Element {
+pub(crate) async fn button(c: &Client, label: &str) -> Element {
     one(c, &format!("//button[normalize-space(.)='{label}']"), label).await
 }
 
 /// The link reading `label`; there must be exactly one.
-async fn link(c: &Client, label: &str) -> Element {
+pub(crate) async fn link(c: &Client, label: &str) -> Element {
     one(c, &format!("//a[normalize-space(.)='{label}']"), label).await
 }
 
-async fn one(c: &Client, xpath: &str, label: &str) -> Element {
+pub(crate) async fn one(c: &Client, xpath: &str, label: &str) -> Element {
     let mut found = c.find_all(Locator::XPath(xpath)).await.unwrap();
     assert_eq!(
         found.len(),
@@ -541,13 +541,13 @@ async fn one(c: &Client, xpath: &str, label: &str) -> Element {
     element
 }
 
-async fn assert_no_scripts(c: &Client) {
+pub(crate) async fn assert_no_scripts(c: &Client) {
     let scripts = c.find_all(Locator::Css("script")).await.unwrap();
     assert!(scripts.is_empty(), "the page has {} script element(s)", scripts.len());
 }
 
 /// Nothing in the browser's console: no CSP violation, no failed load.
-async fn assert_console_clean(c: &Session) {
+pub(crate) async fn assert_console_clean(c: &Session) {
     let id = c.session_id().await.unwrap().expect("a session");
     let logs: Value = reqwest::Client::new()
         .post(format!("{}/session/{id}/se/log", c.driver_url))
@@ -572,7 +572,7 @@ async fn assert_console_clean(c: &Session) {
 
 /// Runs `test` with a fresh browser session. The session is closed and the
 /// browser stopped even when `test` fails; then the failure is passed on.
-async fn in_chromium<F, Fut>(test: F)
+pub(crate) async fn in_chromium<F, Fut>(test: F)
 where
     F: FnOnce(Session) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
@@ -595,9 +595,9 @@ where
 }
 
 /// A browser session, and the chromedriver it runs on.
-struct Session {
-    client: Client,
-    driver_url: String,
+pub(crate) struct Session {
+    pub(crate) client: Client,
+    pub(crate) driver_url: String,
 }
 
 impl std::ops::Deref for Session {
@@ -609,14 +609,14 @@ impl std::ops::Deref for Session {
 
 /// A chromedriver process (and the Chromium it starts) in a process group of
 /// its own, killed whole when this is dropped.
-struct ChromeDriver {
+pub(crate) struct ChromeDriver {
     child: Child,
     url: String,
     profile: tempfile::TempDir,
 }
 
 impl ChromeDriver {
-    async fn start() -> ChromeDriver {
+    pub(crate) async fn start() -> ChromeDriver {
         let binary =
             std::env::var("GATEHOUSE_TEST_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".to_owned());
         let mut child = Command::new(&binary)
@@ -681,7 +681,7 @@ impl ChromeDriver {
     }
 
     /// A new session: headless Chromium with a fresh profile and no JavaScript.
-    async fn session(&self) -> Client {
+    pub(crate) async fn session(&self) -> Client {
         let binary = std::env::var("GATEHOUSE_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
         let caps = json!({
             "browserName": "chrome",

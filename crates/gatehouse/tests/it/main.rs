@@ -19,3 +19,4 @@ mod logout;
 mod oauth;
 mod ops;
 mod relier;
+mod story;
