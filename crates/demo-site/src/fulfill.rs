@@ -3,20 +3,16 @@
 //! HMAC-SHA256 of those parameters under the shop's own secret, so the shop
 //! can rebuild the contract's terms, and so its hash, from the URL alone,
 //! with no database and for any visitor (docs/payments.md, "The merchant
-//! side").
+//! side"). The terms and their hash follow the payments rules in
+//! `gatehouse_core::pay`, the same code the payments service runs.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use gatehouse_core::pay::{ContractTerms, MerchantTerms, TermsError};
 use hmac::{Hmac, Mac};
-use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use crate::catalog::{self, Product};
 
 type HmacSha256 = Hmac<Sha256>;
-
-/// The version of the terms (`"v"`), as docs/payments.md fixes it.
-const TERMS_VERSION: i64 = 1;
 
 /// The key fulfillment URLs are signed with (kept as a keyed HMAC, cloned
 /// for each use).
@@ -163,31 +159,28 @@ impl Order {
 
     /// The contract's terms as the merchant posts them (without `merchant`
     /// and `v`, which the payments service adds).
-    pub fn merchant_terms(&self, shop: &str, key: &FulfillmentKey) -> Value {
-        json!({
-            "order_id": self.order_id,
-            "product": self.product.id,
-            "summary": self.product.summary,
-            "amount": self.amount,
-            "currency": self.currency,
-            "fulfillment_url": self.fulfillment_url(shop, key),
-            "offer_url": self.offer_url(shop),
-        })
-    }
-
-    /// The full terms: the merchant's plus `merchant` and `v`.
-    pub fn terms(&self, shop: &str, key: &FulfillmentKey, merchant: &str) -> Value {
-        let mut terms = self.merchant_terms(shop, key);
-        if let Value::Object(map) = &mut terms {
-            map.insert("merchant".into(), Value::from(merchant));
-            map.insert("v".into(), Value::from(TERMS_VERSION));
+    pub fn merchant_terms(&self, shop: &str, key: &FulfillmentKey) -> MerchantTerms {
+        MerchantTerms {
+            order_id: self.order_id.clone(),
+            product: self.product.id.to_owned(),
+            summary: self.product.summary.to_owned(),
+            amount: self.amount,
+            currency: self.currency.clone(),
+            fulfillment_url: self.fulfillment_url(shop, key),
+            offer_url: self.offer_url(shop),
         }
-        terms
     }
 
-    /// The contract hash of [`Order::terms`].
-    pub fn contract_hash(&self, shop: &str, key: &FulfillmentKey, merchant: &str) -> String {
-        contract_hash(&self.terms(shop, key, merchant))
+    /// The full terms: the merchant's plus `merchant` and `v`, by the
+    /// payments rules (`gatehouse_core::pay`).
+    pub fn terms(&self, shop: &str, key: &FulfillmentKey, merchant: &str) -> Result<ContractTerms, TermsError> {
+        self.merchant_terms(shop, key).into_contract(merchant)
+    }
+
+    /// The contract hash of [`Order::terms`]: what the payments service
+    /// computes for the same terms.
+    pub fn contract_hash(&self, shop: &str, key: &FulfillmentKey, merchant: &str) -> Result<String, TermsError> {
+        self.terms(shop, key, merchant)?.hash()
     }
 }
 
@@ -199,52 +192,6 @@ pub fn offer_url(shop: &str, product: &Product) -> String {
 fn canonical_int(s: &str) -> Option<i64> {
     let canonical = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
     canonical.then(|| s.parse().ok()).flatten()
-}
-
-/// The canonical form of docs/payments.md: JSON with the keys of every
-/// object sorted, no whitespace, integers only (RFC 8785 for this subset;
-/// serde_json escapes strings the way RFC 8785 does).
-pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
-    write_canonical(value, &mut out);
-    out
-}
-
-fn write_canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            // RFC 8785 sorts by UTF-16 code units; our keys are ASCII, where
-            // that is byte order.
-            entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
-            out.push('{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::from(k.as_str()).to_string());
-                out.push(':');
-                write_canonical(v, out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, v) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(v, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
-    }
-}
-
-/// base64url (no padding) of SHA-256 of the canonical form.
-pub fn contract_hash(terms: &Value) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical_json(terms).as_bytes()))
 }
 
 #[cfg(test)]
@@ -271,8 +218,8 @@ mod tests {
         assert_eq!(again, order);
         assert_eq!(again.fulfillment_url(SHOP, &key()), url);
         assert_eq!(
-            again.contract_hash(SHOP, &key(), "shop"),
-            order.contract_hash(SHOP, &key(), "shop")
+            again.contract_hash(SHOP, &key(), "shop").unwrap(),
+            order.contract_hash(SHOP, &key(), "shop").unwrap()
         );
         // A proof appended does not change what the URL names.
         let with_proof = format!("{}&payment=abc.def.ghi", query_of(&url));
@@ -280,8 +227,8 @@ mod tests {
         // Two offers of the same product are two contracts.
         let other = Order::new(product, 1_790_000_000);
         assert_ne!(
-            other.contract_hash(SHOP, &key(), "shop"),
-            order.contract_hash(SHOP, &key(), "shop")
+            other.contract_hash(SHOP, &key(), "shop").unwrap(),
+            order.contract_hash(SHOP, &key(), "shop").unwrap()
         );
     }
 
@@ -335,25 +282,18 @@ mod tests {
     }
 
     #[test]
-    fn terms_are_canonical_json_with_sorted_keys() {
-        let terms = json!({ "b": 1, "a": { "d": "x\"y", "c": [2, "é"] }, "v": 1 });
-        assert_eq!(canonical_json(&terms), r#"{"a":{"c":[2,"é"],"d":"x\"y"},"b":1,"v":1}"#);
-        assert_eq!(canonical_json(&json!({"s": "\u{1}\n/"})), "{\"s\":\"\\u0001\\n/\"}");
-        let hash = contract_hash(&json!({}));
-        // SHA-256 of "{}".
-        assert_eq!(hash, "RBNvo1WzZ4oRRq0W9-hknpT7T8If536DEMBg9hyq_4o");
-    }
-
-    #[test]
     fn the_terms_name_the_merchant_and_version() {
         let product = catalog::product("album-night").unwrap();
         let order = Order::new(product, 1);
-        let terms = order.terms(SHOP, &key(), "shop");
-        assert_eq!(terms["merchant"], "shop");
-        assert_eq!(terms["v"], 1);
-        assert_eq!(terms["amount"], product.price);
-        assert_eq!(terms["currency"], "EUR");
-        assert_eq!(terms["offer_url"], "http://127.0.0.1:8082/offer/album-night");
-        assert_eq!(terms["fulfillment_url"], order.fulfillment_url(SHOP, &key()));
+        let terms = order.terms(SHOP, &key(), "shop").unwrap();
+        assert_eq!(terms.merchant, "shop");
+        assert_eq!(terms.v, 1);
+        assert_eq!(terms.amount, product.price);
+        assert_eq!(terms.currency, "EUR");
+        assert_eq!(terms.offer_url, "http://127.0.0.1:8082/offer/album-night");
+        assert_eq!(terms.fulfillment_url, order.fulfillment_url(SHOP, &key()));
+        assert!(gatehouse_core::pay::contract::is_hash(
+            &order.contract_hash(SHOP, &key(), "shop").unwrap()
+        ));
     }
 }

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use gatehouse_core::pay::MerchantTerms;
 use gatehouse_relier::{LoginError, RelyingParty};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -168,7 +169,12 @@ impl PayClient {
 
     /// Creates the contract for `terms` (the merchant's part) on behalf of
     /// the user whose narrowed token is `user_token`.
-    pub async fn create_contract(&self, user_token: &str, terms: &Value, now: i64) -> Result<Contract, PayError> {
+    pub async fn create_contract(
+        &self,
+        user_token: &str,
+        terms: &MerchantTerms,
+        now: i64,
+    ) -> Result<Contract, PayError> {
         let merchant = self.merchant_token(now).await?;
         let url = format!("{}/api/contracts", self.inner.base);
         let body = json!({ "user_token": user_token, "terms": terms });

@@ -85,7 +85,18 @@ pub async fn offer(State(state): State<AppState>, headers: HeaderMap, Path(produ
 
     let order = Order::new(product, now());
     let terms = order.merchant_terms(&state.base, &state.fulfillment_key);
-    let expected_hash = order.contract_hash(&state.base, &state.fulfillment_key, state.rp.client_id());
+    let expected_hash = match order.contract_hash(&state.base, &state.fulfillment_key, state.rp.client_id()) {
+        Ok(hash) => hash,
+        Err(e) => {
+            tracing::error!(site = %state.name, error = %e, "the shop's own terms are invalid");
+            return state.error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Some(&session),
+                "Cannot buy now",
+                "This product cannot be sold now.",
+            );
+        }
+    };
     let user_token = match narrowed_token(&state, pay, &id, &user).await {
         Ok(token) => token,
         Err(e) => {
@@ -222,7 +233,14 @@ pub async fn fulfill(State(state): State<AppState>, headers: HeaderMap, RawQuery
         }
     };
     let clean_url = order.fulfillment_url(&state.base, &state.fulfillment_key);
-    let hash = order.contract_hash(&state.base, &state.fulfillment_key, state.rp.client_id());
+    let Ok(hash) = order.contract_hash(&state.base, &state.fulfillment_key, state.rp.client_id()) else {
+        return state.error_page(
+            StatusCode::NOT_FOUND,
+            session,
+            "Not found",
+            "There is no such purchase.",
+        );
+    };
     let here = clean_url.strip_prefix(&state.base).unwrap_or("/").to_owned();
 
     let proof = url::form_urlencoded::parse(query.as_bytes())
@@ -492,7 +510,7 @@ mod tests {
     fn order(state: &AppState) -> (String, String) {
         let order = Order::new(catalog::product("ebook-rust").unwrap(), now());
         let url = order.fulfillment_url(SHOP, &state.fulfillment_key);
-        let hash = order.contract_hash(SHOP, &state.fulfillment_key, "shop");
+        let hash = order.contract_hash(SHOP, &state.fulfillment_key, "shop").unwrap();
         (url.strip_prefix(SHOP).unwrap().to_owned(), hash)
     }
 
