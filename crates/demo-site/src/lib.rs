@@ -44,6 +44,8 @@ mod html;
 mod pay;
 mod session;
 mod shop;
+#[cfg(test)]
+mod testkit;
 mod web;
 
 use anyhow::Context;

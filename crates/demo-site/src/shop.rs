@@ -398,57 +398,22 @@ mod tests {
     //! JWKS on a local port and proofs signed with its key.
 
     use super::*;
-    use crate::fulfill::FulfillmentKey;
-    use crate::session::Sessions;
-    use crate::web::router;
+    use crate::testkit::{SHOP, Signer, body, get, header, send};
     use axum::body::Body;
     use axum::http::Request;
-    use base64::Engine;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use gatehouse_relier::{Issuer, Receiver, RelyingParty, Verifier};
-    use jsonwebtoken::{EncodingKey, Header};
-    use p256::pkcs8::EncodePrivateKey;
-    use serde_json::Value;
-    use tower::ServiceExt;
 
-    const SHOP: &str = "http://127.0.0.1:8082";
+    struct FakePay(Signer);
 
-    struct FakePay {
-        base: String,
-        key: EncodingKey,
+    impl std::ops::Deref for FakePay {
+        type Target = Signer;
+        fn deref(&self) -> &Signer {
+            &self.0
+        }
     }
 
     impl FakePay {
-        /// Serves a JWKS with one ES256 key on a local port.
         async fn start() -> FakePay {
-            let signing = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
-            let point = signing.verifying_key().to_encoded_point(false);
-            let jwks = json!({ "keys": [{
-                "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": "pay-1",
-                "x": URL_SAFE_NO_PAD.encode(point.x().unwrap()),
-                "y": URL_SAFE_NO_PAD.encode(point.y().unwrap()),
-            }]});
-            let app = axum::Router::new().route(
-                "/.well-known/jwks.json",
-                axum::routing::get(move || {
-                    let jwks = jwks.clone();
-                    async move { Json(jwks) }
-                }),
-            );
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let base = format!("http://{}", listener.local_addr().unwrap());
-            tokio::spawn(async move { axum::serve(listener, app).await });
-            FakePay {
-                base,
-                key: EncodingKey::from_ec_der(signing.to_pkcs8_der().unwrap().as_bytes()),
-            }
-        }
-
-        fn sign(&self, typ: &str, claims: &Value) -> String {
-            let mut header = Header::new(jsonwebtoken::Algorithm::ES256);
-            header.typ = Some(typ.into());
-            header.kid = Some("pay-1".into());
-            jsonwebtoken::encode(&header, claims, &self.key).unwrap()
+            FakePay(Signer::start().await)
         }
 
         fn proof(&self, hash: &str, sub: &str, exp_in: i64) -> String {
@@ -462,48 +427,8 @@ mod tests {
     }
 
     fn state(pay: &FakePay) -> AppState {
-        let http = reqwest::Client::new();
-        // The IdP is not reached in these tests.
-        let issuer = Issuer::new("http://127.0.0.1:9", "http://127.0.0.1:9/jwks.json", None, http.clone()).unwrap();
-        let verifier = Verifier::new(issuer, "shop");
-        let rp = RelyingParty::new(
-            &verifier,
-            "shop",
-            Some("secret".into()),
-            format!("{SHOP}/callback").parse().unwrap(),
-        );
-        AppState::new(Inner {
-            kind: crate::Kind::Shop,
-            name: "Shop".into(),
-            base: SHOP.into(),
-            secure_cookies: false,
-            receiver: Receiver::new(&verifier, "shop"),
-            pay: Some(PayClient::new(&pay.base, rp.clone(), http)),
-            rp,
-            fulfillment_key: FulfillmentKey::derive("secret").unwrap(),
-            sessions: Sessions::default(),
-            notifications: std::sync::Mutex::new(Default::default()),
-        })
-    }
-
-    async fn get(state: &AppState, uri: &str, cookie: Option<&str>) -> Response {
-        let mut request = Request::get(uri);
-        if let Some(c) = cookie {
-            request = request.header("cookie", c);
-        }
-        router(state.clone())
-            .oneshot(request.body(Body::empty()).unwrap())
-            .await
-            .unwrap()
-    }
-
-    fn header<'a>(r: &'a Response, name: &str) -> &'a str {
-        r.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
-    }
-
-    async fn body(r: Response) -> String {
-        let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
-        String::from_utf8(bytes.to_vec()).unwrap()
+        // The IdP is not asked anything here: the payments stand-in will do.
+        crate::testkit::state(crate::Kind::Shop, pay, pay)
     }
 
     /// A fresh order's fulfillment path and contract hash.
@@ -602,15 +527,14 @@ mod tests {
         let post = |body: String| {
             let state = state.clone();
             async move {
-                router(state)
-                    .oneshot(
-                        Request::post("/notify")
-                            .header("content-type", "application/jwt")
-                            .body(Body::from(body))
-                            .unwrap(),
-                    )
-                    .await
-                    .unwrap()
+                send(
+                    &state,
+                    Request::post("/notify")
+                        .header("content-type", "application/jwt")
+                        .body(Body::from(body))
+                        .unwrap(),
+                )
+                .await
             }
         };
         let r = post(pay.sign("payment-notification+jwt", &claims)).await;
@@ -626,15 +550,14 @@ mod tests {
     async fn an_offer_needs_a_signed_in_user() {
         let pay = FakePay::start().await;
         let state = state(&pay);
-        let r = router(state.clone())
-            .oneshot(
-                Request::get("/offer/ebook-rust")
-                    .header("accept", "application/json")
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
+        let r = send(
+            &state,
+            Request::get("/offer/ebook-rust")
+                .header("accept", "application/json")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(
             get(&state, "/offer/nothing", None).await.status(),

@@ -481,6 +481,147 @@ async fn events(State(state): State<AppState>, SetToken(set): SetToken) -> Statu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::{Signer, body, get, send};
+    use axum::body::Body;
+    use axum::http::Request;
+    use serde_json::{Value, json};
+
+    fn user(sub: &str, sid: &str) -> User {
+        User {
+            subject: sub.into(),
+            sid: Some(sid.into()),
+            email: Some(format!("{sub}@example.com")),
+            id_token: String::new(),
+            tokens: gatehouse_relier::Tokens {
+                access_token: String::new(),
+                refresh_token: None,
+                expires_at: 0,
+                scope: None,
+            },
+        }
+    }
+
+    fn signed_in(state: &AppState, sub: &str, sid: &str) -> String {
+        let id = state.sessions.create(now());
+        state.sessions.sign_in(&id, user(sub, sid), now())
+    }
+
+    fn alive(state: &AppState, id: &str) -> bool {
+        state.sessions.get(id, now()).is_some_and(|s| s.user.is_some())
+    }
+
+    async fn post(state: &AppState, path: &str, content_type: &str, body: String) -> StatusCode {
+        send(
+            state,
+            Request::post(path)
+                .header("content-type", content_type)
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await
+        .status()
+    }
+
+    fn claims(idp: &Signer, extra: Value) -> Value {
+        let mut c = json!({ "iss": idp.base, "aud": "shop", "iat": now(), "jti": random_jti() });
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        c
+    }
+
+    fn random_jti() -> String {
+        crate::session::random_token()
+    }
+
+    #[tokio::test]
+    async fn back_channel_logout_ends_the_sessions_it_names() {
+        let idp = Signer::start().await;
+        let state = crate::testkit::state(Kind::Forum, &idp, &idp);
+        let a1 = signed_in(&state, "alice", "s1");
+        let a2 = signed_in(&state, "alice", "s2");
+        let b = signed_in(&state, "bob", "s3");
+        let logout = |extra: Value| {
+            let mut c = claims(&idp, extra);
+            c["events"] = json!({ gatehouse_relier::BACKCHANNEL_LOGOUT_EVENT: {} });
+            let token = idp.sign("logout+jwt", &c);
+            format!("logout_token={token}")
+        };
+        let form = "application/x-www-form-urlencoded";
+
+        // The page says who is signed in.
+        let page = body(get(&state, "/", Some(&format!("forum_session={a1}"))).await).await;
+        assert!(
+            page.contains("Signed in as <strong id=\"who-email\">alice@example.com</strong>"),
+            "{page}"
+        );
+
+        assert_eq!(
+            post(
+                &state,
+                "/backchannel-logout",
+                form,
+                logout(json!({ "sid": "s1", "sub": "alice" }))
+            )
+            .await,
+            StatusCode::OK
+        );
+        assert!(!alive(&state, &a1) && alive(&state, &a2) && alive(&state, &b));
+        assert_eq!(
+            post(&state, "/backchannel-logout", form, logout(json!({ "sub": "alice" }))).await,
+            StatusCode::OK
+        );
+        assert!(!alive(&state, &a2) && alive(&state, &b));
+        // A forged token changes nothing.
+        let forged = Signer::start().await;
+        let mut c = claims(&idp, json!({ "sub": "bob" }));
+        c["events"] = json!({ gatehouse_relier::BACKCHANNEL_LOGOUT_EVENT: {} });
+        let token = forged.sign("logout+jwt", &c);
+        assert_eq!(
+            post(&state, "/backchannel-logout", form, format!("logout_token={token}")).await,
+            StatusCode::BAD_REQUEST
+        );
+        assert!(alive(&state, &b));
+    }
+
+    #[tokio::test]
+    async fn an_account_disabled_event_ends_every_session_of_the_account() {
+        let idp = Signer::start().await;
+        let state = crate::testkit::state(Kind::Shop, &idp, &idp);
+        let a1 = signed_in(&state, "alice", "s1");
+        let a2 = signed_in(&state, "alice", "s2");
+        let b = signed_in(&state, "bob", "s3");
+        let set = |sub: &str, event: &str| {
+            let c = claims(
+                &idp,
+                json!({
+                    "sub_id": { "format": "iss_sub", "iss": idp.base, "sub": sub },
+                    "events": { event: {} },
+                }),
+            );
+            idp.sign("secevent+jwt", &c)
+        };
+        let set_type = gatehouse_relier::SET_CONTENT_TYPE;
+        let credential_change = "https://schemas.openid.net/secevent/caep/event-type/credential-change";
+        let disabled = "https://schemas.openid.net/secevent/risc/event-type/account-disabled";
+
+        // A password change elsewhere does not sign anyone out here.
+        assert_eq!(
+            post(&state, "/events", set_type, set("alice", credential_change)).await,
+            StatusCode::ACCEPTED
+        );
+        assert!(alive(&state, &a1) && alive(&state, &a2));
+        assert_eq!(
+            post(&state, "/events", set_type, set("alice", disabled)).await,
+            StatusCode::ACCEPTED
+        );
+        assert!(!alive(&state, &a1) && !alive(&state, &a2) && alive(&state, &b));
+        assert_eq!(
+            post(&state, "/events", "application/json", set("bob", disabled)).await,
+            StatusCode::BAD_REQUEST
+        );
+        assert!(alive(&state, &b));
+    }
 
     #[test]
     fn only_local_paths_are_followed() {
