@@ -1,0 +1,354 @@
+//! The purchase pages: `GET /purchase/{link}` (the single-use link from the
+//! merchant), `GET /contracts/{hash}` (the pay URL), and the forms
+//! `POST /contracts/{hash}/setup` (first purchase: agreement and PIN) and
+//! `POST /contracts/{hash}/pay`. These pages may be framed by the
+//! registered merchants' origins.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use gatehouse_core::pay::contract::is_hash;
+use gatehouse_core::pay::notification::{PROOF_LIFETIME, PROOF_TYP};
+use gatehouse_core::pay::{PurchaseState, pin, terms};
+use gatehouse_core::throttle::Decision;
+use gatehouse_core::{OpaqueToken, Timestamp, TokenDigest};
+use serde::{Deserialize, Serialize};
+
+use super::login::require_login;
+use super::render::{PayPage, SetupPage, money, render};
+use super::{hash_pin, parse_form, verify_pin};
+use crate::store::{Buyer, Contract, Paid, PayAuditKind, PaySession, PayStoreError, Purchase};
+use crate::web::{PageError, PayState, csp_for_merchants, see_other};
+
+#[derive(Serialize)]
+struct ProofClaims<'a> {
+    iss: &'a str,
+    aud: &'a str,
+    sub: &'a str,
+    contract_hash: &'a str,
+    purchase_id: &'a str,
+    paid_at: i64,
+    iat: i64,
+    exp: i64,
+}
+
+fn gone() -> PageError {
+    PageError::page(
+        StatusCode::GONE,
+        "Link expired",
+        "This purchase link was already used or has expired. Go back to the shop and start again.",
+    )
+}
+
+/// `GET /purchase/{link}`: burns the link, signs the link's buyer in, and
+/// sends the browser to the pay URL.
+pub async fn link(State(state): State<PayState>, Path(link): Path<String>) -> Response {
+    let result = async {
+        let token = OpaqueToken::parse(&link).ok_or_else(gone)?;
+        let (hash, sub) = state
+            .store
+            .use_link(token.digest().as_str(), Timestamp::now())
+            .await?
+            .ok_or_else(gone)?;
+        let (_, cookie) = state.start_session(&sub).await?;
+        let mut response = see_other(&format!("/contracts/{hash}"));
+        if let Ok(v) = cookie.parse() {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+        Ok::<_, PageError>(response)
+    }
+    .await;
+    framed(&state, result.unwrap_or_else(IntoResponse::into_response)).await
+}
+
+/// Lets the merchants' origins frame a purchase page.
+async fn framed(state: &PayState, mut response: Response) -> Response {
+    let origins: Vec<String> = match state.store.merchants().await {
+        Ok(m) => m.into_iter().flat_map(|m| m.origins).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "payments: cannot read the merchants' origins");
+            Vec::new()
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&csp_for_merchants(&origins)) {
+        response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    response
+}
+
+/// A fresh proof that `purchase` is paid, on the fulfillment URL.
+fn prove(state: &PayState, contract: &Contract, purchase: &Purchase) -> Result<Response, PageError> {
+    let now = Timestamp::now();
+    let proof = state.keys.sign(
+        PROOF_TYP,
+        &ProofClaims {
+            iss: &state.audience,
+            aud: &purchase.merchant,
+            sub: &purchase.sub,
+            contract_hash: &purchase.contract_hash,
+            purchase_id: &purchase.id,
+            paid_at: purchase.paid_at,
+            iat: now.0,
+            exp: now.0 + PROOF_LIFETIME,
+        },
+    )?;
+    let mut url = url::Url::parse(&contract.terms.fulfillment_url)
+        .map_err(|e| PageError::Internal(format!("stored fulfillment URL: {e}")))?;
+    url.query_pairs_mut().append_pair("payment", &proof);
+    Ok(see_other(url.as_str()))
+}
+
+/// Where a contract leaves this browser's user.
+enum Standing {
+    /// Show the purchase page (or act on its form).
+    Buyer(Contract, TokenDigest, PaySession),
+    /// Already answered (login, proof, offer, refunded page).
+    Done(Response),
+}
+
+async fn standing(state: &PayState, headers: &HeaderMap, hash: &str) -> Result<Standing, PageError> {
+    if !is_hash(hash) {
+        return Err(PageError::not_found());
+    }
+    let contract = state.store.contract(hash).await?.ok_or_else(PageError::not_found)?;
+    let Some((digest, session)) = state.session(headers).await? else {
+        return Ok(Standing::Done(
+            require_login(state, &format!("/contracts/{hash}")).await?,
+        ));
+    };
+    match state.store.purchase_by_contract(hash).await? {
+        Some(p) if p.sub != session.sub => Ok(Standing::Done(see_other(&contract.terms.offer_url))),
+        Some(p) if p.state == PurchaseState::Refunded => Ok(Standing::Done(super::render::message_page(
+            "Refunded",
+            "This purchase was refunded. To buy it again, go back to the shop.",
+            Some((contract.terms.offer_url.as_str(), "Back to the offer")),
+        ))),
+        Some(p) => Ok(Standing::Done(prove(state, &contract, &p)?)),
+        None if contract.sub != session.sub => Ok(Standing::Done(see_other(&contract.terms.offer_url))),
+        None => Ok(Standing::Buyer(contract, digest, session)),
+    }
+}
+
+fn ready(buyer: Option<&Buyer>) -> (bool, bool) {
+    let agreed = buyer.is_some_and(|b| terms::is_current(b.terms_version.as_deref(), b.privacy_version.as_deref()));
+    let has_pin = buyer.is_some_and(|b| b.pin_hash.is_some());
+    (agreed, has_pin)
+}
+
+async fn purchase_page(
+    state: &PayState,
+    contract: &Contract,
+    digest: &TokenDigest,
+    session: &PaySession,
+    status: StatusCode,
+    error: Option<&str>,
+) -> Result<Response, PageError> {
+    let buyer = state.store.buyer(&session.sub).await?;
+    let merchant = state.store.merchant(&contract.terms.merchant).await?;
+    let merchant_name = merchant
+        .as_ref()
+        .map_or(contract.terms.merchant.as_str(), |m| m.name.as_str());
+    let csrf = state.csrf_token(digest);
+    let t = &contract.terms;
+    let price = money(t.amount, &t.currency);
+    let (agreed, has_pin) = ready(buyer.as_ref());
+    if !agreed || !has_pin {
+        return Ok(render(
+            status,
+            &SetupPage {
+                hash: &contract.hash,
+                csrf: &csrf,
+                merchant: merchant_name,
+                summary: &t.summary,
+                price,
+                need_agreement: !agreed,
+                need_pin: !has_pin,
+                terms_version: terms::TERMS_OF_SERVICE_VERSION,
+                privacy_version: terms::PRIVACY_NOTICE_VERSION,
+                error,
+            },
+        ));
+    }
+    let balance = state.store.balance(&session.sub, &t.currency).await?;
+    Ok(render(
+        status,
+        &PayPage {
+            hash: &contract.hash,
+            csrf: &csrf,
+            merchant: merchant_name,
+            summary: &t.summary,
+            order_id: &t.order_id,
+            price,
+            balance: money(balance, &t.currency),
+            error,
+        },
+    ))
+}
+
+/// `GET /contracts/{hash}`: the pay URL.
+pub async fn contract(State(state): State<PayState>, headers: HeaderMap, Path(hash): Path<String>) -> Response {
+    let result = async {
+        match standing(&state, &headers, &hash).await? {
+            Standing::Done(r) => Ok(r),
+            Standing::Buyer(contract, digest, session) => {
+                purchase_page(&state, &contract, &digest, &session, StatusCode::OK, None).await
+            }
+        }
+    }
+    .await;
+    framed(&state, result.unwrap_or_else(IntoResponse::into_response)).await
+}
+
+#[derive(Deserialize)]
+struct SetupForm {
+    csrf: String,
+    agree: Option<String>,
+    pin: Option<String>,
+    pin_again: Option<String>,
+}
+
+/// `POST /contracts/{hash}/setup`: agreement to the current documents and
+/// the first PIN.
+pub async fn setup(
+    State(state): State<PayState>,
+    headers: HeaderMap,
+    Path(hash): Path<String>,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let form: SetupForm = parse_form(&body)?;
+        let (contract, digest, session) = match standing(&state, &headers, &hash).await? {
+            Standing::Done(r) => return Ok(r),
+            Standing::Buyer(c, d, s) => (c, d, s),
+        };
+        if !state.csrf_ok(&digest, &form.csrf) {
+            return Err(PageError::csrf());
+        }
+        let buyer = state.store.buyer(&session.sub).await?;
+        let (agreed, has_pin) = ready(buyer.as_ref());
+        let again = |error: &'static str| {
+            let (state, contract, digest, session) = (&state, &contract, &digest, &session);
+            async move { purchase_page(state, contract, digest, session, StatusCode::BAD_REQUEST, Some(error)).await }
+        };
+        if !agreed && form.agree.as_deref() != Some("yes") {
+            return again("Please agree to the terms of service and the privacy notice.").await;
+        }
+        let new_pin = if has_pin {
+            None
+        } else {
+            let pin = form.pin.unwrap_or_default();
+            if let Err(e) = pin::check_policy(&pin) {
+                return again(match e {
+                    pin::PinRejected::Shape => "The PIN must be exactly six digits.",
+                    pin::PinRejected::Guessable => "That PIN is too easy to guess. Choose another.",
+                })
+                .await;
+            }
+            if form.pin_again.as_deref() != Some(pin.as_str()) {
+                return again("The two PINs differ.").await;
+            }
+            Some(hash_pin(pin).await?)
+        };
+        let now = Timestamp::now();
+        if !agreed {
+            state
+                .store
+                .agree(
+                    &session.sub,
+                    terms::TERMS_OF_SERVICE_VERSION,
+                    terms::PRIVACY_NOTICE_VERSION,
+                    now,
+                )
+                .await?;
+        }
+        if let Some(h) = new_pin {
+            state.store.set_pin(&session.sub, &h, false, now).await?;
+        }
+        Ok(see_other(&format!("/contracts/{hash}")))
+    }
+    .await;
+    framed(&state, result.unwrap_or_else(IntoResponse::into_response)).await
+}
+
+#[derive(Deserialize)]
+struct PayForm {
+    csrf: String,
+    pin: String,
+}
+
+/// `POST /contracts/{hash}/pay`: checks the PIN (throttled), pays once,
+/// and sends the browser to the fulfillment URL with a proof.
+pub async fn pay(State(state): State<PayState>, headers: HeaderMap, Path(hash): Path<String>, body: Bytes) -> Response {
+    let result = async {
+        let form: PayForm = parse_form(&body)?;
+        let (contract, digest, session) = match standing(&state, &headers, &hash).await? {
+            // Paid already: proved again, nothing charged.
+            Standing::Done(r) => return Ok(r),
+            Standing::Buyer(c, d, s) => (c, d, s),
+        };
+        if !state.csrf_ok(&digest, &form.csrf) {
+            return Err(PageError::csrf());
+        }
+        let buyer = state.store.buyer(&session.sub).await?;
+        let (agreed, has_pin) = ready(buyer.as_ref());
+        let (true, true, Some(pin_hash)) = (agreed, has_pin, buyer.and_then(|b| b.pin_hash)) else {
+            return Ok(see_other(&format!("/contracts/{hash}")));
+        };
+        let key = pin::throttle_key(&session.sub);
+        let now = Timestamp::now();
+        let window = state.store.throttle_window(&key).await?;
+        if let Decision::Throttled { retry_after_secs } = pin::PER_USER.decide(window, now) {
+            return Err(PageError::page(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many wrong PINs",
+                format!(
+                    "Too many wrong PINs. Try again in {} minutes, or reset your PIN.",
+                    gatehouse_core::throttle::minutes(retry_after_secs)
+                ),
+            ));
+        }
+        let ok = pin::well_formed(&form.pin) && verify_pin(form.pin, pin_hash).await?;
+        if !ok {
+            let w = state.store.record_failure(&key, now, pin::PER_USER.window_secs).await?;
+            let detail = serde_json::json!({ "contract_hash": hash, "failures": w.failures });
+            state
+                .store
+                .audit(PayAuditKind::PinFailed, Some(&session.sub), detail, now)
+                .await?;
+            return purchase_page(
+                &state,
+                &contract,
+                &digest,
+                &session,
+                StatusCode::BAD_REQUEST,
+                Some("Wrong PIN."),
+            )
+            .await;
+        }
+        state.store.clear_throttle(&key).await?;
+        let purchase_id = uuid::Uuid::new_v4().simple().to_string();
+        match state.store.pay(&contract, &purchase_id, now).await {
+            Ok(paid) => {
+                if matches!(paid, Paid::New(_)) {
+                    state.outbox_wake.notify_one();
+                }
+                prove(&state, &contract, paid.purchase())
+            }
+            Err(PayStoreError::InsufficientFunds) => {
+                purchase_page(
+                    &state,
+                    &contract,
+                    &digest,
+                    &session,
+                    StatusCode::PAYMENT_REQUIRED,
+                    Some("Not enough money in your wallet. Add test money on the payments page."),
+                )
+                .await
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+    .await;
+    framed(&state, result.unwrap_or_else(IntoResponse::into_response)).await
+}

@@ -1,0 +1,369 @@
+//! The plumbing the handlers share: the state, the payments session cookie
+//! and CSRF tokens, security headers, and errors turned into JSON or pages.
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use gatehouse_core::{OpaqueToken, Secret, Timestamp, TokenDigest};
+use gatehouse_relier::{Introspector, RelyingParty, Verifier};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+use tokio::sync::Notify;
+
+use crate::funding::FundingSource;
+use crate::keys::{KeyError, PayKeys};
+use crate::pages::render::error_page;
+use crate::store::{PaySession, PayStore, PayStoreError};
+
+/// The payments session cookie.
+pub const SESSION_COOKIE: &str = "gatehouse_pay_session";
+/// The cookie that binds a login at the IdP to this browser.
+pub const LOGIN_COOKIE: &str = "gatehouse_pay_login";
+/// How long a payments session lasts.
+pub const SESSION_LIFETIME: i64 = 12 * 60 * 60;
+/// How long a login at the IdP may take.
+pub const LOGIN_LIFETIME: i64 = 10 * 60;
+/// The largest request body.
+pub const BODY_LIMIT: usize = 16 * 1024;
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct PayState(pub Arc<Inner>);
+
+pub struct Inner {
+    /// The public URL without a trailing slash: also the payments audience
+    /// and the `iss` of what this service signs.
+    pub audience: String,
+    pub store: Arc<dyn PayStore>,
+    pub keys: PayKeys,
+    pub csrf_key: Secret<[u8; 32]>,
+    /// Access tokens for the payments audience, introspected.
+    pub verifier: Verifier,
+    /// For admin tokens (any audience).
+    pub introspector: Introspector,
+    pub rp: RelyingParty,
+    pub secure_cookies: bool,
+    pub outbox_wake: Notify,
+    pub funding: Arc<dyn FundingSource>,
+}
+
+impl std::ops::Deref for PayState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl PayState {
+    /// An absolute URL of this service.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.audience, path)
+    }
+
+    /// The CSRF token of a session: HMAC-SHA256 of its digest under a key
+    /// derived from the service secret.
+    pub fn csrf_token(&self, session: &TokenDigest) -> String {
+        let mut mac = match Hmac::<Sha256>::new_from_slice(self.csrf_key.expose()) {
+            Ok(m) => m,
+            Err(_) => return String::new(),
+        };
+        mac.update(session.as_str().as_bytes());
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+
+    pub fn csrf_ok(&self, session: &TokenDigest, submitted: &str) -> bool {
+        let expected = self.csrf_token(session);
+        !expected.is_empty() && bool::from(expected.as_bytes().ct_eq(submitted.as_bytes()))
+    }
+
+    /// A `Set-Cookie` value with our flags.
+    pub fn cookie(&self, name: &str, value: &str, max_age: i64) -> String {
+        let secure = if self.secure_cookies { "; Secure" } else { "" };
+        format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
+    }
+
+    /// The payments session the request carries, if any.
+    pub async fn session(&self, headers: &HeaderMap) -> Result<Option<(TokenDigest, PaySession)>, PageError> {
+        let Some(token) = cookie_value(headers, SESSION_COOKIE).and_then(|v| OpaqueToken::parse(&v)) else {
+            return Ok(None);
+        };
+        let digest = token.digest();
+        Ok(self
+            .store
+            .session(digest.as_str(), Timestamp::now())
+            .await?
+            .map(|s| (digest, s)))
+    }
+
+    /// Starts a payments session for `sub`: the cookie to set.
+    pub async fn start_session(&self, sub: &str) -> Result<(TokenDigest, String), PageError> {
+        let token = OpaqueToken::generate();
+        let now = Timestamp::now();
+        self.store
+            .create_session(token.digest().as_str(), sub, now, now.plus(SESSION_LIFETIME))
+            .await?;
+        Ok((
+            token.digest(),
+            self.cookie(SESSION_COOKIE, token.expose(), SESSION_LIFETIME),
+        ))
+    }
+}
+
+/// A cookie's value from the request.
+pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// The CSP of pages that nobody may frame.
+pub const CSP_NO_FRAMING: &str =
+    "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// The CSP of the purchase pages: framed only by the merchants' origins.
+pub fn csp_for_merchants(origins: &[String]) -> String {
+    let allowed: Vec<&str> = origins.iter().map(String::as_str).filter(|o| is_origin(o)).collect();
+    let ancestors = if allowed.is_empty() {
+        "'none'".to_owned()
+    } else {
+        allowed.join(" ")
+    };
+    format!("default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; frame-ancestors {ancestors}")
+}
+
+/// `http(s)://host[:port]` and nothing else (no path, no quotes, no
+/// spaces), so an origin cannot add a directive to the header.
+pub fn is_origin(s: &str) -> bool {
+    match url::Url::parse(s) {
+        Ok(u) => {
+            matches!(u.scheme(), "http" | "https")
+                && u.host_str().is_some()
+                && u.path() == "/"
+                && u.query().is_none()
+                && u.fragment().is_none()
+                && u.username().is_empty()
+                && s.trim_end_matches('/') == u.origin().ascii_serialization()
+        }
+        Err(_) => false,
+    }
+}
+
+/// Security headers on every response; a handler that set its own CSP (the
+/// purchase pages) keeps it.
+pub async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP_NO_FRAMING),
+        );
+        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// A 303 to `location`.
+pub fn see_other(location: &str) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(v) => (StatusCode::SEE_OTHER, [(header::LOCATION, v)]).into_response(),
+        Err(_) => PageError::Internal("a redirect to an unusable URL".into()).into_response(),
+    }
+}
+
+/// A new id for a log line a 500 page shows.
+fn correlation_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// A page's failure.
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    /// A page with this status, heading and text.
+    #[error("{heading}")]
+    Page {
+        status: StatusCode,
+        heading: &'static str,
+        text: String,
+    },
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl PageError {
+    pub fn page(status: StatusCode, heading: &'static str, text: impl Into<String>) -> Self {
+        PageError::Page {
+            status,
+            heading,
+            text: text.into(),
+        }
+    }
+
+    pub fn not_found() -> Self {
+        Self::page(StatusCode::NOT_FOUND, "Not found", "There is no such purchase.")
+    }
+
+    pub fn csrf() -> Self {
+        Self::page(
+            StatusCode::FORBIDDEN,
+            "Form expired",
+            "This form is out of date. Go back, reload the page and try again.",
+        )
+    }
+}
+
+impl From<PayStoreError> for PageError {
+    fn from(e: PayStoreError) -> Self {
+        PageError::Internal(e.to_string())
+    }
+}
+
+impl From<KeyError> for PageError {
+    fn from(e: KeyError) -> Self {
+        PageError::Internal(e.to_string())
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        match self {
+            PageError::Page { status, heading, text } => error_page(status, heading, &text),
+            PageError::Internal(cause) => {
+                let id = correlation_id();
+                tracing::error!(correlation_id = %id, %cause, "payments: server error");
+                error_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    &format!("Please try again later. (Error id {id}.)"),
+                )
+            }
+        }
+    }
+}
+
+/// A JSON API failure: `{"error", "error_description"}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub description: String,
+    /// `WWW-Authenticate: Bearer ...` (401 for the caller's own token).
+    pub challenge: bool,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            description: description.into(),
+            challenge: false,
+        }
+    }
+
+    pub fn invalid_token(description: impl Into<String>) -> Self {
+        Self {
+            challenge: true,
+            ..Self::new(StatusCode::UNAUTHORIZED, "invalid_token", description)
+        }
+    }
+
+    pub fn invalid_request(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
+    }
+
+    pub fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "the identity provider cannot be reached; try again",
+        )
+    }
+
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        let id = correlation_id();
+        tracing::error!(correlation_id = %id, %cause, "payments API: server error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            format!("internal error (id {id})"),
+        )
+    }
+}
+
+impl From<PayStoreError> for ApiError {
+    fn from(e: PayStoreError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.code, "error_description": self.description });
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.challenge {
+            let description = self.description.replace(['"', '\\'], "'");
+            let value = format!(r#"Bearer error="{}", error_description="{description}""#, self.code);
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
+        }
+        response
+    }
+}
+
+/// The bearer token of a request.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_cannot_inject_directives() {
+        assert!(is_origin("http://127.0.0.1:8082"));
+        assert!(is_origin("https://shop.example"));
+        assert!(!is_origin("https://shop.example/path"));
+        assert!(!is_origin("https://shop.example; script-src *"));
+        assert!(!is_origin("'self'"));
+        assert_eq!(
+            csp_for_merchants(&["http://a.example".into(), "junk; x".into()]),
+            "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; frame-ancestors http://a.example"
+        );
+        assert!(csp_for_merchants(&[]).ends_with("frame-ancestors 'none'"));
+    }
+
+    #[test]
+    fn cookies_are_found() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; gatehouse_pay_session=xyz; b=2"),
+        );
+        assert_eq!(cookie_value(&h, SESSION_COOKIE).as_deref(), Some("xyz"));
+        assert_eq!(cookie_value(&h, "c"), None);
+    }
+}
