@@ -45,16 +45,11 @@ pub fn product(id: &str) -> Option<&'static Product> {
     PRODUCTS.iter().find(|p| p.id == id)
 }
 
-/// `499` → `€4.99` (EUR only).
+/// `499`, `EUR` → `4.99 EUR`, as the payments service writes prices.
 pub fn price(amount: i64, currency: &str) -> String {
     let sign = if amount < 0 { "-" } else { "" };
     let abs = amount.unsigned_abs();
-    let symbol = if currency == "EUR" {
-        "€".to_owned()
-    } else {
-        format!("{currency} ")
-    };
-    format!("{sign}{symbol}{}.{:02}", abs / 100, abs % 100)
+    format!("{sign}{}.{:02} {currency}", abs / 100, abs % 100)
 }
 
 /// A forum thread (static).
@@ -88,10 +83,10 @@ mod tests {
 
     #[test]
     fn prices_read_as_euros() {
-        assert_eq!(price(499, "EUR"), "€4.99");
-        assert_eq!(price(1299, "EUR"), "€12.99");
-        assert_eq!(price(5, "EUR"), "€0.05");
-        assert_eq!(price(-100, "USD"), "-USD 1.00");
+        assert_eq!(price(499, "EUR"), "4.99 EUR");
+        assert_eq!(price(1299, "EUR"), "12.99 EUR");
+        assert_eq!(price(5, "EUR"), "0.05 EUR");
+        assert_eq!(price(-100, "USD"), "-1.00 USD");
     }
 
     #[test]

@@ -548,6 +548,12 @@ pub(crate) async fn assert_no_scripts(c: &Client) {
 
 /// Nothing in the browser's console: no CSP violation, no failed load.
 pub(crate) async fn assert_console_clean(c: &Session) {
+    let bad = console_problems(c).await;
+    assert!(bad.is_empty(), "the browser's console has warnings or errors: {bad:#?}");
+}
+
+/// The browser console's warnings and errors so far (each read once).
+pub(crate) async fn console_problems(c: &Session) -> Vec<Value> {
     let id = c.session_id().await.unwrap().expect("a session");
     let logs: Value = reqwest::Client::new()
         .post(format!("{}/session/{id}/se/log", c.driver_url))
@@ -560,12 +566,12 @@ pub(crate) async fn assert_console_clean(c: &Session) {
         .unwrap();
     let entries = logs["value"].as_array().expect("log entries");
     // The site has no icon; the browser asking for one is not the page's fault.
-    let bad: Vec<&Value> = entries
+    entries
         .iter()
         .filter(|e| e["level"] != "INFO" && e["level"] != "DEBUG")
         .filter(|e| !e["message"].as_str().is_some_and(|m| m.contains("/favicon.ico ")))
-        .collect();
-    assert!(bad.is_empty(), "the browser's console has warnings or errors: {bad:#?}");
+        .cloned()
+        .collect()
 }
 
 // ---- Chromium over WebDriver. ----
@@ -611,7 +617,7 @@ impl std::ops::Deref for Session {
 /// its own, killed whole when this is dropped.
 pub(crate) struct ChromeDriver {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     profile: tempfile::TempDir,
 }
 

@@ -1,9 +1,13 @@
 //! The demo's story in a real browser (headless Chromium, no JavaScript):
 //! the IdP, the payments service and the two demo sites (the shop and the
 //! forum, `gatehouse_demo_site`). A person signs up at the shop through the
-//! IdP, arrives at the forum already signed in, and logging out at the shop
-//! logs them out of both (back-channel logout); a ban logs a person out of
-//! both (back-channel logout and a RISC account-disabled event).
+//! IdP, buys an e-book through the payments service without logging in
+//! again, and gets it; arrives at the forum already signed in; opens the
+//! purchase in a fresh browser and gets it again without paying twice,
+//! while another person opening it gets an offer of their own; logging out
+//! at the shop logs them out of both sites (back-channel logout). A ban
+//! logs a person out of both (back-channel logout and a RISC
+//! account-disabled event).
 //!
 //! Needs what `browser.rs` needs (Chromium and chromedriver).
 
@@ -12,23 +16,33 @@ use std::time::Duration;
 use gatehouse_core::Timestamp;
 use gatehouse_core::oauth::{Client as OAuthClient, GrantType, Scopes};
 use gatehouse_demo_site::{Kind, Site, SiteConfig};
+use gatehouse_pay::{Merchant, PayConfig, PayService, PayStore};
 use serde_json::json;
 
 use crate::both_backends;
-use crate::browser::{PASSWORD, assert_console_clean, button, fill, in_chromium, link, text, wait_for_heading};
+use crate::browser::{
+    ChromeDriver, PASSWORD, Session, assert_console_clean, button, console_problems, fill, find, in_chromium, link,
+    text, wait_for_heading,
+};
 use crate::support::{Backend, TestApp, eventually, spawn_app};
 
 const SHOP: &str = "Gatehouse Shop";
 const FORUM: &str = "Gatehouse Forum";
 
-both_backends!(single_sign_on_logout_and_ban_across_the_demo_sites);
+/// A purchase PIN that passes the policy.
+const PIN: &str = "384951";
+
+both_backends!(the_demo_story_in_a_browser, a_ban_logs_out_of_both_demo_sites);
 
 /// The IdP and the two demo sites, registered as `gatehouse demo` registers
 /// them (docs/payments.md, "Parties and ports").
 struct Stack {
     app: TestApp,
+    pay: PayService,
+    pay_store: std::sync::Arc<dyn PayStore>,
     shop: Site,
     forum: Site,
+    _pay_dir: tempfile::TempDir,
 }
 
 impl Stack {
@@ -36,13 +50,42 @@ impl Stack {
         let app = spawn_app(backend).await;
         let shop_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let forum_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        // The payments service's address (not served in this test).
         let pay_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = |l: &tokio::net::TcpListener| format!("http://{}", l.local_addr().unwrap());
         let (shop_url, forum_url, pay_url) = (url(&shop_listener), url(&forum_listener), url(&pay_listener));
 
         let (shop_id, shop_secret) = register_site(&app, "Shop", &shop_url, Some(&pay_url)).await;
         let (forum_id, forum_secret) = register_site(&app, "Forum", &forum_url, None).await;
+        let (pay_id, pay_secret) = register_pay(&app, &pay_url).await;
+
+        // The payments service, on its own SQLite database, with the shop
+        // as a merchant.
+        let pay_dir = tempfile::tempdir().unwrap();
+        let pay_database_url = format!("sqlite://{}?mode=rwc", pay_dir.path().join("pay.db").display());
+        let pay_store = gatehouse_pay::open_store(&pay_database_url).await.unwrap();
+        pay_store
+            .add_merchant(Merchant {
+                client_id: shop_id.clone(),
+                name: SHOP.to_owned(),
+                origins: vec![shop_url.clone()],
+                notify_uri: Some(format!("{shop_url}/notify")),
+            })
+            .await
+            .unwrap();
+        let pay = PayService::start(
+            PayConfig {
+                public_url: pay_url.parse().unwrap(),
+                database_url: pay_database_url,
+                issuer: app.base.clone(),
+                client_id: pay_id,
+                client_secret: pay_secret,
+                data_dir: pay_dir.path().to_path_buf(),
+                secret_key: None,
+            },
+            pay_listener,
+        )
+        .await
+        .expect("the payments service starts");
         let shop = Site::start(
             SiteConfig {
                 kind: Kind::Shop,
@@ -71,13 +114,20 @@ impl Stack {
         )
         .await
         .expect("the forum starts");
-        drop(pay_listener);
-        Stack { app, shop, forum }
+        Stack {
+            app,
+            pay,
+            pay_store,
+            shop,
+            forum,
+            _pay_dir: pay_dir,
+        }
     }
 
     async fn finish(self) {
         self.shop.shutdown().await;
         self.forum.shutdown().await;
+        self.pay.shutdown().await;
         self.app.finish().await;
     }
 }
@@ -111,6 +161,23 @@ async fn register_site(app: &TestApp, name: &str, base: &str, pay: Option<&str>)
     (client.id.as_str().to_owned(), secret.unwrap().expose().to_owned())
 }
 
+/// Registers the payments service at the IdP: confidential, first-party,
+/// `openid email`.
+async fn register_pay(app: &TestApp, base: &str) -> (String, String) {
+    let (mut client, secret) = OAuthClient::new(
+        "Payments",
+        false,
+        vec![format!("{base}/login/callback")],
+        vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+        Timestamp::now(),
+    )
+    .unwrap();
+    client.first_party = true;
+    client.scopes = Scopes::parse("openid email").unwrap();
+    app.store().create_client(&client).await.unwrap();
+    (client.id.as_str().to_owned(), secret.unwrap().expose().to_owned())
+}
+
 /// What the site's header says: "Signed in as ..." or "Not signed in".
 async fn who(c: &fantoccini::Client) -> String {
     text(c, "#who").await
@@ -135,15 +202,77 @@ async fn until_header(c: &fantoccini::Client, url: &str, heading: &str, expected
     }
 }
 
-async fn single_sign_on_logout_and_ban_across_the_demo_sites(backend: Backend) {
-    let stack = Stack::start(backend).await;
+/// The user id of `email`.
+async fn uid(app: &TestApp, email: &str) -> String {
+    app.store()
+        .account_by_email(&gatehouse_core::Email::parse(email).unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .id
+        .to_string()
+}
+
+/// Signs up at the IdP from its login page (where a site sent the browser)
+/// and verifies with the mailed code; the browser ends on the login page.
+async fn sign_up(c: &fantoccini::Client, app: &TestApp, email: &str) {
+    link(c, "Create an account").await.click().await.unwrap();
+    wait_for_heading(c, "Create an account").await;
+    fill(c, "input[name=email]", email).await;
+    fill(c, "input[name=password]", PASSWORD).await;
+    button(c, "Create account").await.click().await.unwrap();
+    wait_for_heading(c, "Check your email").await;
+    let mail = app
+        .mail
+        .wait_for(email, |m| m.subject.contains("verification code"))
+        .await;
+    fill(c, "input[name=code]", &mail.code()).await;
+    button(c, "Verify").await.click().await.unwrap();
+    wait_for_heading(c, "Sign in").await;
+}
+
+/// On the IdP's login page: the password, and sign in.
+async fn sign_in(c: &fantoccini::Client, email: &str) {
+    wait_for_heading(c, "Sign in").await;
+    fill(c, "input[name=email]", email).await;
+    fill(c, "input[name=password]", PASSWORD).await;
+    button(c, "Sign in").await.click().await.unwrap();
+}
+
+/// A new browser with nothing in it: its own chromedriver and profile.
+async fn fresh_browser() -> (ChromeDriver, Session) {
+    let driver = ChromeDriver::start().await;
+    let client = driver.session().await;
+    let session = Session {
+        client,
+        driver_url: driver.url.clone(),
+    };
+    (driver, session)
+}
+
+/// The console is clean but for the 402 answers of the shop, which are
+/// the protocol, not a fault.
+async fn assert_console_clean_but_402(c: &Session) {
+    let problems: Vec<_> = console_problems(c)
+        .await
+        .into_iter()
+        .filter(|e| !e["message"].as_str().is_some_and(|m| m.contains("status of 402")))
+        .collect();
+    assert!(
+        problems.is_empty(),
+        "the browser's console has warnings or errors: {problems:#?}"
+    );
+}
+
+async fn the_demo_story_in_a_browser(backend: Backend) {
+    let stack = std::sync::Arc::new(Stack::start(backend).await);
     let shop = stack.shop.url().as_str().trim_end_matches('/').to_owned();
     let forum = stack.forum.url().as_str().trim_end_matches('/').to_owned();
+    let pay = stack.pay.url().as_str().trim_end_matches('/').to_owned();
     let alice = "alice@example.com";
     let bob = "bob@example.com";
     // Bob's account comes ready from plain HTTP.
     stack.app.ready_account(bob, PASSWORD).await;
-    let stack = std::sync::Arc::new(stack);
     let s = stack.clone();
     in_chromium(move |c| async move {
         // The shop's first visit tries a silent login; with no IdP session
@@ -155,31 +284,95 @@ async fn single_sign_on_logout_and_ban_across_the_demo_sites(backend: Backend) {
         // Log in, which at the IdP means signing up and verifying.
         link(&c, "Log in").await.click().await.unwrap();
         wait_for_heading(&c, "Sign in").await;
-        link(&c, "Create an account").await.click().await.unwrap();
-        wait_for_heading(&c, "Create an account").await;
-        fill(&c, "input[name=email]", alice).await;
-        fill(&c, "input[name=password]", PASSWORD).await;
-        button(&c, "Create account").await.click().await.unwrap();
-        wait_for_heading(&c, "Check your email").await;
-        let mail = s
-            .app
-            .mail
-            .wait_for(alice, |m| m.subject.contains("verification code"))
-            .await;
-        fill(&c, "input[name=code]", &mail.code()).await;
-        button(&c, "Verify").await.click().await.unwrap();
-        wait_for_heading(&c, "Sign in").await;
-        fill(&c, "input[name=password]", PASSWORD).await;
-        button(&c, "Sign in").await.click().await.unwrap();
-        // Back at the shop, signed in.
+        sign_up(&c, &s.app, alice).await;
+        sign_in(&c, alice).await;
         wait_for_heading(&c, SHOP).await;
         assert_eq!(who(&c).await, format!("Signed in as {alice}"));
+        let alice_id = uid(&s.app, alice).await;
+
+        // Test money, at the payments service's page: no password asked.
+        c.goto(&format!("{pay}/")).await.unwrap();
+        wait_for_heading(&c, "Your payments").await;
+        button(&c, "Add test money").await.click().await.unwrap();
+        wait_for_heading(&c, "Your payments").await;
+        assert_eq!(s.pay_store.balance(&alice_id, "EUR").await.unwrap(), 1000);
+
+        // Buy: the offer (402), then pay without logging in again: the
+        // terms and a PIN the first time, then the PIN.
+        c.goto(&format!("{shop}/")).await.unwrap();
+        wait_for_heading(&c, SHOP).await;
+        find(&c, "a[href='/offer/ebook-rust']").await.click().await.unwrap();
+        wait_for_heading(&c, "Buy Ownership in Practice (EPUB)").await;
+        let hash = text(&c, "#contract-hash").await;
+        link(&c, "Pay 4.99 EUR").await.click().await.unwrap();
+        wait_for_heading(&c, "Before your first purchase").await;
+        find(&c, "input[name=agree]").await.click().await.unwrap();
+        fill(&c, "input[name=pin]", PIN).await;
+        fill(&c, "input[name=pin_again]", PIN).await;
+        button(&c, "Continue").await.click().await.unwrap();
+        wait_for_heading(&c, &format!("Pay {SHOP}")).await;
+        fill(&c, "input[name=pin]", PIN).await;
+        button(&c, "Pay 4.99 EUR").await.click().await.unwrap();
+
+        // The goods, at the fulfillment URL (the proof already taken off).
+        wait_for_heading(&c, "Your copy of Ownership in Practice (EPUB)").await;
+        assert!(text(&c, "#goods").await.contains("Every value has one owner"));
+        let fulfillment = c.current_url().await.unwrap().to_string();
+        assert!(
+            fulfillment.starts_with(&format!("{shop}/fulfill?product=ebook-rust&")),
+            "{fulfillment}"
+        );
+        assert!(!fulfillment.contains("payment="), "{fulfillment}");
+        assert_eq!(s.pay_store.balance(&alice_id, "EUR").await.unwrap(), 1000 - 499);
+        // The payments service notifies the shop, which lists the purchase.
+        c.goto(&format!("{shop}/orders")).await.unwrap();
+        wait_for_heading(&c, "Your purchases").await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !text(&c, "main").await.contains(&hash) {
+            assert!(tokio::time::Instant::now() < deadline, "no notification of {hash}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            c.refresh().await.unwrap();
+            wait_for_heading(&c, "Your purchases").await;
+        }
 
         // The forum: signed in on arrival, no password asked.
         c.goto(&format!("{forum}/")).await.unwrap();
         wait_for_heading(&c, FORUM).await;
         assert_eq!(who(&c).await, format!("Signed in as {alice}"));
-        assert_eq!(s.forum.signed_in_users().len(), 1);
+
+        // A fresh browser, the same person: the purchase URL asks for
+        // payment, the payments service (after a login) recognises the
+        // paid contract and proves it again; nothing is charged.
+        {
+            let (_driver, c2) = fresh_browser().await;
+            c2.goto(&fulfillment).await.unwrap();
+            wait_for_heading(&c2, "Payment required").await;
+            link(&c2, "Continue to payment").await.click().await.unwrap();
+            sign_in(&c2, alice).await;
+            wait_for_heading(&c2, "Your copy of Ownership in Practice (EPUB)").await;
+            assert_eq!(
+                s.pay_store.balance(&alice_id, "EUR").await.unwrap(),
+                1000 - 499,
+                "no second charge"
+            );
+            assert_console_clean_but_402(&c2).await;
+            let _ = c2.client.clone().close().await;
+        }
+
+        // Another person opening it: the payments service sends them to
+        // the offer, where the shop (single sign-on) makes them their own.
+        {
+            let (_driver, c3) = fresh_browser().await;
+            c3.goto(&fulfillment).await.unwrap();
+            wait_for_heading(&c3, "Payment required").await;
+            link(&c3, "Continue to payment").await.click().await.unwrap();
+            sign_in(&c3, bob).await;
+            wait_for_heading(&c3, "Buy Ownership in Practice (EPUB)").await;
+            assert_eq!(who(&c3).await, format!("Signed in as {bob}"));
+            assert_ne!(text(&c3, "#contract-hash").await, hash, "an offer of Bob's own");
+            assert_console_clean_but_402(&c3).await;
+            let _ = c3.client.clone().close().await;
+        }
 
         // Log out at the shop: out of the IdP, the shop and the forum.
         c.goto(&format!("{shop}/")).await.unwrap();
@@ -188,38 +381,47 @@ async fn single_sign_on_logout_and_ban_across_the_demo_sites(backend: Backend) {
         wait_for_heading(&c, SHOP).await;
         assert_eq!(who(&c).await, "Not signed in");
         eventually("the forum hears of the logout", || async {
-            s.forum.signed_in_users().is_empty().then_some(())
+            (!s.forum.signed_in_users().contains(&alice_id)).then_some(())
         })
         .await;
         until_header(&c, &format!("{forum}/"), FORUM, "Not signed in").await;
-        assert!(s.shop.signed_in_users().is_empty());
+        assert!(!s.shop.signed_in_users().contains(&alice_id));
+        // What this browser proved paid ended with its shop session: the
+        // purchase URL asks for payment again.
+        c.goto(&fulfillment).await.unwrap();
+        wait_for_heading(&c, "Payment required").await;
+        assert_console_clean_but_402(&c).await;
+    })
+    .await;
+    let Ok(stack) = std::sync::Arc::try_unwrap(stack) else {
+        panic!("the stack is still shared")
+    };
+    stack.finish().await;
+}
 
+async fn a_ban_logs_out_of_both_demo_sites(backend: Backend) {
+    let stack = std::sync::Arc::new(Stack::start(backend).await);
+    let shop = stack.shop.url().as_str().trim_end_matches('/').to_owned();
+    let forum = stack.forum.url().as_str().trim_end_matches('/').to_owned();
+    let bob = "bob@example.com";
+    stack.app.ready_account(bob, PASSWORD).await;
+    let s = stack.clone();
+    in_chromium(move |c| async move {
         // Bob logs in at the forum (his password), then at the shop (no
         // password: single sign-on).
+        c.goto(&format!("{forum}/")).await.unwrap();
+        wait_for_heading(&c, FORUM).await;
         link(&c, "Log in").await.click().await.unwrap();
-        wait_for_heading(&c, "Sign in").await;
-        fill(&c, "input[name=email]", bob).await;
-        fill(&c, "input[name=password]", PASSWORD).await;
-        button(&c, "Sign in").await.click().await.unwrap();
+        sign_in(&c, bob).await;
         wait_for_heading(&c, FORUM).await;
         assert_eq!(who(&c).await, format!("Signed in as {bob}"));
         c.goto(&format!("{shop}/")).await.unwrap();
         wait_for_heading(&c, SHOP).await;
-        link(&c, "Log in").await.click().await.unwrap();
-        wait_for_heading(&c, SHOP).await;
-        assert_eq!(who(&c).await, format!("Signed in as {bob}"));
+        assert_eq!(who(&c).await, format!("Signed in as {bob}"), "signed in on arrival");
 
         // An admin bans Bob: both sites end his sessions.
         let (token, _) = s.app.admin_token().await;
-        let uid = s
-            .app
-            .store()
-            .account_by_email(&gatehouse_core::Email::parse(bob).unwrap())
-            .await
-            .unwrap()
-            .unwrap()
-            .id
-            .to_string();
+        let uid = uid(&s.app, bob).await;
         let r = reqwest::Client::new()
             .post(format!("{}/admin/users/{uid}/bans", s.app.base))
             .bearer_auth(&token)
