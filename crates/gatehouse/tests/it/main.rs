@@ -18,5 +18,6 @@ mod login;
 mod logout;
 mod oauth;
 mod ops;
+mod pay;
 mod relier;
 mod story;
