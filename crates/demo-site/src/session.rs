@@ -26,6 +26,8 @@ pub struct User {
     pub email: Option<String>,
     pub id_token: String,
     pub tokens: Tokens,
+    /// When this login finished here (Unix seconds).
+    pub signed_in_at: i64,
 }
 
 /// A login under way: what to check on return, and where to go then.
@@ -186,6 +188,7 @@ mod tests {
                 expires_at: 0,
                 scope: None,
             },
+            signed_in_at: 0,
         }
     }
 

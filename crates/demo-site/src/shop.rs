@@ -26,6 +26,9 @@ const PAY_URL: HeaderName = HeaderName::from_static("pay-url");
 const PAY_OFFER_URL: HeaderName = HeaderName::from_static("pay-offer-url");
 /// A user token is refreshed when it has less than this left (seconds).
 const REFRESH_BEFORE: i64 = 30;
+/// A login younger than this is not started again when narrowing fails
+/// (seconds): the fault is elsewhere, and a new login would loop.
+const FRESH_LOGIN: i64 = 120;
 
 /// Compares two tokens in constant time.
 pub fn same_token(a: &str, b: &str) -> bool {
@@ -99,11 +102,20 @@ pub async fn offer(State(state): State<AppState>, headers: HeaderMap, Path(produ
     };
     let user_token = match narrowed_token(&state, pay, &id, &user).await {
         Ok(token) => token,
-        Err(e) => {
+        Err(e) if now().saturating_sub(user.signed_in_at) > FRESH_LOGIN => {
             tracing::warn!(site = %state.name, error = %e, "narrowing the user's token failed; logging in again");
             // The tokens are gone (revoked, expired): a new login gets new ones.
             state.sessions.update(&id, |s| s.user = None);
             return start_login(&state, &headers, &here, false);
+        }
+        Err(e) => {
+            tracing::error!(site = %state.name, error = %e, "narrowing a fresh login's token failed");
+            return state.error_page(
+                StatusCode::BAD_GATEWAY,
+                Some(&session),
+                "Cannot buy now",
+                "The identity provider does not let the shop ask for payments on your behalf.",
+            );
         }
     };
     let contract = match pay.create_contract(&user_token, &terms, now()).await {

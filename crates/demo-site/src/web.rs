@@ -392,6 +392,7 @@ async fn callback(State(state): State<AppState>, headers: HeaderMap, RawQuery(qu
                 email: login.email,
                 id_token: login.id_token,
                 tokens: login.tokens,
+                signed_in_at: now(),
             };
             tracing::info!(site = %state.name, sub = %user.subject, "signed in");
             let new_id = state.sessions.sign_in(&id, user, now());
@@ -498,6 +499,7 @@ mod tests {
                 expires_at: 0,
                 scope: None,
             },
+            signed_in_at: 0,
         }
     }
 

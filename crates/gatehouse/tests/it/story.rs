@@ -10,6 +10,7 @@
 //! account-disabled event).
 //!
 //! Needs what `browser.rs` needs (Chromium and chromedriver).
+//! `GATEHOUSE_TEST_SCREENSHOTS=DIR` saves pictures of the sites' pages there.
 
 use std::time::Duration;
 
@@ -250,6 +251,15 @@ async fn fresh_browser() -> (ChromeDriver, Session) {
     (driver, session)
 }
 
+/// Saves a picture of the page as `DIR/story-NAME.png` when
+/// `GATEHOUSE_TEST_SCREENSHOTS=DIR`.
+async fn screenshot(c: &fantoccini::Client, name: &str) {
+    if let Ok(dir) = std::env::var("GATEHOUSE_TEST_SCREENSHOTS") {
+        let png = c.screenshot().await.unwrap();
+        std::fs::write(std::path::Path::new(&dir).join(format!("story-{name}.png")), png).unwrap();
+    }
+}
+
 /// The console is clean but for the 402 answers of the shop, which are
 /// the protocol, not a fault.
 async fn assert_console_clean_but_402(c: &Session) {
@@ -288,6 +298,7 @@ async fn the_demo_story_in_a_browser(backend: Backend) {
         sign_in(&c, alice).await;
         wait_for_heading(&c, SHOP).await;
         assert_eq!(who(&c).await, format!("Signed in as {alice}"));
+        screenshot(&c, "shop").await;
         let alice_id = uid(&s.app, alice).await;
 
         // Test money, at the payments service's page: no password asked.
@@ -304,6 +315,7 @@ async fn the_demo_story_in_a_browser(backend: Backend) {
         find(&c, "a[href='/offer/ebook-rust']").await.click().await.unwrap();
         wait_for_heading(&c, "Buy Ownership in Practice (EPUB)").await;
         let hash = text(&c, "#contract-hash").await;
+        screenshot(&c, "offer").await;
         link(&c, "Pay 4.99 EUR").await.click().await.unwrap();
         wait_for_heading(&c, "Before your first purchase").await;
         find(&c, "input[name=agree]").await.click().await.unwrap();
@@ -317,6 +329,7 @@ async fn the_demo_story_in_a_browser(backend: Backend) {
         // The goods, at the fulfillment URL (the proof already taken off).
         wait_for_heading(&c, "Your copy of Ownership in Practice (EPUB)").await;
         assert!(text(&c, "#goods").await.contains("Every value has one owner"));
+        screenshot(&c, "goods").await;
         let fulfillment = c.current_url().await.unwrap().to_string();
         assert!(
             fulfillment.starts_with(&format!("{shop}/fulfill?product=ebook-rust&")),
@@ -339,6 +352,7 @@ async fn the_demo_story_in_a_browser(backend: Backend) {
         c.goto(&format!("{forum}/")).await.unwrap();
         wait_for_heading(&c, FORUM).await;
         assert_eq!(who(&c).await, format!("Signed in as {alice}"));
+        screenshot(&c, "forum").await;
 
         // A fresh browser, the same person: the purchase URL asks for
         // payment, the payments service (after a login) recognises the
@@ -347,6 +361,7 @@ async fn the_demo_story_in_a_browser(backend: Backend) {
             let (_driver, c2) = fresh_browser().await;
             c2.goto(&fulfillment).await.unwrap();
             wait_for_heading(&c2, "Payment required").await;
+            screenshot(&c2, "payment-required").await;
             link(&c2, "Continue to payment").await.click().await.unwrap();
             sign_in(&c2, alice).await;
             wait_for_heading(&c2, "Your copy of Ownership in Practice (EPUB)").await;
