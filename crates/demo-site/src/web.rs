@@ -332,6 +332,11 @@ pub fn start_login(state: &Inner, headers: &HeaderMap, next: &str, silent: bool)
     };
     let (url, pending) = match state.rp.start(&request) {
         Ok(started) => started,
+        Err(e) if silent => {
+            // A silent attempt that cannot even start is given up quietly.
+            tracing::warn!(error = %e, "cannot start a silent login");
+            return see_other(next, vec![state.set_cookie(&state.silent_cookie_name(), "1", None)]);
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot start a login");
             return state.error_page(
@@ -402,6 +407,11 @@ async fn callback(State(state): State<AppState>, headers: HeaderMap, RawQuery(qu
             )
         }
         Err(LoginError::Denied { error, .. }) if pending.silent && SILENT_ERRORS.contains(&error.as_str()) => {
+            see_other(&pending.next, vec![])
+        }
+        Err(e) if pending.silent => {
+            // Whatever went wrong, a silent attempt stays silent.
+            tracing::warn!(site = %state.name, error = %e, "a silent login failed");
             see_other(&pending.next, vec![])
         }
         Err(LoginError::Denied { error, description }) => {
@@ -534,6 +544,25 @@ mod tests {
 
     fn random_jti() -> String {
         crate::session::random_token()
+    }
+
+    #[tokio::test]
+    async fn the_home_page_works_when_a_silent_login_cannot_start() {
+        // The stand-in IdP publishes no authorization endpoint.
+        let idp = Signer::start().await;
+        let state = crate::testkit::state(Kind::Forum, &idp, &idp);
+        let r = get(&state, "/", None).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(crate::testkit::header(&r, "location"), "/");
+        let tried = crate::testkit::header(&r, "set-cookie")
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        assert_eq!(tried, "forum_session_tried=1");
+        let r = get(&state, "/", Some(&tried)).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(body(r).await.contains("Not signed in"));
     }
 
     #[tokio::test]
