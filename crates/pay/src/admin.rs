@@ -57,7 +57,7 @@ pub async fn purchases(State(state): State<PayState>, headers: HeaderMap, Query(
 pub async fn refund(State(state): State<PayState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let result = async {
         let by = admin(&state, &headers).await?;
-        match state.store.refund(&id, &by, Timestamp::now()).await {
+        match state.store.refund_as(&id, &by, Timestamp::now()).await {
             Ok(purchase) => {
                 state.outbox_wake.notify_one();
                 Ok(Json(serde_json::json!({ "purchase": purchase })).into_response())

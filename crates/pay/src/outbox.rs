@@ -24,6 +24,8 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
 pub const LEASE_SECS: i64 = 30;
 const BATCH: i64 = 32;
+/// Expired rows are purged every this many rounds (about 5 minutes idle).
+const PURGE_EVERY_ROUNDS: u64 = 1200;
 /// The content type of a notification.
 pub const CONTENT_TYPE: &str = "application/jwt";
 
@@ -47,7 +49,15 @@ pub fn spawn_worker(state: PayState) -> JoinHandle<()> {
                 return;
             }
         };
+        let mut rounds: u64 = 0;
         loop {
+            // Now and then, expired sessions, logins and links go.
+            if rounds % PURGE_EVERY_ROUNDS == 0
+                && let Err(e) = state.store.purge_expired(Timestamp::now()).await
+            {
+                tracing::warn!(error = %e, "pay: cannot purge expired rows");
+            }
+            rounds = rounds.wrapping_add(1);
             match run_once(&state, &http).await {
                 Ok(n) if n > 0 => continue,
                 Ok(_) => {}

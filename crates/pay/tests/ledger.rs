@@ -202,17 +202,14 @@ async fn refunds_move_money_back_once(backend: Backend) {
         Err(PayStoreError::InsufficientFunds)
     ));
     assert!(store.purchase_by_contract(&c2.hash).await.expect("read").is_none());
-    let refunded = store.refund("p1", "admin", Timestamp::now()).await.expect("refund");
+    let refunded = store.refund_as("p1", "admin", Timestamp::now()).await.expect("refund");
     assert_eq!(refunded.state, PurchaseState::Refunded);
     assert_eq!(store.balance("carol", "EUR").await.expect("b"), 500);
     assert!(matches!(
-        store.refund("p1", "admin", Timestamp::now()).await,
+        store.refund_as("p1", "admin", Timestamp::now()).await,
         Err(PayStoreError::State(_))
     ));
-    assert!(matches!(
-        store.refund("nope", "admin", Timestamp::now()).await,
-        Err(PayStoreError::NotFound)
-    ));
+    assert!(matches!(store.refund("nope").await, Err(PayStoreError::NotFound)));
     let kinds: Vec<String> = store
         .audit_events(Some("carol"), 20)
         .await
@@ -256,6 +253,9 @@ async fn contracts_and_links(backend: Backend) {
     };
     store.create_contract(&c, &expired).await.expect("again");
     assert_eq!(store.use_link("d2", now).await.expect("use"), None, "expired");
+    // Expired rows go; contracts stay.
+    store.purge_expired(now.plus(2 * 86400)).await.expect("purge");
+    assert!(store.contract(&c.hash).await.expect("read").is_some());
     db.finish().await;
 }
 

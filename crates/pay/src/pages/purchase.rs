@@ -119,15 +119,19 @@ async fn standing(state: &PayState, headers: &HeaderMap, hash: &str) -> Result<S
     };
     match state.store.purchase_by_contract(hash).await? {
         Some(p) if p.sub != session.sub => Ok(Standing::Done(see_other(&contract.terms.offer_url))),
-        Some(p) if p.state == PurchaseState::Refunded => Ok(Standing::Done(super::render::message_page(
-            "Refunded",
-            "This purchase was refunded. To buy it again, go back to the shop.",
-            Some((contract.terms.offer_url.as_str(), "Back to the offer")),
-        ))),
+        Some(p) if p.state == PurchaseState::Refunded => Ok(Standing::Done(refunded_page(&contract))),
         Some(p) => Ok(Standing::Done(prove(state, &contract, &p)?)),
         None if contract.sub != session.sub => Ok(Standing::Done(see_other(&contract.terms.offer_url))),
         None => Ok(Standing::Buyer(contract, digest, session)),
     }
+}
+
+fn refunded_page(contract: &Contract) -> Response {
+    super::render::message_page(
+        "Refunded",
+        "This purchase was refunded. To buy it again, go back to the shop.",
+        Some((contract.terms.offer_url.as_str(), "Back to the offer")),
+    )
 }
 
 fn ready(buyer: Option<&Buyer>) -> (bool, bool) {
@@ -332,6 +336,10 @@ pub async fn pay(State(state): State<PayState>, headers: HeaderMap, Path(hash): 
             Ok(paid) => {
                 if matches!(paid, Paid::New(_)) {
                     state.outbox_wake.notify_one();
+                }
+                if paid.purchase().state == PurchaseState::Refunded {
+                    // Refunded between the page and the payment.
+                    return Ok(refunded_page(&contract));
                 }
                 prove(&state, &contract, paid.purchase())
             }

@@ -281,8 +281,13 @@ pub trait PayStore: Send + Sync + 'static {
     /// writes the notification and the audit event. Paying a paid contract
     /// charges nothing.
     async fn pay(&self, contract: &Contract, purchase_id: &str, now: Timestamp) -> Result<Paid, PayStoreError>;
-    /// Gives a paid purchase's money back (from the merchant's account).
-    async fn refund(&self, purchase_id: &str, by: &str, now: Timestamp) -> Result<Purchase, PayStoreError>;
+    /// Gives a paid purchase's money back (from the merchant's account);
+    /// `by` names who did it, for the audit table.
+    async fn refund_as(&self, purchase_id: &str, by: &str, now: Timestamp) -> Result<Purchase, PayStoreError>;
+    /// [`PayStore::refund_as`] by the operator (the command line), now.
+    async fn refund(&self, purchase_id: &str) -> Result<Purchase, PayStoreError> {
+        self.refund_as(purchase_id, "operator", Timestamp::now()).await
+    }
     async fn purchase(&self, id: &str) -> Result<Option<Purchase>, PayStoreError>;
     async fn purchase_by_contract(&self, hash: &str) -> Result<Option<Purchase>, PayStoreError>;
     /// Newest first; all buyers when `sub` is `None`.
@@ -306,6 +311,8 @@ pub trait PayStore: Send + Sync + 'static {
     async fn balances(&self, sub: &str) -> Result<Vec<(String, i64)>, PayStoreError>;
     /// The sum of every ledger entry: always 0.
     async fn ledger_sum(&self) -> Result<i64, PayStoreError>;
+    /// Deletes expired sessions, pending logins and purchase links.
+    async fn purge_expired(&self, now: Timestamp) -> Result<(), PayStoreError>;
     /// The sum of every account's balance: always 0, and equal to the
     /// entries' sums per account.
     async fn balances_sum(&self) -> Result<i64, PayStoreError>;

@@ -236,6 +236,12 @@ pub struct SessionRow {
     pub pin_reset_until: Option<i64>,
 }
 
+pub const PURGE_SESSIONS: &str = "DELETE FROM sessions WHERE expires_at <= $1";
+/// Pending logins live ten minutes.
+pub const PURGE_PENDING: &str = "DELETE FROM pending_logins WHERE created_at <= $1 - 600";
+/// Used or expired links, a day after they expired.
+pub const PURGE_LINKS: &str = "DELETE FROM purchase_links WHERE expires_at <= $1 - 86400";
+
 pub const DELETE_SESSION: &str = "DELETE FROM sessions WHERE digest = $1";
 
 pub const ALLOW_PIN_RESET: &str = "UPDATE sessions SET pin_reset_until = $3 WHERE digest = $1 AND sub = $2";

@@ -65,19 +65,29 @@ macro_rules! impl_pay_store {
                 } else {
                     sql::DEBIT_COVERED
                 };
-                let debited = sqlx::query(debit)
-                    .bind(movement.amount)
-                    .bind(movement.from.id())
-                    .execute(&mut *conn)
-                    .await?;
-                if debited.rows_affected() != 1 {
-                    return Err(PayStoreError::InsufficientFunds);
+                let (from, to) = (movement.from.id(), movement.to.id());
+                // Rows are locked in the order of their ids, whatever the
+                // direction, so a purchase and a refund between the same two
+                // accounts cannot deadlock on PostgreSQL.
+                let mut balance = 0;
+                for debit_now in [from < to, from >= to] {
+                    if debit_now {
+                        let debited = sqlx::query(debit)
+                            .bind(movement.amount)
+                            .bind(from.as_str())
+                            .execute(&mut *conn)
+                            .await?;
+                        if debited.rows_affected() != 1 {
+                            return Err(PayStoreError::InsufficientFunds);
+                        }
+                    } else {
+                        balance = sqlx::query_scalar(sql::CREDIT)
+                            .bind(movement.amount)
+                            .bind(to.as_str())
+                            .fetch_one(&mut *conn)
+                            .await?;
+                    }
                 }
-                let balance: i64 = sqlx::query_scalar(sql::CREDIT)
-                    .bind(movement.amount)
-                    .bind(movement.to.id())
-                    .fetch_one(&mut *conn)
-                    .await?;
                 sqlx::query(sql::INSERT_MOVEMENT)
                     .bind(movement_id)
                     .bind(movement.kind.as_str())
@@ -448,7 +458,12 @@ macro_rules! impl_pay_store {
                     Ok(Paid::New(purchase))
                 }
 
-                async fn refund(&self, purchase_id: &str, by: &str, now: Timestamp) -> Result<Purchase, PayStoreError> {
+                async fn refund_as(
+                    &self,
+                    purchase_id: &str,
+                    by: &str,
+                    now: Timestamp,
+                ) -> Result<Purchase, PayStoreError> {
                     let mut tx = self.pool.begin().await?;
                     let marked = sqlx::query_as::<_, sql::PurchaseRow>(sql::MARK_REFUNDED)
                         .bind(purchase_id)
@@ -558,6 +573,13 @@ macro_rules! impl_pay_store {
 
                 async fn ledger_sum(&self) -> Result<i64, PayStoreError> {
                     Ok(sqlx::query_scalar(sql::LEDGER_SUM).fetch_one(&self.pool).await?)
+                }
+
+                async fn purge_expired(&self, now: Timestamp) -> Result<(), PayStoreError> {
+                    for statement in [sql::PURGE_SESSIONS, sql::PURGE_PENDING, sql::PURGE_LINKS] {
+                        sqlx::query(statement).bind(now.0).execute(&self.pool).await?;
+                    }
+                    Ok(())
                 }
 
                 async fn balances_sum(&self) -> Result<i64, PayStoreError> {
