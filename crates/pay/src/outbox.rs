@@ -52,7 +52,7 @@ pub fn spawn_worker(state: PayState) -> JoinHandle<()> {
         let mut rounds: u64 = 0;
         loop {
             // Now and then, expired sessions, logins and links go.
-            if rounds % PURGE_EVERY_ROUNDS == 0
+            if rounds.is_multiple_of(PURGE_EVERY_ROUNDS)
                 && let Err(e) = state.store.purge_expired(Timestamp::now()).await
             {
                 tracing::warn!(error = %e, "pay: cannot purge expired rows");
