@@ -1,5 +1,6 @@
-//! The admin JSON API: purchase history (`GET /admin/purchases[?user=sub]`)
-//! and refunds (`POST /admin/purchases/{id}/refund`). The caller presents
+//! The admin JSON API: purchase history (`GET /admin/purchases[?user=sub]`),
+//! refunds (`POST /admin/purchases/{id}/refund`) and the merchant
+//! notifications' delivery state (`GET /admin/notifications[?merchant=id]`). The caller presents
 //! an IdP access token with the scope `gatehouse:admin`; the IdP's
 //! introspection says whether it is active (any audience).
 
@@ -71,6 +72,27 @@ pub async fn refund(State(state): State<PayState>, headers: HeaderMap, Path(id):
             )),
             Err(e) => Err(e.into()),
         }
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+#[derive(Deserialize)]
+pub struct OutboxQuery {
+    merchant: Option<String>,
+}
+
+/// The newest notifications with their delivery state (attempts, last
+/// error, delivered or dead).
+pub async fn notifications(
+    State(state): State<PayState>,
+    headers: HeaderMap,
+    Query(q): Query<OutboxQuery>,
+) -> Response {
+    let result = async {
+        admin(&state, &headers).await?;
+        let rows = state.store.outbox(q.merchant.as_deref(), 1000).await?;
+        Ok::<_, ApiError>(Json(serde_json::json!({ "notifications": rows })).into_response())
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)

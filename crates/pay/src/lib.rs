@@ -110,6 +110,7 @@ pub fn router(state: PayState) -> Router {
         .route("/api/contracts", post(api::create_contract))
         .route("/admin/purchases", get(admin::purchases))
         .route("/admin/purchases/{id}/refund", post(admin::refund))
+        .route("/admin/notifications", get(admin::notifications))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/static/style.css", get(style))
         .route("/health/live", get(|| async { "ok" }))

@@ -551,6 +551,17 @@ async fn contracts_need_a_narrowed_token_of_the_caller(backend: Backend) {
         (StatusCode::CONFLICT, Some("contract_taken"))
     );
 
+    // A body over the limit is refused unread.
+    let big = reqwest::Client::new()
+        .post(w.pay("/api/contracts"))
+        .bearer_auth(&merchant)
+        .header("content-type", "application/json")
+        .body(format!("{{\"user_token\": \"{}\"}}", "x".repeat(20_000)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
     // Revoked at the IdP: refused at once (introspection).
     let (status, _) = post_form(&w.app, "/revoke", Some((&w.shop.0, &w.shop.1)), &[("token", &narrowed)]).await;
     assert_eq!(status, StatusCode::OK);
@@ -867,10 +878,22 @@ async fn notifications_are_signed_and_retried(backend: Backend) {
     assert_eq!(claims["sub"], sub.as_str());
     assert_eq!(claims["amount"], 250);
     assert_eq!(claims["currency"], "EUR");
-    let rows = w.store.outbox(None, 10).await.unwrap();
+    // Admins see the delivery: three attempts, delivered.
+    let (admin, _) = w.app.admin_token().await;
+    let rows: Value = reqwest::Client::new()
+        .get(w.pay(&format!("/admin/notifications?merchant={}", w.shop.0)))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rows = rows["notifications"].as_array().unwrap();
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].attempts, 3);
-    assert!(rows[0].delivered_at.is_some());
+    assert_eq!(rows[0]["attempts"], 3);
+    assert_eq!(rows[0]["last_error"], Value::Null);
+    assert!(rows[0]["delivered_at"].is_i64());
     w.finish().await;
 }
 
