@@ -228,3 +228,19 @@ impl PayService {
         let _ = (&mut self.worker).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::secure_cookies;
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        let url = |s: &str| url::Url::parse(s).expect("url");
+        assert!(secure_cookies(&url("https://pay.example")).expect("https"));
+        assert!(!secure_cookies(&url("http://127.0.0.1:8081")).expect("loopback"));
+        assert!(!secure_cookies(&url("http://localhost:8081")).expect("localhost"));
+        assert!(!secure_cookies(&url("http://[::1]:8081")).expect("v6 loopback"));
+        assert!(secure_cookies(&url("http://pay.example")).is_err());
+        assert!(secure_cookies(&url("ftp://127.0.0.1")).is_err());
+    }
+}
