@@ -73,6 +73,9 @@ pub struct Proof {
 /// A verified merchant notification.
 #[derive(Clone, Debug, Deserialize)]
 pub struct Notification {
+    /// Redeliveries carry the same `jti`.
+    #[serde(default)]
+    pub jti: String,
     pub event: String,
     pub sub: String,
     pub contract_hash: String,

@@ -163,6 +163,12 @@ impl Sessions {
         before - map.len()
     }
 
+    /// Forgets, in every session, that contract `hash` was paid (it was
+    /// refunded). Returns in how many sessions it was remembered.
+    pub fn forget_paid(&self, hash: &str) -> usize {
+        self.lock().values_mut().filter_map(|s| s.paid.remove(hash)).count()
+    }
+
     /// The distinct users signed in now (for tests and the log).
     pub fn signed_in_users(&self) -> HashSet<String> {
         self.lock()

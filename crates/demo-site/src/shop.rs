@@ -342,10 +342,18 @@ pub async fn notify(State(state): State<AppState>, body: Bytes) -> Response {
     match pay.verify_notification(token).await {
         Ok(n) => {
             tracing::info!(site = %state.name, event = %n.event, contract = %n.contract_hash, "payment notification");
+            if n.event == "purchase.refunded" {
+                // Refunded: the goods are no longer shown for it.
+                state.sessions.forget_paid(&n.contract_hash);
+            }
             let mut list = state
                 .notifications
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !n.jti.is_empty() && list.iter().any(|m| m.jti == n.jti) {
+                // A redelivery of one we have.
+                return StatusCode::OK.into_response();
+            }
             if list.len() >= crate::web::MAX_NOTIFICATIONS {
                 list.pop_front();
             }
@@ -553,9 +561,31 @@ mod tests {
         assert_eq!(r.status(), StatusCode::OK);
         let r = post(pay.sign("payment-proof+jwt", &claims)).await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-        let list = state.notifications.lock().unwrap();
-        assert_eq!(list.len(), 1);
-        assert_eq!(list[0].amount, 499);
+        // A redelivery is accepted and kept once.
+        let r = post(pay.sign("payment-notification+jwt", &claims)).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        {
+            let list = state.notifications.lock().unwrap();
+            assert_eq!(list.len(), 1);
+            assert_eq!(list[0].amount, 499);
+        }
+
+        // A refund: the goods are no longer shown for that contract.
+        let (path, hash) = order(&state);
+        let proof = pay.proof(&hash, "alice", 300);
+        let r = get(&state, &format!("{path}&payment={proof}"), None).await;
+        let cookie = header(&r, "set-cookie").split(';').next().unwrap().to_owned();
+        assert_eq!(get(&state, &path, Some(&cookie)).await.status(), StatusCode::OK);
+        let mut refunded = claims.clone();
+        refunded["event"] = json!("purchase.refunded");
+        refunded["contract_hash"] = json!(hash);
+        refunded["jti"] = json!("n2");
+        let r = post(pay.sign("payment-notification+jwt", &refunded)).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(
+            get(&state, &path, Some(&cookie)).await.status(),
+            StatusCode::PAYMENT_REQUIRED
+        );
     }
 
     #[tokio::test]
