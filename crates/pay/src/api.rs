@@ -51,6 +51,13 @@ async fn merchant(state: &PayState, headers: &HeaderMap) -> Result<(VerifiedToke
             return Err(ApiError::unavailable());
         }
     };
+    // RFC 9449 §7.2: a DPoP-bound token is not a bearer token, and this
+    // API takes bearer tokens only.
+    if verified.jkt.is_some() {
+        return Err(ApiError::invalid_token(
+            "a DPoP-bound token cannot be used as a bearer token here",
+        ));
+    }
     // A client-credentials token names the client itself as `sub`.
     if verified.subject != verified.client_id || !verified.claims.parent_jtis.is_empty() {
         return Err(ApiError::invalid_token(
@@ -82,6 +89,10 @@ async fn buyer(state: &PayState, token: &str, merchant: &str) -> Result<Verified
             return Err(ApiError::unavailable());
         }
     };
+    // Handed over in a body, a DPoP-bound token would lose its binding.
+    if verified.jkt.is_some() {
+        return Err(refuse_user_token("a DPoP-bound user token cannot be handed over"));
+    }
     let scopes: Vec<&str> = verified.scopes.iter().collect();
     if scopes != [PAYMENTS_SCOPE] {
         return Err(refuse_user_token(
