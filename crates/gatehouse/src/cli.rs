@@ -3,6 +3,7 @@
 //! object on stdout (logs go to stderr).
 
 pub mod client;
+pub mod pay;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -63,6 +64,11 @@ pub enum Command {
         #[command(subcommand)]
         command: client::ClientCommand,
     },
+    /// The payments service: run it alone, register merchants, add test money.
+    Pay {
+        #[command(subcommand)]
+        command: pay::PayCommand,
+    },
     /// Manage the keys that sign tokens.
     Keys {
         #[command(subcommand)]
@@ -115,9 +121,7 @@ pub enum UserCommand {
     },
 }
 
-/// The demo's account, printed at start.
-pub const DEMO_EMAIL: &str = "demo@example.com";
-pub const DEMO_PASSWORD: &str = "gatehouse-demo-password";
+pub use crate::demo::{DEMO_EMAIL, DEMO_PASSWORD};
 
 /// Prints a command's result: JSON when asked, else the text.
 fn report(json_mode: bool, value: &Value, text: &str) {
@@ -133,19 +137,51 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::Serve => {
             let stop = server::termination();
             let mut running = server::start(&config).await?;
+            // The payments service beside the IdP, where configured.
+            let pay = match config.pay.listen {
+                Some(listen) => Some(pay::start(&config, listen).await?),
+                None => None,
+            };
             if cli.json {
                 println!(
                     "{}",
-                    json!({ "listening": running.addr.to_string(), "issuer": running.issuer.as_str() })
+                    json!({
+                        "listening": running.addr.to_string(),
+                        "issuer": running.issuer.as_str(),
+                        "pay": pay.as_ref().map(|p| p.url().as_str().to_owned()),
+                    })
                 );
             }
             tokio::select! {
                 r = running.wait() => r?,
                 () = stop => {
                     tracing::info!("shutting down; finishing requests in flight");
+                    if let Some(pay) = pay {
+                        pay.shutdown().await;
+                    }
                     running.shutdown().await?;
                 }
             }
+            Ok(())
+        }
+        Command::Pay {
+            command: pay::PayCommand::Serve,
+        } => {
+            let stop = server::termination();
+            let default = std::net::SocketAddr::from(([127, 0, 0, 1], 8081));
+            let service = pay::start(&config, default).await?;
+            report(
+                cli.json,
+                &json!({ "pay": service.url().as_str() }),
+                &format!("The payments service is listening at {}", service.url()),
+            );
+            stop.await;
+            service.shutdown().await;
+            Ok(())
+        }
+        Command::Pay { command } => {
+            let (value, text) = pay::run(&config, command).await?;
+            report(cli.json, &value, &text);
             Ok(())
         }
         Command::Demo { dir } => demo(cli.json, config, dir).await,
@@ -351,37 +387,42 @@ async fn demo(json_mode: bool, mut config: Config, dir: PathBuf) -> anyhow::Resu
         config.data_dir = dir;
     }
     let stop = server::termination();
-    let running = server::start(&config).await?;
-    let email = Email::parse(DEMO_EMAIL).map_err(|e| anyhow::anyhow!("{e}"))?;
-    if running.store.account_by_email(&email).await?.is_none() {
-        create_user(
-            running.store.as_ref(),
-            DEMO_EMAIL,
-            Some(DEMO_PASSWORD.to_owned()),
-            true,
-            "demo",
-        )
-        .await?;
-    }
-    let base = running.issuer.as_str().trim_end_matches('/').to_owned();
+    let stack = crate::demo::Stack::start(crate::demo::default_options(config.clone())).await?;
+    let base = stack.idp.issuer.as_str().trim_end_matches('/').to_owned();
+    let url = |u: &url::Url| u.as_str().trim_end_matches('/').to_owned();
+    let services = &stack.services;
+    let (pay, shop, forum) = (
+        url(services.pay.url()),
+        url(services.shop.url()),
+        url(services.forum.url()),
+    );
     let mail_dir = config.mail_dir();
+    let funds = format!(
+        "{}.{:02} {}",
+        crate::demo::DEMO_FUNDS / 100,
+        crate::demo::DEMO_FUNDS % 100,
+        crate::demo::DEMO_CURRENCY
+    );
     report(
         json_mode,
         &json!({
             "idp": base,
             "login": format!("{base}/login"),
+            "pay": pay,
+            "shop": shop,
+            "forum": forum,
             "email": DEMO_EMAIL,
             "password": DEMO_PASSWORD,
             "mail_dir": mail_dir.display().to_string(),
             "openid_configuration": format!("{base}/.well-known/openid-configuration"),
         }),
         &format!(
-            "Gatehouse demo is running.\n\n  Identity provider: {base}/\n  Sign in:           {base}/login\n  Demo login:        {DEMO_EMAIL} / {DEMO_PASSWORD}\n  Sign-up mail:      {} (one .eml file per message)\n  OpenID provider:   {base}/.well-known/openid-configuration\n\nPress Ctrl-C to stop.",
+            "Gatehouse demo is running.\n\n  Identity provider: {base}/\n  Sign in:           {base}/login\n  Payments service:  {pay}/\n  Shop:              {shop}/\n  Forum:             {forum}/\n  Demo login:        {DEMO_EMAIL} / {DEMO_PASSWORD} (wallet: {funds} of test money)\n  Sign-up mail:      {} (one .eml file per message)\n  OpenID provider:   {base}/.well-known/openid-configuration\n\nTry it: log in at the shop, open the forum (no password asked), buy something at the shop,\nthen log out at either site: both are logged out.\n\nPress Ctrl-C to stop.",
             mail_dir.display()
         ),
     );
     stop.await;
-    running.shutdown().await
+    stack.shutdown().await
 }
 
 fn cli_default_data_dir(config: &Config) -> bool {

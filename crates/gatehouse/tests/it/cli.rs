@@ -153,6 +153,104 @@ async fn serve_stops_cleanly_on_sigterm() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("shutting down"));
 }
 
+/// `gatehouse demo` as the README runs it (on ports the system picks):
+/// every service answers, the sites are registered at the IdP, the demo
+/// wallet holds test money; a second run on the same folder reuses all of
+/// it (no second funding) and stops cleanly.
+#[tokio::test]
+async fn demo_runs_every_service_and_restarts_on_its_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut shop_ids = Vec::new();
+    for _ in 0..2 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["--json", "demo"])
+            .env("GATEHOUSE_DATA_DIR", dir.path())
+            .env("GATEHOUSE_LISTEN", "127.0.0.1:0")
+            .env("GATEHOUSE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let demo: serde_json::Value =
+            serde_json::from_str(&first).unwrap_or_else(|e| panic!("not JSON ({e}): {first:?}"));
+        let url = |k: &str| {
+            demo[k]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {k} in {demo}"))
+                .to_owned()
+        };
+        let (idp, pay, shop, forum) = (url("idp"), url("pay"), url("shop"), url("forum"));
+        assert_eq!(demo["email"], "demo@example.com");
+
+        let get = |u: String| {
+            let client = client.clone();
+            async move { client.get(u).send().await.unwrap() }
+        };
+        assert_eq!(
+            get(format!("{idp}/.well-known/openid-configuration")).await.status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            get(format!("{pay}/.well-known/jwks.json")).await.status(),
+            StatusCode::OK
+        );
+        // Buying at the shop starts with a login at the IdP, as the shop's client.
+        let offer = get(format!("{shop}/offer/ebook-rust")).await;
+        assert_eq!(offer.status(), StatusCode::SEE_OTHER);
+        let to = offer.headers()["location"].to_str().unwrap().to_owned();
+        assert!(to.starts_with(&format!("{idp}/authorize?")), "{to}");
+        let shop_id = url::Url::parse(&to)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == "client_id")
+            .map(|(_, v)| v.into_owned())
+            .unwrap();
+        shop_ids.push(shop_id);
+        let home = get(format!("{forum}/")).await.status();
+        assert!(home == StatusCode::OK || home == StatusCode::SEE_OTHER, "forum: {home}");
+
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "exit: {:?} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(shop_ids[0], shop_ids[1], "a restarted demo keeps its clients");
+    let pay = gatehouse_pay::open_store(&format!("sqlite://{}", dir.path().join("pay.db").display()))
+        .await
+        .unwrap();
+    let idp = gatehouse_store::connect(&format!("sqlite://{}", dir.path().join("gatehouse.db").display()))
+        .await
+        .unwrap();
+    let demo = idp
+        .account_by_email(&gatehouse_core::Email::parse("demo@example.com").unwrap())
+        .await
+        .unwrap()
+        .expect("the demo account");
+    assert_eq!(
+        pay.balance(demo.id.as_str(), gatehouse::demo::DEMO_CURRENCY)
+            .await
+            .unwrap(),
+        gatehouse::demo::DEMO_FUNDS,
+        "funded once"
+    );
+}
+
 both_backends!(
     client_commands_manage_reliers,
     keys_rotate_takes_effect_on_a_running_server
