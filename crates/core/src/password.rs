@@ -4,10 +4,10 @@
 //! Hashing is CPU-bound and slow on purpose (tens of milliseconds): callers
 //! on an async runtime run these functions on a blocking thread.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, Salt, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use std::collections::HashSet;
-use std::sync::OnceLock;
+use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
 
 use crate::{Email, Secret};
 
@@ -73,10 +73,16 @@ pub struct HashError(String);
 /// Hashes a password into a PHC string with a fresh random salt.
 pub fn hash(password: &Secret<String>) -> Result<Secret<String>, HashError> {
     let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    argon2()
-        .hash_password(password.expose().as_bytes(), &salt)
-        .map(|h| Secret::new(h.to_string()))
-        .map_err(|e| HashError(e.to_string()))
+    let argon = argon2();
+    let output = compute(&argon, password.expose().as_bytes(), salt.as_salt()).map_err(|e| HashError(e.to_string()))?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(argon.params()).map_err(|e| HashError(e.to_string()))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(output),
+    };
+    Ok(Secret::new(phc.to_string()))
 }
 
 /// Verifies a password against a stored PHC string. When there is no
@@ -91,8 +97,116 @@ pub fn verify(password: &Secret<String>, stored: Option<&Secret<String>>) -> boo
     let Ok(parsed) = PasswordHash::new(phc) else {
         return false;
     };
-    let ok = argon2().verify_password(password.expose().as_bytes(), &parsed).is_ok();
+    let ok = verify_parsed(password.expose().as_bytes(), &parsed);
     ok && real
+}
+
+/// What `PasswordVerifier::verify_password` does, with pooled memory: the
+/// stored hash's own algorithm, version and parameters, then a
+/// constant-time comparison of the outputs.
+fn verify_parsed(password: &[u8], stored: &PasswordHash<'_>) -> bool {
+    let (Some(expected), Some(salt)) = (&stored.hash, stored.salt) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(stored.algorithm) else {
+        return false;
+    };
+    let version = match stored.version.map(Version::try_from).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    // Includes the output length: the stored hash's.
+    let Ok(params) = Params::try_from(stored) else {
+        return false;
+    };
+    let argon = Argon2::new(algorithm, version, params);
+    compute(&argon, password, salt).is_ok_and(|out| out == *expected)
+}
+
+/// The Argon2 computation itself, in working memory from [`MEMORY`].
+fn compute(argon: &Argon2<'_>, password: &[u8], salt: Salt<'_>) -> argon2::password_hash::Result<Output> {
+    let mut salt_buf = [0u8; 64];
+    let salt = salt.decode_b64(&mut salt_buf)?;
+    let len = argon.params().output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    let mut memory = MEMORY.take(argon.params().block_count());
+    Output::init_with(len, |out| {
+        argon
+            .hash_password_into_with_memory(password, salt, out, memory.blocks())
+            .map_err(Into::into)
+    })
+}
+
+/// Argon2's working memory (19 MiB per hash), kept and reused, and at most
+/// one per core in use at once: more hashes at a time would not finish
+/// sooner on the same cores, and each freshly allocated 19 MiB block tends
+/// to stay in the allocator's heap after it is freed, so the process would
+/// grow with every burst of logins. A hash that finds every block in use
+/// waits (callers run on blocking threads).
+static MEMORY: MemoryPool = MemoryPool {
+    state: Mutex::new(PoolState {
+        free: Vec::new(),
+        made: 0,
+    }),
+    returned: Condvar::new(),
+};
+
+struct MemoryPool {
+    state: Mutex<PoolState>,
+    returned: Condvar,
+}
+
+struct PoolState {
+    free: Vec<Vec<Block>>,
+    made: usize,
+}
+
+struct Lease {
+    blocks: Vec<Block>,
+    needed: usize,
+}
+
+impl Lease {
+    fn blocks(&mut self) -> &mut [Block] {
+        &mut self.blocks[..self.needed]
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let blocks = std::mem::take(&mut self.blocks);
+        let mut state = MEMORY.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.free.push(blocks);
+        MEMORY.returned.notify_one();
+    }
+}
+
+impl MemoryPool {
+    fn capacity() -> usize {
+        static CAPACITY: OnceLock<usize> = OnceLock::new();
+        *CAPACITY.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8))
+    }
+
+    /// Memory for `needed` blocks: a kept buffer (grown if too small), a new
+    /// one while fewer than [`MemoryPool::capacity`] exist, or the next one
+    /// returned.
+    fn take(&'static self, needed: usize) -> Lease {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut blocks = loop {
+            if let Some(blocks) = state.free.pop() {
+                break blocks;
+            }
+            if state.made < Self::capacity() {
+                state.made += 1;
+                break Vec::new();
+            }
+            state = self.returned.wait(state).unwrap_or_else(PoisonError::into_inner);
+        };
+        drop(state);
+        if blocks.len() < needed {
+            blocks.resize(needed, Block::default());
+        }
+        Lease { blocks, needed }
+    }
 }
 
 fn dummy_hash() -> &'static str {
@@ -153,5 +267,44 @@ mod tests {
         // No account: never true, even for the dummy's own password.
         assert!(!verify(&Secret::new("gatehouse-dummy-password".into()), None));
         assert!(!verify(&pw, Some(&Secret::new("not a phc string".into()))));
+    }
+
+    #[test]
+    fn pooled_hashes_are_the_standard_ones() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let pw = Secret::new("a long enough secret".to_string());
+        // Ours verifies with the argon2 crate's own verifier...
+        let ours = hash(&pw).expect("hashes");
+        let parsed = PasswordHash::new(ours.expose()).expect("phc");
+        assert!(argon2().verify_password(pw.expose().as_bytes(), &parsed).is_ok());
+        // ...and the crate's own hashes (other parameters too) verify with ours.
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        for params in [
+            Params::new(19 * 1024, 2, 1, None),
+            Params::new(8 * 1024, 3, 2, Some(24)),
+        ] {
+            let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.expect("params"));
+            let theirs = argon
+                .hash_password(pw.expose().as_bytes(), &salt)
+                .expect("hash")
+                .to_string();
+            assert!(verify(&pw, Some(&Secret::new(theirs.clone()))), "{theirs}");
+            assert!(!verify(&Secret::new("wrong".into()), Some(&Secret::new(theirs))));
+        }
+    }
+
+    #[test]
+    fn many_hashes_at_once_share_the_pool() {
+        let pw = Secret::new("a long enough secret".to_string());
+        let h = hash(&pw).expect("hashes");
+        let threads: Vec<_> = (0..6)
+            .map(|_| {
+                let (pw, h) = (pw.clone(), h.clone());
+                std::thread::spawn(move || verify(&pw, Some(&h)))
+            })
+            .collect();
+        assert!(threads.into_iter().all(|t| t.join().expect("thread")));
+        let state = MEMORY.state.lock().expect("pool");
+        assert!(state.made <= MemoryPool::capacity());
     }
 }
