@@ -14,10 +14,7 @@
 
 use std::time::Duration;
 
-use gatehouse_core::Timestamp;
-use gatehouse_core::oauth::{Client as OAuthClient, GrantType, Scopes};
-use gatehouse_demo_site::{Kind, Site, SiteConfig};
-use gatehouse_pay::{Merchant, PayConfig, PayService, PayStore};
+use gatehouse::demo::{ServiceOptions, Services};
 use serde_json::json;
 
 use crate::both_backends;
@@ -35,148 +32,51 @@ const PIN: &str = "384951";
 
 both_backends!(the_demo_story_in_a_browser, a_ban_logs_out_of_both_demo_sites);
 
-/// The IdP and the two demo sites, registered as `gatehouse demo` registers
-/// them (docs/payments.md, "Parties and ports").
+/// The IdP, and around it the payments service and the two demo sites as
+/// `gatehouse demo` wires them (`gatehouse::demo::Services`), all on port 0.
 struct Stack {
     app: TestApp,
-    pay: PayService,
-    pay_store: std::sync::Arc<dyn PayStore>,
-    shop: Site,
-    forum: Site,
-    _pay_dir: tempfile::TempDir,
+    services: Services,
+    _dir: tempfile::TempDir,
 }
 
 impl Stack {
     async fn start(backend: Backend) -> Stack {
         let app = spawn_app(backend).await;
-        let shop_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let forum_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let pay_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = |l: &tokio::net::TcpListener| format!("http://{}", l.local_addr().unwrap());
-        let (shop_url, forum_url, pay_url) = (url(&shop_listener), url(&forum_listener), url(&pay_listener));
-
-        let (shop_id, shop_secret) = register_site(&app, "Shop", &shop_url, Some(&pay_url)).await;
-        let (forum_id, forum_secret) = register_site(&app, "Forum", &forum_url, None).await;
-        let (pay_id, pay_secret) = register_pay(&app, &pay_url).await;
-
-        // The payments service, on its own SQLite database, with the shop
-        // as a merchant.
-        let pay_dir = tempfile::tempdir().unwrap();
-        let pay_database_url = format!("sqlite://{}?mode=rwc", pay_dir.path().join("pay.db").display());
-        let pay_store = gatehouse_pay::open_store(&pay_database_url).await.unwrap();
-        pay_store
-            .add_merchant(Merchant {
-                client_id: shop_id.clone(),
-                name: SHOP.to_owned(),
-                origins: vec![shop_url.clone()],
-                notify_uri: Some(format!("{shop_url}/notify")),
-            })
-            .await
-            .unwrap();
-        let pay = PayService::start(
-            PayConfig {
-                public_url: pay_url.parse().unwrap(),
-                database_url: pay_database_url,
+        let dir = tempfile::tempdir().unwrap();
+        let any = "127.0.0.1:0".parse().unwrap();
+        let services = Services::start(
+            app.store().as_ref(),
+            ServiceOptions {
                 issuer: app.base.clone(),
-                client_id: pay_id,
-                client_secret: pay_secret,
-                data_dir: pay_dir.path().to_path_buf(),
-                secret_key: None,
+                data_dir: dir.path().to_path_buf(),
+                pay_listen: any,
+                pay_database_url: None,
+                shop_listen: any,
+                forum_listen: any,
+                demo_account: false,
             },
-            pay_listener,
         )
         .await
-        .expect("the payments service starts");
-        let shop = Site::start(
-            SiteConfig {
-                kind: Kind::Shop,
-                name: SHOP.into(),
-                public_url: shop_url.parse().unwrap(),
-                issuer: app.base.clone(),
-                client_id: shop_id,
-                client_secret: shop_secret,
-                pay_url: Some(pay_url.parse().unwrap()),
-            },
-            shop_listener,
-        )
-        .await
-        .expect("the shop starts");
-        let forum = Site::start(
-            SiteConfig {
-                kind: Kind::Forum,
-                name: FORUM.into(),
-                public_url: forum_url.parse().unwrap(),
-                issuer: app.base.clone(),
-                client_id: forum_id,
-                client_secret: forum_secret,
-                pay_url: None,
-            },
-            forum_listener,
-        )
-        .await
-        .expect("the forum starts");
+        .expect("the payments service and the demo sites start");
         Stack {
             app,
-            pay,
-            pay_store,
-            shop,
-            forum,
-            _pay_dir: pay_dir,
+            services,
+            _dir: dir,
         }
     }
 
     async fn finish(self) {
-        self.shop.shutdown().await;
-        self.forum.shutdown().await;
-        self.pay.shutdown().await;
+        self.services.shutdown().await;
         self.app.finish().await;
     }
 }
 
-/// Registers a demo site at the IdP: confidential, first-party, with its
-/// callback, back-channel logout, events and post-logout URIs; the shop
-/// also with `payments`, the payments audience, client credentials and
-/// token exchange.
-async fn register_site(app: &TestApp, name: &str, base: &str, pay: Option<&str>) -> (String, String) {
-    let mut grants = vec![GrantType::AuthorizationCode, GrantType::RefreshToken];
-    if pay.is_some() {
-        grants.extend([
-            GrantType::ClientCredentials,
-            GrantType::parse("urn:ietf:params:oauth:grant-type:token-exchange").unwrap(),
-        ]);
+impl std::ops::Deref for Stack {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.services
     }
-    let (mut client, secret) =
-        OAuthClient::new(name, false, vec![format!("{base}/callback")], grants, Timestamp::now()).unwrap();
-    client.first_party = true;
-    client.scopes = Scopes::parse(if pay.is_some() {
-        "openid email profile offline_access payments"
-    } else {
-        "openid email profile offline_access"
-    })
-    .unwrap();
-    client.audiences = pay.map(|p| vec![p.to_owned()]).unwrap_or_default();
-    client.backchannel_logout_uri = Some(format!("{base}/backchannel-logout"));
-    client.events_uri = Some(format!("{base}/events"));
-    client.post_logout_redirect_uris = vec![format!("{base}/")];
-    app.store().create_client(&client).await.unwrap();
-    (client.id.as_str().to_owned(), secret.unwrap().expose().to_owned())
-}
-
-/// Registers the payments service at the IdP: confidential, first-party,
-/// `openid email`.
-async fn register_pay(app: &TestApp, base: &str) -> (String, String) {
-    let (mut client, secret) = OAuthClient::new(
-        "Payments",
-        false,
-        vec![format!("{base}/login/callback")],
-        vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
-        Timestamp::now(),
-    )
-    .unwrap();
-    client.first_party = true;
-    client.scopes = Scopes::parse("openid email").unwrap();
-    app.store().create_client(&client).await.unwrap();
-    (client.id.as_str().to_owned(), secret.unwrap().expose().to_owned())
 }
 
 /// What the site's header says: "Signed in as ..." or "Not signed in".
