@@ -51,8 +51,8 @@ mod web;
 use anyhow::Context;
 use gatehouse_relier::{Issuer, Receiver, RelyingParty, Verifier};
 
-pub use fulfill::{FulfillError, FulfillmentKey, Order};
-pub use web::router;
+use crate::fulfill::FulfillmentKey;
+use crate::web::router;
 
 /// Which site.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
