@@ -661,6 +661,8 @@ async fn buying_once_with_a_pin(backend: Backend) {
     let home = get(&b, &w.pay("/")).await;
     home.expect(StatusCode::OK, "4.01 EUR");
     assert_eq!(home.body.matches("<td>paid</td>").count(), 2, "{}", home.body);
+    // The history names the merchant as the purchase page does.
+    assert_eq!(home.body.matches("<td>The Shop</td>").count(), 2, "{}", home.body);
 
     // The audit table has the story.
     let kinds: Vec<String> = w

@@ -41,6 +41,14 @@ pub async fn home(State(state): State<PayState>, headers: HeaderMap, Query(q): Q
             .into_iter()
             .map(|(currency, amount)| money(amount, &currency))
             .collect();
+        // Merchants by name, as the purchase page names them.
+        let names: std::collections::HashMap<String, String> = state
+            .store
+            .merchants()
+            .await?
+            .into_iter()
+            .map(|m| (m.client_id, m.name))
+            .collect();
         let purchases = state
             .store
             .purchases(Some(&session.sub), 100)
@@ -48,7 +56,7 @@ pub async fn home(State(state): State<PayState>, headers: HeaderMap, Query(q): Q
             .into_iter()
             .map(|p| HistoryRow {
                 when: gatehouse_core::time::format_utc(Timestamp(p.paid_at)),
-                merchant: p.merchant,
+                merchant: names.get(&p.merchant).cloned().unwrap_or(p.merchant),
                 amount: money(p.amount, &p.currency),
                 state: p.state.as_str(),
             })
