@@ -119,6 +119,20 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// POSTs a JSON body with `Authorization`.
+    pub async fn post_json(&mut self, path: &str, authorization: &HeaderValue, body: Bytes) -> anyhow::Result<Reply> {
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .body(Full::new(body))?;
+        let headers = req.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(AUTHORIZATION, authorization.clone());
+        self.send(req).await
+    }
+}
+
 /// A form body from pairs, URL-encoded.
 pub fn form(pairs: &[(&str, &str)]) -> Bytes {
     let mut s = url::form_urlencoded::Serializer::new(String::new());

@@ -23,6 +23,11 @@ pub enum Scenario {
     /// session cookie (303 with a code), then `POST /token` for the code
     /// (PKCE S256, client_secret_basic).
     Sso,
+    /// A purchase end to end at the payments service (purchases.rs):
+    /// `POST /api/contracts` (merchant), `GET /purchase/{link}`,
+    /// `GET /contracts/{hash}`, `POST /contracts/{hash}/pay` with the PIN;
+    /// the merchant notification counted at the bench's receiver.
+    Purchases,
 }
 
 impl Scenario {
@@ -31,6 +36,7 @@ impl Scenario {
             Scenario::ClientCredentials => "client-credentials",
             Scenario::Introspection => "introspection",
             Scenario::Sso => "sso",
+            Scenario::Purchases => "purchases",
         }
     }
 
@@ -39,6 +45,7 @@ impl Scenario {
             Scenario::ClientCredentials => "client credentials: POST /token",
             Scenario::Introspection => "introspection: POST /introspect",
             Scenario::Sso => "SSO hop: GET /authorize + POST /token",
+            Scenario::Purchases => "purchases: contract, purchase link, page, pay with PIN; notification",
         }
     }
 }
@@ -60,12 +67,12 @@ impl Outcome {
     }
 }
 
-fn histogram() -> anyhow::Result<Histogram<u64>> {
+pub fn histogram() -> anyhow::Result<Histogram<u64>> {
     // 1 µs to 60 s, three significant digits.
     Ok(Histogram::new_with_bounds(1, 60_000_000, 3)?)
 }
 
-fn micros(d: Duration) -> u64 {
+pub fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX).clamp(1, 60_000_000)
 }
 
@@ -208,6 +215,7 @@ impl Worker {
                 expect(&reply, StatusCode::OK, b"\"id_token\"", "POST /token (code)")?;
                 Ok([Some(t1 - t0), Some(t2 - t1)])
             }
+            Scenario::Purchases => Err(Fail::Answer("purchases are driven by purchases.rs".to_owned())),
         }
     }
 }

@@ -8,6 +8,7 @@
 mod fanout;
 mod http;
 mod load;
+mod purchases;
 mod server;
 mod setup;
 
@@ -20,7 +21,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use serde::Serialize;
 
-use load::{Outcome, Scenario};
+use load::Scenario;
 use server::{Backend, Database, RssSampler, Server};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -57,6 +58,14 @@ struct Args {
     /// Concurrent keep-alive connections.
     #[arg(long, default_value_t = 64)]
     connections: usize,
+    /// Connections for the purchases scenario (its own default: each
+    /// purchase checks a PIN with Argon2id, ~27 ms of CPU).
+    #[arg(long, default_value_t = 8)]
+    purchase_connections: usize,
+    /// Seconds to wait, after the purchases' timed window, for the last
+    /// merchant notifications.
+    #[arg(long, default_value_t = 60.0)]
+    notify_deadline: f64,
     /// Seconds of load before the clock starts.
     #[arg(long, default_value_t = 2.0)]
     warmup: f64,
@@ -70,6 +79,7 @@ struct Args {
     #[arg(long, default_value_t = 1024)]
     tokens: usize,
     /// Scenarios to run, in order.
+    /// (`purchases` also starts the payments service: `gatehouse pay serve`.)
     #[arg(long, value_delimiter = ',', default_value = "client-credentials,introspection,sso")]
     scenarios: Vec<Scenario>,
     /// Also write the results as JSON to this file.
@@ -136,6 +146,17 @@ struct Row {
     server_cpu_percent: f64,
     bench_cpu_percent: f64,
     server_rss_peak_mib: f64,
+    /// Purchases: the payments service process and the notifications.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payments: Option<PaymentsRow>,
+}
+
+#[derive(Debug, Serialize)]
+struct PaymentsRow {
+    /// `server_*` above is the IdP; this is the payments service.
+    pay_cpu_percent: f64,
+    pay_rss_peak_mib: f64,
+    notifications: purchases::NotifyStats,
 }
 
 #[derive(Debug, Serialize)]
@@ -196,6 +217,9 @@ struct Report {
 fn target_rate(scenario: &str) -> f64 {
     match scenario {
         "sso" => 1_500.0,
+        // No target was set for purchases; PIN checks bound them (see
+        // BENCHMARKS.md).
+        "purchases" => 0.0,
         _ => 10_000.0,
     }
 }
@@ -226,12 +250,15 @@ fn markdown(report: &Report) -> String {
     out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
     for r in &report.rows {
         let l = &r.latency;
-        let targets = format!(
-            "{}, {}, {}",
-            mark(r.per_second >= target_rate(r.scenario)),
-            mark(l.p99_ms < TARGET_P99_MS),
-            mark(r.server_rss_peak_mib < TARGET_RSS_MIB)
-        );
+        let targets = match target_rate(r.scenario) {
+            0.0 => "none set".to_owned(),
+            rate => format!(
+                "{}, {}, {}",
+                mark(r.per_second >= rate),
+                mark(l.p99_ms < TARGET_P99_MS),
+                mark(r.server_rss_peak_mib < TARGET_RSS_MIB)
+            ),
+        };
         out.push_str(&format!(
             "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.0}% | {:.0}% | {:.1} MiB | {} |\n",
             r.backend,
@@ -253,6 +280,36 @@ fn markdown(report: &Report) -> String {
             out.push_str(&format!(
                 "| {} | &nbsp;&nbsp;{} step | | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | | | | | |\n",
                 r.backend, s.name, l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms
+            ));
+        }
+    }
+    let purchases: Vec<_> = report
+        .rows
+        .iter()
+        .filter_map(|r| r.payments.as_ref().map(|p| (r, p)))
+        .collect();
+    if !purchases.is_empty() {
+        out.push_str(
+            "\n| backend | purchases | connections | per second | IdP CPU | payments CPU | payments RSS peak | paid (warm-up included) | notified | pay → notification p50 ms | p99 ms | max ms | last one after the load |\n\
+             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        );
+        for (r, p) in purchases {
+            let n = &p.notifications;
+            out.push_str(&format!(
+                "| {} | {} | {} | {:.1} | {:.0}% | {:.0}% | {:.1} MiB | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} s |\n",
+                r.backend,
+                r.completed,
+                r.connections,
+                r.per_second,
+                r.server_cpu_percent,
+                p.pay_cpu_percent,
+                p.pay_rss_peak_mib,
+                n.paid,
+                n.notified,
+                n.latency_p50_ms,
+                n.latency_p99_ms,
+                n.latency_max_ms,
+                n.drained_after_s
             ));
         }
     }
@@ -339,6 +396,111 @@ fn start_profile(dir: &std::path::Path, pid: u32, file: &str, warmup: Duration, 
     });
 }
 
+/// Runs one scenario against the running server(s) and adds its row.
+#[allow(clippy::too_many_arguments)]
+async fn run_scenario(
+    args: &Args,
+    backend: Backend,
+    server: &mut Server,
+    fixture: &Arc<setup::Fixture>,
+    pay: Option<&mut (Arc<purchases::PayFixture>, purchases::PayProcess)>,
+    scenario: Scenario,
+    warmup: Duration,
+    duration: Duration,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    eprintln!("   {} ...", scenario.describe());
+    let sampler = RssSampler::start(server.pid);
+    let start = Instant::now() + warmup;
+    let cpu = tokio::spawn(cpu_over(server.pid, start, start + duration));
+    if let Some(dir) = &args.profile {
+        let file = format!("{}-{}.perf.data", backend.name().to_lowercase(), scenario.name());
+        start_profile(dir, server.pid, &file, warmup, duration);
+    }
+    let (connections, outcome, payments) = if scenario == Scenario::Purchases {
+        let (pay, process) = pay.context("the payments service was not started")?;
+        let pay_pid = process.server.pid;
+        let pay_sampler = RssSampler::start(pay_pid);
+        let pay_cpu = tokio::spawn(cpu_over(pay_pid, start, start + duration));
+        if let Some(dir) = &args.profile {
+            let file = format!("{}-purchases-pay.perf.data", backend.name().to_lowercase());
+            start_profile(dir, pay_pid, &file, warmup, duration);
+        }
+        let (outcome, notifications) = purchases::run(
+            pay.clone(),
+            args.purchase_connections,
+            warmup,
+            duration,
+            Duration::from_secs_f64(args.notify_deadline),
+        )
+        .await?;
+        let n = &notifications;
+        eprintln!(
+            "   notified {} of {} paid (POSTs {}); pay → notification p50 {:.2} ms, p99 {:.2} ms; last {:.2} s after the load",
+            n.notified, n.paid, n.posts, n.latency_p50_ms, n.latency_p99_ms, n.drained_after_s
+        );
+        let row = PaymentsRow {
+            pay_cpu_percent: pay_cpu.await?.server,
+            pay_rss_peak_mib: pay_sampler.finish().await as f64 / 1024.0,
+            notifications,
+        };
+        if process.server.exited() {
+            bail!("the payments service exited during purchases");
+        }
+        (args.purchase_connections, outcome, Some(row))
+    } else {
+        let outcome = load::run(scenario, fixture.clone(), args.connections, warmup, duration).await?;
+        (args.connections, outcome, None)
+    };
+    let cpu = cpu.await?;
+    let rss = sampler.finish().await as f64 / 1024.0;
+    let row = Row {
+        backend: backend.name(),
+        scenario: scenario.name(),
+        connections,
+        seconds: args.duration,
+        completed: outcome.latency.len(),
+        per_second: outcome.per_second(),
+        latency: Percentiles::of(&outcome.latency),
+        steps: outcome
+            .steps
+            .iter()
+            .map(|(name, h)| Step {
+                name,
+                latency: Percentiles::of(h),
+            })
+            .collect(),
+        errors: outcome.errors,
+        first_error: outcome.first_error,
+        server_cpu_percent: cpu.server,
+        bench_cpu_percent: cpu.bench,
+        server_rss_peak_mib: rss,
+        payments,
+    };
+    eprintln!(
+        "   {:.1}/s ({} connections), p50 {:.2} ms, p99 {:.2} ms, {} errors, server CPU {:.0}%{}, bench CPU {:.0}%, RSS peak {:.1} MiB",
+        row.per_second,
+        connections,
+        row.latency.p50_ms,
+        row.latency.p99_ms,
+        row.errors,
+        row.server_cpu_percent,
+        row.payments
+            .as_ref()
+            .map(|p| format!(" (payments service {:.0}%)", p.pay_cpu_percent))
+            .unwrap_or_default(),
+        row.bench_cpu_percent,
+        row.server_rss_peak_mib
+    );
+    report.rows.push(row);
+    if server.exited() {
+        bail!("the server exited during {}", scenario.name());
+    }
+    // Let the server settle (connections closing) between scenarios.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(())
+}
+
 async fn run_backend(
     args: &Args,
     gatehouse: &std::path::Path,
@@ -368,60 +530,68 @@ async fn run_backend(
         );
         let warmup = Duration::from_secs_f64(args.warmup);
         let duration = Duration::from_secs_f64(args.duration);
-        for &scenario in &args.scenarios {
-            eprintln!("   {} ...", scenario.describe());
-            let sampler = RssSampler::start(server.pid);
-            let start = Instant::now() + warmup;
-            let cpu = tokio::spawn(cpu_over(server.pid, start, start + duration));
-            if let Some(dir) = &args.profile {
-                let file = format!("{}-{}.perf.data", backend.name().to_lowercase(), scenario.name());
-                start_profile(dir, server.pid, &file, warmup, duration);
-            }
-            let outcome: Outcome = load::run(scenario, fixture.clone(), args.connections, warmup, duration).await?;
-            let cpu = cpu.await?;
-            let rss = sampler.finish().await as f64 / 1024.0;
-            let row = Row {
-                backend: backend.name(),
-                scenario: scenario.name(),
-                connections: args.connections,
-                seconds: args.duration,
-                completed: outcome.latency.len(),
-                per_second: outcome.per_second(),
-                latency: Percentiles::of(&outcome.latency),
-                steps: outcome
-                    .steps
-                    .iter()
-                    .map(|(name, h)| Step {
-                        name,
-                        latency: Percentiles::of(h),
-                    })
-                    .collect(),
-                errors: outcome.errors,
-                first_error: outcome.first_error,
-                server_cpu_percent: cpu.server,
-                bench_cpu_percent: cpu.bench,
-                server_rss_peak_mib: rss,
-            };
+        // The payments service, only when the purchases scenario runs.
+        let mut pay = None;
+        if args.scenarios.contains(&Scenario::Purchases) {
             eprintln!(
-                "   {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, {} errors, server CPU {:.0}%, bench CPU {:.0}%, RSS peak {:.1} MiB",
-                row.per_second,
-                row.latency.p50_ms,
-                row.latency.p99_ms,
-                row.errors,
-                row.server_cpu_percent,
-                row.bench_cpu_percent,
-                row.server_rss_peak_mib
+                "   starting the payments service (gatehouse pay serve) for purchases, {} connections ...",
+                args.purchase_connections
             );
-            report.rows.push(row);
-            if server.exited() {
-                bail!("the server exited during {}", scenario.name());
+            let (fixture, process) = purchases::prepare(
+                gatehouse,
+                &db,
+                backend,
+                &args.postgres_url,
+                &fixture,
+                args.purchase_connections,
+                args.warmup + args.duration,
+            )
+            .await?;
+            eprintln!(
+                "   payments service on {} (pid {}); merchant, wallet, {} narrowed tokens, PIN set",
+                fixture.addr, process.server.pid, args.purchase_connections
+            );
+            pay = Some((Arc::new(fixture), process));
+        }
+        let scenarios = async {
+            for &scenario in &args.scenarios {
+                run_scenario(
+                    args,
+                    backend,
+                    &mut server,
+                    &fixture,
+                    pay.as_mut(),
+                    scenario,
+                    warmup,
+                    duration,
+                    report,
+                )
+                .await?;
             }
-            // Let the server settle (connections closing) between scenarios.
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            anyhow::Ok(())
+        }
+        .await;
+        if let Some((_, process)) = pay {
+            let stopped = process.stop().await;
+            scenarios?;
+            stopped?;
+        } else {
+            scenarios?;
         }
         if args.fanout > 0 {
-            eprintln!("   security events: one ban to {} reliers, then {} ban/unban pairs ...", args.fanout, args.fanout_rounds);
-            let rows = fanout::run(gatehouse, &db, backend.name(), setup::EMAIL, args.fanout, args.fanout_rounds).await?;
+            eprintln!(
+                "   security events: one ban to {} reliers, then {} ban/unban pairs ...",
+                args.fanout, args.fanout_rounds
+            );
+            let rows = fanout::run(
+                gatehouse,
+                &db,
+                backend.name(),
+                setup::EMAIL,
+                args.fanout,
+                args.fanout_rounds,
+            )
+            .await?;
             for r in &rows {
                 eprintln!("   {}: {:.2} s ({:.0} events/s)", r.what, r.seconds, r.per_second);
             }

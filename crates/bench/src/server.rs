@@ -171,13 +171,28 @@ impl Server {
                 .with_context(|| format!("--server-env {kv:?}: not KEY=VALUE"))?;
             cmd.env(k, v);
         }
+        cmd.args(["--json", "serve"]);
+        Self::launch(cmd, |first| {
+            Ok(first["listening"]
+                .as_str()
+                .context("no \"listening\" in the server's first line")?
+                .parse()?)
+        })
+        .await
+    }
+
+    /// Starts `cmd` (a `gatehouse --json ...` server) and waits for its
+    /// first line, a JSON object; `addr_of` reads the address from it.
+    pub async fn launch(
+        mut cmd: Command,
+        addr_of: impl FnOnce(&serde_json::Value) -> anyhow::Result<SocketAddr>,
+    ) -> anyhow::Result<Self> {
         let mut child = cmd
-            .args(["--json", "serve"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .with_context(|| format!("starting {}", gatehouse.display()))?;
+            .with_context(|| format!("starting {}", cmd.get_program().to_string_lossy()))?;
         let pid = child.id();
         let stdout = child.stdout.take().context("server stdout")?;
         let first_line = tokio::task::spawn_blocking(move || {
@@ -200,10 +215,14 @@ impl Server {
                 bail!("the server did not start ({status}); its first line was {line:?}");
             }
         };
-        let addr: SocketAddr = parsed["listening"]
-            .as_str()
-            .context("no \"listening\" in the server's first line")?
-            .parse()?;
+        let addr = match addr_of(&parsed) {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e.context(format!("the server's first line was {line:?}")));
+            }
+        };
         Ok(Self {
             child,
             pid,

@@ -41,7 +41,7 @@ pub struct Fixture {
     pub sessions: Vec<HeaderValue>,
 }
 
-fn register(
+pub fn register(
     name: &str,
     redirect_uris: Vec<String>,
     grants: Vec<GrantType>,
@@ -147,7 +147,7 @@ pub async fn prepare(
 /// `POST /login` with the CSRF cookie and field, as the login page's form
 /// does; returns the `Cookie` header a browser would then send (session and
 /// CSRF token).
-async fn login(conn: &mut Conn) -> anyhow::Result<HeaderValue> {
+pub async fn login(conn: &mut Conn) -> anyhow::Result<HeaderValue> {
     let page = conn.get("/login", None).await?;
     ensure!(page.status == StatusCode::OK, "GET /login: {}", page.status);
     let csrf_cookie = page.set_cookie("gh_csrf").context("no CSRF cookie on /login")?;
