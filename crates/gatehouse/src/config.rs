@@ -58,6 +58,10 @@ pub struct PayConfig {
     /// `GATEHOUSE_PAY_CLIENT_SECRET`).
     pub client_id: Option<String>,
     pub client_secret: Option<gatehouse_core::Secret<String>>,
+    /// Encrypts its signing key at rest (`GATEHOUSE_PAY_SECRET_KEY`, hex of
+    /// 32 bytes: `openssl rand -hex 32`); default `<data_dir>/pay-secret.key`.
+    /// Instances sharing a payments database must share it.
+    pub secret_key: Option<gatehouse_core::Secret<String>>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -92,11 +96,12 @@ struct FileConfig {
     pay_issuer: Option<String>,
     pay_client_id: Option<String>,
     pay_client_secret: Option<String>,
+    pay_secret_key: Option<String>,
 }
 
 /// The environment variables we read; `GATEHOUSE_TEST_*` is left to the
 /// test suite.
-const ENV_KEYS: [&str; 15] = [
+const ENV_KEYS: [&str; 16] = [
     "GATEHOUSE_ISSUER",
     "GATEHOUSE_LISTEN",
     "GATEHOUSE_DATABASE_URL",
@@ -111,6 +116,7 @@ const ENV_KEYS: [&str; 15] = [
     "GATEHOUSE_PAY_ISSUER",
     "GATEHOUSE_PAY_CLIENT_ID",
     "GATEHOUSE_PAY_CLIENT_SECRET",
+    "GATEHOUSE_PAY_SECRET_KEY",
     // The log filter (tracing's EnvFilter syntax), read by `main`.
     "GATEHOUSE_LOG",
 ];
@@ -195,6 +201,17 @@ impl Config {
                 &file.pay_client_secret,
             )
             .map(|(_, v)| gatehouse_core::Secret::new(v)),
+            // The value is a secret: the message never shows it.
+            secret_key: match pick("GATEHOUSE_PAY_SECRET_KEY", "pay_secret_key", &file.pay_secret_key) {
+                Some((key, v)) => {
+                    let ok = v.trim().len() == 64 && v.trim().bytes().all(|b| b.is_ascii_hexdigit());
+                    if !ok {
+                        return Err(error(key, "must be the hex of 32 bytes (openssl rand -hex 32)"));
+                    }
+                    Some(gatehouse_core::Secret::new(v.trim().to_owned()))
+                }
+                None => None,
+            },
         };
         let smtp_url = match pick("GATEHOUSE_SMTP_URL", "smtp_url", &file.smtp_url) {
             Some((key, v)) => {
@@ -341,6 +358,12 @@ mod tests {
         assert_eq!(c.pay.listen, Some("127.0.0.1:9001".parse().expect("addr")));
         assert_eq!(c.pay.client_id.as_deref(), Some("p"));
         assert_eq!(c.pay.database_url, "postgres://db/pay");
+        let hex = "ab".repeat(32);
+        let c = Config::from_sources(None, env(&[("GATEHOUSE_PAY_SECRET_KEY", &hex)])).expect("ok");
+        assert_eq!(c.pay.secret_key.map(|s| s.expose().clone()), Some(hex.clone()));
+        let e = Config::from_sources(None, env(&[("GATEHOUSE_PAY_SECRET_KEY", "abcd")])).expect_err("short");
+        assert_eq!(e.key, "GATEHOUSE_PAY_SECRET_KEY");
+        assert!(!e.message.contains("abcd"));
         let e = Config::from_sources(None, env(&[("GATEHOUSE_PAY_LISTEN", "x")])).expect_err("bad");
         assert_eq!(e.key, "GATEHOUSE_PAY_LISTEN");
         let e =

@@ -80,7 +80,7 @@ pub fn pay_config(config: &Config, addr: std::net::SocketAddr) -> anyhow::Result
         client_id,
         client_secret,
         data_dir: config.data_dir.clone(),
-        secret_key: None,
+        secret_key: config.pay.secret_key.as_ref().map(|s| s.expose().clone()),
     })
 }
 

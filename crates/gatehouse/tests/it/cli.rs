@@ -153,6 +153,101 @@ async fn serve_stops_cleanly_on_sigterm() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("shutting down"));
 }
 
+/// The payments service run on its own (`gatehouse pay serve`) against a
+/// running IdP, as a registered client, and administered with `pay
+/// merchant add` and `pay fund` on its own database. (Several threads: the
+/// IdP runs in this process and must answer while the test waits for the
+/// child's first line.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pay_serve_runs_the_payments_service_alone() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (client, secret) = app
+        .register_client(ClientSpec {
+            name: "Payments",
+            redirect_uris: &["http://127.0.0.1:9/login/callback"],
+            scopes: Some("openid email"),
+            ..Default::default()
+        })
+        .await;
+    let pay_dir = tempfile::tempdir().unwrap();
+    let pay_db = format!("sqlite://{}", pay_dir.path().join("pay.db").display());
+    let pay_cmd = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        cmd.env("GATEHOUSE_DATA_DIR", pay_dir.path())
+            .env("GATEHOUSE_PAY_DATABASE_URL", &pay_db)
+            .env("GATEHOUSE_PAY_ISSUER", &app.base)
+            .env("GATEHOUSE_PAY_LISTEN", "127.0.0.1:0")
+            .env("GATEHOUSE_PAY_CLIENT_ID", client.id.as_str())
+            .env("GATEHOUSE_PAY_CLIENT_SECRET", secret.as_deref().unwrap())
+            .env("GATEHOUSE_PAY_SECRET_KEY", "0f".repeat(32))
+            .env("GATEHOUSE_LOG", "warn");
+        cmd
+    };
+    let out = pay_cmd()
+        .args([
+            "--json",
+            "pay",
+            "merchant",
+            "add",
+            "--client-id",
+            "shop-1",
+            "--name",
+            "Shop",
+        ])
+        .args(["--origin", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json(&out)["client_id"], "shop-1");
+    let out = pay_cmd()
+        .args(["--json", "pay", "fund", "--user", "u-1", "--amount", "250"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json(&out)["balance"], 250);
+    let out = pay_cmd()
+        .args(["--json", "pay", "fund", "--user", "u-1", "--amount", "-5"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a negative funding is refused");
+
+    let mut child = pay_cmd()
+        .args(["--json", "pay", "serve"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let started: serde_json::Value = serde_json::from_str(&first).unwrap_or_else(|e| panic!("{e}: {first:?}"));
+    let pay = started["pay"].as_str().unwrap_or_else(|| panic!("{first}")).trim_end_matches('/').to_owned();
+    let jwks: serde_json::Value = reqwest::get(format!("{pay}/.well-known/jwks.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks["keys"][0]["alg"], "ES256");
+    // The merchant API answers as the contract says: a token is needed.
+    let r = reqwest::Client::new()
+        .post(format!("{pay}/api/contracts"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "exit: {:?}", out.status);
+    app.finish().await;
+}
+
 /// `gatehouse demo` as the README runs it (on ports the system picks):
 /// every service answers, the sites are registered at the IdP, the demo
 /// wallet holds test money; a second run on the same folder reuses all of
