@@ -200,6 +200,7 @@ impl Machine {
 struct Report {
     machine: Machine,
     connections: usize,
+    purchase_connections: usize,
     tokens: usize,
     warmup_seconds: f64,
     seconds: f64,
@@ -244,6 +245,12 @@ fn markdown(report: &Report) -> String {
         report.seconds,
         report.tokens
     );
+    if report.rows.iter().any(|r| r.payments.is_some()) {
+        out.push_str(&format!(
+            "Purchases: {} connections (--purchase-connections), to the payments service.\n\n",
+            report.purchase_connections
+        ));
+    }
     out.push_str(
         "| backend | scenario | per second | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | server CPU | bench CPU | server RSS peak | targets (rate, p99, RSS) |\n",
     );
@@ -610,8 +617,8 @@ async fn run_backend(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if args.connections == 0 {
-        bail!("--connections must be at least 1");
+    if args.connections == 0 || args.purchase_connections == 0 {
+        bail!("--connections and --purchase-connections must be at least 1");
     }
     let gatehouse = match &args.gatehouse {
         Some(p) => p.clone(),
@@ -629,6 +636,7 @@ async fn main() -> anyhow::Result<()> {
     let mut report = Report {
         machine: Machine::read(),
         connections: args.connections,
+        purchase_connections: args.purchase_connections,
         tokens: args.tokens,
         warmup_seconds: args.warmup,
         seconds: args.duration,

@@ -672,6 +672,8 @@ pub async fn run(
         "purchases: warm-up plus duration must be at most {} s (the narrowed tokens live 5 minutes)",
         MAX_RUN.as_secs()
     );
+    // A second purchases run on the same service counts only its own.
+    lock(&pay.paid).clear();
     let mut workers = Vec::with_capacity(connections);
     for i in 0..connections {
         let user_token = pay
