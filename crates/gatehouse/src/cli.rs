@@ -139,7 +139,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             let mut running = server::start(&config).await?;
             // The payments service beside the IdP, where configured.
             let pay = match config.pay.listen {
-                Some(listen) => Some(pay::start(&config, listen).await?),
+                Some(listen) => Some(pay::start(&config, listen, Some(&running.issuer)).await?),
                 None => None,
             };
             if cli.json {
@@ -169,7 +169,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         } => {
             let stop = server::termination();
             let default = std::net::SocketAddr::from(([127, 0, 0, 1], 8081));
-            let service = pay::start(&config, default).await?;
+            let service = pay::start(&config, default, None).await?;
             report(
                 cli.json,
                 &json!({ "pay": service.url().as_str() }),

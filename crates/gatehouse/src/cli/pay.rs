@@ -52,15 +52,17 @@ pub enum MerchantCommand {
 }
 
 /// The payments service's settings from the configuration, listening on
-/// `listener`'s address.
-pub fn pay_config(config: &Config, addr: std::net::SocketAddr) -> anyhow::Result<PayConfig> {
+/// `addr`. The IdP it trusts: `GATEHOUSE_PAY_ISSUER`, else `GATEHOUSE_ISSUER`,
+/// else `idp` (the issuer of the IdP running beside it), else
+/// `http://<GATEHOUSE_LISTEN>`.
+pub fn pay_config(config: &Config, addr: std::net::SocketAddr, idp: Option<&Url>) -> anyhow::Result<PayConfig> {
     let public_url = match &config.pay.public_url {
         Some(url) => url.clone(),
         None => Url::parse(&format!("http://{addr}/")).context("a URL from the bound address")?,
     };
-    let issuer = match (&config.pay.issuer, &config.issuer) {
-        (Some(url), _) | (None, Some(url)) => url.as_str().trim_end_matches('/').to_owned(),
-        (None, None) => format!("http://{}", config.listen),
+    let issuer = match config.pay.issuer.as_ref().or(config.issuer.as_ref()).or(idp) {
+        Some(url) => url.as_str().trim_end_matches('/').to_owned(),
+        None => format!("http://{}", config.listen),
     };
     let client_id = config
         .pay
@@ -84,15 +86,20 @@ pub fn pay_config(config: &Config, addr: std::net::SocketAddr) -> anyhow::Result
     })
 }
 
-/// Starts the payments service where the configuration says.
-pub async fn start(config: &Config, default_listen: std::net::SocketAddr) -> anyhow::Result<PayService> {
+/// Starts the payments service where the configuration says; `idp` is the
+/// issuer of an IdP started beside it, if any.
+pub async fn start(
+    config: &Config,
+    default_listen: std::net::SocketAddr,
+    idp: Option<&Url>,
+) -> anyhow::Result<PayService> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let listen = config.pay.listen.unwrap_or(default_listen);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    let settings = pay_config(config, listener.local_addr()?)?;
+    let settings = pay_config(config, listener.local_addr()?, idp)?;
     PayService::start(settings, listener).await
 }
 

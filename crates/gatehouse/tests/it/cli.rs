@@ -222,7 +222,11 @@ async fn pay_serve_runs_the_payments_service_alone() {
         .read_line(&mut first)
         .unwrap();
     let started: serde_json::Value = serde_json::from_str(&first).unwrap_or_else(|e| panic!("{e}: {first:?}"));
-    let pay = started["pay"].as_str().unwrap_or_else(|| panic!("{first}")).trim_end_matches('/').to_owned();
+    let pay = started["pay"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{first}"))
+        .trim_end_matches('/')
+        .to_owned();
     let jwks: serde_json::Value = reqwest::get(format!("{pay}/.well-known/jwks.json"))
         .await
         .unwrap()
@@ -246,6 +250,61 @@ async fn pay_serve_runs_the_payments_service_alone() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "exit: {:?}", out.status);
     app.finish().await;
+}
+
+/// `gatehouse serve` with `GATEHOUSE_PAY_LISTEN` runs the payments service
+/// beside the IdP, trusting that IdP (no issuer configured: the bound
+/// address).
+#[tokio::test]
+async fn serve_runs_the_payments_service_beside_the_idp() {
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        cmd.env("GATEHOUSE_DATA_DIR", dir.path()).env("GATEHOUSE_LOG", "warn");
+        cmd
+    };
+    let out = cmd()
+        .args(["--json", "client", "create", "--name", "Payments", "--first-party"])
+        .args([
+            "--redirect-uri",
+            "http://127.0.0.1:9/login/callback",
+            "--scope",
+            "openid",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let created = json(&out);
+    let mut child = cmd()
+        .args(["--json", "serve"])
+        .env("GATEHOUSE_LISTEN", "127.0.0.1:0")
+        .env("GATEHOUSE_PAY_LISTEN", "127.0.0.1:0")
+        .env("GATEHOUSE_PAY_CLIENT_ID", created["client_id"].as_str().unwrap())
+        .env(
+            "GATEHOUSE_PAY_CLIENT_SECRET",
+            created["client_secret"].as_str().unwrap(),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let started: serde_json::Value = serde_json::from_str(&first).unwrap_or_else(|e| panic!("{e}: {first:?}"));
+    let pay = started["pay"].as_str().unwrap_or_else(|| panic!("{first}"));
+    let r = reqwest::get(format!("{}/.well-known/jwks.json", pay.trim_end_matches('/')))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "exit: {:?}", out.status);
 }
 
 /// `gatehouse demo` as the README runs it (on ports the system picks):
