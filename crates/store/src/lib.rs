@@ -20,6 +20,7 @@ use gatehouse_core::{Account, AccountId, Email, Timestamp, TokenDigest};
 
 #[macro_use]
 mod store_impl;
+pub mod pools;
 mod postgres;
 mod sql;
 mod sqlite;

@@ -1,15 +1,11 @@
 //! The PostgreSQL backend: several Gatehouse instances can share one database.
 
-use std::time::Duration;
-
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::PgPool;
 
 use crate::StoreError;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
-
-const MAX_CONNECTIONS: u32 = 10;
 
 #[derive(Clone, Debug)]
 pub struct PgStore {
@@ -20,12 +16,9 @@ impl PgStore {
     /// Connects to `postgres://...` (one connection is opened now, so a bad
     /// URL or an unreachable server fails here). Does not migrate.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(url)
-            .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool: crate::pools::postgres(url).await?,
+        })
     }
 
     /// The pool, for callers that need something the trait does not offer.

@@ -1,0 +1,44 @@
+//! The connection pools both Gatehouse databases use (the IdP's store and
+//! the payments service's): the same settings, written once.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+/// SQLite has one writer at a time; a few connections serve concurrent
+/// readers (WAL) while writers queue on the busy timeout.
+const SQLITE_CONNECTIONS: u32 = 4;
+const POSTGRES_CONNECTIONS: u32 = 10;
+
+/// Opens `sqlite://path` (or `sqlite:path`) in WAL mode, creating the file
+/// if it is missing.
+pub async fn sqlite(url: &str) -> Result<SqlitePool, sqlx::Error> {
+    let options = SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(5));
+    // No ping before each use (sqlx's default): the connection is in this
+    // process, and the ping was one more round trip to its worker thread
+    // before every query (6-9% of the server's CPU in profiles under load,
+    // see BENCHMARKS.md).
+    SqlitePoolOptions::new()
+        .max_connections(SQLITE_CONNECTIONS)
+        .test_before_acquire(false)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+}
+
+/// Connects to `postgres://...` (one connection is opened now, so a bad URL
+/// or an unreachable server fails here).
+pub async fn postgres(url: &str) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(POSTGRES_CONNECTIONS)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+}
