@@ -575,12 +575,46 @@ fn parse_public(stored: &StoredKey) -> Result<PublishedKey, KeyError> {
         return Err(corrupt(&stored.kid, "the public JWK names another kid or algorithm"));
     }
     let decoding = jwk.decoding_key().map_err(|e| corrupt(&stored.kid, e))?;
+    let es256 = match stored.alg {
+        SigningAlg::ES256 => Some(es256_verifier(&jwk).ok_or_else(|| corrupt(&stored.kid, "unreadable EC point"))?),
+        _ => None,
+    };
     Ok(PublishedKey {
         kid: stored.kid.clone(),
         alg: stored.alg,
         jwk,
         decoding,
+        es256,
     })
+}
+
+/// ring's verifier for a P-256 JWK: the uncompressed point 04 || x || y.
+fn es256_verifier(jwk: &PublicJwk) -> Option<ring::signature::UnparsedPublicKey<Vec<u8>>> {
+    let x = URL_SAFE_NO_PAD.decode(jwk.x.as_deref()?).ok()?;
+    let y = URL_SAFE_NO_PAD.decode(jwk.y.as_deref()?).ok()?;
+    if x.len() != 32 || y.len() != 32 {
+        return None;
+    }
+    let mut point = Vec::with_capacity(65);
+    point.push(4);
+    point.extend_from_slice(&x);
+    point.extend_from_slice(&y);
+    Some(ring::signature::UnparsedPublicKey::new(
+        &ring::signature::ECDSA_P256_SHA256_FIXED,
+        point,
+    ))
+}
+
+/// Checks an ES256 compact JWS with ring (several times faster than
+/// jsonwebtoken's `p256`) and returns its claims.
+fn verify_es256(key: &ring::signature::UnparsedPublicKey<Vec<u8>>, token: &str) -> Result<Value, Rejection> {
+    let (signed, signature) = token.rsplit_once('.').ok_or(Rejection::Malformed)?;
+    let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| Rejection::Malformed)?;
+    key.verify(signed.as_bytes(), &signature)
+        .map_err(|_| Rejection::BadSignature)?;
+    let (_, payload) = signed.split_once('.').ok_or(Rejection::Malformed)?;
+    let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| Rejection::Malformed)?;
+    serde_json::from_slice(&payload).map_err(|_| Rejection::Malformed)
 }
 
 fn jwt_alg(alg: SigningAlg) -> Algorithm {
@@ -640,6 +674,8 @@ struct PublishedKey {
     alg: SigningAlg,
     jwk: PublicJwk,
     decoding: DecodingKey,
+    /// ES256 keys also verify with ring.
+    es256: Option<ring::signature::UnparsedPublicKey<Vec<u8>>>,
 }
 
 /// The keys as last loaded.
@@ -870,6 +906,13 @@ impl KeyRing {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let (header, claims, seen) = match self.inner.verified.get(&digest) {
             Some(known) => (known.0.clone(), known.1.clone(), true),
+            None if key.es256.is_some() => {
+                let claims = key
+                    .es256
+                    .as_ref()
+                    .map_or(Err(Rejection::Malformed), |k| verify_es256(k, token))?;
+                (header, claims, false)
+            }
             None => {
                 let mut validation = Validation::new(jwt_alg(key.alg));
                 validation.required_spec_claims.clear();
