@@ -203,13 +203,12 @@ impl Config {
             .map(|(_, v)| gatehouse_core::Secret::new(v)),
             // The value is a secret: the message never shows it.
             secret_key: match pick("GATEHOUSE_PAY_SECRET_KEY", "pay_secret_key", &file.pay_secret_key) {
-                Some((key, v)) => {
-                    let ok = v.trim().len() == 64 && v.trim().bytes().all(|b| b.is_ascii_hexdigit());
-                    if !ok {
-                        return Err(error(key, "must be the hex of 32 bytes (openssl rand -hex 32)"));
-                    }
-                    Some(gatehouse_core::Secret::new(v.trim().to_owned()))
-                }
+                // Parsed as the payments service will parse it, to fail here
+                // with the key's name.
+                Some((key, v)) => match gatehouse_pay::keys::PaySecret::from_hex(&v) {
+                    Ok(_) => Some(gatehouse_core::Secret::new(v.trim().to_owned())),
+                    Err(_) => return Err(error(key, "must be the hex of 32 bytes (openssl rand -hex 32)")),
+                },
                 None => None,
             },
         };
