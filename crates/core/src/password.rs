@@ -161,6 +161,7 @@ struct PoolState {
 }
 
 struct Lease {
+    pool: &'static MemoryPool,
     blocks: Vec<Block>,
     needed: usize,
 }
@@ -174,9 +175,9 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         let blocks = std::mem::take(&mut self.blocks);
-        let mut state = MEMORY.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.pool.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.free.push(blocks);
-        MEMORY.returned.notify_one();
+        self.pool.returned.notify_one();
     }
 }
 
@@ -205,7 +206,11 @@ impl MemoryPool {
         if blocks.len() < needed {
             blocks.resize(needed, Block::default());
         }
-        Lease { blocks, needed }
+        Lease {
+            pool: self,
+            blocks,
+            needed,
+        }
     }
 }
 
