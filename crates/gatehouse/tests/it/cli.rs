@@ -3,7 +3,7 @@
 
 use reqwest::StatusCode;
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 use crate::both_backends;
 use crate::support::{Backend, ClientSpec, TestApp, eventually, spawn_app};
@@ -27,6 +27,32 @@ fn run_with_stdin(mut cmd: Command, input: &str) -> Output {
         .unwrap();
     child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     child.wait_with_output().unwrap()
+}
+
+/// The first line a `--json` server command prints: where it listens.
+fn first_json(child: &mut Child) -> serde_json::Value {
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    serde_json::from_str(&first).unwrap_or_else(|e| panic!("not one JSON object ({e}): {first:?}"))
+}
+
+/// SIGTERM, as an init system stops a server: it must exit successfully.
+fn stop(child: Child) -> Output {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "exit: {:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 fn json(output: &Output) -> serde_json::Value {
@@ -126,11 +152,7 @@ async fn serve_stops_cleanly_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let started: serde_json::Value = serde_json::from_str(&first).unwrap();
+    let started = first_json(&mut child);
     let base = format!("http://{}", started["listening"].as_str().unwrap());
     let client = reqwest::Client::new();
     let ready = eventually("readiness", || {
@@ -143,13 +165,7 @@ async fn serve_stops_cleanly_on_sigterm() {
     // With no configuration, the SQLite file is in the data directory.
     assert!(dir.path().join("gatehouse.db").exists());
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "exit: {:?}", out.status);
+    let out = stop(child);
     assert!(String::from_utf8_lossy(&out.stderr).contains("shutting down"));
 }
 
@@ -217,14 +233,10 @@ async fn pay_serve_runs_the_payments_service_alone() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let started: serde_json::Value = serde_json::from_str(&first).unwrap_or_else(|e| panic!("{e}: {first:?}"));
+    let started = first_json(&mut child);
     let pay = started["pay"]
         .as_str()
-        .unwrap_or_else(|| panic!("{first}"))
+        .unwrap_or_else(|| panic!("{started}"))
         .trim_end_matches('/')
         .to_owned();
     let jwks: serde_json::Value = reqwest::get(format!("{pay}/.well-known/jwks.json"))
@@ -242,13 +254,7 @@ async fn pay_serve_runs_the_payments_service_alone() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "exit: {:?}", out.status);
+    stop(child);
     app.finish().await;
 }
 
@@ -288,23 +294,13 @@ async fn serve_runs_the_payments_service_beside_the_idp() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let started: serde_json::Value = serde_json::from_str(&first).unwrap_or_else(|e| panic!("{e}: {first:?}"));
-    let pay = started["pay"].as_str().unwrap_or_else(|| panic!("{first}"));
+    let started = first_json(&mut child);
+    let pay = started["pay"].as_str().unwrap_or_else(|| panic!("{started}"));
     let r = reqwest::get(format!("{}/.well-known/jwks.json", pay.trim_end_matches('/')))
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "exit: {:?}", out.status);
+    stop(child);
 }
 
 /// `gatehouse demo` as the README runs it (on ports the system picks):
@@ -329,12 +325,7 @@ async fn demo_runs_every_service_and_restarts_on_its_folder() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        let demo: serde_json::Value =
-            serde_json::from_str(&first).unwrap_or_else(|e| panic!("not JSON ({e}): {first:?}"));
+        let demo = first_json(&mut child);
         let url = |k: &str| {
             demo[k]
                 .as_str()
@@ -371,18 +362,7 @@ async fn demo_runs_every_service_and_restarts_on_its_folder() {
         let home = get(format!("{forum}/")).await.status();
         assert!(home == StatusCode::OK || home == StatusCode::SEE_OTHER, "forum: {home}");
 
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "exit: {:?} {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        stop(child);
     }
     assert_eq!(shop_ids[0], shop_ids[1], "a restarted demo keeps its clients");
     let pay = gatehouse_pay::open_store(&format!("sqlite://{}", dir.path().join("pay.db").display()))
