@@ -18,6 +18,7 @@ use gatehouse_core::session::{AuthMethod, Session, SessionSelector};
 use gatehouse_core::throttle::Window;
 use gatehouse_core::{Account, AccountId, Email, Timestamp, TokenDigest};
 
+mod cache;
 #[macro_use]
 mod store_impl;
 pub mod pools;
@@ -27,6 +28,13 @@ mod sqlite;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+
+/// An account with every ban on it (lifted by time or not), read together.
+#[derive(Clone, Debug)]
+pub struct AccountBans {
+    pub account: Account,
+    pub bans: Vec<Ban>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -253,6 +261,9 @@ pub trait Store: Send + Sync + 'static {
     // --- sessions ---------------------------------------------------------
     async fn create_session(&self, session: &Session, audit: &AuditEvent) -> Result<(), StoreError>;
     async fn session(&self, id: &TokenDigest) -> Result<Option<Session>, StoreError>;
+    /// The session with its account and the account's bans, in one read;
+    /// `None` if either is missing.
+    async fn session_with_account(&self, id: &TokenDigest) -> Result<Option<(Session, AccountBans)>, StoreError>;
     /// Newest first.
     async fn sessions_of(&self, account: &AccountId) -> Result<Vec<Session>, StoreError>;
     async fn touch_session(&self, id: &TokenDigest, now: Timestamp) -> Result<(), StoreError>;
@@ -325,6 +336,12 @@ pub trait Store: Send + Sync + 'static {
     /// (idempotently), in one transaction. The session must exist.
     async fn insert_auth_code(&self, code: &AuthCode) -> Result<(), StoreError>;
     async fn auth_code(&self, digest: &TokenDigest) -> Result<Option<AuthCode>, StoreError>;
+    /// The code with its account (`None` if it is gone) and the account's
+    /// bans, in one read.
+    async fn auth_code_with_account(
+        &self,
+        digest: &TokenDigest,
+    ) -> Result<Option<(AuthCode, Option<AccountBans>)>, StoreError>;
     /// Marks the code used and writes `grant` and `refresh` (if any), in one
     /// transaction. If the code was used before, nothing is written and the
     /// grant the first use created (`code.grant_id`) and everything in its

@@ -10,14 +10,21 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
+    /// The same pool: PostgreSQL's writers do not sleep on a lock.
+    writer: PgPool,
+    /// What is kept in memory (see `cache.rs`).
+    caches: std::sync::Arc<crate::cache::Caches>,
 }
 
 impl PgStore {
     /// Connects to `postgres://...` (one connection is opened now, so a bad
     /// URL or an unreachable server fails here). Does not migrate.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let pool = crate::pools::postgres(url).await?;
         Ok(Self {
-            pool: crate::pools::postgres(url).await?,
+            writer: pool.clone(),
+            pool,
+            caches: Default::default(),
         })
     }
 

@@ -247,6 +247,10 @@ pub const CLIENTS: &str = "\
 /// go with it (`ON DELETE CASCADE`).
 pub const DELETE_CLIENT: &str = "DELETE FROM clients WHERE id = $1";
 
+/// `$1` the row (`cache.rs`): in the transaction of every write to its table.
+pub const BUMP_GENERATION: &str = "UPDATE generations SET value = value + 1 WHERE name = $1";
+pub const GENERATION: &str = "SELECT value FROM generations WHERE name = $1";
+
 // --- signing keys -----------------------------------------------------------
 
 /// Newest first; the kid breaks ties.
@@ -285,6 +289,32 @@ pub const INSERT_AUTH_CODE: &str = "\
                             scopes, nonce, code_challenge, auth_time, amr, acr_values, \
                             resources, created_at, expires_at, used_at, grant_id) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
+
+/// SQLite: [`INSERT_AUTH_CODE`] and [`RECORD_SESSION_CLIENT`] as one
+/// query (two statements, run by the caller's transaction in one round
+/// trip to the connection's thread).
+pub const INSERT_AUTH_CODE_SQLITE: &str = "\
+    INSERT INTO auth_codes (digest, client_id, account_id, session_digest, sid, redirect_uri, \
+                            scopes, nonce, code_challenge, auth_time, amr, acr_values, \
+                            resources, created_at, expires_at, used_at, grant_id) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17); \
+    INSERT INTO session_clients (session_digest, client_id, first_at) VALUES ($4, $2, $14) \
+    ON CONFLICT (session_digest, client_id) DO NOTHING";
+
+/// SQLite: a code's redemption as one query run in the caller's
+/// transaction. Marks the code used (`$14` now, `$15` its digest); only if
+/// that changed a row, inserts the grant (`$1` to `$13` as
+/// [`INSERT_GRANT`]), which answers with its id, and then, if there is one,
+/// the refresh token (`$16` digest, `$17` created, `$18` expires, `$19`
+/// used). No row back: the code was used before.
+pub const REDEEM_AUTH_CODE_SQLITE: &str = "\
+    UPDATE auth_codes SET used_at = $14 WHERE digest = $15 AND used_at IS NULL; \
+    INSERT INTO grants (id, client_id, account_id, scopes, sid, session_digest, auth_time, amr, \
+                        resources, parent_id, created_at, revoked_at, dpop_jkt) \
+    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 WHERE changes() = 1 \
+    RETURNING id; \
+    INSERT INTO refresh_tokens (digest, grant_id, created_at, expires_at, used_at) \
+    SELECT $16, $1, $17, $18, $19 WHERE changes() = 1 AND $16 IS NOT NULL";
 
 pub const AUTH_CODE: &str = "\
     SELECT digest, client_id, account_id, session_digest, sid, redirect_uri, scopes, nonce, \
@@ -402,6 +432,37 @@ pub const DELETE_BAN: &str = "DELETE FROM bans WHERE account_id = $1 AND client_
 pub const BANS_OF: &str = "\
     SELECT account_id, client_id, until, reason, by_whom, created_at \
     FROM bans WHERE account_id = $1 ORDER BY client_id";
+
+/// A session, its account and the account's bans, in one read: one row per
+/// ban, or one row with NULL ban columns.
+pub const SESSION_WITH_ACCOUNT: &str = "\
+    SELECT s.id_digest, s.handle, s.account_id, s.created_at, s.auth_time, s.amr, \
+           s.last_seen_at, s.user_agent, s.ip, s.needs_reauth, \
+           a.email AS account_email, a.email_verified AS account_email_verified, \
+           a.password_hash AS account_password_hash, a.created_at AS account_created_at, \
+           a.updated_at AS account_updated_at, \
+           b.client_id AS ban_client_id, b.until AS ban_until, b.reason AS ban_reason, \
+           b.by_whom AS ban_by_whom, b.created_at AS ban_created_at \
+    FROM sessions s \
+    JOIN accounts a ON a.id = s.account_id \
+    LEFT JOIN bans b ON b.account_id = s.account_id \
+    WHERE s.id_digest = $1 ORDER BY b.client_id";
+
+/// A code, its account (NULL columns if it is gone) and the account's bans,
+/// in one read, shaped as [`SESSION_WITH_ACCOUNT`].
+pub const AUTH_CODE_WITH_ACCOUNT: &str = "\
+    SELECT c.digest, c.client_id, c.account_id, c.session_digest, c.sid, c.redirect_uri, \
+           c.scopes, c.nonce, c.code_challenge, c.auth_time, c.amr, c.acr_values, c.resources, \
+           c.created_at, c.expires_at, c.used_at, c.grant_id, \
+           a.email AS account_email, a.email_verified AS account_email_verified, \
+           a.password_hash AS account_password_hash, a.created_at AS account_created_at, \
+           a.updated_at AS account_updated_at, \
+           b.client_id AS ban_client_id, b.until AS ban_until, b.reason AS ban_reason, \
+           b.by_whom AS ban_by_whom, b.created_at AS ban_created_at \
+    FROM auth_codes c \
+    LEFT JOIN accounts a ON a.id = c.account_id \
+    LEFT JOIN bans b ON b.account_id = c.account_id \
+    WHERE c.digest = $1 ORDER BY b.client_id";
 
 pub const INSERT_REFRESH_TOKEN: &str = "\
     INSERT INTO refresh_tokens (digest, grant_id, created_at, expires_at, used_at) \
@@ -930,6 +991,95 @@ impl From<BanRow> for Ban {
             created_at: Timestamp(row.created_at),
         }
     }
+}
+
+/// The account columns of a joined read (`account_*`), NULL when a LEFT
+/// JOIN found no account.
+#[derive(sqlx::FromRow)]
+pub struct AccountPart {
+    account_email: Option<String>,
+    account_email_verified: Option<bool>,
+    account_password_hash: Option<String>,
+    account_created_at: Option<i64>,
+    account_updated_at: Option<i64>,
+}
+
+impl AccountPart {
+    pub fn into_account(self, id: &AccountId) -> Result<Option<Account>, StoreError> {
+        let (Some(email), Some(email_verified), Some(hash), Some(created_at), Some(updated_at)) = (
+            self.account_email,
+            self.account_email_verified,
+            self.account_password_hash,
+            self.account_created_at,
+            self.account_updated_at,
+        ) else {
+            return Ok(None);
+        };
+        AccountRow {
+            id: id.as_str().to_owned(),
+            email,
+            email_verified,
+            password_hash: hash,
+            created_at,
+            updated_at,
+        }
+        .try_into()
+        .map(Some)
+    }
+}
+
+/// The ban columns of a joined read (`ban_*`), NULL when the account has no
+/// ban.
+#[derive(sqlx::FromRow)]
+pub struct BanPart {
+    ban_client_id: Option<String>,
+    ban_until: Option<i64>,
+    ban_reason: Option<String>,
+    ban_by_whom: Option<String>,
+    ban_created_at: Option<i64>,
+}
+
+impl BanPart {
+    pub fn into_ban(self, account: &AccountId) -> Option<Ban> {
+        let (Some(client_id), Some(reason), Some(by_whom), Some(created_at)) = (
+            self.ban_client_id,
+            self.ban_reason,
+            self.ban_by_whom,
+            self.ban_created_at,
+        ) else {
+            return None;
+        };
+        Some(Ban::from(BanRow {
+            account_id: account.as_str().to_owned(),
+            client_id,
+            until: self.ban_until,
+            reason,
+            by_whom,
+            created_at,
+        }))
+    }
+}
+
+/// A row of [`SESSION_WITH_ACCOUNT`].
+#[derive(sqlx::FromRow)]
+pub struct SessionAccountRow {
+    #[sqlx(flatten)]
+    pub session: SessionRow,
+    #[sqlx(flatten)]
+    pub account: AccountPart,
+    #[sqlx(flatten)]
+    pub ban: BanPart,
+}
+
+/// A row of [`AUTH_CODE_WITH_ACCOUNT`].
+#[derive(sqlx::FromRow)]
+pub struct AuthCodeAccountRow {
+    #[sqlx(flatten)]
+    pub code: AuthCodeRow,
+    #[sqlx(flatten)]
+    pub account: AccountPart,
+    #[sqlx(flatten)]
+    pub ban: BanPart,
 }
 
 // --- the outbox ---------------------------------------------------------------

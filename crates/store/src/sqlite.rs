@@ -9,15 +9,23 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
+    /// Readers (WAL: they never wait for the writer).
     pool: SqlitePool,
+    /// The one connection that writes (see `store_impl.rs`).
+    writer: SqlitePool,
+    /// What is kept in memory (see `cache.rs`).
+    caches: std::sync::Arc<crate::cache::Caches>,
 }
 
 impl SqliteStore {
     /// Opens `sqlite://path` (or `sqlite:path`), creating the file if it is
     /// missing. Does not migrate.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let (pool, writer) = crate::pools::sqlite_pair(url).await?;
         Ok(Self {
-            pool: crate::pools::sqlite(url).await?,
+            pool,
+            writer,
+            caches: Default::default(),
         })
     }
 

@@ -3,12 +3,18 @@
 //! in `sql.rs`; what differs between the databases (connecting, migrations)
 //! stays in the backend files.
 //!
-//! Transactions start with a write wherever they write, so on SQLite they
-//! take the write lock at once and wait (`busy_timeout`) instead of failing
-//! on a lock upgrade.
+//! Reads go to `pool`, everything that writes to `writer`. On SQLite the
+//! writer is a pool of one connection, so writers of this process queue in
+//! the pool (in memory, in order) instead of in SQLite's busy handler, which
+//! waits by sleeping (up to 100 ms a turn) and put hundreds of milliseconds
+//! into the slowest requests under load; on PostgreSQL both are the same
+//! pool. Transactions start with a write wherever they write, so on SQLite
+//! they take the write lock at once and wait (`busy_timeout`, for other
+//! processes such as the command line) instead of failing on a lock upgrade.
 
-/// Implements [`crate::Store`] for `$store`, a struct with a
-/// `pool: sqlx::Pool<$db>` field, using `$migrator` for `migrate`.
+/// Implements [`crate::Store`] for `$store`, a struct with `pool` and
+/// `writer` fields (`sqlx::Pool<$db>`) and `caches` (`Arc<cache::Caches>`),
+/// using `$migrator` for `migrate`.
 macro_rules! impl_store {
     (store: $store:ty, db: $db:ty, backend: $backend:expr, migrator: $migrator:path $(,)?) => {
         const _: () = {
@@ -24,6 +30,7 @@ macro_rules! impl_store {
             use gatehouse_core::throttle::Window;
             use gatehouse_core::{Account, AccountId, Email, Timestamp, TokenDigest};
 
+            use $crate::cache::{CHECK_EVERY, GenerationCache, Lookup};
             use $crate::sql::{
                 self, AccountRow, AuditRow, AuthCodeRow, ChainRow, ClientColumns, ClientRow, CodeRow, ConsentRow,
                 GrantRow, InteractionRow, KeyRow, RefreshRow, SessionRow, WindowRow,
@@ -114,14 +121,12 @@ macro_rules! impl_store {
                     .bind(client.id_token_alg.as_str())
             }
 
-            /// Writes a grant and its first refresh token (if any) on `conn`.
-            async fn write_grant(
-                conn: &mut Conn,
-                grant: &Grant,
-                refresh: Option<&RefreshToken>,
-            ) -> Result<(), StoreError> {
+            /// `statement` ([`sql::INSERT_GRANT`] or
+            /// [`sql::REDEEM_AUTH_CODE_SQLITE`]) with the grant's columns
+            /// bound, `$1` to `$13`.
+            fn grant_query(statement: &'static str, grant: &Grant) -> Query {
                 let amr = grant.amr.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(" ");
-                let inserted = sqlx::query(sql::INSERT_GRANT)
+                sqlx::query(statement)
                     .bind(grant.id.as_str())
                     .bind(grant.client_id.as_str())
                     .bind(grant.account_id.as_ref().map(AccountId::as_str))
@@ -135,8 +140,15 @@ macro_rules! impl_store {
                     .bind(grant.created_at.0)
                     .bind(grant.revoked_at.map(|t| t.0))
                     .bind(grant.dpop_jkt.as_deref())
-                    .execute(&mut *conn)
-                    .await;
+            }
+
+            /// Writes a grant and its first refresh token (if any) on `conn`.
+            async fn write_grant(
+                conn: &mut Conn,
+                grant: &Grant,
+                refresh: Option<&RefreshToken>,
+            ) -> Result<(), StoreError> {
+                let inserted = grant_query(sql::INSERT_GRANT, grant).execute(&mut *conn).await;
                 match inserted {
                     Err(e) if sql::is_unique_violation(&e) => {
                         return Err(StoreError::Conflict("grant"));
@@ -204,6 +216,75 @@ macro_rules! impl_store {
                 }
             }
 
+            /// Gathers the rows of a joined read (one per ban) into the
+            /// account and its bans.
+            fn account_bans(
+                id: &AccountId,
+                first: sql::AccountPart,
+                bans: impl Iterator<Item = sql::BanPart>,
+                first_ban: sql::BanPart,
+            ) -> Result<Option<$crate::AccountBans>, StoreError> {
+                let Some(account) = first.into_account(id)? else {
+                    return Ok(None);
+                };
+                let bans = std::iter::once(first_ban)
+                    .chain(bans)
+                    .filter_map(|b| b.into_ban(id))
+                    .collect();
+                Ok(Some($crate::AccountBans { account, bans }))
+            }
+
+            /// Bumps `cache`'s counter, commits, and drops what this store
+            /// remembers of the table; then waits out [`CHECK_EVERY`], so
+            /// that when the write returns every server sharing the
+            /// database (this one, others, the one the command line is
+            /// talking to) answers with it (see `cache.rs`).
+            async fn changed<K: Eq + std::hash::Hash, V: Clone>(
+                mut tx: sqlx::Transaction<'static, $db>,
+                cache: &GenerationCache<K, V>,
+            ) -> Result<(), StoreError> {
+                sqlx::query(sql::BUMP_GENERATION)
+                    .bind(cache.name)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                cache.invalidate();
+                tokio::time::sleep(CHECK_EVERY).await;
+                Ok(())
+            }
+
+            /// What `cache` remembers of `key`, or `load`'s answer, remembered
+            /// when it is `Some` (see `cache.rs`).
+            async fn cached<K, V, F>(
+                pool: &sqlx::Pool<$db>,
+                cache: &GenerationCache<K, V>,
+                key: &K,
+                load: F,
+            ) -> Result<Option<V>, StoreError>
+            where
+                K: Eq + std::hash::Hash + Clone,
+                V: Clone,
+                F: std::future::Future<Output = Result<Option<V>, StoreError>>,
+            {
+                let now = std::time::Instant::now();
+                let epoch = match cache.lookup(key, now) {
+                    Lookup::Hit(value) => return Ok(Some(value)),
+                    Lookup::Miss { epoch, check: false } => epoch,
+                    Lookup::Miss { check: true, .. } => {
+                        let generation = sqlx::query_scalar::<_, i64>(sql::GENERATION)
+                            .bind(cache.name)
+                            .fetch_one(pool)
+                            .await?;
+                        cache.checked(generation, now)
+                    }
+                };
+                let value = load.await?;
+                if let Some(value) = &value {
+                    cache.remember(epoch, key.clone(), value.clone());
+                }
+                Ok(value)
+            }
+
             #[async_trait]
             impl Store for $store {
                 fn backend(&self) -> Backend {
@@ -211,7 +292,7 @@ macro_rules! impl_store {
                 }
 
                 async fn migrate(&self) -> Result<(), StoreError> {
-                    $migrator.run(&self.pool).await?;
+                    $migrator.run(&self.writer).await?;
                     Ok(())
                 }
 
@@ -223,7 +304,7 @@ macro_rules! impl_store {
                 // --- accounts -----------------------------------------------
 
                 async fn create_account(&self, account: &Account, audit: &AuditEvent) -> Result<(), StoreError> {
-                    let mut tx = self.pool.begin().await?;
+                    let mut tx = self.writer.begin().await?;
                     let inserted = sqlx::query(sql::INSERT_ACCOUNT)
                         .bind(account.id.as_str())
                         .bind(account.email.as_str())
@@ -283,7 +364,7 @@ macro_rules! impl_store {
                     audit: &AuditEvent,
                     outbox: &[OutboxMessage],
                 ) -> Result<(), StoreError> {
-                    let mut tx = self.pool.begin().await?;
+                    let mut tx = self.writer.begin().await?;
                     set_password(&mut tx, id, new_hash, keep, now).await?;
                     insert_outbox(&mut tx, outbox).await?;
                     insert_audit(&mut tx, audit).await?;
@@ -301,7 +382,7 @@ macro_rules! impl_store {
                     audit: &AuditEvent,
                     outbox: &[OutboxMessage],
                 ) -> Result<(), StoreError> {
-                    let mut tx = self.pool.begin().await?;
+                    let mut tx = self.writer.begin().await?;
                     // Sessions and codes are deleted explicitly, not relying
                     // on the foreign keys being enforced. The OAuth records
                     // (consents, authorization codes, grants and their
@@ -319,7 +400,7 @@ macro_rules! impl_store {
                 // --- one-time codes -----------------------------------------
 
                 async fn insert_code(&self, code: &OneTimeCode, audit: Option<&AuditEvent>) -> Result<(), StoreError> {
-                    let mut tx = self.pool.begin().await?;
+                    let mut tx = self.writer.begin().await?;
                     sqlx::query(sql::RETIRE_CODES)
                         .bind(code.account_id.as_str())
                         .bind(code.purpose.as_str())
@@ -378,7 +459,7 @@ macro_rules! impl_store {
                 async fn count_code_attempt(&self, code_id: &str) -> Result<(), StoreError> {
                     sqlx::query(sql::COUNT_CODE_ATTEMPT)
                         .bind(code_id)
-                        .execute(&self.pool)
+                        .execute(&self.writer)
                         .await?;
                     Ok(())
                 }
@@ -401,7 +482,7 @@ macro_rules! impl_store {
                     audit: &AuditEvent,
                     outbox: &[OutboxMessage],
                 ) -> Result<Redeemed, StoreError> {
-                    let mut tx = self.pool.begin().await?;
+                    let mut tx = self.writer.begin().await?;
                     let used = sqlx::query(sql::USE_CODE)
                         .bind(code.id.as_str())
                         .bind(now.0)
@@ -453,7 +534,7 @@ macro_rules! impl_store {
                 // --- sessions -----------------------------------------------
 
                 async fn create_session(&self, session: &Session, audit: &AuditEvent) -> Result<(), StoreError> {
-                    let mut tx = self.pool.begin().await?;
+                    let mut tx = self.writer.begin().await?;
                     sqlx::query(sql::INSERT_SESSION)
                         .bind(session.id_digest.as_str())
                         .bind(session.handle.as_str())
@@ -480,6 +561,23 @@ macro_rules! impl_store {
                     Ok(row.map(Session::from))
                 }
 
+                async fn session_with_account(
+                    &self,
+                    id: &TokenDigest,
+                ) -> Result<Option<(Session, $crate::AccountBans)>, StoreError> {
+                    let mut rows = sqlx::query_as::<_, sql::SessionAccountRow>(sql::SESSION_WITH_ACCOUNT)
+                        .bind(id.as_str())
+                        .fetch_all(&self.pool)
+                        .await?
+                        .into_iter();
+                    let Some(first) = rows.next() else {
+                        return Ok(None);
+                    };
+                    let session = Session::from(first.session);
+                    let holder = account_bans(&session.account_id, first.account, rows.map(|r| r.ban), first.ban)?;
+                    Ok(holder.map(|h| (session, h)))
+                }
+
                 async fn sessions_of(&self, account: &AccountId) -> Result<Vec<Session>, StoreError> {
                     let rows = sqlx::query_as::<_, SessionRow>(sql::SESSIONS_OF)
                         .bind(account.as_str())
@@ -492,7 +590,7 @@ macro_rules! impl_store {
                     sqlx::query(sql::TOUCH_SESSION)
                         .bind(id.as_str())
                         .bind(now.0)
-                        .execute(&self.pool)
+                        .execute(&self.writer)
                         .await?;
                     Ok(())
                 }
@@ -505,7 +603,7 @@ macro_rules! impl_store {
                     audit: &AuditEvent,
                 ) -> Result<(), StoreError> {
                     let amr = amr.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(" ");
-                    let mut tx = self.pool.begin().await?;
+                    let mut tx = self.writer.begin().await?;
                     sqlx::query(sql::REAUTHENTICATE_SESSION)
                         .bind(id.as_str())
                         .bind(now.0)
@@ -538,7 +636,7 @@ macro_rules! impl_store {
                     if let Some(selected) = selected {
                         query = query.bind(selected);
                     }
-                    let mut tx = self.pool.begin().await?;
+                    let mut tx = self.writer.begin().await?;
                     let ended = query.execute(&mut *tx).await?.rows_affected();
                     insert_outbox(&mut tx, outbox).await?;
                     insert_audit(&mut tx, audit).await?;
@@ -567,7 +665,7 @@ macro_rules! impl_store {
                         .bind(key)
                         .bind(now.0)
                         .bind(now.minus(window_secs).0)
-                        .fetch_one(&self.pool)
+                        .fetch_one(&self.writer)
                         .await?
                         .try_into()
                 }
@@ -575,7 +673,7 @@ macro_rules! impl_store {
                 async fn throttle_clear(&self, key: &str) -> Result<(), StoreError> {
                     sqlx::query(sql::THROTTLE_CLEAR)
                         .bind(key)
-                        .execute(&self.pool)
+                        .execute(&self.writer)
                         .await?;
                     Ok(())
                 }
@@ -583,7 +681,7 @@ macro_rules! impl_store {
                 // --- audit log ----------------------------------------------
 
                 async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
-                    let mut conn = self.pool.acquire().await?;
+                    let mut conn = self.writer.acquire().await?;
                     insert_audit(&mut conn, event).await
                 }
 
@@ -607,23 +705,29 @@ macro_rules! impl_store {
                 // --- OAuth clients ------------------------------------------
 
                 async fn create_client(&self, client: &Client) -> Result<(), StoreError> {
+                    let mut tx = self.writer.begin().await?;
                     let inserted = client_query(sql::INSERT_CLIENT, client)
                         .bind(client.created_at.0)
-                        .execute(&self.pool)
+                        .execute(&mut *tx)
                         .await;
                     match inserted {
-                        Err(e) if sql::is_unique_violation(&e) => Err(StoreError::Conflict("client")),
-                        other => other.map(|_| ()).map_err(StoreError::from),
-                    }
+                        Err(e) if sql::is_unique_violation(&e) => return Err(StoreError::Conflict("client")),
+                        other => other?,
+                    };
+                    changed(tx, &self.caches.clients).await
                 }
 
                 async fn client(&self, id: &ClientId) -> Result<Option<Client>, StoreError> {
-                    sqlx::query_as::<_, ClientRow>(sql::CLIENT_BY_ID)
-                        .bind(id.as_str())
-                        .fetch_optional(&self.pool)
-                        .await?
-                        .map(Client::try_from)
-                        .transpose()
+                    let load = async {
+                        sqlx::query_as::<_, ClientRow>(sql::CLIENT_BY_ID)
+                            .bind(id.as_str())
+                            .fetch_optional(&self.pool)
+                            .await?
+                            .map(Client::try_from)
+                            .transpose()
+                    };
+                    // Unknown ids are not remembered: they cannot fill the memory.
+                    cached(&self.pool, &self.caches.clients, id, load).await
                 }
 
                 async fn clients(&self) -> Result<Vec<Client>, StoreError> {
@@ -636,19 +740,23 @@ macro_rules! impl_store {
                 }
 
                 async fn update_client(&self, client: &Client) -> Result<bool, StoreError> {
+                    let mut tx = self.writer.begin().await?;
                     let updated = client_query(sql::UPDATE_CLIENT, client)
-                        .execute(&self.pool)
+                        .execute(&mut *tx)
                         .await?
                         .rows_affected();
+                    changed(tx, &self.caches.clients).await?;
                     Ok(updated > 0)
                 }
 
                 async fn delete_client(&self, id: &ClientId) -> Result<bool, StoreError> {
+                    let mut tx = self.writer.begin().await?;
                     let deleted = sqlx::query(sql::DELETE_CLIENT)
                         .bind(id.as_str())
-                        .execute(&self.pool)
+                        .execute(&mut *tx)
                         .await?
                         .rows_affected();
+                    changed(tx, &self.caches.clients).await?;
                     Ok(deleted > 0)
                 }
 
@@ -664,7 +772,7 @@ macro_rules! impl_store {
                 }
 
                 async fn add_signing_key(&self, key: &StoredKey) -> Result<(), StoreError> {
-                    let mut tx = self.pool.begin().await?;
+                    let mut tx = self.writer.begin().await?;
                     sqlx::query(sql::RETIRE_SIGNING_KEYS)
                         .bind(key.alg.as_str())
                         .bind(key.created_at.0)
@@ -693,7 +801,7 @@ macro_rules! impl_store {
                 async fn purge_signing_keys(&self, before: Timestamp) -> Result<u64, StoreError> {
                     let purged = sqlx::query(sql::PURGE_SIGNING_KEYS)
                         .bind(before.0)
-                        .execute(&self.pool)
+                        .execute(&self.writer)
                         .await?
                         .rows_affected();
                     Ok(purged)
@@ -707,7 +815,7 @@ macro_rules! impl_store {
                         .bind(interaction.query.as_str())
                         .bind(interaction.created_at.0)
                         .bind(interaction.expires_at.0)
-                        .execute(&self.pool)
+                        .execute(&self.writer)
                         .await?;
                     Ok(())
                 }
@@ -723,7 +831,7 @@ macro_rules! impl_store {
                 async fn delete_interaction(&self, digest: &TokenDigest) -> Result<(), StoreError> {
                     sqlx::query(sql::DELETE_INTERACTION)
                         .bind(digest.as_str())
-                        .execute(&self.pool)
+                        .execute(&self.writer)
                         .await?;
                     Ok(())
                 }
@@ -732,8 +840,15 @@ macro_rules! impl_store {
 
                 async fn insert_auth_code(&self, code: &AuthCode) -> Result<(), StoreError> {
                     let amr = code.amr.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(" ");
-                    let mut tx = self.pool.begin().await?;
-                    let inserted = sqlx::query(sql::INSERT_AUTH_CODE)
+                    // SQLite: both statements in one round trip to the
+                    // connection's thread (the writer is the bottleneck of
+                    // the single sign-on hop, see BENCHMARKS.md).
+                    let statement = match $backend {
+                        Backend::Sqlite => sql::INSERT_AUTH_CODE_SQLITE,
+                        Backend::Postgres => sql::INSERT_AUTH_CODE,
+                    };
+                    let mut tx = self.writer.begin().await?;
+                    let inserted = sqlx::query(statement)
                         .bind(code.digest.as_str())
                         .bind(code.client_id.as_str())
                         .bind(code.account_id.as_str())
@@ -759,12 +874,14 @@ macro_rules! impl_store {
                         }
                         other => other?,
                     };
-                    sqlx::query(sql::RECORD_SESSION_CLIENT)
-                        .bind(code.session_digest.as_str())
-                        .bind(code.client_id.as_str())
-                        .bind(code.created_at.0)
-                        .execute(&mut *tx)
-                        .await?;
+                    if $backend == Backend::Postgres {
+                        sqlx::query(sql::RECORD_SESSION_CLIENT)
+                            .bind(code.session_digest.as_str())
+                            .bind(code.client_id.as_str())
+                            .bind(code.created_at.0)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
                     tx.commit().await?;
                     Ok(())
                 }
@@ -778,6 +895,23 @@ macro_rules! impl_store {
                         .transpose()
                 }
 
+                async fn auth_code_with_account(
+                    &self,
+                    digest: &TokenDigest,
+                ) -> Result<Option<(AuthCode, Option<$crate::AccountBans>)>, StoreError> {
+                    let mut rows = sqlx::query_as::<_, sql::AuthCodeAccountRow>(sql::AUTH_CODE_WITH_ACCOUNT)
+                        .bind(digest.as_str())
+                        .fetch_all(&self.pool)
+                        .await?
+                        .into_iter();
+                    let Some(first) = rows.next() else {
+                        return Ok(None);
+                    };
+                    let code = AuthCode::try_from(first.code)?;
+                    let holder = account_bans(&code.account_id, first.account, rows.map(|r| r.ban), first.ban)?;
+                    Ok(Some((code, holder)))
+                }
+
                 async fn redeem_auth_code(
                     &self,
                     digest: &TokenDigest,
@@ -785,17 +919,42 @@ macro_rules! impl_store {
                     refresh: Option<&RefreshToken>,
                     now: Timestamp,
                 ) -> Result<Redemption, StoreError> {
-                    let mut tx = self.pool.begin().await?;
-                    let used = sqlx::query(sql::USE_AUTH_CODE)
-                        .bind(digest.as_str())
-                        .bind(now.0)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                    if used == 0 {
+                    let mut tx = self.writer.begin().await?;
+                    let used = match $backend {
+                        // One round trip: mark the code used, and only then
+                        // write the grant (which answers with its id) and
+                        // its refresh token.
+                        Backend::Sqlite => {
+                            let issued = grant_query(sql::REDEEM_AUTH_CODE_SQLITE, grant)
+                                .bind(now.0)
+                                .bind(digest.as_str())
+                                .bind(refresh.map(|r| r.digest.as_str()))
+                                .bind(refresh.map(|r| r.created_at.0))
+                                .bind(refresh.map(|r| r.expires_at.0))
+                                .bind(refresh.and_then(|r| r.used_at.map(|t| t.0)))
+                                .fetch_all(&mut *tx)
+                                .await;
+                            match issued {
+                                Err(e) if sql::is_unique_violation(&e) => return Err(StoreError::Conflict("grant")),
+                                other => !other?.is_empty(),
+                            }
+                        }
+                        Backend::Postgres => {
+                            let used = sqlx::query(sql::USE_AUTH_CODE)
+                                .bind(digest.as_str())
+                                .bind(now.0)
+                                .execute(&mut *tx)
+                                .await?
+                                .rows_affected();
+                            if used > 0 {
+                                write_grant(&mut tx, grant, refresh).await?;
+                            }
+                            used > 0
+                        }
+                    };
+                    if !used {
                         return replayed(tx, sql::AUTH_CODE_GRANT, digest, now).await;
                     }
-                    write_grant(&mut tx, grant, refresh).await?;
                     tx.commit().await?;
                     Ok(Redemption::Issued)
                 }
@@ -839,7 +998,7 @@ macro_rules! impl_store {
                 }
 
                 async fn put_consent(&self, consent: &Consent, audit: &AuditEvent) -> Result<(), StoreError> {
-                    let mut tx = self.pool.begin().await?;
+                    let mut tx = self.writer.begin().await?;
                     sqlx::query(sql::PUT_CONSENT)
                         .bind(consent.account_id.as_str())
                         .bind(consent.client_id.as_str())
@@ -869,7 +1028,7 @@ macro_rules! impl_store {
                     now: Timestamp,
                     audit: &AuditEvent,
                 ) -> Result<bool, StoreError> {
-                    let mut tx = self.pool.begin().await?;
+                    let mut tx = self.writer.begin().await?;
                     let deleted = sqlx::query(sql::DELETE_CONSENT)
                         .bind(account.as_str())
                         .bind(client.as_str())
@@ -902,7 +1061,7 @@ macro_rules! impl_store {
                     audit: &AuditEvent,
                     outbox: &[OutboxMessage],
                 ) -> Result<(), StoreError> {
-                    let mut tx = self.pool.begin().await?;
+                    let mut tx = self.writer.begin().await?;
                     let client = ban.client_id.as_ref().map_or("", ClientId::as_str);
                     sqlx::query(sql::UPSERT_BAN)
                         .bind(ban.account_id.as_str())
@@ -956,7 +1115,7 @@ macro_rules! impl_store {
                     audit: &AuditEvent,
                     outbox: &[OutboxMessage],
                 ) -> Result<bool, StoreError> {
-                    let mut tx = self.pool.begin().await?;
+                    let mut tx = self.writer.begin().await?;
                     let deleted = sqlx::query(sql::DELETE_BAN)
                         .bind(account.as_str())
                         .bind(client.map_or("", ClientId::as_str))
@@ -982,7 +1141,7 @@ macro_rules! impl_store {
                 // --- grants and tokens --------------------------------------
 
                 async fn insert_grant(&self, grant: &Grant, refresh: Option<&RefreshToken>) -> Result<(), StoreError> {
-                    let mut tx = self.pool.begin().await?;
+                    let mut tx = self.writer.begin().await?;
                     write_grant(&mut tx, grant, refresh).await?;
                     tx.commit().await?;
                     Ok(())
@@ -1006,7 +1165,7 @@ macro_rules! impl_store {
                 }
 
                 async fn revoke_grant(&self, id: &str, now: Timestamp) -> Result<(), StoreError> {
-                    let mut conn = self.pool.acquire().await?;
+                    let mut conn = self.writer.acquire().await?;
                     revoke_family(&mut conn, id, now).await
                 }
 
@@ -1024,7 +1183,7 @@ macro_rules! impl_store {
                     new: &RefreshToken,
                     now: Timestamp,
                 ) -> Result<Redemption, StoreError> {
-                    let mut tx = self.pool.begin().await?;
+                    let mut tx = self.writer.begin().await?;
                     let used = sqlx::query(sql::USE_REFRESH_TOKEN)
                         .bind(old.as_str())
                         .bind(now.0)
@@ -1040,20 +1199,25 @@ macro_rules! impl_store {
                 }
 
                 async fn revoke_jti(&self, jti: &str, expires_at: Timestamp) -> Result<(), StoreError> {
+                    let mut tx = self.writer.begin().await?;
                     sqlx::query(sql::REVOKE_JTI)
                         .bind(jti)
                         .bind(expires_at.0)
-                        .execute(&self.pool)
+                        .execute(&mut *tx)
                         .await?;
-                    Ok(())
+                    changed(tx, &self.caches.revoked_jtis).await
                 }
 
                 async fn jti_revoked(&self, jti: &str) -> Result<bool, StoreError> {
-                    let found = sqlx::query_scalar::<_, String>(sql::JTI_REVOKED)
-                        .bind(jti)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                    Ok(found.is_some())
+                    let load = async {
+                        let found = sqlx::query_scalar::<_, String>(sql::JTI_REVOKED)
+                            .bind(jti)
+                            .fetch_optional(&self.pool)
+                            .await?;
+                        Ok(Some(found.is_some()))
+                    };
+                    let revoked = cached(&self.pool, &self.caches.revoked_jtis, &jti.to_owned(), load).await?;
+                    Ok(revoked.unwrap_or(false))
                 }
 
                 async fn dpop_jti_seen(&self, jkt: &str, jti: &str, expires_at: Timestamp) -> Result<bool, StoreError> {
@@ -1064,7 +1228,7 @@ macro_rules! impl_store {
                     if INSERTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % sql::DPOP_PURGE_EVERY == 0 {
                         sqlx::query(sql::PURGE_DPOP_JTIS)
                             .bind(now.0)
-                            .execute(&self.pool)
+                            .execute(&self.writer)
                             .await?;
                     }
                     let inserted = sqlx::query(sql::DPOP_JTI_SEEN)
@@ -1072,7 +1236,7 @@ macro_rules! impl_store {
                         .bind(jti)
                         .bind(expires_at.0)
                         .bind(now.0)
-                        .execute(&self.pool)
+                        .execute(&self.writer)
                         .await?
                         .rows_affected();
                     Ok(inserted == 0)
@@ -1090,7 +1254,7 @@ macro_rules! impl_store {
                         Backend::Sqlite => sql::CLAIM_OUTBOX_SQLITE,
                         Backend::Postgres => sql::CLAIM_OUTBOX_POSTGRES,
                     };
-                    let mut tx = self.pool.begin().await?;
+                    let mut tx = self.writer.begin().await?;
                     let rows = sqlx::query_as::<_, sql::OutboxRow>(statement)
                         .bind(now.0)
                         .bind(limit)
@@ -1105,7 +1269,7 @@ macro_rules! impl_store {
                     sqlx::query(sql::OUTBOX_DELIVERED)
                         .bind(id)
                         .bind(now.0)
-                        .execute(&self.pool)
+                        .execute(&self.writer)
                         .await?;
                     Ok(())
                 }
@@ -1124,7 +1288,7 @@ macro_rules! impl_store {
                         .bind(next_attempt_at.0)
                         .bind(error)
                         .bind(dead)
-                        .execute(&self.pool)
+                        .execute(&self.writer)
                         .await?;
                     Ok(())
                 }
@@ -1166,7 +1330,7 @@ macro_rules! impl_store {
                     let changed = sqlx::query(sql::OUTBOX_REDELIVER)
                         .bind(id)
                         .bind(now.0)
-                        .execute(&self.pool)
+                        .execute(&self.writer)
                         .await?
                         .rows_affected();
                     Ok(changed > 0)

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use gatehouse_core::audit::{Actor, AuditEvent, AuditKind, AuditRecord, Outcome};
+use gatehouse_core::ban::Ban;
 use gatehouse_core::code::{CodeEffect, CodePurpose, OneTimeCode};
 use gatehouse_core::oauth::client::SigningAlg;
 use gatehouse_core::oauth::grant::{AuthCode, Consent, Grant, Interaction, Redemption, RefreshToken, StoredKey};
@@ -207,6 +208,8 @@ backend_tests!(
     delete_account_keeps_audit_events,
     corrupt_rows_are_errors,
     clients_round_trip_conflict_and_cascade,
+    clients_cached_follow_other_writers,
+    joined_reads_bring_account_and_bans,
     signing_keys_retire_and_purge,
     interactions_round_trip,
     auth_code_redeems_once_then_replay_revokes_family,
@@ -2065,4 +2068,91 @@ async fn outbox_rows_commit_with_the_logout(db: Arc<TestDb>) {
     .await
     .unwrap();
     assert_eq!(s.outbox_summary(Some(&c.id)).await.unwrap().pending, 2);
+}
+
+// --- client cache and joined reads ---------------------------------------
+
+/// A second store on the same database stands for the command line or
+/// another instance: once its client write has returned, this store
+/// answers with it (the write waits out the cache's check interval).
+async fn clients_cached_follow_other_writers(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    let other = gatehouse_store::connect(&db.url).await.unwrap();
+    let mut c = new_client(s, "Cached", T0).await;
+    assert_eq!(s.client(&c.id).await.unwrap(), Some(c.clone()));
+
+    c.name = "Renamed elsewhere".to_owned();
+    assert!(other.update_client(&c).await.unwrap());
+    assert_eq!(s.client(&c.id).await.unwrap().unwrap().name, "Renamed elsewhere");
+
+    c.name = "Renamed here".to_owned();
+    assert!(s.update_client(&c).await.unwrap());
+    assert_eq!(s.client(&c.id).await.unwrap().unwrap().name, "Renamed here");
+
+    assert!(other.delete_client(&c.id).await.unwrap());
+    assert_eq!(s.client(&c.id).await.unwrap(), None);
+
+    // Revocations of token ids likewise.
+    assert!(!s.jti_revoked("jti-1").await.unwrap());
+    other.revoke_jti("jti-1", T0.plus(300)).await.unwrap();
+    assert!(s.jti_revoked("jti-1").await.unwrap());
+
+    let d = new_client(s, "Deleted here", T0).await;
+    assert!(s.client(&d.id).await.unwrap().is_some());
+    assert!(s.delete_client(&d.id).await.unwrap());
+    assert_eq!(s.client(&d.id).await.unwrap(), None);
+}
+
+async fn joined_reads_bring_account_and_bans(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    let a = new_account(s, "joined@example.com").await;
+    let client = new_client(s, "Joined", T0).await;
+    let session = new_session(s, &a.id, T0).await;
+    let code = auth_code(&client, &a.id, &session, T0);
+    s.insert_auth_code(&code).await.unwrap();
+
+    let (found, holder) = s.session_with_account(&session.id_digest).await.unwrap().unwrap();
+    assert_eq!(found, session);
+    assert_eq!(holder.account, a);
+    assert!(holder.bans.is_empty());
+    let (found, holder) = s.auth_code_with_account(&code.digest).await.unwrap().unwrap();
+    assert_eq!(found, code);
+    assert_eq!(holder.unwrap().account, a);
+
+    let ban = |client_id: Option<&ClientId>| Ban {
+        account_id: a.id.clone(),
+        client_id: client_id.cloned(),
+        until: Some(T0.plus(3600)),
+        reason: "test".to_owned(),
+        by: "cli".to_owned(),
+        created_at: T0,
+    };
+    let at_client = ban(Some(&client.id));
+    s.ban(&at_client, T0, &ev(AuditKind::AccountBanned, Some(&a.id), T0))
+        .await
+        .unwrap();
+    let (_, holder) = s.session_with_account(&session.id_digest).await.unwrap().unwrap();
+    assert_eq!(holder.bans, vec![at_client.clone()]);
+    let (_, holder) = s.auth_code_with_account(&code.digest).await.unwrap().unwrap();
+    assert_eq!(holder.unwrap().bans, vec![at_client.clone()]);
+    // A ban everywhere ends the session: the session is gone, the code stays.
+    let everywhere = ban(None);
+    s.ban(&everywhere, T0, &ev(AuditKind::AccountBanned, Some(&a.id), T0))
+        .await
+        .unwrap();
+    assert!(s.session_with_account(&session.id_digest).await.unwrap().is_none());
+    let (_, holder) = s.auth_code_with_account(&code.digest).await.unwrap().unwrap();
+    assert_eq!(holder.unwrap().bans, vec![everywhere, at_client]);
+    assert!(
+        s.session_with_account(&TokenDigest::of("nothing"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.auth_code_with_account(&TokenDigest::of("nothing"))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

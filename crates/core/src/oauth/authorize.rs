@@ -486,6 +486,12 @@ pub fn decide(
     }
 }
 
+/// Whether [`decide`] can depend on the user's remembered consent: not for
+/// a first-party client, unless the request says `prompt=consent`.
+pub fn consent_matters(req: &AuthorizationRequest) -> bool {
+    req.prompt.consent || !req.client.first_party
+}
+
 /// `openid` in the scope: an OpenID Connect request.
 pub fn is_openid(scopes: &Scopes) -> bool {
     scopes.contains(scope::OPENID)
@@ -656,6 +662,52 @@ mod tests {
         }
         let recent = request(true, &[("max_age", "3600")]);
         assert_eq!(decide(&recent, session(9_000), None, None, now), Next::Issue);
+    }
+
+    /// The endpoint skips reading the consent when `consent_matters` says
+    /// so: then no consent, and every kind of consent, decide the same.
+    #[test]
+    fn consent_that_does_not_matter_changes_nothing() {
+        let now = Timestamp(10_000);
+        let consents = [
+            None,
+            Some(ConsentView {
+                covers: true,
+                granted_at: Timestamp(1),
+            }),
+            Some(ConsentView {
+                covers: false,
+                granted_at: Timestamp(9_700),
+            }),
+            Some(ConsentView {
+                covers: true,
+                granted_at: Timestamp(9_700),
+            }),
+        ];
+        let extras: [&[(&str, &str)]; 5] = [
+            &[],
+            &[("prompt", "none")],
+            &[("prompt", "login")],
+            &[("prompt", "consent")],
+            &[("max_age", "0")],
+        ];
+        for first_party in [true, false] {
+            for extra in extras {
+                let req = request(first_party, extra);
+                if consent_matters(&req) {
+                    continue;
+                }
+                for fresh in [None, Some(Timestamp(9_500))] {
+                    let without = decide(&req, session(9_600), None, fresh, now);
+                    for c in consents {
+                        assert_eq!(decide(&req, session(9_600), c, fresh, now), without, "{extra:?}");
+                    }
+                }
+            }
+        }
+        assert!(!consent_matters(&request(true, &[])));
+        assert!(consent_matters(&request(true, &[("prompt", "consent")])));
+        assert!(consent_matters(&request(false, &[])));
     }
 
     #[test]

@@ -149,7 +149,11 @@ async fn run(
         auth_time: c.session.auth_time,
         ready: c.account.is_ready(),
     });
-    let consent = match current.as_ref().filter(|c| c.state == SessionState::Active) {
+    // A first-party client's consent is only read when it is asked for.
+    let consent = match current
+        .as_ref()
+        .filter(|c| c.state == SessionState::Active && authorize::consent_matters(&req))
+    {
         Some(c) => state
             .store
             .consent(&c.account.id, &req.client.id)
@@ -170,8 +174,7 @@ async fn run(
             if let Some((token, _)) = &resumed {
                 state.store.delete_interaction(&token.digest()).await?;
             }
-            let bans = state.store.bans_of(&current.account.id).await?;
-            if gatehouse_core::ban::blocking(&bans, Some(&req.client.id), now).is_some() {
+            if gatehouse_core::ban::blocking(&current.bans, Some(&req.client.id), now).is_some() {
                 let e = OAuthError::new(
                     gatehouse_core::oauth::ErrorCode::AccessDenied,
                     "the account may not use this site",

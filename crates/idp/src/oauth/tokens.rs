@@ -6,6 +6,7 @@ use axum::Json;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use gatehouse_core::ban::Ban;
 use gatehouse_core::oauth::claims::{ACCESS_TOKEN_TYP, AccessTokenClaims, Audience, IdTokenClaims, at_hash};
 use gatehouse_core::oauth::client::SigningAlg;
 use gatehouse_core::oauth::grant::{self, ACR_PASSWORD, Grant, RefreshToken};
@@ -276,7 +277,13 @@ pub async fn check_not_banned(
     now: Timestamp,
 ) -> Result<(), OAuthError> {
     let bans = state.store.bans_of(&account.id).await.map_err(internal)?;
-    match gatehouse_core::ban::blocking(&bans, Some(&client.id), now) {
+    refuse_banned(&bans, client, now)
+}
+
+/// Refuses a user whose `bans` (all of them, read with the account) block
+/// `client`.
+pub fn refuse_banned(bans: &[Ban], client: &Client, now: Timestamp) -> Result<(), OAuthError> {
+    match gatehouse_core::ban::blocking(bans, Some(&client.id), now) {
         Some(_) => Err(OAuthError::invalid_grant("the user may not use this client").with_cause("banned")),
         None => Ok(()),
     }

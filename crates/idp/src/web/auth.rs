@@ -11,8 +11,10 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
 
+use gatehouse_core::ban::Ban;
 use gatehouse_core::session::{Session, SessionState};
 use gatehouse_core::{Account, OpaqueToken, Timestamp, TokenDigest};
+use gatehouse_store::AccountBans;
 
 use crate::AppState;
 use crate::error::AppError;
@@ -23,6 +25,8 @@ use crate::web::{cookies, q};
 pub struct Current {
     pub session: Session,
     pub account: Account,
+    /// Every ban on the account, lifted by time or not.
+    pub bans: Vec<Ban>,
     pub state: SessionState,
 }
 
@@ -37,22 +41,22 @@ pub async fn current(state: &AppState, jar: &CookieJar, now: Timestamp) -> Resul
     let Some(token) = jar.get(cookies::SESSION).and_then(|c| OpaqueToken::parse(c.value())) else {
         return Ok(None);
     };
-    let Some(session) = state.store.session(&token.digest()).await? else {
+    // One read: the session, its account and the account's bans.
+    let Some((session, AccountBans { account, bans })) = state.store.session_with_account(&token.digest()).await?
+    else {
         return Ok(None);
     };
     let session_state = session.state(now);
     if session_state == SessionState::Expired {
         return Ok(None);
     }
-    let Some(account) = state.store.account_by_id(&session.account_id).await? else {
-        return Ok(None);
-    };
     if session_state == SessionState::Active && session.should_touch(now) {
         state.store.touch_session(&session.id_digest, now).await?;
     }
     Ok(Some(Current {
         session,
         account,
+        bans,
         state: session_state,
     }))
 }

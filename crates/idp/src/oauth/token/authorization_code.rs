@@ -9,6 +9,7 @@ use gatehouse_core::oauth::dpop::VerifiedProof;
 use gatehouse_core::oauth::grant::{Grant, Redemption};
 use gatehouse_core::oauth::{Client, OAuthError, pkce};
 use gatehouse_core::{OpaqueToken, Timestamp};
+use gatehouse_store::AccountBans;
 
 use super::Form;
 use crate::AppState;
@@ -32,7 +33,13 @@ pub async fn exchange(
     let Some(code) = OpaqueToken::parse(code) else {
         return Err(invalid("malformed code"));
     };
-    let Some(record) = state.store.auth_code(&code.digest()).await.map_err(internal)? else {
+    // One read: the code, its account and the account's bans.
+    let Some((record, holder)) = state
+        .store
+        .auth_code_with_account(&code.digest())
+        .await
+        .map_err(internal)?
+    else {
         return Err(invalid("unknown code"));
     };
     if record.client_id != client.id {
@@ -71,14 +78,10 @@ pub async fn exchange(
         }
         (None, None) => {}
     }
-    let account = state
-        .store
-        .account_by_id(&record.account_id)
-        .await
-        .map_err(internal)?
-        .filter(|a| a.is_ready())
-        .ok_or_else(|| invalid("account gone"))?;
-    tokens::check_not_banned(state, &account, client, now).await?;
+    let Some(AccountBans { account, bans }) = holder.filter(|h| h.account.is_ready()) else {
+        return Err(invalid("account gone"));
+    };
+    tokens::refuse_banned(&bans, client, now)?;
 
     let mut grant = Grant::from_code(&record, now);
     // Confidential clients' refresh tokens are bound by client
