@@ -4,7 +4,8 @@
 //! (introspection, every bearer token).
 //!
 //! Coherence: each cached table has a counter in the `generations` table,
-//! bumped in the transaction of every write to the table. A lookup trusts
+//! bumped in the transaction of every write that could make a cached answer
+//! wrong (not the creation of a client: unknown ids are never cached). A lookup trusts
 //! the cache for [`CHECK_EVERY`] after the last counter check; a lookup that
 //! finds the last check older than that reads the counter first (one small
 //! query, a few times a second under load) and drops everything if it
