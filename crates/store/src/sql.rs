@@ -433,36 +433,42 @@ pub const BANS_OF: &str = "\
     SELECT account_id, client_id, until, reason, by_whom, created_at \
     FROM bans WHERE account_id = $1 ORDER BY client_id";
 
+/// The columns of [`AccountPart`] and [`BanPart`] for a read that joins
+/// `accounts a` and `bans b` (one literal, so that `concat!` can use it).
+macro_rules! account_and_ban_columns {
+    () => {
+        "a.email AS account_email, a.email_verified AS account_email_verified, \
+         a.password_hash AS account_password_hash, a.created_at AS account_created_at, \
+         a.updated_at AS account_updated_at, \
+         b.client_id AS ban_client_id, b.until AS ban_until, b.reason AS ban_reason, \
+         b.by_whom AS ban_by_whom, b.created_at AS ban_created_at "
+    };
+}
+
 /// A session, its account and the account's bans, in one read: one row per
 /// ban, or one row with NULL ban columns.
-pub const SESSION_WITH_ACCOUNT: &str = "\
-    SELECT s.id_digest, s.handle, s.account_id, s.created_at, s.auth_time, s.amr, \
-           s.last_seen_at, s.user_agent, s.ip, s.needs_reauth, \
-           a.email AS account_email, a.email_verified AS account_email_verified, \
-           a.password_hash AS account_password_hash, a.created_at AS account_created_at, \
-           a.updated_at AS account_updated_at, \
-           b.client_id AS ban_client_id, b.until AS ban_until, b.reason AS ban_reason, \
-           b.by_whom AS ban_by_whom, b.created_at AS ban_created_at \
-    FROM sessions s \
-    JOIN accounts a ON a.id = s.account_id \
-    LEFT JOIN bans b ON b.account_id = s.account_id \
-    WHERE s.id_digest = $1 ORDER BY b.client_id";
+pub const SESSION_WITH_ACCOUNT: &str = concat!(
+    "SELECT s.id_digest, s.handle, s.account_id, s.created_at, s.auth_time, s.amr, \
+            s.last_seen_at, s.user_agent, s.ip, s.needs_reauth, ",
+    account_and_ban_columns!(),
+    "FROM sessions s \
+     JOIN accounts a ON a.id = s.account_id \
+     LEFT JOIN bans b ON b.account_id = s.account_id \
+     WHERE s.id_digest = $1 ORDER BY b.client_id"
+);
 
 /// A code, its account (NULL columns if it is gone) and the account's bans,
 /// in one read, shaped as [`SESSION_WITH_ACCOUNT`].
-pub const AUTH_CODE_WITH_ACCOUNT: &str = "\
-    SELECT c.digest, c.client_id, c.account_id, c.session_digest, c.sid, c.redirect_uri, \
-           c.scopes, c.nonce, c.code_challenge, c.auth_time, c.amr, c.acr_values, c.resources, \
-           c.created_at, c.expires_at, c.used_at, c.grant_id, \
-           a.email AS account_email, a.email_verified AS account_email_verified, \
-           a.password_hash AS account_password_hash, a.created_at AS account_created_at, \
-           a.updated_at AS account_updated_at, \
-           b.client_id AS ban_client_id, b.until AS ban_until, b.reason AS ban_reason, \
-           b.by_whom AS ban_by_whom, b.created_at AS ban_created_at \
-    FROM auth_codes c \
-    LEFT JOIN accounts a ON a.id = c.account_id \
-    LEFT JOIN bans b ON b.account_id = c.account_id \
-    WHERE c.digest = $1 ORDER BY b.client_id";
+pub const AUTH_CODE_WITH_ACCOUNT: &str = concat!(
+    "SELECT c.digest, c.client_id, c.account_id, c.session_digest, c.sid, c.redirect_uri, \
+            c.scopes, c.nonce, c.code_challenge, c.auth_time, c.amr, c.acr_values, c.resources, \
+            c.created_at, c.expires_at, c.used_at, c.grant_id, ",
+    account_and_ban_columns!(),
+    "FROM auth_codes c \
+     LEFT JOIN accounts a ON a.id = c.account_id \
+     LEFT JOIN bans b ON b.account_id = c.account_id \
+     WHERE c.digest = $1 ORDER BY b.client_id"
+);
 
 pub const INSERT_REFRESH_TOKEN: &str = "\
     INSERT INTO refresh_tokens (digest, grant_id, created_at, expires_at, used_at) \
