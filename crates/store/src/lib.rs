@@ -18,6 +18,7 @@ use gatehouse_core::session::{AuthMethod, Session, SessionSelector};
 use gatehouse_core::throttle::Window;
 use gatehouse_core::{Account, AccountId, Email, Timestamp, TokenDigest};
 
+mod batch;
 mod cache;
 #[macro_use]
 mod store_impl;

@@ -14,6 +14,8 @@ pub struct PgStore {
     writer: PgPool,
     /// What is kept in memory (see `cache.rs`).
     caches: std::sync::Arc<crate::cache::Caches>,
+    /// SQLite's batch writer (see `batch.rs`); unused on PostgreSQL.
+    batch: std::sync::Arc<crate::batch::Queue>,
 }
 
 impl PgStore {
@@ -25,6 +27,7 @@ impl PgStore {
             writer: pool.clone(),
             pool,
             caches: Default::default(),
+            batch: Default::default(),
         })
     }
 

@@ -290,9 +290,9 @@ pub const INSERT_AUTH_CODE: &str = "\
                             resources, created_at, expires_at, used_at, grant_id) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
 
-/// SQLite: [`INSERT_AUTH_CODE`] and [`RECORD_SESSION_CLIENT`] as one
-/// query (two statements, run by the caller's transaction in one round
-/// trip to the connection's thread).
+/// SQLite, in a batch (`batch.rs`): [`INSERT_AUTH_CODE`] and
+/// [`RECORD_SESSION_CLIENT`] as one query (one round trip to the
+/// connection's thread).
 pub const INSERT_AUTH_CODE_SQLITE: &str = "\
     INSERT INTO auth_codes (digest, client_id, account_id, session_digest, sid, redirect_uri, \
                             scopes, nonce, code_challenge, auth_time, amr, acr_values, \
@@ -301,8 +301,7 @@ pub const INSERT_AUTH_CODE_SQLITE: &str = "\
     INSERT INTO session_clients (session_digest, client_id, first_at) VALUES ($4, $2, $14) \
     ON CONFLICT (session_digest, client_id) DO NOTHING";
 
-/// SQLite: a code's redemption as one query run in the caller's
-/// transaction. Marks the code used (`$14` now, `$15` its digest); only if
+/// SQLite, in a batch (`batch.rs`): a code's redemption as one query. Marks the code used (`$14` now, `$15` its digest); only if
 /// that changed a row, inserts the grant (`$1` to `$13` as
 /// [`INSERT_GRANT`]), which answers with its id, and then, if there is one,
 /// the refresh token (`$16` digest, `$17` created, `$18` expires, `$19`

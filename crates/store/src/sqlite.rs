@@ -15,6 +15,8 @@ pub struct SqliteStore {
     writer: SqlitePool,
     /// What is kept in memory (see `cache.rs`).
     caches: std::sync::Arc<crate::cache::Caches>,
+    /// SQLite's batch writer (see `batch.rs`); unused on PostgreSQL.
+    batch: std::sync::Arc<crate::batch::Queue>,
 }
 
 impl SqliteStore {
@@ -26,6 +28,7 @@ impl SqliteStore {
             pool,
             writer,
             caches: Default::default(),
+            batch: Default::default(),
         })
     }
 

@@ -13,8 +13,8 @@
 //! processes such as the command line) instead of failing on a lock upgrade.
 
 /// Implements [`crate::Store`] for `$store`, a struct with `pool` and
-/// `writer` fields (`sqlx::Pool<$db>`) and `caches` (`Arc<cache::Caches>`),
-/// using `$migrator` for `migrate`.
+/// `writer` fields (`sqlx::Pool<$db>`), `caches` (`Arc<cache::Caches>`) and
+/// `batch` (`Arc<batch::Queue>`), using `$migrator` for `migrate`.
 macro_rules! impl_store {
     (store: $store:ty, db: $db:ty, backend: $backend:expr, migrator: $migrator:path $(,)?) => {
         const _: () = {
@@ -30,6 +30,7 @@ macro_rules! impl_store {
             use gatehouse_core::throttle::Window;
             use gatehouse_core::{Account, AccountId, Email, Timestamp, TokenDigest};
 
+            use $crate::batch::HotWrite;
             use $crate::cache::{CHECK_EVERY, GenerationCache, Lookup};
             use $crate::sql::{
                 self, AccountRow, AuditRow, AuthCodeRow, ChainRow, ClientColumns, ClientRow, CodeRow, ConsentRow,
@@ -232,6 +233,175 @@ macro_rules! impl_store {
                     .filter_map(|b| b.into_ban(id))
                     .collect();
                 Ok(Some($crate::AccountBans { account, bans }))
+            }
+
+            /// `statement` ([`sql::INSERT_AUTH_CODE`] or
+            /// [`sql::INSERT_AUTH_CODE_SQLITE`]) with the code's columns
+            /// bound, `$1` to `$17`.
+            fn code_query(statement: &'static str, code: &AuthCode) -> Query {
+                let amr = code.amr.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(" ");
+                sqlx::query(statement)
+                    .bind(code.digest.as_str())
+                    .bind(code.client_id.as_str())
+                    .bind(code.account_id.as_str())
+                    .bind(code.session_digest.as_str())
+                    .bind(code.sid.as_str())
+                    .bind(code.redirect_uri.as_str())
+                    .bind(code.scopes.to_string())
+                    .bind(code.nonce.as_deref())
+                    .bind(code.code_challenge.as_deref())
+                    .bind(code.auth_time.0)
+                    .bind(amr)
+                    .bind(code.acr_values.as_deref())
+                    .bind(sql::json_list(&code.resources))
+                    .bind(code.created_at.0)
+                    .bind(code.expires_at.0)
+                    .bind(code.used_at.map(|t| t.0))
+                    .bind(code.grant_id.as_str())
+            }
+
+            /// Hands `job` to the batch task (started on first use) and
+            /// waits for its answer, which comes after the commit.
+            async fn hot_write<T>(
+                queue: &$crate::batch::Queue,
+                writer: &sqlx::Pool<$db>,
+                job: HotWrite,
+                answer: tokio::sync::oneshot::Receiver<Result<T, StoreError>>,
+            ) -> Result<T, StoreError> {
+                let sender = queue.get_or_init(|| {
+                    let (sender, jobs) = tokio::sync::mpsc::unbounded_channel();
+                    tokio::spawn(batch_writer(writer.clone(), jobs));
+                    sender
+                });
+                sender
+                    .send(job)
+                    .map_err(|_| $crate::batch::failed("the batch writer has stopped"))?;
+                answer
+                    .await
+                    .map_err(|_| $crate::batch::failed("the batch writer has stopped"))?
+            }
+
+            /// One hot write inside the batch's transaction.
+            async fn run_hot(conn: &mut Conn, job: &HotWrite) -> Result<Option<Redemption>, StoreError> {
+                match job {
+                    HotWrite::InsertCode { code, .. } => {
+                        match code_query(sql::INSERT_AUTH_CODE_SQLITE, code)
+                            .execute(&mut *conn)
+                            .await
+                        {
+                            Err(e) if sql::is_unique_violation(&e) => Err(StoreError::Conflict("auth code")),
+                            other => other.map(|_| None).map_err(StoreError::from),
+                        }
+                    }
+                    HotWrite::Redeem {
+                        digest,
+                        grant,
+                        refresh,
+                        now,
+                        ..
+                    } => {
+                        let issued = grant_query(sql::REDEEM_AUTH_CODE_SQLITE, grant)
+                            .bind(now.0)
+                            .bind(digest.as_str())
+                            .bind(refresh.as_ref().map(|r| r.digest.as_str()))
+                            .bind(refresh.as_ref().map(|r| r.created_at.0))
+                            .bind(refresh.as_ref().map(|r| r.expires_at.0))
+                            .bind(refresh.as_ref().and_then(|r| r.used_at.map(|t| t.0)))
+                            .fetch_all(&mut *conn)
+                            .await;
+                        let issued = match issued {
+                            Err(e) if sql::is_unique_violation(&e) => return Err(StoreError::Conflict("grant")),
+                            other => !other?.is_empty(),
+                        };
+                        if issued {
+                            return Ok(Some(Redemption::Issued));
+                        }
+                        // Used before: revoke what the first use issued.
+                        let grant_id = sqlx::query_scalar::<_, String>(sql::AUTH_CODE_GRANT)
+                            .bind(digest.as_str())
+                            .fetch_optional(&mut *conn)
+                            .await?;
+                        match grant_id {
+                            Some(grant_id) => {
+                                revoke_family(conn, &grant_id, *now).await?;
+                                Ok(Some(Redemption::Replayed))
+                            }
+                            None => Ok(Some(Redemption::Unknown)),
+                        }
+                    }
+                }
+            }
+
+            /// Answers `job` with `outcome` (what [`run_hot`] returned).
+            fn answer(job: HotWrite, outcome: Result<Option<Redemption>, StoreError>) {
+                match job {
+                    HotWrite::InsertCode { reply, .. } => {
+                        let _ = reply.send(outcome.map(|_| ()));
+                    }
+                    HotWrite::Redeem { reply, .. } => {
+                        let _ = reply.send(outcome.map(|r| r.unwrap_or(Redemption::Unknown)));
+                    }
+                }
+            }
+
+            /// The batch task (see `batch.rs`): every hot write queued
+            /// while the last batch ran goes into the next transaction.
+            async fn batch_writer(writer: sqlx::Pool<$db>, mut jobs: tokio::sync::mpsc::UnboundedReceiver<HotWrite>) {
+                // Writes to run again: they shared a transaction with one
+                // that failed, and were rolled back with it.
+                let mut again = std::collections::VecDeque::new();
+                loop {
+                    let mut batch: Vec<HotWrite> = again.drain(..).collect();
+                    if batch.is_empty() {
+                        match jobs.recv().await {
+                            Some(job) => batch.push(job),
+                            None => return,
+                        }
+                    }
+                    while batch.len() < $crate::batch::MAX_BATCH {
+                        match jobs.try_recv() {
+                            Ok(job) => batch.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    let mut tx = match writer.begin().await {
+                        Ok(tx) => tx,
+                        Err(e) => {
+                            for job in batch {
+                                answer(job, Err($crate::batch::failed(&e.to_string())));
+                            }
+                            continue;
+                        }
+                    };
+                    let mut done = Vec::with_capacity(batch.len());
+                    let mut rest = batch.into_iter();
+                    let mut failed = false;
+                    while let Some(job) = rest.next() {
+                        match run_hot(&mut tx, &job).await {
+                            Ok(outcome) => done.push((job, outcome)),
+                            Err(e) => {
+                                // This write fails alone: the transaction is
+                                // rolled back (dropped) and the others run
+                                // again in the next one.
+                                answer(job, Err(e));
+                                again.extend(done.drain(..).map(|(job, _)| job));
+                                again.extend(rest.by_ref());
+                                failed = true;
+                            }
+                        }
+                    }
+                    if failed {
+                        drop(tx);
+                        continue;
+                    }
+                    let committed = tx.commit().await.map_err(|e| e.to_string());
+                    for (job, outcome) in done {
+                        match &committed {
+                            Ok(()) => answer(job, Ok(outcome)),
+                            Err(why) => answer(job, Err($crate::batch::failed(why))),
+                        }
+                    }
+                }
             }
 
             /// Bumps `cache`'s counter, commits, and drops what this store
@@ -839,49 +1009,28 @@ macro_rules! impl_store {
                 // --- authorization codes ------------------------------------
 
                 async fn insert_auth_code(&self, code: &AuthCode) -> Result<(), StoreError> {
-                    let amr = code.amr.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(" ");
-                    // SQLite: both statements in one round trip to the
-                    // connection's thread (the writer is the bottleneck of
-                    // the single sign-on hop, see BENCHMARKS.md).
-                    let statement = match $backend {
-                        Backend::Sqlite => sql::INSERT_AUTH_CODE_SQLITE,
-                        Backend::Postgres => sql::INSERT_AUTH_CODE,
-                    };
+                    if $backend == Backend::Sqlite {
+                        let (reply, answer) = tokio::sync::oneshot::channel();
+                        let job = HotWrite::InsertCode {
+                            code: code.clone(),
+                            reply,
+                        };
+                        return hot_write(&self.batch, &self.writer, job, answer).await;
+                    }
                     let mut tx = self.writer.begin().await?;
-                    let inserted = sqlx::query(statement)
-                        .bind(code.digest.as_str())
-                        .bind(code.client_id.as_str())
-                        .bind(code.account_id.as_str())
-                        .bind(code.session_digest.as_str())
-                        .bind(code.sid.as_str())
-                        .bind(code.redirect_uri.as_str())
-                        .bind(code.scopes.to_string())
-                        .bind(code.nonce.as_deref())
-                        .bind(code.code_challenge.as_deref())
-                        .bind(code.auth_time.0)
-                        .bind(amr)
-                        .bind(code.acr_values.as_deref())
-                        .bind(sql::json_list(&code.resources))
-                        .bind(code.created_at.0)
-                        .bind(code.expires_at.0)
-                        .bind(code.used_at.map(|t| t.0))
-                        .bind(code.grant_id.as_str())
-                        .execute(&mut *tx)
-                        .await;
+                    let inserted = code_query(sql::INSERT_AUTH_CODE, code).execute(&mut *tx).await;
                     match inserted {
                         Err(e) if sql::is_unique_violation(&e) => {
                             return Err(StoreError::Conflict("auth code"));
                         }
                         other => other?,
                     };
-                    if $backend == Backend::Postgres {
-                        sqlx::query(sql::RECORD_SESSION_CLIENT)
-                            .bind(code.session_digest.as_str())
-                            .bind(code.client_id.as_str())
-                            .bind(code.created_at.0)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
+                    sqlx::query(sql::RECORD_SESSION_CLIENT)
+                        .bind(code.session_digest.as_str())
+                        .bind(code.client_id.as_str())
+                        .bind(code.created_at.0)
+                        .execute(&mut *tx)
+                        .await?;
                     tx.commit().await?;
                     Ok(())
                 }
@@ -919,42 +1068,28 @@ macro_rules! impl_store {
                     refresh: Option<&RefreshToken>,
                     now: Timestamp,
                 ) -> Result<Redemption, StoreError> {
+                    if $backend == Backend::Sqlite {
+                        let (reply, answer) = tokio::sync::oneshot::channel();
+                        let job = HotWrite::Redeem {
+                            digest: digest.clone(),
+                            grant: grant.clone(),
+                            refresh: refresh.cloned(),
+                            now,
+                            reply,
+                        };
+                        return hot_write(&self.batch, &self.writer, job, answer).await;
+                    }
                     let mut tx = self.writer.begin().await?;
-                    let used = match $backend {
-                        // One round trip: mark the code used, and only then
-                        // write the grant (which answers with its id) and
-                        // its refresh token.
-                        Backend::Sqlite => {
-                            let issued = grant_query(sql::REDEEM_AUTH_CODE_SQLITE, grant)
-                                .bind(now.0)
-                                .bind(digest.as_str())
-                                .bind(refresh.map(|r| r.digest.as_str()))
-                                .bind(refresh.map(|r| r.created_at.0))
-                                .bind(refresh.map(|r| r.expires_at.0))
-                                .bind(refresh.and_then(|r| r.used_at.map(|t| t.0)))
-                                .fetch_all(&mut *tx)
-                                .await;
-                            match issued {
-                                Err(e) if sql::is_unique_violation(&e) => return Err(StoreError::Conflict("grant")),
-                                other => !other?.is_empty(),
-                            }
-                        }
-                        Backend::Postgres => {
-                            let used = sqlx::query(sql::USE_AUTH_CODE)
-                                .bind(digest.as_str())
-                                .bind(now.0)
-                                .execute(&mut *tx)
-                                .await?
-                                .rows_affected();
-                            if used > 0 {
-                                write_grant(&mut tx, grant, refresh).await?;
-                            }
-                            used > 0
-                        }
-                    };
-                    if !used {
+                    let used = sqlx::query(sql::USE_AUTH_CODE)
+                        .bind(digest.as_str())
+                        .bind(now.0)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if used == 0 {
                         return replayed(tx, sql::AUTH_CODE_GRANT, digest, now).await;
                     }
+                    write_grant(&mut tx, grant, refresh).await?;
                     tx.commit().await?;
                     Ok(Redemption::Issued)
                 }

@@ -210,6 +210,7 @@ backend_tests!(
     clients_round_trip_conflict_and_cascade,
     clients_cached_follow_other_writers,
     joined_reads_bring_account_and_bans,
+    concurrent_codes_fail_alone,
     signing_keys_retire_and_purge,
     interactions_round_trip,
     auth_code_redeems_once_then_replay_revokes_family,
@@ -2155,4 +2156,33 @@ async fn joined_reads_bring_account_and_bans(db: Arc<TestDb>) {
             .unwrap()
             .is_none()
     );
+}
+
+/// Codes written at the same time (on SQLite, in one batch transaction):
+/// those whose session does not exist are refused and not stored; every
+/// other one is stored, whatever it shared a transaction with.
+async fn concurrent_codes_fail_alone(db: Arc<TestDb>) {
+    let s = Arc::clone(&db.store);
+    let a = new_account(s.as_ref(), "many@example.com").await;
+    let client = new_client(s.as_ref(), "Many", T0).await;
+    let session = new_session(s.as_ref(), &a.id, T0).await;
+    let ghost = Session {
+        id_digest: TokenDigest::of("no such session"),
+        ..session.clone()
+    };
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let code = auth_code(&client, &a.id, if i % 3 == 0 { &ghost } else { &session }, T0);
+        let store = Arc::clone(&s);
+        tasks.push(tokio::spawn(async move {
+            let written = store.insert_auth_code(&code).await.is_ok();
+            (i, code, written)
+        }));
+    }
+    for task in tasks {
+        let (i, code, written) = task.await.unwrap();
+        assert_eq!(written, i % 3 != 0, "code {i}");
+        let stored = s.auth_code(&code.digest).await.unwrap();
+        assert_eq!(stored.is_some(), written, "code {i}");
+    }
 }
