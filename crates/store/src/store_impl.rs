@@ -198,22 +198,35 @@ macro_rules! impl_store {
                 digest: &TokenDigest,
                 now: Timestamp,
             ) -> Result<Redemption, StoreError> {
+                let outcome = revoke_replayed(&mut tx, lookup, digest, now).await?;
+                match outcome {
+                    Redemption::Replayed => tx.commit().await?,
+                    _ => tx.rollback().await?,
+                }
+                Ok(outcome)
+            }
+
+            /// A code or refresh token used before: revokes the family its
+            /// first use issued (`lookup` finds the grant by `digest`) on
+            /// `conn`; `Unknown` if there is no such code or token.
+            async fn revoke_replayed(
+                conn: &mut Conn,
+                lookup: &'static str,
+                digest: &TokenDigest,
+                now: Timestamp,
+            ) -> Result<Redemption, StoreError> {
                 let grant_id = sqlx::query_scalar::<_, String>(lookup)
                     .bind(digest.as_str())
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(&mut *conn)
                     .await?;
                 match grant_id {
                     Some(grant_id) => {
                         // The grant may not exist yet (the first use has not
                         // committed): then there is nothing to revoke.
-                        revoke_family(&mut tx, &grant_id, now).await?;
-                        tx.commit().await?;
+                        revoke_family(conn, &grant_id, now).await?;
                         Ok(Redemption::Replayed)
                     }
-                    None => {
-                        tx.rollback().await?;
-                        Ok(Redemption::Unknown)
-                    }
+                    None => Ok(Redemption::Unknown),
                 }
             }
 
@@ -317,17 +330,9 @@ macro_rules! impl_store {
                             return Ok(Some(Redemption::Issued));
                         }
                         // Used before: revoke what the first use issued.
-                        let grant_id = sqlx::query_scalar::<_, String>(sql::AUTH_CODE_GRANT)
-                            .bind(digest.as_str())
-                            .fetch_optional(&mut *conn)
-                            .await?;
-                        match grant_id {
-                            Some(grant_id) => {
-                                revoke_family(conn, &grant_id, *now).await?;
-                                Ok(Some(Redemption::Replayed))
-                            }
-                            None => Ok(Some(Redemption::Unknown)),
-                        }
+                        revoke_replayed(conn, sql::AUTH_CODE_GRANT, digest, *now)
+                            .await
+                            .map(Some)
                     }
                 }
             }
