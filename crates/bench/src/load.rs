@@ -78,7 +78,7 @@ pub fn micros(d: Duration) -> u64 {
 
 /// Why an iteration failed: the connection broke (open a new one), or the
 /// answer was not the expected one (the connection is fine).
-enum Fail {
+pub enum Fail {
     Transport(anyhow::Error),
     Answer(String),
 }
@@ -87,6 +87,24 @@ impl From<anyhow::Error> for Fail {
     fn from(e: anyhow::Error) -> Self {
         Fail::Transport(e)
     }
+}
+
+impl std::fmt::Display for Fail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fail::Transport(e) => write!(f, "{e:#}"),
+            Fail::Answer(m) => f.write_str(m),
+        }
+    }
+}
+
+/// One connection of a closed loop: an iteration of `N` timed steps.
+pub trait LoopWorker<const N: usize>: Send + 'static {
+    /// One iteration; the time of each step (`None`: the step did not
+    /// happen in this scenario).
+    fn iterate(&mut self) -> impl std::future::Future<Output = Result<[Option<Duration>; N], Fail>> + Send;
+    /// After a transport failure: the next iteration opens a new connection.
+    fn disconnect(&mut self);
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -220,17 +238,28 @@ impl Worker {
     }
 }
 
-struct WorkerResult {
+/// What one connection of a closed loop measured.
+struct WorkerResult<const N: usize> {
     latency: Histogram<u64>,
-    steps: [Histogram<u64>; 2],
+    steps: [Histogram<u64>; N],
     errors: u64,
     first_error: Option<String>,
 }
 
-async fn work(mut worker: Worker, scenario: Scenario, start: Instant, end: Instant) -> anyhow::Result<WorkerResult> {
+/// One connection's closed loop: iterate until `end`, counting the
+/// iterations that start and end inside `start..end`.
+async fn work<const N: usize, W: LoopWorker<N>>(
+    mut worker: W,
+    start: Instant,
+    end: Instant,
+) -> anyhow::Result<WorkerResult<N>> {
+    let mut steps = Vec::with_capacity(N);
+    for _ in 0..N {
+        steps.push(histogram()?);
+    }
     let mut result = WorkerResult {
         latency: histogram()?,
-        steps: [histogram()?, histogram()?],
+        steps: steps.try_into().map_err(|_| anyhow::anyhow!("step histograms"))?,
         errors: 0,
         first_error: None,
     };
@@ -239,7 +268,7 @@ async fn work(mut worker: Worker, scenario: Scenario, start: Instant, end: Insta
         if t0 >= end {
             break;
         }
-        let outcome = worker.iterate(scenario).await;
+        let outcome = worker.iterate().await;
         let t1 = Instant::now();
         let counted = t0 >= start && t1 <= end;
         match outcome {
@@ -254,23 +283,71 @@ async fn work(mut worker: Worker, scenario: Scenario, start: Instant, end: Insta
                 }
             }
             Err(fail) => {
-                let message = match fail {
-                    Fail::Transport(e) => {
-                        worker.conn = None;
-                        format!("{e:#}")
-                    }
-                    Fail::Answer(m) => m,
-                };
+                if matches!(fail, Fail::Transport(_)) {
+                    worker.disconnect();
+                }
                 if t0 >= start {
                     result.errors += 1;
                 }
-                result.first_error.get_or_insert(message);
+                result.first_error.get_or_insert(fail.to_string());
                 // Do not spin on a broken server.
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
     }
     Ok(result)
+}
+
+/// Runs `workers` as a closed loop each: `start` is the end of the warm-up,
+/// `window` the timed part. The steps are named by `step_names`.
+pub async fn closed_loop<const N: usize, W: LoopWorker<N>>(
+    workers: Vec<W>,
+    start: Instant,
+    window: Duration,
+    step_names: [&'static str; N],
+) -> anyhow::Result<Outcome> {
+    let end = start + window;
+    let tasks: Vec<_> = workers.into_iter().map(|w| tokio::spawn(work(w, start, end))).collect();
+    let mut outcome = Outcome {
+        latency: histogram()?,
+        steps: Vec::new(),
+        errors: 0,
+        first_error: None,
+        window,
+    };
+    let mut steps = Vec::with_capacity(N);
+    for name in step_names {
+        steps.push((name, histogram()?));
+    }
+    for task in tasks {
+        let r = task.await??;
+        outcome.latency.add(&r.latency)?;
+        for ((_, total), h) in steps.iter_mut().zip(&r.steps) {
+            total.add(h)?;
+        }
+        outcome.errors += r.errors;
+        if outcome.first_error.is_none() {
+            outcome.first_error = r.first_error;
+        }
+    }
+    outcome.steps = steps;
+    Ok(outcome)
+}
+
+/// A [`Worker`] running one scenario.
+struct ScenarioWorker {
+    worker: Worker,
+    scenario: Scenario,
+}
+
+impl LoopWorker<2> for ScenarioWorker {
+    fn iterate(&mut self) -> impl std::future::Future<Output = Result<[Option<Duration>; 2], Fail>> + Send {
+        self.worker.iterate(self.scenario)
+    }
+
+    fn disconnect(&mut self) {
+        self.worker.conn = None;
+    }
 }
 
 /// Runs `scenario` on `connections` connections: `warmup`, then `duration`
@@ -287,34 +364,15 @@ pub async fn run(
         let conn = Conn::open(fixture.addr).await?;
         workers.push(Worker::new(fixture.clone(), i, connections, conn)?);
     }
-    let start = Instant::now() + warmup;
-    let end = start + duration;
-    let tasks: Vec<_> = workers
+    let workers = workers
         .into_iter()
-        .map(|w| tokio::spawn(work(w, scenario, start, end)))
+        .map(|worker| ScenarioWorker { worker, scenario })
         .collect();
-    let mut outcome = Outcome {
-        latency: histogram()?,
-        steps: Vec::new(),
-        errors: 0,
-        first_error: None,
-        window: duration,
-    };
-    let mut steps = [histogram()?, histogram()?];
-    for task in tasks {
-        let r = task.await??;
-        outcome.latency.add(&r.latency)?;
-        for (total, h) in steps.iter_mut().zip(&r.steps) {
-            total.add(h)?;
-        }
-        outcome.errors += r.errors;
-        if outcome.first_error.is_none() {
-            outcome.first_error = r.first_error;
-        }
-    }
-    if scenario == Scenario::Sso {
-        let [authorize, token] = steps;
-        outcome.steps = vec![("GET /authorize", authorize), ("POST /token (code)", token)];
+    let start = Instant::now() + warmup;
+    let mut outcome = closed_loop(workers, start, duration, ["GET /authorize", "POST /token (code)"]).await?;
+    // Only the SSO hop has steps.
+    if scenario != Scenario::Sso {
+        outcome.steps.clear();
     }
     Ok(outcome)
 }

@@ -32,7 +32,6 @@ use axum::Router;
 use axum::routing::post;
 use base64::Engine;
 use bytes::Bytes;
-use hdrhistogram::Histogram;
 use hyper::StatusCode;
 use hyper::header::HeaderValue;
 use serde::Serialize;
@@ -40,7 +39,7 @@ use serde::Serialize;
 use gatehouse_core::oauth::GrantType;
 
 use crate::http::{self, Conn, Reply};
-use crate::load::{Outcome, histogram, micros};
+use crate::load::{Fail, LoopWorker, Outcome, closed_loop, histogram, micros};
 use crate::server::{self, Backend, Database, Server};
 use crate::setup::{self, Fixture};
 
@@ -461,28 +460,6 @@ fn csrf_of(page: &Reply) -> Option<String> {
     Some(value.to_owned())
 }
 
-/// Why an iteration failed: the connection broke (open a new one), or the
-/// answer was not the expected one.
-enum Fail {
-    Transport(anyhow::Error),
-    Answer(String),
-}
-
-impl From<anyhow::Error> for Fail {
-    fn from(e: anyhow::Error) -> Self {
-        Fail::Transport(e)
-    }
-}
-
-impl std::fmt::Display for Fail {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Fail::Transport(e) => write!(f, "{e:#}"),
-            Fail::Answer(m) => f.write_str(m),
-        }
-    }
-}
-
 fn answer(what: &str, reply: &Reply) -> Fail {
     Fail::Answer(format!(
         "{what}: {} {:?} {}",
@@ -592,51 +569,14 @@ impl Worker {
     }
 }
 
-struct WorkerResult {
-    latency: Histogram<u64>,
-    steps: [Histogram<u64>; 4],
-    errors: u64,
-    first_error: Option<String>,
-}
-
-async fn work(mut worker: Worker, start: Instant, end: Instant) -> anyhow::Result<WorkerResult> {
-    let mut result = WorkerResult {
-        latency: histogram()?,
-        steps: [histogram()?, histogram()?, histogram()?, histogram()?],
-        errors: 0,
-        first_error: None,
-    };
-    loop {
-        let t0 = Instant::now();
-        if t0 >= end {
-            break;
-        }
-        let outcome = worker.iterate().await;
-        let t1 = Instant::now();
-        let counted = t0 >= start && t1 <= end;
-        match outcome {
-            Ok(steps) => {
-                if counted {
-                    result.latency.record(micros(t1 - t0))?;
-                    for (h, d) in result.steps.iter_mut().zip(steps) {
-                        h.record(micros(d))?;
-                    }
-                }
-            }
-            Err(fail) => {
-                let message = fail.to_string();
-                if matches!(fail, Fail::Transport(_)) {
-                    worker.conn = None;
-                }
-                if t0 >= start {
-                    result.errors += 1;
-                }
-                result.first_error.get_or_insert(message);
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
+impl LoopWorker<4> for Worker {
+    async fn iterate(&mut self) -> Result<[Option<Duration>; 4], Fail> {
+        Ok(Worker::iterate(self).await?.map(Some))
     }
-    Ok(result)
+
+    fn disconnect(&mut self) {
+        self.conn = None;
+    }
 }
 
 /// The notifications, measured after the load.
@@ -688,34 +628,18 @@ pub async fn run(
         });
     }
     let start = Instant::now() + warmup;
-    let end = start + duration;
-    let tasks: Vec<_> = workers.into_iter().map(|w| tokio::spawn(work(w, start, end))).collect();
-    let mut outcome = Outcome {
-        latency: histogram()?,
-        steps: Vec::new(),
-        errors: 0,
-        first_error: None,
-        window: duration,
-    };
-    let mut steps = [histogram()?, histogram()?, histogram()?, histogram()?];
-    for task in tasks {
-        let r = task.await??;
-        outcome.latency.add(&r.latency)?;
-        for (total, h) in steps.iter_mut().zip(&r.steps) {
-            total.add(h)?;
-        }
-        outcome.errors += r.errors;
-        if outcome.first_error.is_none() {
-            outcome.first_error = r.first_error;
-        }
-    }
-    let [contract, link, page, pay_step] = steps;
-    outcome.steps = vec![
-        ("POST /api/contracts", contract),
-        ("GET /purchase/{link}", link),
-        ("GET /contracts/{hash}", page),
-        ("POST /contracts/{hash}/pay", pay_step),
-    ];
+    let outcome = closed_loop(
+        workers,
+        start,
+        duration,
+        [
+            "POST /api/contracts",
+            "GET /purchase/{link}",
+            "GET /contracts/{hash}",
+            "POST /contracts/{hash}/pay",
+        ],
+    )
+    .await?;
 
     // Every paid purchase must be notified.
     let load_ended = Instant::now();
