@@ -1,7 +1,12 @@
-//! The load: N keep-alive connections, each a closed loop (send, read the
-//! whole answer, check it, send the next), for a warm-up and then a timed
-//! window. Every iteration that starts and ends inside the window has its
-//! latency recorded in an HDR histogram (microseconds).
+//! The load: N keep-alive connections, for a warm-up and then a timed
+//! window. By default each connection is a closed loop (send, read the whole
+//! answer, check it, send the next): it measures how many iterations the
+//! server can do. With a [`Pace::Open`] rate, iterations are due at fixed
+//! times spread over the connections, whether or not the server kept up:
+//! it measures the latency a given rate of arrivals sees. Every iteration
+//! that is due (closed loop: starts) and ends inside the window has its
+//! latency recorded in an HDR histogram (microseconds), counted from when it
+//! was due, so time spent waiting behind a slow answer is counted too.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -98,7 +103,7 @@ impl std::fmt::Display for Fail {
     }
 }
 
-/// One connection of a closed loop: an iteration of `N` timed steps.
+/// One connection of the load: an iteration of `N` timed steps.
 pub trait LoopWorker<const N: usize>: Send + 'static {
     /// One iteration; the time of each step (`None`: the step did not
     /// happen in this scenario).
@@ -238,7 +243,36 @@ impl Worker {
     }
 }
 
-/// What one connection of a closed loop measured.
+/// How a connection starts its iterations.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Pace {
+    /// The next iteration as soon as the last one ended.
+    Closed,
+    /// `rate` iterations per second over all the connections: connection
+    /// `i` of `n` is due at `i / rate`, then every `n / rate` seconds. A
+    /// connection that is late starts at once, and its latency includes
+    /// the lateness (no coordinated omission).
+    Open { rate: f64 },
+}
+
+impl Pace {
+    /// When connection `index` of `connections` is first due, and then how
+    /// often; `None` for a closed loop.
+    fn schedule(self, begin: Instant, index: usize, connections: usize) -> Option<(Instant, Duration)> {
+        match self {
+            Pace::Closed => None,
+            Pace::Open { rate } => {
+                let rate = rate.max(f64::MIN_POSITIVE);
+                Some((
+                    begin + Duration::from_secs_f64(index as f64 / rate),
+                    Duration::from_secs_f64(connections as f64 / rate),
+                ))
+            }
+        }
+    }
+}
+
+/// What one connection measured.
 struct WorkerResult<const N: usize> {
     latency: Histogram<u64>,
     steps: [Histogram<u64>; N],
@@ -246,12 +280,14 @@ struct WorkerResult<const N: usize> {
     first_error: Option<String>,
 }
 
-/// One connection's closed loop: iterate until `end`, counting the
-/// iterations that start and end inside `start..end`.
+/// One connection's loop: iterate until `end`, counting the iterations that
+/// are due and end inside `start..end`. `schedule`: when the first iteration
+/// is due and the period after it (open loop); `None`: a closed loop.
 async fn work<const N: usize, W: LoopWorker<N>>(
     mut worker: W,
     start: Instant,
     end: Instant,
+    schedule: Option<(Instant, Duration)>,
 ) -> anyhow::Result<WorkerResult<N>> {
     let mut steps = Vec::with_capacity(N);
     for _ in 0..N {
@@ -263,8 +299,19 @@ async fn work<const N: usize, W: LoopWorker<N>>(
         errors: 0,
         first_error: None,
     };
+    let mut next_due = schedule.map(|(first, _)| first);
     loop {
-        let t0 = Instant::now();
+        let t0 = match (next_due, schedule) {
+            (Some(due), Some((_, period))) => {
+                next_due = Some(due + period);
+                if due >= end {
+                    break;
+                }
+                tokio::time::sleep_until(due.into()).await;
+                due
+            }
+            _ => Instant::now(),
+        };
         if t0 >= end {
             break;
         }
@@ -298,16 +345,22 @@ async fn work<const N: usize, W: LoopWorker<N>>(
     Ok(result)
 }
 
-/// Runs `workers` as a closed loop each: `start` is the end of the warm-up,
-/// `window` the timed part. The steps are named by `step_names`.
-pub async fn closed_loop<const N: usize, W: LoopWorker<N>>(
+/// Runs `workers`, one loop each at `pace`: `start` is the end of the
+/// warm-up, `window` the timed part. The steps are named by `step_names`.
+pub async fn drive<const N: usize, W: LoopWorker<N>>(
     workers: Vec<W>,
+    pace: Pace,
     start: Instant,
     window: Duration,
     step_names: [&'static str; N],
 ) -> anyhow::Result<Outcome> {
     let end = start + window;
-    let tasks: Vec<_> = workers.into_iter().map(|w| tokio::spawn(work(w, start, end))).collect();
+    let (begin, connections) = (Instant::now(), workers.len());
+    let tasks: Vec<_> = workers
+        .into_iter()
+        .enumerate()
+        .map(|(i, w)| tokio::spawn(work(w, start, end, pace.schedule(begin, i, connections))))
+        .collect();
     let mut outcome = Outcome {
         latency: histogram()?,
         steps: Vec::new(),
@@ -350,12 +403,13 @@ impl LoopWorker<2> for ScenarioWorker {
     }
 }
 
-/// Runs `scenario` on `connections` connections: `warmup`, then `duration`
-/// timed.
+/// Runs `scenario` on `connections` connections at `pace`: `warmup`, then
+/// `duration` timed.
 pub async fn run(
     scenario: Scenario,
     fixture: Arc<Fixture>,
     connections: usize,
+    pace: Pace,
     warmup: Duration,
     duration: Duration,
 ) -> anyhow::Result<Outcome> {
@@ -369,7 +423,7 @@ pub async fn run(
         .map(|worker| ScenarioWorker { worker, scenario })
         .collect();
     let start = Instant::now() + warmup;
-    let mut outcome = closed_loop(workers, start, duration, ["GET /authorize", "POST /token (code)"]).await?;
+    let mut outcome = drive(workers, pace, start, duration, ["GET /authorize", "POST /token (code)"]).await?;
     // Only the SSO hop has steps.
     if scenario != Scenario::Sso {
         outcome.steps.clear();

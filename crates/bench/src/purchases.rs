@@ -39,7 +39,7 @@ use serde::Serialize;
 use gatehouse_core::oauth::GrantType;
 
 use crate::http::{self, Conn, Reply};
-use crate::load::{Fail, LoopWorker, Outcome, closed_loop, histogram, micros};
+use crate::load::{Fail, LoopWorker, Outcome, Pace, drive, histogram, micros};
 use crate::server::{self, Backend, Database, Server};
 use crate::setup::{self, Fixture};
 
@@ -628,8 +628,9 @@ pub async fn run(
         });
     }
     let start = Instant::now() + warmup;
-    let outcome = closed_loop(
+    let outcome = drive(
         workers,
+        Pace::Closed,
         start,
         duration,
         [

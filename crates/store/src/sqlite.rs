@@ -17,18 +17,22 @@ pub struct SqliteStore {
     caches: std::sync::Arc<crate::cache::Caches>,
     /// SQLite's batch writer (see `batch.rs`); unused on PostgreSQL.
     batch: std::sync::Arc<crate::batch::Queue>,
+    /// Copies the WAL into the database file, off the writer's path; ends
+    /// with the last clone of the store.
+    _checkpointer: std::sync::Arc<crate::pools::Checkpointer>,
 }
 
 impl SqliteStore {
     /// Opens `sqlite://path` (or `sqlite:path`), creating the file if it is
     /// missing. Does not migrate.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let (pool, writer) = crate::pools::sqlite_pair(url).await?;
+        let pair = crate::pools::sqlite_pair(url).await?;
         Ok(Self {
-            pool,
-            writer,
+            pool: pair.readers,
+            writer: pair.writer,
             caches: Default::default(),
             batch: Default::default(),
+            _checkpointer: std::sync::Arc::new(pair.checkpointer),
         })
     }
 
