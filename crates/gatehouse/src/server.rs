@@ -107,6 +107,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     settings.outbox_max_age = config.outbox_max_age;
     let state = AppState::new(store.clone(), mailer(config, &issuer)?, settings, keys);
     let outbox = gatehouse_idp::outbox::spawn_worker(state.clone());
+    gatehouse_idp::housekeeping::spawn(state.store.clone());
     let app = gatehouse_idp::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {

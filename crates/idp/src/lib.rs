@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod error;
 pub mod events;
+pub mod housekeeping;
 pub mod keys;
 pub mod mail;
 pub mod metrics;

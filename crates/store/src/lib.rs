@@ -333,6 +333,11 @@ pub trait Store: Send + Sync + 'static {
     async fn put_interaction(&self, interaction: &Interaction) -> Result<(), StoreError>;
     async fn interaction(&self, digest: &TokenDigest) -> Result<Option<Interaction>, StoreError>;
     async fn delete_interaction(&self, digest: &TokenDigest) -> Result<(), StoreError>;
+    /// Deletes the interactions that expired before `interactions_before`
+    /// and the authorization codes that expired before `codes_before` (a
+    /// code is kept past its expiry so that a replay still finds it used
+    /// and revokes what its first use issued). Returns how many rows went.
+    async fn purge_expired(&self, interactions_before: Timestamp, codes_before: Timestamp) -> Result<u64, StoreError>;
     /// Stores the code and records that its session served its client
     /// (idempotently), in one transaction. The session must exist.
     async fn insert_auth_code(&self, code: &AuthCode) -> Result<(), StoreError>;

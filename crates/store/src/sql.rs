@@ -282,6 +282,21 @@ pub const INTERACTION: &str = "\
 
 pub const DELETE_INTERACTION: &str = "DELETE FROM interactions WHERE digest = $1";
 
+/// At most this many rows per purge statement, so that a purge never holds
+/// the writer long; the purge repeats until a statement deletes fewer.
+pub const PURGE_CHUNK: i64 = 1_000;
+
+/// Interactions that expired before `$1`, at most `$2`.
+pub const PURGE_INTERACTIONS: &str = "\
+    DELETE FROM interactions WHERE digest IN \
+        (SELECT digest FROM interactions WHERE expires_at < $1 LIMIT $2)";
+
+/// Authorization codes that expired before `$1`, at most `$2` (uses the
+/// expiry index).
+pub const PURGE_AUTH_CODES: &str = "\
+    DELETE FROM auth_codes WHERE digest IN \
+        (SELECT digest FROM auth_codes WHERE expires_at < $1 LIMIT $2)";
+
 // --- authorization codes ----------------------------------------------------
 
 pub const INSERT_AUTH_CODE: &str = "\

@@ -1011,6 +1011,32 @@ macro_rules! impl_store {
                     Ok(())
                 }
 
+                async fn purge_expired(
+                    &self,
+                    interactions_before: Timestamp,
+                    codes_before: Timestamp,
+                ) -> Result<u64, StoreError> {
+                    let mut purged = 0;
+                    for (statement, before) in [
+                        (sql::PURGE_INTERACTIONS, interactions_before),
+                        (sql::PURGE_AUTH_CODES, codes_before),
+                    ] {
+                        loop {
+                            let deleted = sqlx::query(statement)
+                                .bind(before.0)
+                                .bind(sql::PURGE_CHUNK)
+                                .execute(&self.writer)
+                                .await?
+                                .rows_affected();
+                            purged += deleted;
+                            if deleted < sql::PURGE_CHUNK.unsigned_abs() {
+                                break;
+                            }
+                        }
+                    }
+                    Ok(purged)
+                }
+
                 // --- authorization codes ------------------------------------
 
                 async fn insert_auth_code(&self, code: &AuthCode) -> Result<(), StoreError> {

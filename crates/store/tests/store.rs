@@ -213,6 +213,7 @@ backend_tests!(
     concurrent_codes_fail_alone,
     signing_keys_retire_and_purge,
     interactions_round_trip,
+    expired_codes_and_interactions_are_purged,
     auth_code_redeems_once_then_replay_revokes_family,
     concurrent_auth_code_redeems_issue_once,
     refresh_token_rotation_and_replay,
@@ -1328,6 +1329,49 @@ async fn interactions_round_trip(db: Arc<TestDb>) {
     assert_eq!(s.interaction(&i.digest).await.unwrap(), None);
     assert_eq!(s.interaction(&other.digest).await.unwrap(), Some(other));
     s.delete_interaction(&i.digest).await.unwrap();
+}
+
+/// Expired interactions go at once; expired codes only after the time the
+/// caller keeps them for; live ones stay. Nothing else is touched.
+async fn expired_codes_and_interactions_are_purged(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    let c = new_client(s, "Shop", T0).await;
+    let a = new_account(s, "purge@example.com").await;
+    let session = new_session(s, &a.id, T0).await;
+    let interaction = |expires_at: Timestamp| Interaction {
+        digest: OpaqueToken::generate().digest(),
+        query: "response_type=code".into(),
+        created_at: T0,
+        expires_at,
+    };
+    let (gone, live) = (interaction(T0.plus(10)), interaction(T0.plus(1000)));
+    s.put_interaction(&gone).await.unwrap();
+    s.put_interaction(&live).await.unwrap();
+    let code = |expires_at: Timestamp| AuthCode {
+        expires_at,
+        ..auth_code(&c, &a.id, &session, T0)
+    };
+    let (old, kept) = (code(T0.plus(10)), code(T0.plus(60)));
+    s.insert_auth_code(&old).await.unwrap();
+    s.insert_auth_code(&kept).await.unwrap();
+    // Many more than one purge statement deletes.
+    let many: Vec<_> = (0..1_100).map(|_| code(T0.plus(5))).collect();
+    for code in &many {
+        s.insert_auth_code(code).await.unwrap();
+    }
+
+    // Interactions that expired before T0+100, codes before T0+30.
+    let purged = s.purge_expired(T0.plus(100), T0.plus(30)).await.unwrap();
+    assert_eq!(purged, 1 + 1 + 1_100);
+    assert_eq!(s.interaction(&gone.digest).await.unwrap(), None);
+    assert_eq!(s.interaction(&live.digest).await.unwrap(), Some(live.clone()));
+    assert_eq!(s.auth_code(&old.digest).await.unwrap(), None);
+    assert_eq!(s.auth_code(&many[0].digest).await.unwrap(), None);
+    assert_eq!(s.auth_code(&kept.digest).await.unwrap(), Some(kept.clone()));
+    // The session still knows it served the client.
+    assert_eq!(s.session_clients(&session.id_digest).await.unwrap(), vec![c.id.clone()]);
+    // Again: nothing left to purge.
+    assert_eq!(s.purge_expired(T0.plus(100), T0.plus(30)).await.unwrap(), 0);
 }
 
 // --- codes, grants, refresh tokens --------------------------------------------

@@ -6,11 +6,16 @@
 use super::client::{ClientId, SigningAlg};
 use super::scope::Scopes;
 use crate::session::AuthMethod;
-use crate::time::{DAY, MINUTE};
+use crate::time::{DAY, HOUR, MINUTE};
 use crate::{AccountId, Timestamp, TokenDigest};
 
 /// A code lives a minute (RFC 6749 §4.1.2 recommends at most ten).
 pub const CODE_LIFETIME: i64 = MINUTE;
+/// How long a code is kept after it expired: a replay within this time
+/// still finds it used and revokes what its first use issued (RFC 6749
+/// §4.1.2); after it, a replay is only refused. The access tokens the
+/// first use issued have expired by then.
+pub const CODE_KEPT_AFTER_EXPIRY: i64 = HOUR;
 /// Access tokens are short-lived JWTs.
 pub const ACCESS_TOKEN_LIFETIME: i64 = 5 * MINUTE;
 pub const ID_TOKEN_LIFETIME: i64 = 5 * MINUTE;

@@ -10,3 +10,6 @@ DROP INDEX auth_codes_by_grant;
 -- implies `parent_id IS NOT NULL`, so the family queries still use it).
 DROP INDEX grants_by_parent;
 CREATE INDEX grants_by_parent ON grants (parent_id) WHERE parent_id IS NOT NULL;
+-- Expired codes are purged now and then (`Store::purge_expired`); this
+-- index finds them, and is only ever appended to.
+CREATE INDEX auth_codes_by_expiry ON auth_codes (expires_at);
