@@ -38,11 +38,21 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         match self {
             AppError::BadRequest(msg) => error_page(StatusCode::BAD_REQUEST, "That request was not right", msg),
-            AppError::TooLarge => error_page(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "That was too much",
-                "The form sent more than any form here takes. Shorten what you typed and try again.",
-            ),
+            AppError::TooLarge => {
+                let mut response = error_page(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "That was too much",
+                    "The form sent more than any form here takes. Shorten what you typed and try again.",
+                );
+                // The rest of the body is not read, so the connection cannot
+                // carry another request: say so, or the client may send its
+                // next one on a connection about to close (RFC 9110 §15.5.14).
+                response.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+                response
+            }
             AppError::Csrf => error_page(
                 StatusCode::FORBIDDEN,
                 "This form has expired",

@@ -651,6 +651,18 @@ async fn bad_input_changes_nothing(backend: Backend) {
     b.post("/login", &[("email", "quinn@example.com"), ("password", &huge)])
         .await
         .expect(StatusCode::PAYLOAD_TOO_LARGE, "too much");
+    // The unread rest of such a body ends its connection, and the answer
+    // says so (a client reusing it would lose its next request).
+    let r = b
+        .client
+        .post(b.url("/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("email=quinn%40example.com&password={huge}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.headers()["connection"], "close");
     assert!(
         store
             .account_by_email(&Email::parse("r@example.com").unwrap())
