@@ -247,6 +247,11 @@ pub const CLIENTS: &str = "\
 /// go with it (`ON DELETE CASCADE`).
 pub const DELETE_CLIENT: &str = "DELETE FROM clients WHERE id = $1";
 
+/// Authorization codes have no foreign keys (migration 0008): deleting a
+/// client or an account deletes its codes with these.
+pub const DELETE_AUTH_CODES_OF_CLIENT: &str = "DELETE FROM auth_codes WHERE client_id = $1";
+pub const DELETE_AUTH_CODES_OF_ACCOUNT: &str = "DELETE FROM auth_codes WHERE account_id = $1";
+
 /// `$1` the row (`cache.rs`): in the transaction of every write to its table.
 pub const BUMP_GENERATION: &str = "UPDATE generations SET value = value + 1 WHERE name = $1";
 pub const GENERATION: &str = "SELECT value FROM generations WHERE name = $1";

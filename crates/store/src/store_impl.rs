@@ -558,12 +558,17 @@ macro_rules! impl_store {
                     outbox: &[OutboxMessage],
                 ) -> Result<(), StoreError> {
                     let mut tx = self.writer.begin().await?;
-                    // Sessions and codes are deleted explicitly, not relying
-                    // on the foreign keys being enforced. The OAuth records
-                    // (consents, authorization codes, grants and their
-                    // refresh tokens, the sessions' client links) go by the
-                    // foreign keys' `ON DELETE CASCADE`, as for `delete_client`.
-                    for statement in [sql::DELETE_SESSIONS_OF, sql::DELETE_CODES_OF, sql::DELETE_ACCOUNT] {
+                    // Sessions, one-time codes and authorization codes (which
+                    // have no foreign keys) are deleted explicitly. The other
+                    // OAuth records (consents, grants and their refresh
+                    // tokens, the sessions' client links) go by the foreign
+                    // keys' `ON DELETE CASCADE`, as for `delete_client`.
+                    for statement in [
+                        sql::DELETE_SESSIONS_OF,
+                        sql::DELETE_CODES_OF,
+                        sql::DELETE_AUTH_CODES_OF_ACCOUNT,
+                        sql::DELETE_ACCOUNT,
+                    ] {
                         sqlx::query(statement).bind(id.as_str()).execute(&mut *tx).await?;
                     }
                     insert_outbox(&mut tx, outbox).await?;
@@ -926,6 +931,10 @@ macro_rules! impl_store {
 
                 async fn delete_client(&self, id: &ClientId) -> Result<bool, StoreError> {
                     let mut tx = self.writer.begin().await?;
+                    sqlx::query(sql::DELETE_AUTH_CODES_OF_CLIENT)
+                        .bind(id.as_str())
+                        .execute(&mut *tx)
+                        .await?;
                     let deleted = sqlx::query(sql::DELETE_CLIENT)
                         .bind(id.as_str())
                         .execute(&mut *tx)

@@ -1050,7 +1050,7 @@ async fn new_client(store: &dyn Store, name: &str, now: Timestamp) -> Client {
 
 fn auth_code(client: &Client, account: &AccountId, session: &Session, now: Timestamp) -> AuthCode {
     AuthCode {
-        digest: OpaqueToken::generate().digest(),
+        digest: OpaqueToken::generate_ordered().digest(),
         client_id: client.id.clone(),
         account_id: account.clone(),
         session_digest: session.id_digest.clone(),
@@ -1719,10 +1719,11 @@ async fn session_clients_follow_sessions(db: Arc<TestDb>) {
     assert_eq!(s.session_clients(&a1.id_digest).await.unwrap(), vec![]);
 
     // Twice for c2 and once for c1 on a1: each recorded once, sorted.
+    let mut codes = vec![];
     for (client, session) in [(&c2, &a1), (&c1, &a1), (&c2, &a1), (&c1, &a2), (&c1, &b1)] {
-        s.insert_auth_code(&auth_code(client, &session.account_id, session, T0))
-            .await
-            .unwrap();
+        let code = auth_code(client, &session.account_id, session, T0);
+        s.insert_auth_code(&code).await.unwrap();
+        codes.push(code);
     }
     let mut both = vec![c1.id.clone(), c2.id.clone()];
     both.sort();
@@ -1757,6 +1758,12 @@ async fn session_clients_follow_sessions(db: Arc<TestDb>) {
     assert_eq!(s.session_clients(&a2.id_digest).await.unwrap(), vec![]);
     assert_eq!(s.session_clients(&b1.id_digest).await.unwrap(), vec![c1.id.clone()]);
     assert_eq!(s.account_by_id(&a.id).await.unwrap(), None);
+    // And its authorization codes (deleted by the store: they have no
+    // foreign keys), not the other account's.
+    for code in &codes {
+        let kept = s.auth_code(&code.digest).await.unwrap().is_some();
+        assert_eq!(kept, code.account_id == b.id, "{:?}", code.account_id);
+    }
 }
 
 // --- revoked access tokens --------------------------------------------------

@@ -27,9 +27,11 @@ pub const INTERACTION_LIFETIME: i64 = 30 * MINUTE;
 /// The authentication context class we achieve: a password.
 pub const ACR_PASSWORD: &str = "urn:gatehouse:acr:password";
 
-/// A grant id: names one token family.
+/// A grant id: names one token family. Time-ordered (UUIDv7), so new
+/// grants (one per sign-on) are appended to the grants' index and their
+/// refresh tokens' index by grant, rather than written at random pages.
 pub fn new_grant_id() -> String {
-    format!("g_{}", uuid::Uuid::new_v4().simple())
+    format!("g_{}", uuid::Uuid::now_v7().simple())
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

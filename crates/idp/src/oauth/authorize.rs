@@ -236,7 +236,7 @@ async fn issue_code(
     current: &Current,
     now: Timestamp,
 ) -> Result<Response, AppError> {
-    let code = OpaqueToken::generate();
+    let code = OpaqueToken::generate_ordered();
     let record = AuthCode {
         digest: code.digest(),
         client_id: req.client.id.clone(),
