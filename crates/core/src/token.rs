@@ -32,14 +32,13 @@ impl OpaqueToken {
         Self(Secret::new(URL_SAFE_NO_PAD.encode(bytes)))
     }
 
-    /// Like [`generate`](Self::generate), after the issue time: 12 lowercase
-    /// hex digits of milliseconds since 1970, so that tokens issued later
-    /// sort later, and so do their digests ([`TokenDigest::of`]). The time
-    /// is no secret; the 256 random bits after it are.
-    pub fn generate_ordered() -> Self {
-        let millis = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
+    /// Like [`generate`](Self::generate), after the issue time `now`: 12
+    /// lowercase hex digits of milliseconds since 1970, so that tokens
+    /// issued later sort later, and so do their digests
+    /// ([`TokenDigest::of`]). The time is no secret; the 256 random bits
+    /// after it are.
+    pub fn generate_ordered(now: SystemTime) -> Self {
+        let millis = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
         let random = Self::generate();
         Self(Secret::new(format!(
             "{:0width$x}{}",
@@ -144,9 +143,10 @@ mod tests {
 
     #[test]
     fn ordered_tokens_and_their_digests_sort_by_issue_time() {
-        let first = OpaqueToken::generate_ordered();
-        std::thread::sleep(std::time::Duration::from_millis(2));
-        let second = OpaqueToken::generate_ordered();
+        let at = UNIX_EPOCH + std::time::Duration::from_millis(1_796_000_000_123);
+        let first = OpaqueToken::generate_ordered(at);
+        let second = OpaqueToken::generate_ordered(at + std::time::Duration::from_millis(1));
+        assert_eq!(&first.expose()[..12], "01a229f1287b");
         assert_eq!(first.expose().len(), 55);
         assert!(first.expose() < second.expose());
         assert!(first.digest().as_str() < second.digest().as_str());

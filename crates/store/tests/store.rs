@@ -1050,7 +1050,7 @@ async fn new_client(store: &dyn Store, name: &str, now: Timestamp) -> Client {
 
 fn auth_code(client: &Client, account: &AccountId, session: &Session, now: Timestamp) -> AuthCode {
     AuthCode {
-        digest: OpaqueToken::generate_ordered().digest(),
+        digest: OpaqueToken::generate_ordered(std::time::SystemTime::now()).digest(),
         client_id: client.id.clone(),
         account_id: account.clone(),
         session_digest: session.id_digest.clone(),
@@ -1066,7 +1066,7 @@ fn auth_code(client: &Client, account: &AccountId, session: &Session, now: Times
         created_at: now,
         expires_at: now.plus(60),
         used_at: None,
-        grant_id: gatehouse_core::oauth::grant::new_grant_id(),
+        grant_id: gatehouse_core::oauth::grant::new_grant_id(std::time::SystemTime::now()),
     }
 }
 
@@ -1083,7 +1083,7 @@ fn refresh_for(grant_id: &str, now: Timestamp) -> RefreshToken {
 /// A client-credentials style grant, or a narrowed child of `parent`.
 fn bare_grant(client: &Client, account: Option<&AccountId>, parent: Option<&str>, now: Timestamp) -> Grant {
     Grant {
-        id: gatehouse_core::oauth::grant::new_grant_id(),
+        id: gatehouse_core::oauth::grant::new_grant_id(std::time::SystemTime::now()),
         client_id: client.id.clone(),
         account_id: account.cloned(),
         scopes: scopes("payments"),
@@ -1425,7 +1425,7 @@ async fn auth_code_redeems_once_then_replay_revokes_family(db: Arc<TestDb>) {
     // The code again: nothing written, the whole family revoked.
     let replay_at = T0.plus(30);
     let second = Grant {
-        id: gatehouse_core::oauth::grant::new_grant_id(),
+        id: gatehouse_core::oauth::grant::new_grant_id(std::time::SystemTime::now()),
         ..Grant::from_code(&code, replay_at)
     };
     let second_refresh = refresh_for(&second.id, replay_at);

@@ -27,11 +27,14 @@ pub const INTERACTION_LIFETIME: i64 = 30 * MINUTE;
 /// The authentication context class we achieve: a password.
 pub const ACR_PASSWORD: &str = "urn:gatehouse:acr:password";
 
-/// A grant id: names one token family. Time-ordered (UUIDv7), so new
-/// grants (one per sign-on) are appended to the grants' index and their
-/// refresh tokens' index by grant, rather than written at random pages.
-pub fn new_grant_id() -> String {
-    format!("g_{}", uuid::Uuid::now_v7().simple())
+/// A grant id: names one token family. Time-ordered (a UUIDv7 of `now`),
+/// so new grants (one per sign-on) are appended to the grants' index and
+/// their refresh tokens' index by grant, rather than written into random
+/// pages of them.
+pub fn new_grant_id(now: std::time::SystemTime) -> String {
+    let since = now.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let time = uuid::Timestamp::from_unix(uuid::NoContext, since.as_secs(), since.subsec_nanos());
+    format!("g_{}", uuid::Uuid::new_v7(time).simple())
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -163,4 +166,21 @@ pub enum Redemption {
     Replayed,
     /// No such code or token.
     Unknown,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+
+    #[test]
+    fn grant_ids_sort_by_their_time_and_differ_within_it() {
+        let at = UNIX_EPOCH + Duration::from_millis(1_796_000_000_123);
+        let (a, b) = (new_grant_id(at), new_grant_id(at));
+        let later = new_grant_id(at + Duration::from_millis(1));
+        assert_ne!(a, b);
+        assert!(a < later && b < later, "{a} {b} {later}");
+        assert!(a.starts_with("g_01a229f1287b7"), "{a}: the time, then version 7");
+    }
 }

@@ -236,7 +236,8 @@ async fn issue_code(
     current: &Current,
     now: Timestamp,
 ) -> Result<Response, AppError> {
-    let code = OpaqueToken::generate_ordered();
+    let issued = std::time::SystemTime::now();
+    let code = OpaqueToken::generate_ordered(issued);
     let record = AuthCode {
         digest: code.digest(),
         client_id: req.client.id.clone(),
@@ -254,7 +255,7 @@ async fn issue_code(
         created_at: now,
         expires_at: now.plus(grant::CODE_LIFETIME),
         used_at: None,
-        grant_id: grant::new_grant_id(),
+        grant_id: grant::new_grant_id(issued),
     };
     state.store.insert_auth_code(&record).await?;
     let mut params = vec![("code", code.expose())];

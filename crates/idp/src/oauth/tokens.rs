@@ -156,7 +156,7 @@ pub async fn id_token(
 /// A new refresh token for `grant`; returns the value to hand out and the
 /// record to store.
 pub fn refresh_token(grant_id: &str, now: Timestamp) -> (OpaqueToken, RefreshToken) {
-    let token = OpaqueToken::generate_ordered();
+    let token = OpaqueToken::generate_ordered(std::time::SystemTime::now());
     let record = RefreshToken {
         digest: token.digest(),
         grant_id: grant_id.to_owned(),
