@@ -304,36 +304,72 @@ pub const PURGE_AUTH_CODES: &str = "\
 
 // --- authorization codes ----------------------------------------------------
 
-pub const INSERT_AUTH_CODE: &str = "\
-    INSERT INTO auth_codes (digest, client_id, account_id, session_digest, sid, redirect_uri, \
-                            scopes, nonce, code_challenge, auth_time, amr, acr_values, \
-                            resources, created_at, expires_at, used_at, grant_id) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
+/// The columns of an authorization code, `$1` to `$17` in this order
+/// (`code_query` in `store_impl.rs` binds them).
+macro_rules! insert_auth_code {
+    () => {
+        "INSERT INTO auth_codes (digest, client_id, account_id, session_digest, sid, redirect_uri, \
+                                 scopes, nonce, code_challenge, auth_time, amr, acr_values, \
+                                 resources, created_at, expires_at, used_at, grant_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+    };
+}
 
-/// SQLite, in a batch (`batch.rs`): [`INSERT_AUTH_CODE`] and
-/// [`RECORD_SESSION_CLIENT`] as one query (one round trip to the
-/// connection's thread).
-pub const INSERT_AUTH_CODE_SQLITE: &str = "\
-    INSERT INTO auth_codes (digest, client_id, account_id, session_digest, sid, redirect_uri, \
-                            scopes, nonce, code_challenge, auth_time, amr, acr_values, \
-                            resources, created_at, expires_at, used_at, grant_id) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17); \
-    INSERT INTO session_clients (session_digest, client_id, first_at) VALUES ($4, $2, $14) \
-    ON CONFLICT (session_digest, client_id) DO NOTHING";
+/// The grant a redeemed code becomes, `$1` to `$13` as in [`INSERT_GRANT`],
+/// inserted only from the rows of `$source`.
+macro_rules! insert_grant_from {
+    ($source:literal) => {
+        concat!(
+            "INSERT INTO grants (id, client_id, account_id, scopes, sid, session_digest, auth_time, amr, \
+                                 resources, parent_id, created_at, revoked_at, dpop_jkt) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 ",
+            $source
+        )
+    };
+}
 
-/// SQLite, in a batch (`batch.rs`): a code's redemption as one query. Marks the code used (`$14` now, `$15` its digest); only if
-/// that changed a row, inserts the grant (`$1` to `$13` as
-/// [`INSERT_GRANT`]), which answers with its id, and then, if there is one,
-/// the refresh token (`$16` digest, `$17` created, `$18` expires, `$19`
-/// used). No row back: the code was used before.
-pub const REDEEM_AUTH_CODE_SQLITE: &str = "\
-    UPDATE auth_codes SET used_at = $14 WHERE digest = $15 AND used_at IS NULL; \
-    INSERT INTO grants (id, client_id, account_id, scopes, sid, session_digest, auth_time, amr, \
-                        resources, parent_id, created_at, revoked_at, dpop_jkt) \
-    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 WHERE changes() = 1 \
-    RETURNING id; \
-    INSERT INTO refresh_tokens (digest, grant_id, created_at, expires_at, used_at) \
-    SELECT $16, $1, $17, $18, $19 WHERE changes() = 1 AND $16 IS NOT NULL";
+/// An authorization code and, the first time, that its session served its
+/// client, as one query: one round trip, and on either backend atomic (a
+/// code for a session that does not exist is refused, and not stored).
+/// SQLite runs it in a batch (`batch.rs`), two statements in the batch's
+/// transaction; PostgreSQL as one statement, its own transaction.
+pub const INSERT_AUTH_CODE_SQLITE: &str = concat!(
+    insert_auth_code!(),
+    "; INSERT INTO session_clients (session_digest, client_id, first_at) VALUES ($4, $2, $14) \
+     ON CONFLICT (session_digest, client_id) DO NOTHING"
+);
+pub const INSERT_AUTH_CODE_POSTGRES: &str = concat!(
+    "WITH code AS (",
+    insert_auth_code!(),
+    " RETURNING session_digest, client_id, created_at) \
+     INSERT INTO session_clients (session_digest, client_id, first_at) \
+     SELECT session_digest, client_id, created_at FROM code \
+     ON CONFLICT (session_digest, client_id) DO NOTHING"
+);
+
+/// A code's redemption as one query. Marks the code used (`$14` now, `$15`
+/// its digest); only if that changed a row, inserts the grant (`$1` to
+/// `$13` as [`INSERT_GRANT`]), which answers with its id, and then, if
+/// there is one, the refresh token (`$16` digest, `$17` created, `$18`
+/// expires, `$19` used). No row back: the code was used before, or never
+/// issued. SQLite runs it in a batch (`batch.rs`); PostgreSQL as one
+/// statement, its own transaction (one round trip, one commit).
+pub const REDEEM_AUTH_CODE_SQLITE: &str = concat!(
+    "UPDATE auth_codes SET used_at = $14 WHERE digest = $15 AND used_at IS NULL; ",
+    insert_grant_from!("WHERE changes() = 1 RETURNING id; "),
+    "INSERT INTO refresh_tokens (digest, grant_id, created_at, expires_at, used_at) \
+     SELECT $16, $1, $17, $18, $19 WHERE changes() = 1 AND $16 IS NOT NULL"
+);
+pub const REDEEM_AUTH_CODE_POSTGRES: &str = concat!(
+    "WITH used AS (UPDATE auth_codes SET used_at = $14 WHERE digest = $15 AND used_at IS NULL \
+                   RETURNING digest), \
+          issued AS (",
+    insert_grant_from!("FROM used RETURNING id"),
+    "), \
+          refresh AS (INSERT INTO refresh_tokens (digest, grant_id, created_at, expires_at, used_at) \
+                      SELECT $16, id, $17, $18, $19 FROM issued WHERE $16 IS NOT NULL) \
+     SELECT id FROM issued"
+);
 
 pub const AUTH_CODE: &str = "\
     SELECT digest, client_id, account_id, session_digest, sid, redirect_uri, scopes, nonce, \
@@ -341,16 +377,7 @@ pub const AUTH_CODE: &str = "\
            used_at, grant_id \
     FROM auth_codes WHERE digest = $1";
 
-/// Affects no row if the code was used before. `$1` digest, `$2` now.
-pub const USE_AUTH_CODE: &str = "\
-    UPDATE auth_codes SET used_at = $2 WHERE digest = $1 AND used_at IS NULL";
-
 pub const AUTH_CODE_GRANT: &str = "SELECT grant_id FROM auth_codes WHERE digest = $1";
-
-/// `$1` session digest, `$2` client, `$3` now. The first time counts.
-pub const RECORD_SESSION_CLIENT: &str = "\
-    INSERT INTO session_clients (session_digest, client_id, first_at) VALUES ($1, $2, $3) \
-    ON CONFLICT (session_digest, client_id) DO NOTHING";
 
 /// Sorted by the caller (byte order, whatever the database's collation).
 pub const SESSION_CLIENTS: &str = "\

@@ -248,8 +248,8 @@ macro_rules! impl_store {
                 Ok(Some($crate::AccountBans { account, bans }))
             }
 
-            /// `statement` ([`sql::INSERT_AUTH_CODE`] or
-            /// [`sql::INSERT_AUTH_CODE_SQLITE`]) with the code's columns
+            /// `statement` ([`sql::INSERT_AUTH_CODE_SQLITE`] or
+            /// [`sql::INSERT_AUTH_CODE_POSTGRES`]) with the code's columns
             /// bound, `$1` to `$17`.
             fn code_query(statement: &'static str, code: &AuthCode) -> Query {
                 let amr = code.amr.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(" ");
@@ -294,18 +294,48 @@ macro_rules! impl_store {
                     .map_err(|_| $crate::batch::failed("the batch writer has stopped"))?
             }
 
+            /// Stores `code` with `statement` ([`sql::INSERT_AUTH_CODE_SQLITE`]
+            /// or [`sql::INSERT_AUTH_CODE_POSTGRES`]) on `conn`.
+            async fn insert_code(conn: &mut Conn, statement: &'static str, code: &AuthCode) -> Result<(), StoreError> {
+                match code_query(statement, code).execute(&mut *conn).await {
+                    Err(e) if sql::is_unique_violation(&e) => Err(StoreError::Conflict("auth code")),
+                    other => other.map(|_| ()).map_err(StoreError::from),
+                }
+            }
+
+            /// Redeems the code `digest` for `grant` (and `refresh`) with
+            /// `statement` ([`sql::REDEEM_AUTH_CODE_SQLITE`] or
+            /// [`sql::REDEEM_AUTH_CODE_POSTGRES`]) on `conn`: whether it
+            /// did (false: used before, or never issued).
+            async fn redeem_code(
+                conn: &mut Conn,
+                statement: &'static str,
+                digest: &TokenDigest,
+                grant: &Grant,
+                refresh: Option<&RefreshToken>,
+                now: Timestamp,
+            ) -> Result<bool, StoreError> {
+                let issued = grant_query(statement, grant)
+                    .bind(now.0)
+                    .bind(digest.as_str())
+                    .bind(refresh.map(|r| r.digest.as_str()))
+                    .bind(refresh.map(|r| r.created_at.0))
+                    .bind(refresh.map(|r| r.expires_at.0))
+                    .bind(refresh.and_then(|r| r.used_at.map(|t| t.0)))
+                    .fetch_all(&mut *conn)
+                    .await;
+                match issued {
+                    Err(e) if sql::is_unique_violation(&e) => Err(StoreError::Conflict("grant")),
+                    other => Ok(!other?.is_empty()),
+                }
+            }
+
             /// One hot write inside the batch's transaction.
             async fn run_hot(conn: &mut Conn, job: &HotWrite) -> Result<Option<Redemption>, StoreError> {
                 match job {
-                    HotWrite::InsertCode { code, .. } => {
-                        match code_query(sql::INSERT_AUTH_CODE_SQLITE, code)
-                            .execute(&mut *conn)
-                            .await
-                        {
-                            Err(e) if sql::is_unique_violation(&e) => Err(StoreError::Conflict("auth code")),
-                            other => other.map(|_| None).map_err(StoreError::from),
-                        }
-                    }
+                    HotWrite::InsertCode { code, .. } => insert_code(conn, sql::INSERT_AUTH_CODE_SQLITE, code)
+                        .await
+                        .map(|()| None),
                     HotWrite::Redeem {
                         digest,
                         grant,
@@ -313,20 +343,16 @@ macro_rules! impl_store {
                         now,
                         ..
                     } => {
-                        let issued = grant_query(sql::REDEEM_AUTH_CODE_SQLITE, grant)
-                            .bind(now.0)
-                            .bind(digest.as_str())
-                            .bind(refresh.as_ref().map(|r| r.digest.as_str()))
-                            .bind(refresh.as_ref().map(|r| r.created_at.0))
-                            .bind(refresh.as_ref().map(|r| r.expires_at.0))
-                            .bind(refresh.as_ref().and_then(|r| r.used_at.map(|t| t.0)))
-                            .fetch_all(&mut *conn)
-                            .await;
-                        let issued = match issued {
-                            Err(e) if sql::is_unique_violation(&e) => return Err(StoreError::Conflict("grant")),
-                            other => !other?.is_empty(),
-                        };
-                        if issued {
+                        if redeem_code(
+                            conn,
+                            sql::REDEEM_AUTH_CODE_SQLITE,
+                            digest,
+                            grant,
+                            refresh.as_ref(),
+                            *now,
+                        )
+                        .await?
+                        {
                             return Ok(Some(Redemption::Issued));
                         }
                         // Used before: revoke what the first use issued.
@@ -1057,22 +1083,8 @@ macro_rules! impl_store {
                         };
                         return hot_write(&self.batch, &self.writer, job, answer).await;
                     }
-                    let mut tx = self.writer.begin().await?;
-                    let inserted = code_query(sql::INSERT_AUTH_CODE, code).execute(&mut *tx).await;
-                    match inserted {
-                        Err(e) if sql::is_unique_violation(&e) => {
-                            return Err(StoreError::Conflict("auth code"));
-                        }
-                        other => other?,
-                    };
-                    sqlx::query(sql::RECORD_SESSION_CLIENT)
-                        .bind(code.session_digest.as_str())
-                        .bind(code.client_id.as_str())
-                        .bind(code.created_at.0)
-                        .execute(&mut *tx)
-                        .await?;
-                    tx.commit().await?;
-                    Ok(())
+                    let mut conn = self.writer.acquire().await?;
+                    insert_code(&mut conn, sql::INSERT_AUTH_CODE_POSTGRES, code).await
                 }
 
                 async fn auth_code(&self, digest: &TokenDigest) -> Result<Option<AuthCode>, StoreError> {
@@ -1119,19 +1131,22 @@ macro_rules! impl_store {
                         };
                         return hot_write(&self.batch, &self.writer, job, answer).await;
                     }
-                    let mut tx = self.writer.begin().await?;
-                    let used = sqlx::query(sql::USE_AUTH_CODE)
-                        .bind(digest.as_str())
-                        .bind(now.0)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                    if used == 0 {
-                        return replayed(tx, sql::AUTH_CODE_GRANT, digest, now).await;
+                    let mut conn = self.writer.acquire().await?;
+                    if redeem_code(
+                        &mut conn,
+                        sql::REDEEM_AUTH_CODE_POSTGRES,
+                        digest,
+                        grant,
+                        refresh,
+                        now,
+                    )
+                    .await?
+                    {
+                        return Ok(Redemption::Issued);
                     }
-                    write_grant(&mut tx, grant, refresh).await?;
-                    tx.commit().await?;
-                    Ok(Redemption::Issued)
+                    drop(conn);
+                    // Used before: revoke what the first use issued.
+                    replayed(self.writer.begin().await?, sql::AUTH_CODE_GRANT, digest, now).await
                 }
 
                 async fn clients_used_by(&self, account: &AccountId) -> Result<Vec<ClientId>, StoreError> {
