@@ -338,7 +338,7 @@ impl Verifier {
     /// Fetches the JWKS now (e.g. at start-up, to fail early if the issuer
     /// cannot be reached). Subject to the refetch interval.
     pub async fn prefetch_keys(&self) -> Result<(), Error> {
-        self.fetch_after(Instant::now()).await
+        self.fetch_after(Instant::now(), None).await
     }
 
     /// The kids of the keys cached now, sorted.
@@ -462,7 +462,7 @@ impl Verifier {
             }
             return Ok(key.clone());
         }
-        let result = self.fetch_after(Instant::now()).await;
+        let result = self.fetch_after(Instant::now(), Some(kid)).await;
         match (self.cache().keys.get(kid), result) {
             (Some(key), _) => Ok(key.clone()),
             (None, Ok(())) => Err(RejectReason::UnknownKey.into()),
@@ -476,7 +476,7 @@ impl Verifier {
         }
         let verifier = self.clone();
         tokio::spawn(async move {
-            let _ = verifier.fetch_after(Instant::now()).await;
+            let _ = verifier.fetch_after(Instant::now(), None).await;
             verifier.inner.background.store(false, Ordering::Release);
         });
     }
@@ -484,10 +484,15 @@ impl Verifier {
     /// Makes sure a fetch of the JWKS has started at or after `since`, and
     /// returns how it went. One fetch at a time: callers that find a fetch
     /// in flight wait for it, and use it if it started after `since`
-    /// (their unknown kid would be in it). Fetches start at least the
-    /// refetch interval apart: a caller that comes too soon waits.
-    async fn fetch_after(&self, since: Instant) -> Result<(), Error> {
+    /// (their unknown kid would be in it) or if it brought the `kid` they
+    /// are looking for (tokens signed by a new key arriving together: the
+    /// fetch the first one started serves them all). Fetches start at
+    /// least the refetch interval apart: a caller that comes too soon waits.
+    async fn fetch_after(&self, since: Instant, kid: Option<&str>) -> Result<(), Error> {
         let mut state = self.inner.fetch.lock().await;
+        if kid.is_some_and(|kid| self.cache().keys.contains_key(kid)) {
+            return Ok(());
+        }
         if let (Some(started), Some(result)) = (state.last_started, &state.last_result)
             && started >= since
         {

@@ -28,6 +28,7 @@ use crate::support::{Backend, ClientSpec, TestApp, eventually, spawn_app};
 
 both_backends!(
     a_client_credentials_token_verifies_locally,
+    tokens_arriving_together_share_one_fetch,
     tampered_expired_and_foreign_tokens_are_refused,
     introspection_sees_a_revoked_token,
     key_rotation_while_tokens_are_in_flight,
@@ -127,6 +128,33 @@ async fn a_client_credentials_token_verifies_locally(backend: Backend) {
     // resource server that is that relier accepts it.
     let own = Verifier::new(verifier.issuer().clone(), relier.0.clone());
     own.verify(&token(&app, &relier, "payments", None).await).await.unwrap();
+    app.finish().await;
+}
+
+/// Tokens by a key the verifier has not fetched yet, arriving together:
+/// the first one's fetch serves the others, which do not wait out the
+/// refetch interval (here an hour) for a fetch of their own. (Two logout
+/// tokens reaching one site at once waited 5 s this way, as long as the
+/// IdP's delivery timeout.)
+async fn tokens_arriving_together_share_one_fetch(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let relier = relier(&app).await;
+    let verifier = Verifier::builder(issuer(&app).await, API)
+        .jwks_refetch_interval(Duration::from_secs(3600))
+        .build();
+    let token = token(&app, &relier, "payments", Some(API)).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (verifier, token) = (verifier.clone(), token.clone());
+        tasks.spawn(async move { verifier.verify(&token).await.map(|t| t.subject) });
+    }
+    let all = tokio::time::timeout(Duration::from_secs(60), tasks.join_all())
+        .await
+        .expect("a token waited for a fetch of its own");
+    assert_eq!(all.len(), 8);
+    for subject in all {
+        assert_eq!(subject.unwrap(), relier.0);
+    }
     app.finish().await;
 }
 
