@@ -990,6 +990,10 @@ pub fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(e) if e.is_unique_violation())
 }
 
+pub fn is_foreign_key_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.is_foreign_key_violation())
+}
+
 fn corrupt(table: &str, key: &str, what: String) -> StoreError {
     StoreError::Corrupt(format!("{table} {key}: {what}"))
 }

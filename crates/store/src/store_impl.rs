@@ -306,7 +306,8 @@ macro_rules! impl_store {
             /// Redeems the code `digest` for `grant` (and `refresh`) with
             /// `statement` ([`sql::REDEEM_AUTH_CODE_SQLITE`] or
             /// [`sql::REDEEM_AUTH_CODE_POSTGRES`]) on `conn`: whether it
-            /// did (false: used before, or never issued).
+            /// did (false: used before, never issued, or its account has
+            /// gone since the code was read: codes have no foreign keys).
             async fn redeem_code(
                 conn: &mut Conn,
                 statement: &'static str,
@@ -326,6 +327,7 @@ macro_rules! impl_store {
                     .await;
                 match issued {
                     Err(e) if sql::is_unique_violation(&e) => Err(StoreError::Conflict("grant")),
+                    Err(e) if sql::is_foreign_key_violation(&e) => Ok(false),
                     other => Ok(!other?.is_empty()),
                 }
             }

@@ -216,6 +216,7 @@ backend_tests!(
     expired_codes_and_interactions_are_purged,
     auth_code_redeems_once_then_replay_revokes_family,
     concurrent_auth_code_redeems_issue_once,
+    a_code_whose_account_went_issues_nothing,
     refresh_token_rotation_and_replay,
     grant_families_and_revocation,
     consents_put_list_and_revoke,
@@ -1461,6 +1462,31 @@ async fn auth_code_redeems_once_then_replay_revokes_family(db: Arc<TestDb>) {
         Redemption::Unknown
     );
     assert_eq!(s.grant(&second.id).await.unwrap(), None);
+}
+
+/// Codes have no foreign keys: an account that goes between the token
+/// endpoint's read of the code and its redemption (not through
+/// `delete_account`, which takes the codes too) leaves a code whose grant
+/// cannot be written. That is a refusal, not an error.
+async fn a_code_whose_account_went_issues_nothing(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    let c = new_client(s, "Late", T0).await;
+    let a = new_account(s, "gone@example.com").await;
+    let session = new_session(s, &a.id, T0).await;
+    let code = auth_code(&c, &a.id, &session, T0);
+    s.insert_auth_code(&code).await.unwrap();
+    db.raw("DELETE FROM accounts WHERE email = 'gone@example.com'")
+        .await
+        .unwrap();
+    let grant = Grant::from_code(&code, T0.plus(1));
+    let refresh = refresh_for(&grant.id, T0.plus(1));
+    let outcome = s
+        .redeem_auth_code(&code.digest, &grant, Some(&refresh), T0.plus(1))
+        .await
+        .unwrap();
+    assert_ne!(outcome, Redemption::Issued);
+    assert_eq!(s.grant(&grant.id).await.unwrap(), None);
+    assert_eq!(s.refresh_token(&refresh.digest).await.unwrap(), None);
 }
 
 async fn concurrent_auth_code_redeems_issue_once(db: Arc<TestDb>) {
