@@ -12,13 +12,23 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 const SQLITE_CONNECTIONS: u32 = 4;
 const POSTGRES_CONNECTIONS: u32 = 10;
 
+/// How long a SQLite connection waits for a lock another process holds.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The lock wait of the [`Checkpointer`]'s restart, and back to
+/// [`BUSY_TIMEOUT`] after it (milliseconds). The restart waits for readers
+/// still in the WAL while it holds the one writer, so it gives up soon and
+/// tries again on a later pass.
+const RESTART_PATIENCE: &str = "PRAGMA busy_timeout = 50";
+const USUAL_PATIENCE: &str = "PRAGMA busy_timeout = 5000";
+
 fn sqlite_options(url: &str) -> Result<SqliteConnectOptions, sqlx::Error> {
     Ok(SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(5)))
+        .busy_timeout(BUSY_TIMEOUT))
 }
 
 fn sqlite_pool(connections: u32) -> SqlitePoolOptions {
@@ -152,7 +162,16 @@ impl Checkpointer {
                 break;
             }
         }
-        sqlx::query("PRAGMA wal_checkpoint(RESTART)").execute(writer).await?;
+        // A reader that began before the last frames were copied (a long
+        // read, a reader of another process) keeps the WAL from starting
+        // again; waiting for it SQLite's usual 5 s would stop every write
+        // as long. So wait a little, and if it is still there (the pragma
+        // answers busy), leave the restart to a later pass.
+        let mut conn = writer.acquire().await?;
+        sqlx::query(RESTART_PATIENCE).execute(&mut *conn).await?;
+        let restarted = sqlx::query("PRAGMA wal_checkpoint(RESTART)").execute(&mut *conn).await;
+        sqlx::query(USUAL_PATIENCE).execute(&mut *conn).await?;
+        restarted?;
         Ok(())
     }
 }
@@ -265,5 +284,52 @@ mod tests {
             .await
             .expect("count");
         assert_eq!(count, 501);
+    }
+
+    /// A reader still in the WAL postpones the restart (the writer waits
+    /// for it only briefly) and the writer's usual lock wait comes back;
+    /// once the reader is done, the next pass restarts the WAL.
+    #[tokio::test]
+    async fn a_reader_in_the_wal_postpones_the_restart() {
+        let db = TempDb::new("postpone");
+        let pair = sqlite_pair(&db.url()).await.expect("open");
+        drop(pair.checkpointer);
+        write_rows(&pair.writer, 500).await;
+        let mut reader = pair.readers.acquire().await.expect("reader");
+        sqlx::query("BEGIN").execute(&mut *reader).await.expect("begin");
+        let _: i64 = sqlx::query_scalar("SELECT count(*) FROM t")
+            .fetch_one(&mut *reader)
+            .await
+            .expect("read");
+        write_rows(&pair.writer, 10).await;
+
+        Checkpointer::checkpoint(&pair.readers, &pair.writer, 100)
+            .await
+            .expect("checkpoint");
+        write_rows(&pair.writer, 1).await;
+        let frames = |readers: SqlitePool| async move {
+            let (_, frames, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+                .fetch_one(&readers)
+                .await
+                .expect("frames");
+            frames
+        };
+        assert!(frames(pair.readers.clone()).await > 100, "restarted under a reader");
+        let wait: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+            .fetch_one(&pair.writer)
+            .await
+            .expect("busy_timeout");
+        assert_eq!(Ok(wait), i64::try_from(BUSY_TIMEOUT.as_millis()));
+
+        sqlx::query("COMMIT").execute(&mut *reader).await.expect("end read");
+        drop(reader);
+        Checkpointer::checkpoint(&pair.readers, &pair.writer, 100)
+            .await
+            .expect("checkpoint");
+        write_rows(&pair.writer, 1).await;
+        assert!(
+            frames(pair.readers.clone()).await < 10,
+            "not restarted after the reader"
+        );
     }
 }
