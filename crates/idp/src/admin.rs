@@ -370,9 +370,10 @@ pub async fn ban_account(
 
 /// The security events a ban sends: account-disabled to the account's
 /// clients (only to the one client for a ban there), and for a suspension
-/// also account-enabled, due when it lifts. That message stays due even if
-/// the ban is lifted early or replaced (the unban sends its own
-/// account-enabled at once); a relier may hear account-enabled twice.
+/// also account-enabled, due when it lifts. Lifted early (the unban sends
+/// its own account-enabled at once) or replaced by another ban, the store
+/// deletes that scheduled message: it carries the ban's
+/// [`gatehouse_store::suspension_end_key`].
 pub async fn ban_events(
     signer: &crate::outbox::Signer<'_>,
     uid: &str,
@@ -389,17 +390,20 @@ pub async fn ban_events(
         .security_events(&account, client.as_ref(), &disabled, now, now)
         .await?;
     if let Some(until) = req.until.filter(|u| *u > now.0) {
-        out.extend(
-            signer
-                .security_events(
-                    &account,
-                    client.as_ref(),
-                    &[SecurityEvent::AccountEnabled],
-                    now,
-                    Timestamp(until),
-                )
-                .await?,
-        );
+        let key = gatehouse_store::suspension_end_key(&account, client.as_ref());
+        let enabled = signer
+            .security_events(
+                &account,
+                client.as_ref(),
+                &[SecurityEvent::AccountEnabled],
+                now,
+                Timestamp(until),
+            )
+            .await?;
+        out.extend(enabled.into_iter().map(|m| gatehouse_store::OutboxMessage {
+            withdraw_key: Some(key.clone()),
+            ..m
+        }));
     }
     Ok(out)
 }

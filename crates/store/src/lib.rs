@@ -119,6 +119,21 @@ pub struct OutboxMessage {
     pub delivered_at: Option<Timestamp>,
     pub dead_at: Option<Timestamp>,
     pub locked_until: Option<Timestamp>,
+    /// Set on a message due later that a later change withdraws while it is
+    /// not yet due: a suspension's account-enabled carries
+    /// [`suspension_end_key`], and lifting or replacing that ban deletes it.
+    pub withdraw_key: Option<String>,
+}
+
+/// The [`OutboxMessage::withdraw_key`] of the account-enabled messages that
+/// announce the end of the account's ban everywhere (`client` None) or at
+/// one client.
+pub fn suspension_end_key(account: &AccountId, client: Option<&ClientId>) -> String {
+    format!(
+        "suspension-end {} {}",
+        account.as_str(),
+        client.map_or("*", ClientId::as_str)
+    )
 }
 
 impl OutboxMessage {
@@ -146,6 +161,7 @@ impl OutboxMessage {
             delivered_at: None,
             dead_at: None,
             locked_until: None,
+            withdraw_key: None,
         }
     }
 
@@ -384,7 +400,9 @@ pub trait Store: Send + Sync + 'static {
     /// Records the ban (replacing one for the same account and client) and,
     /// in the same transaction: for a ban everywhere, ends every session of
     /// the account and revokes every grant; for a ban at one client, revokes
-    /// the grants of that client. With its audit event.
+    /// the grants of that client; and deletes the replaced ban's
+    /// account-enabled messages not yet due ([`suspension_end_key`]). With
+    /// its audit event.
     async fn ban(&self, ban: &Ban, now: Timestamp, audit: &AuditEvent) -> Result<(), StoreError>;
     /// [`Store::ban`] that also writes `outbox` in the same transaction.
     async fn ban_notify(
@@ -394,8 +412,10 @@ pub trait Store: Send + Sync + 'static {
         audit: &AuditEvent,
         outbox: &[OutboxMessage],
     ) -> Result<(), StoreError>;
-    /// Lifts the ban of the account everywhere (`None`) or at one client;
-    /// false if there was none. With its audit event.
+    /// Lifts the ban of the account everywhere (`None`) or at one client,
+    /// deleting its account-enabled messages not yet due
+    /// ([`suspension_end_key`]); false if there was none. With its audit
+    /// event.
     async fn unban(
         &self,
         account: &AccountId,

@@ -1142,8 +1142,14 @@ pub struct AuthCodeAccountRow {
 
 pub const INSERT_OUTBOX: &str = "\
     INSERT INTO outbox (id, client_id, kind, target_uri, payload, content_type, created_at, \
-                        next_attempt_at, attempts, last_error, delivered_at, dead_at, locked_until) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+                        next_attempt_at, attempts, last_error, delivered_at, dead_at, locked_until, withdraw_key) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
+
+/// Deletes the messages `$1` names ([`crate::suspension_end_key`]) that
+/// are not due yet at `$2`: what they announce will not happen.
+pub const WITHDRAW_OUTBOX: &str = "\
+    DELETE FROM outbox WHERE withdraw_key = $1 AND next_attempt_at > $2 \
+                         AND delivered_at IS NULL AND dead_at IS NULL";
 
 /// SQLite: one UPDATE ... RETURNING of the due, unleased rows (SQLite has
 /// one writer at a time, so the statement is atomic). `$1` now, `$2` limit,
@@ -1155,7 +1161,7 @@ pub const CLAIM_OUTBOX_SQLITE: &str = "\
                    AND (locked_until IS NULL OR locked_until <= $1) \
                  ORDER BY next_attempt_at, created_at LIMIT $2) \
     RETURNING id, client_id, kind, target_uri, payload, content_type, created_at, \
-              next_attempt_at, attempts, last_error, delivered_at, dead_at, locked_until";
+              next_attempt_at, attempts, last_error, delivered_at, dead_at, locked_until, withdraw_key";
 
 /// PostgreSQL: the due rows are locked with `FOR UPDATE SKIP LOCKED`, so
 /// concurrent workers take disjoint sets, and leased in the same statement.
@@ -1167,7 +1173,7 @@ pub const CLAIM_OUTBOX_POSTGRES: &str = "\
                  ORDER BY next_attempt_at, created_at LIMIT $2 \
                  FOR UPDATE SKIP LOCKED) \
     RETURNING id, client_id, kind, target_uri, payload, content_type, created_at, \
-              next_attempt_at, attempts, last_error, delivered_at, dead_at, locked_until";
+              next_attempt_at, attempts, last_error, delivered_at, dead_at, locked_until, withdraw_key";
 
 pub const OUTBOX_DELIVERED: &str = "\
     UPDATE outbox SET delivered_at = $2, attempts = attempts + 1, locked_until = NULL, last_error = NULL \
@@ -1198,7 +1204,7 @@ pub const OUTBOX_OLDEST_WAITING: &str =
 
 pub const OUTBOX_MESSAGES: &str = "\
     SELECT id, client_id, kind, target_uri, payload, content_type, created_at, \
-           next_attempt_at, attempts, last_error, delivered_at, dead_at, locked_until \
+           next_attempt_at, attempts, last_error, delivered_at, dead_at, locked_until, withdraw_key \
     FROM outbox WHERE ($1 IS NULL OR client_id = $1) \
     ORDER BY created_at DESC, id DESC LIMIT $2";
 
@@ -1225,6 +1231,7 @@ pub struct OutboxRow {
     delivered_at: Option<i64>,
     dead_at: Option<i64>,
     locked_until: Option<i64>,
+    withdraw_key: Option<String>,
 }
 
 impl TryFrom<OutboxRow> for crate::OutboxMessage {
@@ -1247,6 +1254,7 @@ impl TryFrom<OutboxRow> for crate::OutboxMessage {
             delivered_at: row.delivered_at.map(Timestamp),
             dead_at: row.dead_at.map(Timestamp),
             locked_until: row.locked_until.map(Timestamp),
+            withdraw_key: row.withdraw_key,
         })
     }
 }

@@ -75,9 +75,26 @@ macro_rules! impl_store {
                         .bind(m.delivered_at.map(|t| t.0))
                         .bind(m.dead_at.map(|t| t.0))
                         .bind(m.locked_until.map(|t| t.0))
+                        .bind(m.withdraw_key.as_deref())
                         .execute(&mut *conn)
                         .await?;
                 }
+                Ok(())
+            }
+
+            /// Deletes the account-enabled messages, not yet due, that
+            /// announce the end of the account's ban in `client`'s scope.
+            async fn withdraw_suspension_end(
+                conn: &mut Conn,
+                account: &AccountId,
+                client: Option<&ClientId>,
+                now: Timestamp,
+            ) -> Result<(), StoreError> {
+                sqlx::query(sql::WITHDRAW_OUTBOX)
+                    .bind($crate::suspension_end_key(account, client))
+                    .bind(now.0)
+                    .execute(&mut *conn)
+                    .await?;
                 Ok(())
             }
 
@@ -1285,6 +1302,7 @@ macro_rules! impl_store {
                                 .await?;
                         }
                     }
+                    withdraw_suspension_end(&mut tx, &ban.account_id, ban.client_id.as_ref(), now).await?;
                     insert_outbox(&mut tx, outbox).await?;
                     insert_audit(&mut tx, audit).await?;
                     tx.commit().await?;
@@ -1315,6 +1333,8 @@ macro_rules! impl_store {
                         .await?
                         .rows_affected();
                     if deleted > 0 {
+                        // The unban happens at its audit event's time.
+                        withdraw_suspension_end(&mut tx, account, client, audit.at).await?;
                         insert_outbox(&mut tx, outbox).await?;
                     }
                     insert_audit(&mut tx, audit).await?;

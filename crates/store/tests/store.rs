@@ -21,7 +21,9 @@ use gatehouse_core::oauth::{Client, ClientId, GrantType, Scopes};
 use gatehouse_core::session::{AuthMethod, Session, SessionSelector};
 use gatehouse_core::throttle::Window;
 use gatehouse_core::{Account, AccountId, Email, OpaqueToken, Secret, Timestamp, TokenDigest};
-use gatehouse_store::{AuditQuery, Backend, OutboxKind, OutboxMessage, OutboxSummary, Redeemed, Store, StoreError};
+use gatehouse_store::{
+    AuditQuery, Backend, OutboxKind, OutboxMessage, OutboxSummary, Redeemed, Store, StoreError, suspension_end_key,
+};
 use sqlx::Connection;
 
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -227,6 +229,7 @@ backend_tests!(
     concurrent_dpop_proofs_are_seen_once,
     grants_keep_their_dpop_key,
     outbox_claim_lease_and_outcomes,
+    a_lifted_or_replaced_suspension_withdraws_its_end,
     concurrent_outbox_claims_are_disjoint,
     outbox_rows_commit_with_the_logout,
 );
@@ -1989,6 +1992,89 @@ fn outbox_message(client: &Client, id: &str, now: Timestamp) -> OutboxMessage {
         "application/x-www-form-urlencoded".to_owned(),
         now,
     )
+}
+
+/// A suspension's account-enabled, written when it is imposed and due when
+/// it lifts, is deleted when the ban is lifted early or replaced (and only
+/// that ban's: the same account's ban at one client keeps its own).
+async fn a_lifted_or_replaced_suspension_withdraws_its_end(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    let c = new_client(s, "Shop", T0).await;
+    let a = new_account(s, "paused@example.com").await;
+    let ends = |id: &str, client: Option<&ClientId>| OutboxMessage {
+        next_attempt_at: T0.plus(100),
+        withdraw_key: Some(suspension_end_key(&a.id, client)),
+        ..outbox_message(&c, id, T0)
+    };
+    let ban = |client: Option<&ClientId>, until: Option<Timestamp>| Ban {
+        account_id: a.id.clone(),
+        client_id: client.cloned(),
+        until,
+        reason: "test".to_owned(),
+        by: "cli".to_owned(),
+        created_at: T0,
+    };
+    let ids = || async {
+        let mut ids: Vec<String> = s
+            .outbox_messages(None, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let banned = |at| ev(AuditKind::AccountBanned, Some(&a.id), at);
+    let unbanned = |at| ev(AuditKind::AccountUnbanned, Some(&a.id), at);
+
+    // Suspended everywhere, then banned for good: the end goes.
+    let first = [outbox_message(&c, "off-1", T0), ends("on-later-1", None)];
+    s.ban_notify(&ban(None, Some(T0.plus(100))), T0, &banned(T0), &first)
+        .await
+        .unwrap();
+    assert_eq!(ids().await, ["off-1", "on-later-1"]);
+    let second = [outbox_message(&c, "off-2", T0.plus(1))];
+    s.ban_notify(&ban(None, None), T0.plus(1), &banned(T0.plus(1)), &second)
+        .await
+        .unwrap();
+    assert_eq!(ids().await, ["off-1", "off-2"]);
+
+    // Suspended at the client too; lifting the ban everywhere keeps that end.
+    let at_client = [ends("on-later-c", Some(&c.id))];
+    s.ban_notify(
+        &ban(Some(&c.id), Some(T0.plus(100))),
+        T0.plus(2),
+        &banned(T0.plus(2)),
+        &at_client,
+    )
+    .await
+    .unwrap();
+    let now_on = [outbox_message(&c, "on-now", T0.plus(3))];
+    assert!(
+        s.unban_notify(&a.id, None, &unbanned(T0.plus(3)), &now_on)
+            .await
+            .unwrap()
+    );
+    assert_eq!(ids().await, ["off-1", "off-2", "on-later-c", "on-now"]);
+    // Lifted early at the client: its end goes too.
+    assert!(
+        s.unban_notify(&a.id, Some(&c.id), &unbanned(T0.plus(4)), &[])
+            .await
+            .unwrap()
+    );
+    assert_eq!(ids().await, ["off-1", "off-2", "on-now"]);
+
+    // An end already due stays: what it announces has happened.
+    let due = [OutboxMessage {
+        next_attempt_at: T0.plus(5),
+        ..ends("on-due", None)
+    }];
+    s.ban_notify(&ban(None, Some(T0.plus(5))), T0, &banned(T0), &due)
+        .await
+        .unwrap();
+    assert!(s.unban_notify(&a.id, None, &unbanned(T0.plus(6)), &[]).await.unwrap());
+    assert_eq!(ids().await, ["off-1", "off-2", "on-due", "on-now"]);
 }
 
 async fn outbox_claim_lease_and_outcomes(db: Arc<TestDb>) {

@@ -24,6 +24,7 @@ const CAEP: &str = "https://schemas.openid.net/secevent/caep/event-type/";
 both_backends!(
     bans_tell_the_clients_the_user_used,
     a_suspension_tells_the_clients_when_it_lifts,
+    a_suspension_lifted_early_or_replaced_is_not_announced_later,
     password_change_and_deletion_tell_the_clients,
     email_change_and_password_reset_tell_the_clients,
     no_event_is_lost_when_the_server_is_killed,
@@ -257,6 +258,55 @@ async fn a_suspension_tells_the_clients_when_it_lifts(backend: Backend) {
     );
     let (kind, _) = verify_set(&app, &got[1].body, &a.0, &sub).await;
     assert_eq!(kind, format!("{RISC}account-enabled"));
+    app.finish().await;
+}
+
+/// A suspension lifted early sends account-enabled once, at the unban; one
+/// replaced by a ban for good sends none: at the time either would have
+/// lifted, the relier hears nothing (it would have re-enabled a banned
+/// account).
+async fn a_suspension_lifted_early_or_replaced_is_not_announced_later(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (base, r) = start_receiver().await;
+    let a = client_with_events_uri(&app, "Shop", &format!("{base}/a")).await;
+    let b = app.ready_account("ted@example.com", PASSWORD).await;
+    sign_in_at(&app, &b, &a).await;
+    let (token, _) = app.admin_token().await;
+    let sub = uid(&app, "ted@example.com").await;
+
+    let until = Timestamp::now().0 + 4;
+    // One step at a time, so the messages arrive in order.
+    ban(&app, &token, &sub, &json!({ "until": until, "reason": "cooling off" })).await;
+    wait_for_count(&r, "a", 1).await;
+    unban(&app, &token, &sub, None).await;
+    wait_for_count(&r, "a", 2).await;
+    ban(&app, &token, &sub, &json!({ "until": until, "reason": "again" })).await;
+    wait_for_count(&r, "a", 3).await;
+    ban(&app, &token, &sub, &json!({ "reason": "for good" })).await;
+    wait_for_count(&r, "a", 4).await;
+    // Nothing is left to send, and past `until` nothing more came.
+    let client = gatehouse_core::oauth::ClientId(a.0.clone());
+    let waiting = app.store().outbox_messages(Some(&client), 100).await.unwrap();
+    assert!(
+        waiting.iter().all(|m| m.delivered_at.is_some()),
+        "{:?}",
+        waiting
+            .iter()
+            .map(|m| (m.status(), m.next_attempt_at.0))
+            .collect::<Vec<_>>()
+    );
+    while Timestamp::now().0 <= until + 1 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        kinds(&app, &r, "a", &a.0, &sub).await,
+        [
+            format!("{RISC}account-disabled"),
+            format!("{RISC}account-enabled"),
+            format!("{RISC}account-disabled"),
+            format!("{RISC}account-disabled"),
+        ]
+    );
     app.finish().await;
 }
 
