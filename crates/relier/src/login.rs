@@ -8,6 +8,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use gatehouse_core::oauth::claims::at_hash;
+use gatehouse_core::oauth::client::SigningAlg;
 use gatehouse_core::oauth::pkce;
 use gatehouse_core::token::OpaqueToken;
 use gatehouse_core::{Secret, Timestamp};
@@ -18,6 +20,7 @@ use url::Url;
 use crate::introspect::basic_authorization;
 use crate::issuer::{HTTP_TIMEOUT, read_body};
 use crate::receiver::issuer_signed;
+use crate::verifier::raw_header;
 use crate::{Error, ReceiveError, Verifier};
 
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -258,6 +261,8 @@ impl RelyingParty {
             .ok_or_else(|| LoginError::IdToken("the token response has no id_token".into()))?
             .to_owned();
         let claims = self.verify_id_token(&id_token, pending, now).await?;
+        let tokens = tokens(&answer, now)?;
+        check_at_hash(&id_token, &claims, &tokens.access_token)?;
         let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
         Ok(Login {
             subject: text("sub").unwrap_or_default(),
@@ -265,7 +270,7 @@ impl RelyingParty {
             auth_time: claims.get("auth_time").and_then(Value::as_i64),
             email: text("email"),
             id_token,
-            tokens: tokens(&answer, now)?,
+            tokens,
         })
     }
 
@@ -443,6 +448,21 @@ impl RelyingParty {
 }
 
 /// The tokens of a successful token response.
+/// OpenID Connect Core §3.1.3.8: an ID token's `at_hash`, when it has one,
+/// is the left half of the hash (the one its signature algorithm uses) of
+/// the access token that came with it; a token response whose access
+/// token was swapped is refused.
+fn check_at_hash(id_token: &str, claims: &Map<String, Value>, access_token: &str) -> Result<(), LoginError> {
+    let Some(expected) = claims.get("at_hash") else {
+        return Ok(());
+    };
+    let alg = raw_header(id_token).and_then(|h| h.get("alg").and_then(Value::as_str).and_then(SigningAlg::parse));
+    match (expected.as_str(), alg) {
+        (Some(expected), Some(alg)) if at_hash(access_token, alg) == expected => Ok(()),
+        _ => Err(LoginError::IdToken("at_hash does not match the access token".into())),
+    }
+}
+
 fn tokens(answer: &Map<String, Value>, now: Timestamp) -> Result<Tokens, LoginError> {
     let access_token = answer
         .get("access_token")
@@ -541,6 +561,47 @@ mod tests {
                 .await,
             Err(LoginError::Denied { error, .. }) if error == "login_required"
         ));
+    }
+
+    /// An unsigned stand-in for an ID token: only its header is read here
+    /// (the signature was checked before).
+    fn id_token_with_alg(alg: &str) -> String {
+        use base64::Engine;
+        let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{alg}"}}"#));
+        format!("{header}.e30.sig")
+    }
+
+    #[test]
+    fn at_hash_must_match_the_access_token_when_present() {
+        let claims = |at_hash: Option<String>| {
+            let mut map = Map::new();
+            if let Some(h) = at_hash {
+                map.insert("at_hash".into(), Value::String(h));
+            }
+            map
+        };
+        for (name, alg) in [
+            ("ES256", SigningAlg::ES256),
+            ("EdDSA", SigningAlg::EdDSA),
+            ("RS256", SigningAlg::RS256),
+        ] {
+            let id_token = id_token_with_alg(name);
+            let good = claims(Some(at_hash("the access token", alg)));
+            assert!(check_at_hash(&id_token, &good, "the access token").is_ok(), "{name}");
+            assert!(
+                matches!(
+                    check_at_hash(&id_token, &good, "another token"),
+                    Err(LoginError::IdToken(_))
+                ),
+                "{name}"
+            );
+        }
+        // Hashed with the wrong algorithm's hash, or no readable algorithm.
+        let es = claims(Some(at_hash("t", SigningAlg::ES256)));
+        assert!(check_at_hash(&id_token_with_alg("EdDSA"), &es, "t").is_err());
+        assert!(check_at_hash("garbage", &es, "t").is_err());
+        // None at all: nothing to check (it is optional in the code flow).
+        assert!(check_at_hash(&id_token_with_alg("ES256"), &claims(None), "t").is_ok());
     }
 
     #[test]
