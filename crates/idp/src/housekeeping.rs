@@ -1,14 +1,15 @@
 //! Housekeeping: every [`EVERY`], deletes what has expired and is no longer
-//! needed (authorization codes an hour after they expired, interactions as
-//! they expire), so that those tables hold only what is live. Any instance
+//! needed (authorization codes and refresh tokens an hour after they
+//! expired, interactions as they expire), so that those tables hold only
+//! what is live. Any instance
 //! doing it is enough; several doing it at once delete nothing twice.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse_core::Timestamp;
-use gatehouse_core::oauth::grant::CODE_KEPT_AFTER_EXPIRY;
-use gatehouse_store::Store;
+use gatehouse_core::oauth::grant::{CODE_KEPT_AFTER_EXPIRY, REFRESH_TOKEN_KEPT_AFTER_EXPIRY};
+use gatehouse_store::{PurgeBefore, Store};
 use tokio::task::JoinHandle;
 
 /// How often expired rows are purged.
@@ -16,7 +17,12 @@ pub const EVERY: Duration = Duration::from_secs(60);
 
 /// One round: returns how many rows went.
 pub async fn purge_once(store: &dyn Store, now: Timestamp) -> Result<u64, gatehouse_store::StoreError> {
-    store.purge_expired(now, now.plus(-CODE_KEPT_AFTER_EXPIRY)).await
+    let before = PurgeBefore {
+        interactions: now,
+        auth_codes: now.plus(-CODE_KEPT_AFTER_EXPIRY),
+        refresh_tokens: now.plus(-REFRESH_TOKEN_KEPT_AFTER_EXPIRY),
+    };
+    store.purge_expired(&before).await
 }
 
 /// Runs [`purge_once`] every [`EVERY`] until the runtime stops.

@@ -125,6 +125,17 @@ pub struct OutboxMessage {
     pub withdraw_key: Option<String>,
 }
 
+/// What [`Store::purge_expired`] deletes: rows that expired before these
+/// times. Codes and refresh tokens are kept a while past their expiry, so
+/// that a replay still finds them used and revokes what their first use
+/// issued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PurgeBefore {
+    pub interactions: Timestamp,
+    pub auth_codes: Timestamp,
+    pub refresh_tokens: Timestamp,
+}
+
 /// The [`OutboxMessage::withdraw_key`] of the account-enabled messages that
 /// announce the end of the account's ban everywhere (`client` None) or at
 /// one client.
@@ -349,11 +360,10 @@ pub trait Store: Send + Sync + 'static {
     async fn put_interaction(&self, interaction: &Interaction) -> Result<(), StoreError>;
     async fn interaction(&self, digest: &TokenDigest) -> Result<Option<Interaction>, StoreError>;
     async fn delete_interaction(&self, digest: &TokenDigest) -> Result<(), StoreError>;
-    /// Deletes the interactions that expired before `interactions_before`
-    /// and the authorization codes that expired before `codes_before` (a
-    /// code is kept past its expiry so that a replay still finds it used
-    /// and revokes what its first use issued). Returns how many rows went.
-    async fn purge_expired(&self, interactions_before: Timestamp, codes_before: Timestamp) -> Result<u64, StoreError>;
+    /// Deletes the interactions, authorization codes and refresh tokens
+    /// that expired before the times in `before`, in chunks. Returns how
+    /// many rows went.
+    async fn purge_expired(&self, before: &PurgeBefore) -> Result<u64, StoreError>;
     /// Stores the code and records that its session served its client
     /// (idempotently), in one transaction. The session must exist.
     async fn insert_auth_code(&self, code: &AuthCode) -> Result<(), StoreError>;

@@ -302,6 +302,12 @@ pub const PURGE_AUTH_CODES: &str = "\
     DELETE FROM auth_codes WHERE digest IN \
         (SELECT digest FROM auth_codes WHERE expires_at < $1 LIMIT $2)";
 
+/// Refresh tokens that expired before `$1`, at most `$2` (uses the expiry
+/// index).
+pub const PURGE_REFRESH_TOKENS: &str = "\
+    DELETE FROM refresh_tokens WHERE digest IN \
+        (SELECT digest FROM refresh_tokens WHERE expires_at < $1 LIMIT $2)";
+
 // --- authorization codes ----------------------------------------------------
 
 /// The columns of an authorization code, `$1` to `$17` in this order

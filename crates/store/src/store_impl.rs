@@ -1065,15 +1065,12 @@ macro_rules! impl_store {
                     Ok(())
                 }
 
-                async fn purge_expired(
-                    &self,
-                    interactions_before: Timestamp,
-                    codes_before: Timestamp,
-                ) -> Result<u64, StoreError> {
+                async fn purge_expired(&self, before: &$crate::PurgeBefore) -> Result<u64, StoreError> {
                     let mut purged = 0;
                     for (statement, before) in [
-                        (sql::PURGE_INTERACTIONS, interactions_before),
-                        (sql::PURGE_AUTH_CODES, codes_before),
+                        (sql::PURGE_INTERACTIONS, before.interactions),
+                        (sql::PURGE_AUTH_CODES, before.auth_codes),
+                        (sql::PURGE_REFRESH_TOKENS, before.refresh_tokens),
                     ] {
                         loop {
                             let deleted = sqlx::query(statement)

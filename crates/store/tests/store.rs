@@ -22,7 +22,8 @@ use gatehouse_core::session::{AuthMethod, Session, SessionSelector};
 use gatehouse_core::throttle::Window;
 use gatehouse_core::{Account, AccountId, Email, OpaqueToken, Secret, Timestamp, TokenDigest};
 use gatehouse_store::{
-    AuditQuery, Backend, OutboxKind, OutboxMessage, OutboxSummary, Redeemed, Store, StoreError, suspension_end_key,
+    AuditQuery, Backend, OutboxKind, OutboxMessage, OutboxSummary, PurgeBefore, Redeemed, Store, StoreError,
+    suspension_end_key,
 };
 use sqlx::Connection;
 
@@ -215,7 +216,7 @@ backend_tests!(
     concurrent_codes_fail_alone,
     signing_keys_retire_and_purge,
     interactions_round_trip,
-    expired_codes_and_interactions_are_purged,
+    expired_codes_tokens_and_interactions_are_purged,
     auth_code_redeems_once_then_replay_revokes_family,
     concurrent_auth_code_redeems_issue_once,
     a_code_whose_account_went_issues_nothing,
@@ -1337,7 +1338,7 @@ async fn interactions_round_trip(db: Arc<TestDb>) {
 
 /// Expired interactions go at once; expired codes only after the time the
 /// caller keeps them for; live ones stay. Nothing else is touched.
-async fn expired_codes_and_interactions_are_purged(db: Arc<TestDb>) {
+async fn expired_codes_tokens_and_interactions_are_purged(db: Arc<TestDb>) {
     let s = db.store.as_ref();
     let c = new_client(s, "Shop", T0).await;
     let a = new_account(s, "purge@example.com").await;
@@ -1364,9 +1365,33 @@ async fn expired_codes_and_interactions_are_purged(db: Arc<TestDb>) {
         s.insert_auth_code(code).await.unwrap();
     }
 
-    // Interactions that expired before T0+100, codes before T0+30.
-    let purged = s.purge_expired(T0.plus(100), T0.plus(30)).await.unwrap();
-    assert_eq!(purged, 1 + 1 + 1_100);
+    // A grant whose refresh token has expired, and one whose has not.
+    let (grant, other) = (
+        bare_grant(&c, Some(&a.id), None, T0),
+        bare_grant(&c, Some(&a.id), None, T0),
+    );
+    let stale = RefreshToken {
+        expires_at: T0.plus(20),
+        ..refresh_for(&grant.id, T0)
+    };
+    let fresh = RefreshToken {
+        expires_at: T0.plus(40),
+        ..refresh_for(&other.id, T0)
+    };
+    s.insert_grant(&grant, Some(&stale)).await.unwrap();
+    s.insert_grant(&other, Some(&fresh)).await.unwrap();
+
+    // Interactions that expired before T0+100, codes and tokens before T0+30.
+    let before = PurgeBefore {
+        interactions: T0.plus(100),
+        auth_codes: T0.plus(30),
+        refresh_tokens: T0.plus(30),
+    };
+    let purged = s.purge_expired(&before).await.unwrap();
+    assert_eq!(purged, 1 + 1 + 1_100 + 1);
+    assert_eq!(s.refresh_token(&stale.digest).await.unwrap(), None);
+    assert_eq!(s.refresh_token(&fresh.digest).await.unwrap(), Some(fresh.clone()));
+    assert!(s.grant(&grant.id).await.unwrap().is_some(), "the grant stays");
     assert_eq!(s.interaction(&gone.digest).await.unwrap(), None);
     assert_eq!(s.interaction(&live.digest).await.unwrap(), Some(live.clone()));
     assert_eq!(s.auth_code(&old.digest).await.unwrap(), None);
@@ -1375,7 +1400,7 @@ async fn expired_codes_and_interactions_are_purged(db: Arc<TestDb>) {
     // The session still knows it served the client.
     assert_eq!(s.session_clients(&session.id_digest).await.unwrap(), vec![c.id.clone()]);
     // Again: nothing left to purge.
-    assert_eq!(s.purge_expired(T0.plus(100), T0.plus(30)).await.unwrap(), 0);
+    assert_eq!(s.purge_expired(&before).await.unwrap(), 0);
 }
 
 // --- codes, grants, refresh tokens --------------------------------------------

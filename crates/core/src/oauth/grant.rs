@@ -16,6 +16,10 @@ pub const CODE_LIFETIME: i64 = MINUTE;
 /// §4.1.2); after it, a replay is only refused. The access tokens the
 /// first use issued have expired by then.
 pub const CODE_KEPT_AFTER_EXPIRY: i64 = HOUR;
+/// How long a refresh token is kept after it expired: a rotated one
+/// presented again within this time still revokes its family; after it,
+/// it is only refused.
+pub const REFRESH_TOKEN_KEPT_AFTER_EXPIRY: i64 = HOUR;
 /// Access tokens are short-lived JWTs.
 pub const ACCESS_TOKEN_LIFETIME: i64 = 5 * MINUTE;
 pub const ID_TOKEN_LIFETIME: i64 = 5 * MINUTE;
