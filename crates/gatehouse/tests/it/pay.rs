@@ -466,6 +466,17 @@ async fn contracts_need_a_narrowed_token_of_the_caller(backend: Backend) {
                 .starts_with("Bearer")
         );
     }
+    // The merchant's own token, but bound to a DPoP key: this API takes
+    // bearer tokens only (RFC 9449 §7.2).
+    let key = crate::relier::ClientKey::new();
+    let bound = crate::relier::dpop_token(&w.app, &w.shop, &key, &[("resource", &w.pay_base)]).await;
+    let (status, _, body) = w.create(&bound, &narrowed, terms("o1", 499)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"], "invalid_token");
+    assert_eq!(
+        body["error_description"],
+        "a DPoP-bound token cannot be used as a bearer token here"
+    );
     // A client that is not a registered merchant.
     let (stranger, stranger_secret) = merchant_client(&w.app, "Stranger", &w.pay_base).await;
     let stranger_token = w.merchant_token(&(stranger, stranger_secret.clone())).await;

@@ -461,13 +461,13 @@ async fn the_extractor_protects_an_axum_route(backend: Backend) {
 }
 
 /// A client's DPoP key (ES256), signing proofs.
-struct ClientKey {
+pub(crate) struct ClientKey {
     encoding: jsonwebtoken::EncodingKey,
     jwk: Value,
 }
 
 impl ClientKey {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         use p256::pkcs8::EncodePrivateKey;
         let key = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
         let point = key.verifying_key().to_encoded_point(false);
@@ -482,7 +482,7 @@ impl ClientKey {
     }
 
     /// A fresh proof for `method` on `url`, with `ath` for `token`.
-    fn proof(&self, method: &str, url: &str, token: Option<&str>, nonce: Option<&str>) -> String {
+    pub(crate) fn proof(&self, method: &str, url: &str, token: Option<&str>, nonce: Option<&str>) -> String {
         let mut claims = json!({
             "jti": uuid::Uuid::new_v4().to_string(), "htm": method, "htu": url, "iat": Timestamp::now().0,
         });
@@ -506,13 +506,17 @@ impl ClientKey {
 
 /// A client-credentials token bound to `key`, with the nonce the token
 /// endpoint may ask for (RFC 9449 §8).
-async fn dpop_token(app: &TestApp, (id, secret): &(String, String), key: &ClientKey, scope: &str) -> String {
+/// A client-credentials token bound to `key` (`params`: its scope,
+/// resource...), answering the server's nonce challenge if it makes one.
+pub(crate) async fn dpop_token(
+    app: &TestApp,
+    (id, secret): &(String, String),
+    key: &ClientKey,
+    params: &[(&str, &str)],
+) -> String {
     let token_url = format!("{}/token", app.base);
-    let form = [
-        ("grant_type", "client_credentials"),
-        ("scope", scope),
-        ("resource", API),
-    ];
+    let mut form = vec![("grant_type", "client_credentials")];
+    form.extend_from_slice(params);
     let mut nonce: Option<String> = None;
     for _ in 0..2 {
         let r = reqwest::Client::new()
@@ -562,7 +566,7 @@ async fn dpop_bound_tokens_need_a_proof_by_their_key(backend: Backend) {
     };
 
     let key = ClientKey::new();
-    let bound = dpop_token(&app, &relier, &key, "reports:read").await;
+    let bound = dpop_token(&app, &relier, &key, &[("scope", "reports:read"), ("resource", API)]).await;
     let verified = verifier.verify(&bound).await.unwrap();
     assert_eq!(
         verified.jkt.as_deref(),
