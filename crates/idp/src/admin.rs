@@ -151,12 +151,23 @@ async fn redeliver_outbox(State(state): State<AppState>, headers: HeaderMap, Pat
     if let Err(r) = admin(&state, &headers).await {
         return r;
     }
-    match state.store.outbox_redeliver(&id, Timestamp::now()).await {
+    let now = Timestamp::now();
+    let not_found = || problem(StatusCode::NOT_FOUND, "not_found", "no such undelivered message");
+    let message = match state.store.outbox_message(&id).await {
+        Ok(Some(m)) if m.delivered_at.is_none() => m,
+        Ok(_) => return not_found(),
+        Err(e) => return store_error(e),
+    };
+    let payload = match signer(&state).resign(&message, now).await {
+        Ok(payload) => payload,
+        Err(e) => return e.into_response(),
+    };
+    match state.store.outbox_redeliver(&id, now, &payload).await {
         Ok(true) => {
             state.outbox_wake.notify_one();
             StatusCode::ACCEPTED.into_response()
         }
-        Ok(false) => problem(StatusCode::NOT_FOUND, "not_found", "no such undelivered message"),
+        Ok(false) => not_found(),
         Err(e) => store_error(e),
     }
 }

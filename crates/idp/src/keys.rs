@@ -887,6 +887,22 @@ impl KeyRing {
 
     /// [`KeyRing::verify`] at `now` (for `exp`).
     pub async fn verify_at(&self, token: &str, issuer: &str, now: Timestamp) -> Result<(Header, Value), KeyError> {
+        self.verify_when(token, issuer, Some(now)).await
+    }
+
+    /// The signature and `iss` of a token we signed, at any time and with
+    /// or without `exp` (a stored message to sign again: its claims are
+    /// ours only if our key signed them).
+    pub async fn verify_signed_by_us(&self, token: &str, issuer: &str) -> Result<(Header, Value), KeyError> {
+        self.verify_when(token, issuer, None).await
+    }
+
+    async fn verify_when(
+        &self,
+        token: &str,
+        issuer: &str,
+        now: Option<Timestamp>,
+    ) -> Result<(Header, Value), KeyError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Rejection::Malformed)?;
         let kid = header.kid.as_deref().ok_or(Rejection::Malformed)?;
         let key = match self.snapshot().published(kid) {
@@ -922,14 +938,22 @@ impl KeyRing {
                 (data.header, data.claims, false)
             }
         };
-        let exp = claims.get("exp").and_then(Value::as_i64).ok_or(Rejection::Malformed)?;
-        if now.0 > exp.saturating_add(VERIFY_LEEWAY) {
-            return Err(Rejection::Expired.into());
-        }
+        let timed = match now {
+            Some(now) => {
+                let exp = claims.get("exp").and_then(Value::as_i64).ok_or(Rejection::Malformed)?;
+                if now.0 > exp.saturating_add(VERIFY_LEEWAY) {
+                    return Err(Rejection::Expired.into());
+                }
+                Some((exp, now))
+            }
+            None => None,
+        };
         if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
             return Err(Rejection::WrongIssuer.into());
         }
-        if !seen {
+        if let Some((exp, now)) = timed
+            && !seen
+        {
             self.inner.verified.insert(digest, &header, &claims, exp, now);
         }
         Ok((header, claims))
@@ -1241,6 +1265,32 @@ mod tests {
         }
         assert_eq!(rejection(ring.verify("not a token", ISS).await), Rejection::Malformed);
         assert_eq!(rejection(ring.verify("", ISS).await), Rejection::Malformed);
+    }
+
+    /// A stored message to sign again: ours whenever it was signed, with
+    /// or without `exp`, and only if our key signed it for our issuer.
+    #[tokio::test]
+    async fn what_we_signed_long_ago_is_still_ours() {
+        let (_, _, ring) = ring().await;
+        let set = json!({ "iss": ISS, "iat": 1, "jti": "j" });
+        let token = ring.sign(SigningAlg::EdDSA, "secevent+jwt", &set).await.expect("sign");
+        let (header, claims) = ring.verify_signed_by_us(&token, ISS).await.expect("ours");
+        assert_eq!((header.typ.as_deref(), claims), (Some("secevent+jwt"), set));
+        // Not a token to accept now (no exp), nor for another issuer.
+        assert_eq!(rejection(ring.verify(&token, ISS).await), Rejection::Malformed);
+        assert_eq!(
+            rejection(ring.verify_signed_by_us(&token, "https://evil.example.com").await),
+            Rejection::WrongIssuer
+        );
+        let (_, _, stranger) = self::ring().await;
+        let theirs = stranger
+            .sign(SigningAlg::ES256, "secevent+jwt", &json!({ "iss": ISS }))
+            .await
+            .expect("sign");
+        assert_eq!(
+            rejection(ring.verify_signed_by_us(&theirs, ISS).await),
+            Rejection::UnknownKid
+        );
     }
 
     #[tokio::test]

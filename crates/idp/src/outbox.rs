@@ -2,7 +2,9 @@
 //! Connect Back-Channel Logout 1.0) before the store call that ends the
 //! sessions writes them, and the delivery worker that POSTs due messages,
 //! retrying with exponential backoff and jitter (the same payload, so the
-//! same `jti`, every time) until they are accepted or too old.
+//! same `jti`, every time) until they are accepted or too old. An admin may
+//! send a message that was given up again: it is signed again then
+//! ([`Signer::resign`]).
 
 use std::time::Duration;
 
@@ -102,6 +104,54 @@ pub struct Signer<'a> {
 }
 
 impl Signer<'_> {
+    /// The payload of `message` signed again as of `now`, for an admin's
+    /// redelivery of a message that was given up: the same claims with a
+    /// new `jti`, `iat` now and, if it had one, `exp` as long after. Retries
+    /// send the same bytes; but a dead message is a day old, and receivers
+    /// refuse tokens issued that long ago (the relier library: after an
+    /// hour). Only what our own key signed is signed again.
+    pub async fn resign(&self, message: &OutboxMessage, now: Timestamp) -> Result<String, AppError> {
+        let bad = |why: &str| AppError::Internal(format!("outbox message {}: {why}", message.id));
+        let token = match message.kind {
+            OutboxKind::BackchannelLogout => serde_urlencoded::from_str::<Vec<(String, String)>>(&message.payload)
+                .ok()
+                .and_then(|form| form.into_iter().find(|(k, _)| k == "logout_token"))
+                .map(|(_, token)| token)
+                .ok_or_else(|| bad("no logout_token in the payload"))?,
+            OutboxKind::SecurityEvent => message.payload.clone(),
+        };
+        let (header, mut claims) = self
+            .keys
+            .verify_signed_by_us(&token, self.issuer)
+            .await
+            .map_err(|e| bad(&e.to_string()))?;
+        let alg = match header.alg {
+            jsonwebtoken::Algorithm::ES256 => SigningAlg::ES256,
+            jsonwebtoken::Algorithm::EdDSA => SigningAlg::EdDSA,
+            jsonwebtoken::Algorithm::RS256 => SigningAlg::RS256,
+            _ => return Err(bad("an algorithm we do not sign with")),
+        };
+        let typ = header.typ.ok_or_else(|| bad("no typ"))?;
+        let claims = claims.as_object_mut().ok_or_else(|| bad("claims are not an object"))?;
+        let iat = claims.get("iat").and_then(serde_json::Value::as_i64);
+        let exp = claims.get("exp").and_then(serde_json::Value::as_i64);
+        if let (Some(iat), Some(exp)) = (iat, exp) {
+            claims.insert("exp".into(), now.0.saturating_add(exp.saturating_sub(iat)).into());
+        }
+        claims.insert("iat".into(), now.0.into());
+        claims.insert("jti".into(), random_id().into());
+        let signed = self
+            .keys
+            .sign(alg, &typ, &claims)
+            .await
+            .map_err(|e| AppError::Internal(e.to_string()))?;
+        match message.kind {
+            OutboxKind::BackchannelLogout => serde_urlencoded::to_string([("logout_token", signed.as_str())])
+                .map_err(|e| AppError::Internal(e.to_string())),
+            OutboxKind::SecurityEvent => Ok(signed),
+        }
+    }
+
     /// See [`logout_messages`].
     pub async fn session(
         &self,

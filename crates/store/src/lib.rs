@@ -500,9 +500,12 @@ pub trait Store: Send + Sync + 'static {
     async fn outbox_oldest_waiting(&self) -> Result<Option<Timestamp>, StoreError>;
     /// The newest `limit` messages, of one client or of all.
     async fn outbox_messages(&self, client: Option<&ClientId>, limit: i64) -> Result<Vec<OutboxMessage>, StoreError>;
+    /// One message, delivered or not.
+    async fn outbox_message(&self, id: &str) -> Result<Option<OutboxMessage>, StoreError>;
     /// Makes a failed or dead message due again at `now` (attempts kept, not
-    /// dead, not leased); false if there is no such undelivered message.
-    async fn outbox_redeliver(&self, id: &str, now: Timestamp) -> Result<bool, StoreError>;
+    /// dead, not leased), sending `payload` from then on (the message signed
+    /// again); false if there is no such undelivered message.
+    async fn outbox_redeliver(&self, id: &str, now: Timestamp, payload: &str) -> Result<bool, StoreError>;
 }
 
 /// Opens the store named by `url`: `sqlite://path` (created if missing) or

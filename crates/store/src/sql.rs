@@ -1191,8 +1191,10 @@ pub const OUTBOX_FAILED: &str = "\
                       dead_at = CASE WHEN $5 THEN $2 ELSE NULL END \
     WHERE id = $1 AND delivered_at IS NULL";
 
+/// `$1` id, `$2` now, `$3` the payload signed again.
 pub const OUTBOX_REDELIVER: &str = "\
-    UPDATE outbox SET dead_at = NULL, locked_until = NULL, next_attempt_at = $2, created_at = $2 \
+    UPDATE outbox SET dead_at = NULL, locked_until = NULL, next_attempt_at = $2, created_at = $2, \
+                      payload = $3 \
     WHERE id = $1 AND delivered_at IS NULL";
 
 /// `$1` the client, or NULL for all.
@@ -1207,6 +1209,11 @@ pub const OUTBOX_SUMMARY: &str = "\
 /// When the oldest message still waiting (not delivered, not dead) was written.
 pub const OUTBOX_OLDEST_WAITING: &str =
     "SELECT MIN(created_at) FROM outbox WHERE delivered_at IS NULL AND dead_at IS NULL";
+
+pub const OUTBOX_MESSAGE: &str = "\
+    SELECT id, client_id, kind, target_uri, payload, content_type, created_at, \
+           next_attempt_at, attempts, last_error, delivered_at, dead_at, locked_until, withdraw_key \
+    FROM outbox WHERE id = $1";
 
 pub const OUTBOX_MESSAGES: &str = "\
     SELECT id, client_id, kind, target_uri, payload, content_type, created_at, \

@@ -1535,10 +1535,20 @@ macro_rules! impl_store {
                     rows.into_iter().map(OutboxMessage::try_from).collect()
                 }
 
-                async fn outbox_redeliver(&self, id: &str, now: Timestamp) -> Result<bool, StoreError> {
+                async fn outbox_message(&self, id: &str) -> Result<Option<OutboxMessage>, StoreError> {
+                    sqlx::query_as::<_, sql::OutboxRow>(sql::OUTBOX_MESSAGE)
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await?
+                        .map(OutboxMessage::try_from)
+                        .transpose()
+                }
+
+                async fn outbox_redeliver(&self, id: &str, now: Timestamp, payload: &str) -> Result<bool, StoreError> {
                     let changed = sqlx::query(sql::OUTBOX_REDELIVER)
                         .bind(id)
                         .bind(now.0)
+                        .bind(payload)
                         .execute(&self.writer)
                         .await?
                         .rows_affected();

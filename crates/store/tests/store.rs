@@ -2166,13 +2166,24 @@ async fn outbox_claim_lease_and_outcomes(db: Arc<TestDb>) {
         (dead.status(), dead.attempts, dead.dead_at),
         ("dead", 2, Some(T0.plus(36)))
     );
-    assert!(s.outbox_redeliver("m2", T0.plus(1000)).await.unwrap());
+    assert_eq!(s.outbox_message("m2").await.unwrap().as_ref(), Some(dead));
+    assert_eq!(s.outbox_message("nope").await.unwrap(), None);
+    assert!(s.outbox_redeliver("m2", T0.plus(1000), "signed again").await.unwrap());
     assert!(
-        !s.outbox_redeliver("m1", T0.plus(1000)).await.unwrap(),
+        !s.outbox_redeliver("m1", T0.plus(1000), "x").await.unwrap(),
         "delivered stays delivered"
     );
-    assert!(!s.outbox_redeliver("nope", T0.plus(1000)).await.unwrap());
-    assert_eq!(s.claim_outbox(T0.plus(1000), 10, 30).await.unwrap().len(), 1);
+    assert!(!s.outbox_redeliver("nope", T0.plus(1000), "x").await.unwrap());
+    let again = s.claim_outbox(T0.plus(1000), 10, 30).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (again[0].id.as_str(), again[0].payload.as_str()),
+        ("m2", "signed again")
+    );
+    assert_eq!(
+        s.outbox_message("m1").await.unwrap().unwrap().payload,
+        "logout_token=m1"
+    );
 
     // Deleting the client deletes its messages.
     assert!(s.delete_client(&c.id).await.unwrap());

@@ -267,6 +267,7 @@ async fn a_receiver_that_never_accepts_ends_dead(backend: Backend) {
     assert!(listed["messages"][0].get("payload").is_none());
 
     let tried = receiver.bodies("never").len();
+    let asked_at = gatehouse_core::Timestamp::now().0;
     let r = http()
         .post(format!("{}/admin/outbox/{}/redeliver", app.base, messages[0].id))
         .bearer_auth(&admin)
@@ -278,7 +279,22 @@ async fn a_receiver_that_never_accepts_ends_dead(backend: Backend) {
         Some(receiver.bodies("never")).filter(|v| v.len() > tried)
     })
     .await;
-    assert_eq!(again.last(), again.first(), "the same token again");
+    // The retries sent the same token; the redelivery is the same logout
+    // signed again, as of then (a receiver refuses a token issued long ago).
+    let (retries, redelivered) = again.split_at(tried);
+    assert!(
+        retries.iter().all(|b| *b == retries[0]),
+        "the same token on every retry"
+    );
+    let old = verify_logout_token(&app, &retries[0], &client.0).await;
+    let new = verify_logout_token(&app, &redelivered[0], &client.0).await;
+    assert_ne!(new["jti"], old["jti"]);
+    let (iat, exp) = (new["iat"].as_i64().unwrap(), new["exp"].as_i64().unwrap());
+    assert!(iat >= asked_at, "iat {iat} before the redelivery at {asked_at}");
+    assert_eq!(exp - iat, old["exp"].as_i64().unwrap() - old["iat"].as_i64().unwrap());
+    for claim in ["iss", "aud", "sub", "sid", "events"] {
+        assert_eq!(new[claim], old[claim], "{claim}");
+    }
     let r = http()
         .post(format!("{}/admin/outbox/nope/redeliver", app.base))
         .bearer_auth(&admin)
