@@ -14,7 +14,7 @@ use gatehouse_core::{Email, Timestamp};
 
 use crate::both_backends;
 use crate::oauth::{auth_url, authorize, exchange, http};
-use crate::support::{Backend, Browser, ClientSpec, TestApp, TestDb, eventually, spawn_app};
+use crate::support::{Backend, Browser, ClientSpec, TestApp, TestDb, eventually, spawn_app, spawn_app_with};
 
 const PASSWORD: &str = "a perfectly fine passphrase";
 const NEW_PASSWORD: &str = "another perfectly fine passphrase";
@@ -25,6 +25,7 @@ both_backends!(
     bans_tell_the_clients_the_user_used,
     a_suspension_tells_the_clients_when_it_lifts,
     a_suspension_lifted_early_or_replaced_is_not_announced_later,
+    a_dead_event_sent_again_is_signed_again,
     password_change_and_deletion_tell_the_clients,
     email_change_and_password_reset_tell_the_clients,
     no_event_is_lost_when_the_server_is_killed,
@@ -40,11 +41,22 @@ struct Got {
 #[derive(Clone, Default)]
 struct Receiver {
     got: Arc<Mutex<HashMap<String, Vec<Got>>>>,
+    /// Paths that answer 500 for now.
+    refusing: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Receiver {
     fn bodies(&self, path: &str) -> Vec<Got> {
         self.got.lock().unwrap().get(path).cloned().unwrap_or_default()
+    }
+
+    fn refuse(&self, path: &str, refuse: bool) {
+        let mut refusing = self.refusing.lock().unwrap();
+        if refuse {
+            refusing.insert(path.to_owned());
+        } else {
+            refusing.remove(path);
+        }
     }
 }
 
@@ -52,6 +64,9 @@ async fn receive(State(r): State<Receiver>, Path(path): Path<String>, headers: H
     // RFC 8935 §2: the SET is the body, as application/secevent+jwt.
     if headers.get("content-type").and_then(|v| v.to_str().ok()) != Some("application/secevent+jwt") {
         return StatusCode::BAD_REQUEST;
+    }
+    if r.refusing.lock().unwrap().contains(&path) {
+        return StatusCode::INTERNAL_SERVER_ERROR;
     }
     let at = Timestamp::now().0;
     r.got.lock().unwrap().entry(path).or_default().push(Got { body, at });
@@ -307,6 +322,54 @@ async fn a_suspension_lifted_early_or_replaced_is_not_announced_later(backend: B
             format!("{RISC}account-disabled"),
         ]
     );
+    app.finish().await;
+}
+
+/// An event given up (dead) and sent again by an admin arrives signed
+/// again: the same event about the same user, a new `jti`, `iat` at the
+/// redelivery (receivers refuse SETs issued long ago).
+async fn a_dead_event_sent_again_is_signed_again(backend: Backend) {
+    let app = spawn_app_with(backend, |c| c.outbox_max_age = Duration::from_secs(2)).await;
+    let (base, r) = start_receiver().await;
+    r.refuse("a", true);
+    let a = client_with_events_uri(&app, "Shop", &format!("{base}/a")).await;
+    let b = app.ready_account("dee@example.com", PASSWORD).await;
+    sign_in_at(&app, &b, &a).await;
+    let (token, _) = app.admin_token().await;
+    let sub = uid(&app, "dee@example.com").await;
+    ban(&app, &token, &sub, &json!({ "reason": "fraud" })).await;
+    let client = gatehouse_core::oauth::ClientId(a.0.clone());
+    let dead = eventually("the event given up", || {
+        let (store, client) = (app.store(), client.clone());
+        async move {
+            let messages = store.outbox_messages(Some(&client), 10).await.unwrap();
+            messages.into_iter().find(|m| m.status() == "dead")
+        }
+    })
+    .await;
+
+    r.refuse("a", false);
+    let asked_at = Timestamp::now().0;
+    let sent = reqwest::Client::new()
+        .post(format!("{}/admin/outbox/{}/redeliver", app.base, dead.id))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), reqwest::StatusCode::ACCEPTED);
+    wait_for_count(&r, "a", 1).await;
+    let got = r.bodies("a");
+    let (kind, _) = verify_set(&app, &got[0].body, &a.0, &sub).await;
+    assert_eq!(kind, format!("{RISC}account-disabled"));
+    let (old, new) = (
+        crate::oauth::jwt_claims(&dead.payload),
+        crate::oauth::jwt_claims(&got[0].body),
+    );
+    assert_ne!(new["jti"], old["jti"]);
+    assert!(new["iat"].as_i64().unwrap() >= asked_at, "{new}");
+    for claim in ["iss", "aud", "sub_id", "events"] {
+        assert_eq!(new[claim], old[claim], "{claim}");
+    }
     app.finish().await;
 }
 
