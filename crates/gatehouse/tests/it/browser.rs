@@ -508,8 +508,22 @@ pub(crate) async fn fill(c: &Client, css: &str, value: &str) {
     field.send_keys(value).await.unwrap();
 }
 
+/// The text of `css`. The page may change between finding the element
+/// and reading it (a redirect lands, a form posts): a stale element is
+/// found again on the new page.
 pub(crate) async fn text(c: &Client, css: &str) -> String {
-    find(c, css).await.text().await.unwrap()
+    for _ in 0..20 {
+        match find(c, css).await.text().await {
+            Ok(text) => return text,
+            Err(fantoccini::error::CmdError::Standard(e))
+                if e.error == fantoccini::error::ErrorStatus::StaleElementReference =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("cannot read {css}: {e}"),
+        }
+    }
+    panic!("{css} went stale twenty times in a row")
 }
 
 /// What the field holds now (not the `value` attribute it was served with).
