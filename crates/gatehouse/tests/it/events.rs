@@ -248,14 +248,22 @@ async fn bans_tell_the_clients_the_user_used(backend: Backend) {
     app.finish().await;
 }
 
+/// A relier "Shop" whose events go to the receiver's path `a`, the user
+/// `email` signed in there, and an admin's token: (the receiver, the
+/// shop, the token, the user's `sub`).
+async fn shop_and_user(app: &TestApp, email: &str) -> (Receiver, (String, String, String), String, String) {
+    let (base, r) = start_receiver().await;
+    let a = client_with_events_uri(app, "Shop", &format!("{base}/a")).await;
+    let b = app.ready_account(email, PASSWORD).await;
+    sign_in_at(app, &b, &a).await;
+    let (token, _) = app.admin_token().await;
+    let sub = uid(app, email).await;
+    (r, a, token, sub)
+}
+
 async fn a_suspension_tells_the_clients_when_it_lifts(backend: Backend) {
     let app = spawn_app(backend).await;
-    let (base, r) = start_receiver().await;
-    let a = client_with_events_uri(&app, "Shop", &format!("{base}/a")).await;
-    let b = app.ready_account("sue@example.com", PASSWORD).await;
-    sign_in_at(&app, &b, &a).await;
-    let (token, _) = app.admin_token().await;
-    let sub = uid(&app, "sue@example.com").await;
+    let (r, a, token, sub) = shop_and_user(&app, "sue@example.com").await;
 
     let until = Timestamp::now().0 + 3;
     ban(&app, &token, &sub, &json!({ "until": until, "reason": "cooling off" })).await;
@@ -282,12 +290,7 @@ async fn a_suspension_tells_the_clients_when_it_lifts(backend: Backend) {
 /// account).
 async fn a_suspension_lifted_early_or_replaced_is_not_announced_later(backend: Backend) {
     let app = spawn_app(backend).await;
-    let (base, r) = start_receiver().await;
-    let a = client_with_events_uri(&app, "Shop", &format!("{base}/a")).await;
-    let b = app.ready_account("ted@example.com", PASSWORD).await;
-    sign_in_at(&app, &b, &a).await;
-    let (token, _) = app.admin_token().await;
-    let sub = uid(&app, "ted@example.com").await;
+    let (r, a, token, sub) = shop_and_user(&app, "ted@example.com").await;
 
     let until = Timestamp::now().0 + 4;
     // One step at a time, so the messages arrive in order.
@@ -330,13 +333,8 @@ async fn a_suspension_lifted_early_or_replaced_is_not_announced_later(backend: B
 /// redelivery (receivers refuse SETs issued long ago).
 async fn a_dead_event_sent_again_is_signed_again(backend: Backend) {
     let app = spawn_app_with(backend, |c| c.outbox_max_age = Duration::from_secs(2)).await;
-    let (base, r) = start_receiver().await;
+    let (r, a, token, sub) = shop_and_user(&app, "dee@example.com").await;
     r.refuse("a", true);
-    let a = client_with_events_uri(&app, "Shop", &format!("{base}/a")).await;
-    let b = app.ready_account("dee@example.com", PASSWORD).await;
-    sign_in_at(&app, &b, &a).await;
-    let (token, _) = app.admin_token().await;
-    let sub = uid(&app, "dee@example.com").await;
     ban(&app, &token, &sub, &json!({ "reason": "fraud" })).await;
     let client = gatehouse_core::oauth::ClientId(a.0.clone());
     let dead = eventually("the event given up", || {
