@@ -447,7 +447,6 @@ impl RelyingParty {
     }
 }
 
-/// The tokens of a successful token response.
 /// OpenID Connect Core §3.1.3.8: an ID token's `at_hash`, when it has one,
 /// is the left half of the hash (the one its signature algorithm uses) of
 /// the access token that came with it; a token response whose access
@@ -463,6 +462,7 @@ fn check_at_hash(id_token: &str, claims: &Map<String, Value>, access_token: &str
     }
 }
 
+/// The tokens of a successful token response.
 fn tokens(answer: &Map<String, Value>, now: Timestamp) -> Result<Tokens, LoginError> {
     let access_token = answer
         .get("access_token")
