@@ -625,6 +625,12 @@ fn jwt_alg(alg: SigningAlg) -> Algorithm {
     }
 }
 
+/// The algorithm a header names, if it is one we sign with (the inverse
+/// of `jwt_alg`).
+pub(crate) fn signing_alg(alg: Algorithm) -> Option<SigningAlg> {
+    SigningAlg::ALL.into_iter().find(|a| jwt_alg(*a) == alg)
+}
+
 // --- the store -------------------------------------------------------------------
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

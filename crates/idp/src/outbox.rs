@@ -54,6 +54,12 @@ struct LogoutTokenClaims<'a> {
     events: serde_json::Value,
 }
 
+/// The body of a back-channel logout request: the token as a form field
+/// (OpenID Connect Back-Channel Logout 1.0 §2.5).
+fn logout_body(token: &str) -> Result<String, AppError> {
+    serde_urlencoded::to_string([("logout_token", token)]).map_err(|e| AppError::Internal(e.to_string()))
+}
+
 /// A new random id (for messages and `jti`s).
 fn random_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
@@ -125,12 +131,7 @@ impl Signer<'_> {
             .verify_signed_by_us(&token, self.issuer)
             .await
             .map_err(|e| bad(&e.to_string()))?;
-        let alg = match header.alg {
-            jsonwebtoken::Algorithm::ES256 => SigningAlg::ES256,
-            jsonwebtoken::Algorithm::EdDSA => SigningAlg::EdDSA,
-            jsonwebtoken::Algorithm::RS256 => SigningAlg::RS256,
-            _ => return Err(bad("an algorithm we do not sign with")),
-        };
+        let alg = crate::keys::signing_alg(header.alg).ok_or_else(|| bad("an algorithm we do not sign with"))?;
         let typ = header.typ.ok_or_else(|| bad("no typ"))?;
         let claims = claims.as_object_mut().ok_or_else(|| bad("claims are not an object"))?;
         let iat = claims.get("iat").and_then(serde_json::Value::as_i64);
@@ -146,8 +147,7 @@ impl Signer<'_> {
             .await
             .map_err(|e| AppError::Internal(e.to_string()))?;
         match message.kind {
-            OutboxKind::BackchannelLogout => serde_urlencoded::to_string([("logout_token", signed.as_str())])
-                .map_err(|e| AppError::Internal(e.to_string())),
+            OutboxKind::BackchannelLogout => logout_body(&signed),
             OutboxKind::SecurityEvent => Ok(signed),
         }
     }
@@ -184,8 +184,7 @@ impl Signer<'_> {
                 .sign(alg, LOGOUT_TOKEN_TYP, &claims)
                 .await
                 .map_err(|e| AppError::Internal(e.to_string()))?;
-            let body = serde_urlencoded::to_string([("logout_token", token.as_str())])
-                .map_err(|e| AppError::Internal(e.to_string()))?;
+            let body = logout_body(&token)?;
             out.push(OutboxMessage::new(
                 random_id(),
                 client.id.clone(),
