@@ -1146,10 +1146,37 @@ pub struct AuthCodeAccountRow {
 
 // --- the outbox ---------------------------------------------------------------
 
-pub const INSERT_OUTBOX: &str = "\
-    INSERT INTO outbox (id, client_id, kind, target_uri, payload, content_type, created_at, \
-                        next_attempt_at, attempts, last_error, delivered_at, dead_at, locked_until, withdraw_key) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
+/// The columns of an outbox row, in the order of [`OutboxRow`] and of
+/// `insert_outbox`'s binds.
+macro_rules! outbox_columns {
+    () => {
+        "id, client_id, kind, target_uri, payload, content_type, created_at, \
+         next_attempt_at, attempts, last_error, delivered_at, dead_at, locked_until, withdraw_key"
+    };
+}
+
+/// Leases the due, unleased rows (`$1` now, `$2` limit, `$3` the lease's
+/// end) and answers with them; `$lock` ends the inner select.
+macro_rules! claim_outbox {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE outbox SET locked_until = $3 \
+             WHERE id IN (SELECT id FROM outbox \
+                          WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_at <= $1 \
+                            AND (locked_until IS NULL OR locked_until <= $1) \
+                          ORDER BY next_attempt_at, created_at LIMIT $2",
+            $lock,
+            ") RETURNING ",
+            outbox_columns!()
+        )
+    };
+}
+
+pub const INSERT_OUTBOX: &str = concat!(
+    "INSERT INTO outbox (",
+    outbox_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+);
 
 /// Deletes the messages `$1` names ([`crate::suspension_end_key`]) that
 /// are not due yet at `$2`: what they announce will not happen.
@@ -1157,29 +1184,13 @@ pub const WITHDRAW_OUTBOX: &str = "\
     DELETE FROM outbox WHERE withdraw_key = $1 AND next_attempt_at > $2 \
                          AND delivered_at IS NULL AND dead_at IS NULL";
 
-/// SQLite: one UPDATE ... RETURNING of the due, unleased rows (SQLite has
-/// one writer at a time, so the statement is atomic). `$1` now, `$2` limit,
-/// `$3` the lease's end.
-pub const CLAIM_OUTBOX_SQLITE: &str = "\
-    UPDATE outbox SET locked_until = $3 \
-    WHERE id IN (SELECT id FROM outbox \
-                 WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_at <= $1 \
-                   AND (locked_until IS NULL OR locked_until <= $1) \
-                 ORDER BY next_attempt_at, created_at LIMIT $2) \
-    RETURNING id, client_id, kind, target_uri, payload, content_type, created_at, \
-              next_attempt_at, attempts, last_error, delivered_at, dead_at, locked_until, withdraw_key";
+/// SQLite: one UPDATE ... RETURNING (SQLite has one writer at a time, so
+/// the statement is atomic).
+pub const CLAIM_OUTBOX_SQLITE: &str = claim_outbox!("");
 
 /// PostgreSQL: the due rows are locked with `FOR UPDATE SKIP LOCKED`, so
 /// concurrent workers take disjoint sets, and leased in the same statement.
-pub const CLAIM_OUTBOX_POSTGRES: &str = "\
-    UPDATE outbox SET locked_until = $3 \
-    WHERE id IN (SELECT id FROM outbox \
-                 WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_at <= $1 \
-                   AND (locked_until IS NULL OR locked_until <= $1) \
-                 ORDER BY next_attempt_at, created_at LIMIT $2 \
-                 FOR UPDATE SKIP LOCKED) \
-    RETURNING id, client_id, kind, target_uri, payload, content_type, created_at, \
-              next_attempt_at, attempts, last_error, delivered_at, dead_at, locked_until, withdraw_key";
+pub const CLAIM_OUTBOX_POSTGRES: &str = claim_outbox!(" FOR UPDATE SKIP LOCKED");
 
 pub const OUTBOX_DELIVERED: &str = "\
     UPDATE outbox SET delivered_at = $2, attempts = attempts + 1, locked_until = NULL, last_error = NULL \
@@ -1210,16 +1221,14 @@ pub const OUTBOX_SUMMARY: &str = "\
 pub const OUTBOX_OLDEST_WAITING: &str =
     "SELECT MIN(created_at) FROM outbox WHERE delivered_at IS NULL AND dead_at IS NULL";
 
-pub const OUTBOX_MESSAGE: &str = "\
-    SELECT id, client_id, kind, target_uri, payload, content_type, created_at, \
-           next_attempt_at, attempts, last_error, delivered_at, dead_at, locked_until, withdraw_key \
-    FROM outbox WHERE id = $1";
+pub const OUTBOX_MESSAGE: &str = concat!("SELECT ", outbox_columns!(), " FROM outbox WHERE id = $1");
 
-pub const OUTBOX_MESSAGES: &str = "\
-    SELECT id, client_id, kind, target_uri, payload, content_type, created_at, \
-           next_attempt_at, attempts, last_error, delivered_at, dead_at, locked_until, withdraw_key \
-    FROM outbox WHERE ($1 IS NULL OR client_id = $1) \
-    ORDER BY created_at DESC, id DESC LIMIT $2";
+pub const OUTBOX_MESSAGES: &str = concat!(
+    "SELECT ",
+    outbox_columns!(),
+    " FROM outbox WHERE ($1 IS NULL OR client_id = $1) \
+     ORDER BY created_at DESC, id DESC LIMIT $2"
+);
 
 #[derive(sqlx::FromRow)]
 pub struct OutboxSummaryRow {
