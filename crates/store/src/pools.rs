@@ -270,10 +270,7 @@ mod tests {
             .await
             .expect("checkpoint");
         write_rows(&pair.writer, 1).await;
-        let (_, frames, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
-            .fetch_one(&pair.readers)
-            .await
-            .expect("frames");
+        let frames = Checkpointer::passive(&pair.readers).await.expect("frames");
         assert!(
             frames < 10,
             "{frames} frames in the WAL after a restart (it was {before} bytes)"
@@ -307,14 +304,8 @@ mod tests {
             .await
             .expect("checkpoint");
         write_rows(&pair.writer, 1).await;
-        let frames = |readers: SqlitePool| async move {
-            let (_, frames, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
-                .fetch_one(&readers)
-                .await
-                .expect("frames");
-            frames
-        };
-        assert!(frames(pair.readers.clone()).await > 100, "restarted under a reader");
+        let frames = || async { Checkpointer::passive(&pair.readers).await.expect("frames") };
+        assert!(frames().await > 100, "restarted under a reader");
         let wait: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
             .fetch_one(&pair.writer)
             .await
@@ -327,9 +318,6 @@ mod tests {
             .await
             .expect("checkpoint");
         write_rows(&pair.writer, 1).await;
-        assert!(
-            frames(pair.readers.clone()).await < 10,
-            "not restarted after the reader"
-        );
+        assert!(frames().await < 10, "not restarted after the reader");
     }
 }
