@@ -146,6 +146,55 @@ mod tests {
         assert_eq!(cache.len(), 1);
     }
 
+    /// A proof by a new Ed25519 key with `alg` in its header, for GET `url`
+    /// presenting `token`: the proof and the key's thumbprint.
+    fn ed25519_proof(alg: &str, url: &str, token: &str, now: Timestamp) -> (String, String) {
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use serde_json::json;
+        let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+        let der = ed25519_dalek::pkcs8::EncodePrivateKey::to_pkcs8_der(&key).expect("pkcs8");
+        let jwk = json!({
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": URL_SAFE_NO_PAD.encode(key.verifying_key().to_bytes()),
+        });
+        let header = json!({ "typ": "dpop+jwt", "alg": alg, "jwk": jwk });
+        let claims = json!({
+            "jti": format!("{alg}-1"), "htm": "GET", "htu": url, "iat": now.0,
+            "ath": gatehouse_core::oauth::dpop::access_token_hash(token),
+        });
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let encoding = jsonwebtoken::EncodingKey::from_ed_der(der.as_bytes());
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &encoding, jsonwebtoken::Algorithm::EdDSA).expect("sign");
+        let jkt = gatehouse_core::oauth::dpop::thumbprint(&jwk).expect("thumbprint");
+        (format!("{message}.{signature}"), jkt)
+    }
+
+    #[test]
+    fn an_ed25519_key_may_sign_as_eddsa_or_ed25519() {
+        // RFC 9864's `Ed25519` is what oauth4webapi (openid-client) writes.
+        let cache = ReplayCache::new(10);
+        let now = Timestamp(1_700_000_000);
+        let url = "https://api.example.com/whoami";
+        for alg in ["EdDSA", "Ed25519"] {
+            let (proof, jkt) = ed25519_proof(alg, url, "the token", now);
+            let verified = check_request(&cache, &proof, "GET", url, "the token", &jkt, now).expect(alg);
+            assert_eq!(verified.jkt, jkt);
+            assert_eq!(
+                check_request(&cache, &proof, "GET", url, "the token", &jkt, now),
+                Err(ProofFailure::Invalid("the DPoP proof was used before".into())),
+                "{alg}"
+            );
+            assert!(ALGS.contains(&alg), "{alg} is advertised");
+        }
+    }
+
     #[test]
     fn a_full_cache_refuses_rather_than_forgets() {
         let cache = ReplayCache::new(2);

@@ -491,7 +491,7 @@ mod tests {
             e.challenges(),
             [
                 r#"Bearer realm="api \"one\"""#,
-                r#"DPoP realm="api \"one\"", algs="ES256 EdDSA RS256""#
+                r#"DPoP realm="api \"one\"", algs="ES256 EdDSA Ed25519 RS256""#
             ]
         );
         let mut e = error(AuthErrorKind::Missing, None, false);
@@ -517,7 +517,7 @@ mod tests {
         );
         let all = e.challenges();
         assert!(all[0].starts_with("DPoP ") && all[0].contains(r#"error="invalid_token""#));
-        assert!(all[0].ends_with(r#"algs="ES256 EdDSA RS256""#));
+        assert!(all[0].ends_with(r#"algs="ES256 EdDSA Ed25519 RS256""#));
         assert_eq!(all[1], r#"Bearer realm="api \"one\"""#);
         // A DPoP-bound token sent as a bearer token: told to use DPoP.
         let e = error(

@@ -778,7 +778,7 @@ async fn dpop_bound_tokens_need_a_fresh_proof_by_their_key() {
         challenges(&r),
         [
             r#"Bearer realm="test""#,
-            r#"DPoP realm="test", algs="ES256 EdDSA RS256""#
+            r#"DPoP realm="test", algs="ES256 EdDSA Ed25519 RS256""#
         ]
     );
 
@@ -860,6 +860,20 @@ async fn dpop_bound_tokens_need_a_fresh_proof_by_their_key() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // And under RFC 9864's name for it, `Ed25519`, as oauth4webapi
+    // (openid-client) writes it.
+    let ed_proof = sign(
+        &ed_key,
+        &json!({"typ": "dpop+jwt", "alg": "Ed25519", "jwk": ed_key.jwk}),
+        &json!({
+            "jti": URL_SAFE_NO_PAD.encode(rand::random::<[u8; 12]>()),
+            "htm": "GET", "htu": public, "iat": Timestamp::now().0,
+            "ath": access_token_hash(&ed_bound),
+        }),
+    );
+    let r = dpop(&ed_bound, &ed_proof).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{:?}", challenges(&r));
+    assert_eq!(json_body(r).await["dpop"], true);
 }
 
 // --- receivers: logout tokens and security event tokens -------------------------

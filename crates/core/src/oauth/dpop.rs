@@ -31,8 +31,10 @@ pub const PROOF_TYP: &str = "dpop+jwt";
 /// (see [`VerifiedProof::replay_expires_at`]).
 pub const MAX_PROOF_AGE: i64 = 60;
 /// The signing algorithms we accept, as `DPoP` challenges and discovery
-/// (`dpop_signing_alg_values_supported`) list them.
-pub const ALGS: [&str; 3] = ["ES256", "EdDSA", "RS256"];
+/// (`dpop_signing_alg_values_supported`) list them. An Ed25519 key signs as
+/// `EdDSA` (RFC 8037) or as `Ed25519`, RFC 9864's fully-specified name for
+/// the same signature, which oauth4webapi (openid-client) writes.
+pub const ALGS: [&str; 4] = ["ES256", "EdDSA", "Ed25519", "RS256"];
 /// A longer proof is refused before it is parsed (an RS256 proof with a
 /// 4096-bit key is under 2 KiB).
 pub const MAX_PROOF_LEN: usize = 8192;
@@ -166,7 +168,9 @@ pub fn verify_proof(proof: &str, check: &ProofCheck<'_>) -> Result<VerifiedProof
     };
     let algorithm = match alg {
         "ES256" => Algorithm::ES256,
-        "EdDSA" => Algorithm::EdDSA,
+        // RFC 9864: `Ed25519` is EdDSA with the Ed25519 curve only;
+        // `EdDSA` with any other curve is refused by check_key_fits too.
+        "EdDSA" | "Ed25519" => Algorithm::EdDSA,
         "RS256" => Algorithm::RS256,
         other => return Err(DpopError::UnsupportedAlg(other.to_owned())),
     };
@@ -481,6 +485,46 @@ mod tests {
             assert_eq!(verified.jti, "e1j3V_bKic8-LAEB");
             assert_eq!(verified.iat, NOW.0);
             assert_eq!(verified.replay_expires_at(), NOW.plus(MAX_PROOF_AGE + 1));
+        }
+    }
+
+    #[test]
+    fn an_ed25519_key_signs_as_eddsa_or_ed25519() {
+        // RFC 9864's fully-specified name, as oauth4webapi writes it, and
+        // RFC 8037's polymorphic one: the same signature, the same key.
+        let key = ed25519();
+        let mut jkts = Vec::new();
+        for alg in ["EdDSA", "Ed25519"] {
+            let h = json!({ "typ": "dpop+jwt", "alg": alg, "jwk": key.jwk });
+            let verified = verify_proof(&signed(&key, &h, &claims()), &check()).expect(alg);
+            jkts.push(verified.jkt);
+            assert!(ALGS.contains(&alg), "{alg} is advertised");
+        }
+        assert_eq!(jkts[0], jkts[1]);
+        assert_eq!(jkts[0], thumbprint(&key.jwk).expect("thumbprint"));
+        // Ed25519 names the curve: a P-256 key (or any other) does not fit.
+        let ec = es256();
+        let h = json!({ "typ": "dpop+jwt", "alg": "Ed25519", "jwk": ec.jwk });
+        assert!(matches!(
+            verify_proof(&signed(&ec, &h, &claims()), &check()),
+            Err(DpopError::BadKey(_))
+        ));
+        let mut ed448 = key.jwk.clone();
+        ed448["crv"] = json!("Ed448");
+        let h = json!({ "typ": "dpop+jwt", "alg": "Ed25519", "jwk": ed448 });
+        assert!(matches!(
+            verify_proof(&signed(&key, &h, &claims()), &check()),
+            Err(DpopError::BadKey(_))
+        ));
+        // Algorithm names are case-sensitive (RFC 7515 §4.1.1); Ed448 is not
+        // supported.
+        for alg in ["ed25519", "ED25519", "Ed448"] {
+            let h = json!({ "typ": "dpop+jwt", "alg": alg, "jwk": key.jwk });
+            assert_eq!(
+                verify_proof(&signed(&key, &h, &claims()), &check()),
+                Err(DpopError::UnsupportedAlg(alg.into())),
+                "{alg}"
+            );
         }
     }
 

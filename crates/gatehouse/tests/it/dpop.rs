@@ -24,12 +24,17 @@ both_backends!(
     userinfo_needs_a_proof_by_the_bound_key,
     public_client_refresh_tokens_are_bound,
     narrowed_token_bound_to_the_receiving_service,
+    ed25519_keys_sign_as_ed25519_or_eddsa,
 );
 
-/// A client's DPoP key (ES256).
+/// A client's DPoP key (ES256, or Ed25519 with [`DpopKey::ed25519`]).
+#[derive(Clone)]
 struct DpopKey {
     encoding: EncodingKey,
     jwk: Value,
+    /// The `alg` its proofs name, and how they are signed.
+    alg: &'static str,
+    signing: Algorithm,
 }
 
 /// What a proof says besides its key.
@@ -58,6 +63,25 @@ impl DpopKey {
                 "x": URL_SAFE_NO_PAD.encode(point.x().unwrap()),
                 "y": URL_SAFE_NO_PAD.encode(point.y().unwrap()),
             }),
+            alg: "ES256",
+            signing: Algorithm::ES256,
+        }
+    }
+
+    /// An Ed25519 key whose proofs name `alg`: `EdDSA` (RFC 8037) or
+    /// `Ed25519` (RFC 9864, as oauth4webapi writes it).
+    fn ed25519(alg: &'static str) -> Self {
+        let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+        let der = ed25519_dalek::pkcs8::EncodePrivateKey::to_pkcs8_der(&key).unwrap();
+        DpopKey {
+            encoding: EncodingKey::from_ed_der(der.as_bytes()),
+            jwk: json!({
+                "kty": "OKP",
+                "crv": "Ed25519",
+                "x": URL_SAFE_NO_PAD.encode(key.verifying_key().to_bytes()),
+            }),
+            alg,
+            signing: Algorithm::EdDSA,
         }
     }
 
@@ -65,11 +89,17 @@ impl DpopKey {
     /// order.
     fn jkt(&self) -> String {
         use sha2::Digest;
-        let canonical = format!(
-            r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
-            self.jwk["x"].as_str().unwrap(),
-            self.jwk["y"].as_str().unwrap()
-        );
+        let canonical = match self.jwk["kty"].as_str() {
+            Some("OKP") => format!(
+                r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
+                self.jwk["x"].as_str().unwrap()
+            ),
+            _ => format!(
+                r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+                self.jwk["x"].as_str().unwrap(),
+                self.jwk["y"].as_str().unwrap()
+            ),
+        };
         URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(canonical.as_bytes()))
     }
 
@@ -79,7 +109,7 @@ impl DpopKey {
             URL_SAFE_NO_PAD.encode(header.to_string()),
             URL_SAFE_NO_PAD.encode(claims.to_string())
         );
-        let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &self.encoding, Algorithm::ES256).unwrap();
+        let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &self.encoding, self.signing).unwrap();
         format!("{message}.{signature}")
     }
 
@@ -91,7 +121,7 @@ impl DpopKey {
         if let Some(nonce) = c.nonce {
             claims["nonce"] = json!(nonce);
         }
-        self.sign(&json!({ "typ": "dpop+jwt", "alg": "ES256", "jwk": self.jwk }), &claims)
+        self.sign(&json!({ "typ": "dpop+jwt", "alg": self.alg, "jwk": self.jwk }), &claims)
     }
 
     /// A fresh proof for `method` on `url` (absolute).
@@ -195,7 +225,7 @@ async fn client_credentials_bound_and_the_nonce_dance(backend: Backend) {
         .unwrap();
     assert_eq!(
         meta["dpop_signing_alg_values_supported"],
-        json!(["ES256", "EdDSA", "RS256"])
+        json!(["ES256", "EdDSA", "Ed25519", "RS256"])
     );
 
     // The nonce dance: no nonce, use_dpop_nonce with one; then it works.
@@ -356,7 +386,7 @@ fn assert_dpop_refusal(got: &(StatusCode, Vec<String>, HeaderMap, Value), error:
     let c = &challenges[0];
     assert!(c.starts_with("DPoP "), "{name}: {c}");
     assert!(c.contains(&format!("error=\"{error}\"")), "{name}: {c}");
-    assert!(c.contains("algs=\"ES256 EdDSA RS256\""), "{name}: {c}");
+    assert!(c.contains("algs=\"ES256 EdDSA Ed25519 RS256\""), "{name}: {c}");
 }
 
 async fn userinfo_needs_a_proof_by_the_bound_key(backend: Backend) {
@@ -536,7 +566,7 @@ async fn userinfo_needs_a_proof_by_the_bound_key(backend: Backend) {
         challenges,
         vec![
             "Bearer realm=\"gatehouse\"".to_owned(),
-            "DPoP algs=\"ES256 EdDSA RS256\"".to_owned()
+            "DPoP algs=\"ES256 EdDSA Ed25519 RS256\"".to_owned()
         ]
     );
 
@@ -713,5 +743,32 @@ async fn narrowed_token_bound_to_the_receiving_service(backend: Backend) {
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{challenges:?}");
     assert!(challenges[0].starts_with("DPoP ") && challenges[0].contains("insufficient_scope"));
+    app.finish().await;
+}
+
+/// RFC 9864's `Ed25519`, as oauth4webapi (openid-client) names its proofs,
+/// and RFC 8037's `EdDSA`: either binds a code-flow token to the Ed25519
+/// key, and UserInfo takes it with a proof by that key under either name.
+async fn ed25519_keys_sign_as_ed25519_or_eddsa(backend: Backend) {
+    use reqwest::Method;
+    let app = spawn_app(backend).await;
+    let url = format!("{}/userinfo", app.base);
+    for (i, alg) in ["Ed25519", "EdDSA"].into_iter().enumerate() {
+        let key = DpopKey::ed25519(alg);
+        let (_, _, tokens) = code_flow_tokens(&app, &format!("ed{i}@example.com"), Some(&key)).await;
+        assert_eq!(tokens["token_type"], "DPoP", "{alg}: {tokens}");
+        let token = tokens["access_token"].as_str().unwrap().to_owned();
+        assert_eq!(jwt_claims(&token)["cnf"]["jkt"], key.jkt().as_str(), "{alg}");
+        for other in ["Ed25519", "EdDSA"] {
+            let same_key = DpopKey {
+                alg: other,
+                ..key.clone()
+            };
+            let proof = same_key.proof("GET", &url, Some(&token), None);
+            let (status, _, _, body) = userinfo(&app, Method::GET, Some(format!("DPoP {token}")), Some(&proof)).await;
+            assert_eq!(status, StatusCode::OK, "{alg} then {other}: {body}");
+            assert_eq!(body["email"], format!("ed{i}@example.com"));
+        }
+    }
     app.finish().await;
 }

@@ -579,7 +579,7 @@ async fn dpop_bound_tokens_need_a_proof_by_their_key(backend: Backend) {
         challenge(&r),
         [
             r#"Bearer realm="reports""#,
-            r#"DPoP realm="reports", algs="ES256 EdDSA RS256""#
+            r#"DPoP realm="reports", algs="ES256 EdDSA Ed25519 RS256""#
         ]
     );
 

@@ -110,7 +110,7 @@ pub fn page_error(e: &OAuthError) -> Response {
 pub enum Scheme {
     /// RFC 6750 §3: `Bearer realm="gatehouse"`.
     Bearer,
-    /// RFC 9449 §7.1: `DPoP algs="ES256 EdDSA RS256"`.
+    /// RFC 9449 §7.1: `DPoP algs="ES256 EdDSA Ed25519 RS256"`.
     Dpop,
 }
 
