@@ -17,6 +17,7 @@ mod exchange;
 mod login;
 mod logout;
 mod oauth;
+mod openid_client;
 mod ops;
 mod pay;
 mod relier;
