@@ -1,8 +1,9 @@
 //! A real client library against the real server: openid-client v6 (npm),
 //! unmodified, in `tests/node/openid_client.mjs`, through discovery, the
-//! code flow with PKCE, the ID token, UserInfo, refresh, introspection,
-//! revocation and DPoP with ES256 and Ed25519 keys, at the IdP and at a
-//! resource server on the relier library. The person's login in the middle
+//! code flow with PKCE, the ID token (ES256 and EdDSA, signatures checked
+//! against the JWKS), UserInfo, refresh, introspection, revocation and DPoP
+//! with ES256 and Ed25519 keys, at the IdP and at a resource server on the
+//! relier library. The person's login in the middle
 //! is this test's `Browser`: the script prints each authorization URL, the
 //! browser (signed in) follows it, and the callback URL goes back to the
 //! script on its stdin. The script prints what the library returned as one
@@ -16,9 +17,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use gatehouse_core::oauth::client::SigningAlg;
 use gatehouse_core::oauth::dpop::thumbprint;
 use gatehouse_relier::{AuthError, Authenticated, Issuer, Verifier};
 
@@ -247,6 +251,11 @@ async fn openid_client_drives_every_flow(backend: Backend) {
     check!(out, id["aud"] == conf.id.as_str(), "ID token aud");
     check!(out, id["nonce"].is_string(), "ID token nonce");
     check!(out, id["email"] == EMAIL, "ID token email");
+    check!(
+        out,
+        jwt_header(&c["id_token_jwt"])["alg"] == "ES256",
+        "ID token signed ES256"
+    );
     check!(out, c["userinfo"]["sub"] == uid.as_str(), "UserInfo sub");
     check!(out, c["userinfo"]["email"] == EMAIL, "UserInfo email");
     check!(out, c["userinfo"]["email_verified"] == true, "UserInfo email_verified");
@@ -310,6 +319,11 @@ async fn openid_client_drives_every_flow(backend: Backend) {
             "{alg}: the public client's"
         );
         check!(out, d["id_token"]["sub"] == uid.as_str(), "{alg}: ID token sub");
+        check!(
+            out,
+            jwt_header(&d["id_token_jwt"])["alg"] == "EdDSA",
+            "{alg}: the public client's ID tokens are EdDSA"
+        );
         check!(out, d["userinfo"]["email"] == EMAIL, "{alg}: UserInfo with a proof");
         let refused = &d["userinfo_without_proof"];
         check!(
@@ -336,6 +350,11 @@ async fn openid_client_drives_every_flow(backend: Backend) {
             out,
             d["refresh_with_another_key"]["error"] == "invalid_grant",
             "{alg}: the refresh token is bound to the key"
+        );
+        check!(
+            out,
+            d["refresh_after_revocation"]["error"] == "invalid_grant",
+            "{alg}: the public client revoked its refresh token"
         );
         let cc = &d["client_credentials"];
         check!(out, cc["token_type"] == "dpop", "{alg}: client credentials, DPoP");
@@ -366,6 +385,15 @@ async fn openid_client_drives_every_flow(backend: Backend) {
     app.finish().await;
 }
 
+/// The header of a JWT the script returned (`{}` if it is none).
+fn jwt_header(jwt: &Value) -> Value {
+    jwt.as_str()
+        .and_then(|t| t.split('.').next())
+        .and_then(|h| URL_SAFE_NO_PAD.decode(h).ok())
+        .and_then(|h| serde_json::from_slice(&h).ok())
+        .unwrap_or_else(|| json!({}))
+}
+
 /// The confidential client (with its secret), the public one, and the
 /// resource server's URL.
 async fn clients_and_api(
@@ -386,13 +414,15 @@ async fn clients_and_api(
         .await;
     conf.audiences = vec![API.to_owned()];
     app.store().update_client(&conf).await.unwrap();
-    let (public, _) = app
+    let (mut public, _) = app
         .register_client(ClientSpec {
             name: "NodeApp",
             public: true,
             ..Default::default()
         })
         .await;
+    public.id_token_alg = SigningAlg::EdDSA;
+    app.store().update_client(&public).await.unwrap();
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

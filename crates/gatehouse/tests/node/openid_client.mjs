@@ -1,8 +1,9 @@
 // Drives Gatehouse with openid-client v6, unmodified, the way a relier's
 // code would: discovery, the code flow with PKCE (and state, nonce, the
-// RFC 9207 `iss`), the ID token (its signature too), UserInfo, refresh,
-// introspection, revocation, and DPoP with ES256 and Ed25519 keys at the
-// token endpoint, UserInfo and a resource server on the relier library.
+// RFC 9207 `iss`), the ID token (ES256 and EdDSA, signatures checked against
+// the JWKS), UserInfo, refresh, introspection, revocation, and DPoP with
+// ES256 and Ed25519 keys at the token endpoint, UserInfo and a resource
+// server on the relier library.
 //
 // Run by crates/gatehouse/tests/it/openid_client.rs, which starts the
 // server, registers the clients and passes them in the environment. The
@@ -124,6 +125,7 @@ result.confidential = {
   expires_in: tokens.expires_in,
   has_refresh_token: typeof tokens.refresh_token === 'string',
   id_token: idToken,
+  id_token_jwt: tokens.id_token,
   userinfo,
   introspected,
   introspected_with_client_secret_post: introspectedPost,
@@ -140,7 +142,8 @@ result.confidential = {
 };
 
 // --- DPoP with ES256 and Ed25519 keys ---------------------------------------
-const pubConfig = await client.discovery(issuer, pub.id, undefined, client.None(), insecure);
+// Its ID tokens are signed EdDSA (registered so at the IdP).
+const pubConfig = await client.discovery(issuer, pub.id, { id_token_signed_response_alg: 'EdDSA' }, client.None(), insecure);
 client.enableNonRepudiationChecks(pubConfig);
 result.dpop = {};
 for (const alg of ['ES256', 'Ed25519']) {
@@ -158,7 +161,9 @@ for (const alg of ['ES256', 'Ed25519']) {
   // Another key cannot use the refresh token.
   const thief = client.getDPoPHandle(pubConfig, await client.randomDPoPKeyPair(alg));
   const stolen = await failure(client.refreshTokenGrant(pubConfig, refreshedBound.refresh_token, undefined, { DPoP: thief }));
+  // A public client revokes its own refresh token (no client secret).
   await client.tokenRevocation(pubConfig, refreshedBound.refresh_token);
+  const revoked = await failure(client.refreshTokenGrant(pubConfig, refreshedBound.refresh_token, undefined, { DPoP }));
 
   // The confidential client's own token for the resource server (client
   // credentials, RFC 8707 resource), used there with a proof.
@@ -173,6 +178,7 @@ for (const alg of ['ES256', 'Ed25519']) {
     token_type: bound.token_type,
     access_token: bound.access_token,
     id_token: claims,
+    id_token_jwt: bound.id_token,
     userinfo: info,
     userinfo_without_proof: withoutProof,
     refreshed: {
@@ -182,6 +188,7 @@ for (const alg of ['ES256', 'Ed25519']) {
       userinfo: refreshedInfo,
     },
     refresh_with_another_key: stolen,
+    refresh_after_revocation: revoked,
     client_credentials: { token_type: cc.token_type, introspected: ccIntrospected },
     resource,
   };
