@@ -11,6 +11,7 @@ mod admin;
 mod bans;
 mod browser;
 mod cli;
+mod cors;
 mod dpop;
 mod events;
 mod exchange;
