@@ -21,4 +21,5 @@ mod oauth;
 mod ops;
 mod pay;
 mod relier;
+mod spa;
 mod story;
