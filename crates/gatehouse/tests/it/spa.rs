@@ -23,7 +23,7 @@ use crate::both_backends;
 use crate::browser::{
     ChromeDriver, PAGE_DEADLINE, PASSWORD, Session, button, console_problems, fill, wait_for_heading,
 };
-use crate::support::{Backend, ClientSpec, TestApp, spawn_app};
+use crate::support::{Backend, ClientSpec, TestApp, serve_local, spawn_app};
 
 both_backends!(a_single_page_app_signs_in_and_calls_the_idp_cross_origin);
 
@@ -84,9 +84,61 @@ async fn a_single_page_app_signs_in_and_calls_the_idp_cross_origin(backend: Back
             .filter(|e| e["message"].as_str().is_some_and(|m| m.contains("CORS")))
             .collect();
         assert!(blocked.is_empty(), "CORS errors in the console: {blocked:#?}");
+
+        // The same requests by hand: from the app's origin the browser
+        // hands the page every answer (errors too); from an origin that no
+        // public client registered, only the public documents.
+        assert_eq!(
+            probe(&c, &app.base).await,
+            ["read 200", "read 200", "read 401", "read 401", "read 401"],
+            "from the app's origin"
+        );
+        let elsewhere = serve_local(Router::new().route(
+            "/",
+            get(|| async { Html("<!doctype html><title>Elsewhere</title><h1>Elsewhere</h1>") }),
+        ))
+        .await;
+        c.goto(&format!("http://{elsewhere}/")).await.unwrap();
+        wait_for_heading(&c, "Elsewhere").await;
+        assert_eq!(
+            probe(&c, &app.base).await,
+            [
+                "read 200",
+                "read 200",
+                "blocked TypeError",
+                "blocked TypeError",
+                "blocked TypeError"
+            ],
+            "from an origin no client registered"
+        );
         app.finish().await;
     })
     .await;
+}
+
+/// Fetches, from the page it runs in, discovery, the JWKS, the token
+/// endpoint and revocation (an unknown client) and UserInfo (a bad token),
+/// the last three with a header that needs a preflight (DPoP, Authorization):
+/// for each, `read STATUS` if the browser let the page read the answer, or
+/// `blocked` and the error's name.
+async fn probe(c: &Session, issuer: &str) -> Vec<String> {
+    const PROBE: &str = r#"
+const [issuer, done] = arguments;
+const read = (request) => request.then((r) => `read ${r.status}`, (e) => `blocked ${e.name}`);
+const form = (headers, fields) => ({ method: 'POST', headers, body: new URLSearchParams(fields) });
+Promise.all([
+  read(fetch(`${issuer}/.well-known/openid-configuration`)),
+  read(fetch(`${issuer}/jwks.json`)),
+  read(fetch(`${issuer}/token`, form({ DPoP: 'not-a-proof' }, { grant_type: 'authorization_code', code: 'x', client_id: 'nobody' }))),
+  read(fetch(`${issuer}/userinfo`, { headers: { Authorization: 'Bearer not-a-token' } })),
+  read(fetch(`${issuer}/revoke`, form({ Authorization: `Basic ${btoa('nobody:nothing')}` }, { token: 'x' }))),
+]).then(done);
+"#;
+    let seen = c
+        .execute_async(PROBE, vec![json!(issuer)])
+        .await
+        .unwrap_or_else(|e| panic!("the probe script: {e}"));
+    serde_json::from_value(seen).unwrap()
 }
 
 /// Where the page's files are.
