@@ -1,11 +1,13 @@
 //! What the store keeps in memory so that the hottest requests do not read
 //! the same rows again and again: client records (token, introspection and
-//! authorization endpoints) and whether a token id was revoked
+//! authorization endpoints), the origins of public clients (CORS on the
+//! token endpoint, UserInfo and revocation) and whether a token id was revoked
 //! (introspection, every bearer token).
 //!
 //! Coherence: each cached table has a counter in the `generations` table,
 //! bumped in the transaction of every write that could make a cached answer
-//! wrong (not the creation of a client: unknown ids are never cached). A lookup trusts
+//! wrong (not the creation of a confidential client: unknown ids are never
+//! cached, and only a public client adds an origin). A lookup trusts
 //! the cache for [`CHECK_EVERY`] after the last counter check; a lookup that
 //! finds the last check older than that reads the counter first (one small
 //! query, a few times a second under load) and drops everything if it
@@ -138,10 +140,14 @@ impl<K, V> Inner<K, V> {
     }
 }
 
-/// Both caches of a store.
+/// The caches of a store.
 #[derive(Debug)]
 pub struct Caches {
     pub clients: GenerationCache<gatehouse_core::oauth::ClientId, gatehouse_core::oauth::Client>,
+    /// The origins of public clients' redirect URIs, one set (under `()`),
+    /// following the clients' counter: creating a public client bumps it
+    /// too, since it adds to the set.
+    pub public_origins: GenerationCache<(), std::sync::Arc<std::collections::HashSet<String>>>,
     pub revoked_jtis: GenerationCache<String, bool>,
 }
 
@@ -149,6 +155,7 @@ impl Default for Caches {
     fn default() -> Self {
         Self {
             clients: GenerationCache::new(CLIENTS),
+            public_origins: GenerationCache::new(CLIENTS),
             revoked_jtis: GenerationCache::new(REVOKED_JTIS),
         }
     }

@@ -340,6 +340,11 @@ pub trait Store: Send + Sync + 'static {
     async fn client(&self, id: &ClientId) -> Result<Option<Client>, StoreError>;
     /// Ordered by creation time.
     async fn clients(&self) -> Result<Vec<Client>, StoreError>;
+    /// Whether `origin` (as a browser sends it in `Origin`) is the origin of
+    /// one of a public client's http(s) redirect URIs: the browsers that may
+    /// call the token endpoint, UserInfo and revocation cross-origin. One
+    /// cached set, kept as fresh as the client records.
+    async fn is_public_client_origin(&self, origin: &str) -> Result<bool, StoreError>;
     /// Replaces every field but `id` and `created_at`; false if no such client.
     async fn update_client(&self, client: &Client) -> Result<bool, StoreError>;
     /// Deletes the client and everything issued to it (codes, grants,

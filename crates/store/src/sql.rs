@@ -243,6 +243,25 @@ pub const CLIENTS: &str = "\
            created_at \
     FROM clients ORDER BY created_at, id";
 
+/// Every public client's id and redirect URIs, for
+/// [`public_client_origins`].
+pub const PUBLIC_CLIENT_REDIRECT_URIS: &str = "\
+    SELECT id, redirect_uris FROM clients WHERE secret_digest IS NULL";
+
+/// The web origins of the redirect URIs in [`PUBLIC_CLIENT_REDIRECT_URIS`]'s
+/// rows (`gatehouse_core::oauth::client::web_origin`).
+pub fn public_client_origins(rows: Vec<(String, String)>) -> Result<std::collections::HashSet<String>, StoreError> {
+    let mut origins = std::collections::HashSet::new();
+    for (id, stored) in rows {
+        let uris = parse_list(&stored, "clients", &id, "redirect_uris")?;
+        origins.extend(
+            uris.iter()
+                .filter_map(|uri| gatehouse_core::oauth::client::web_origin(uri)),
+        );
+    }
+    Ok(origins)
+}
+
 /// Its codes, grants (with their refresh tokens), consents and session links
 /// go with it (`ON DELETE CASCADE`).
 pub const DELETE_CLIENT: &str = "DELETE FROM clients WHERE id = $1";

@@ -473,6 +473,23 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            /// [`changed`] for the clients' counter, which two caches follow:
+            /// the client records and the public clients' origins.
+            async fn clients_changed(
+                mut tx: sqlx::Transaction<'static, $db>,
+                caches: &$crate::cache::Caches,
+            ) -> Result<(), StoreError> {
+                sqlx::query(sql::BUMP_GENERATION)
+                    .bind(caches.clients.name)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                caches.clients.invalidate();
+                caches.public_origins.invalidate();
+                tokio::time::sleep(CHECK_EVERY).await;
+                Ok(())
+            }
+
             /// What `cache` remembers of `key`, or `load`'s answer, remembered
             /// when it is `Some` (see `cache.rs`).
             async fn cached<K, V, F>(
@@ -930,15 +947,22 @@ macro_rules! impl_store {
                 // --- OAuth clients ------------------------------------------
 
                 async fn create_client(&self, client: &Client) -> Result<(), StoreError> {
-                    // No counter to bump: a new id is in no cache (unknown ids
-                    // are not remembered, see `client`).
+                    // A new id is in no cache (unknown ids are not remembered,
+                    // see `client`), but a public client's redirect URIs add
+                    // to the cached origins: then the counter moves.
+                    let mut tx = self.writer.begin().await?;
                     let inserted = client_query(sql::INSERT_CLIENT, client)
                         .bind(client.created_at.0)
-                        .execute(&self.writer)
+                        .execute(&mut *tx)
                         .await;
                     match inserted {
-                        Err(e) if sql::is_unique_violation(&e) => Err(StoreError::Conflict("client")),
-                        other => other.map(|_| ()).map_err(StoreError::from),
+                        Err(e) if sql::is_unique_violation(&e) => return Err(StoreError::Conflict("client")),
+                        other => other.map_err(StoreError::from)?,
+                    };
+                    if client.is_public() {
+                        clients_changed(tx, &self.caches).await
+                    } else {
+                        tx.commit().await.map_err(StoreError::from)
                     }
                 }
 
@@ -953,6 +977,17 @@ macro_rules! impl_store {
                     };
                     // Unknown ids are not remembered: they cannot fill the memory.
                     cached(&self.pool, &self.caches.clients, id, load).await
+                }
+
+                async fn is_public_client_origin(&self, origin: &str) -> Result<bool, StoreError> {
+                    let load = async {
+                        let rows = sqlx::query_as::<_, (String, String)>(sql::PUBLIC_CLIENT_REDIRECT_URIS)
+                            .fetch_all(&self.pool)
+                            .await?;
+                        Ok(Some(std::sync::Arc::new(sql::public_client_origins(rows)?)))
+                    };
+                    let origins = cached(&self.pool, &self.caches.public_origins, &(), load).await?;
+                    Ok(origins.is_some_and(|o| o.contains(origin)))
                 }
 
                 async fn clients(&self) -> Result<Vec<Client>, StoreError> {
@@ -970,7 +1005,7 @@ macro_rules! impl_store {
                         .execute(&mut *tx)
                         .await?
                         .rows_affected();
-                    changed(tx, &self.caches.clients).await?;
+                    clients_changed(tx, &self.caches).await?;
                     Ok(updated > 0)
                 }
 
@@ -985,7 +1020,7 @@ macro_rules! impl_store {
                         .execute(&mut *tx)
                         .await?
                         .rows_affected();
-                    changed(tx, &self.caches.clients).await?;
+                    clients_changed(tx, &self.caches).await?;
                     Ok(deleted > 0)
                 }
 

@@ -212,6 +212,7 @@ backend_tests!(
     corrupt_rows_are_errors,
     clients_round_trip_conflict_and_cascade,
     clients_cached_follow_other_writers,
+    public_client_origins_follow_every_writer,
     joined_reads_bring_account_and_bans,
     concurrent_codes_fail_alone,
     signing_keys_retire_and_purge,
@@ -2301,6 +2302,93 @@ async fn clients_cached_follow_other_writers(db: Arc<TestDb>) {
     assert!(s.client(&d.id).await.unwrap().is_some());
     assert!(s.delete_client(&d.id).await.unwrap());
     assert_eq!(s.client(&d.id).await.unwrap(), None);
+}
+
+/// The origins browsers may call from (CORS) are one cached set: a public
+/// client created, changed or deleted by another process (the command line)
+/// is in force here once that write has returned, and so is one of our own.
+async fn public_client_origins_follow_every_writer(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    let other = gatehouse_store::connect(&db.url).await.unwrap();
+    let spa = "https://spa.example.com";
+    assert!(!s.is_public_client_origin(spa).await.unwrap());
+
+    // Created elsewhere: known here at once (the empty set was cached).
+    let mut c = full_client("SPA", T0);
+    c.secret_digest = None;
+    c.grant_types = vec![GrantType::AuthorizationCode, GrantType::RefreshToken];
+    c.redirect_uris = vec![
+        format!("{spa}/cb"),
+        format!("{spa}/other"),
+        "com.example.app://cb".into(),
+    ];
+    other.create_client(&c).await.unwrap();
+    assert!(s.is_public_client_origin(spa).await.unwrap());
+    // Only the exact serialized origin; a private-use scheme has none.
+    for not in [
+        "https://spa.example.com/",
+        "http://spa.example.com",
+        "https://spa.example.com:8443",
+        "null",
+        "",
+    ] {
+        assert!(!s.is_public_client_origin(not).await.unwrap(), "{not:?}");
+    }
+
+    // A confidential client's redirect URIs are no browser's origin.
+    let web = new_client(s, "Web", T0).await;
+    assert!(!s.is_public_client_origin("https://rp.example.com").await.unwrap());
+
+    // Changed elsewhere: the old origin goes, the new one comes.
+    c.redirect_uris = vec!["https://spa2.example.com:8443/cb".into()];
+    assert!(other.update_client(&c).await.unwrap());
+    assert!(!s.is_public_client_origin(spa).await.unwrap());
+    assert!(
+        s.is_public_client_origin("https://spa2.example.com:8443")
+            .await
+            .unwrap()
+    );
+
+    // Made confidential here, then public again elsewhere, then deleted.
+    c.secret_digest = Some(TokenDigest::of("a secret now"));
+    assert!(s.update_client(&c).await.unwrap());
+    assert!(
+        !s.is_public_client_origin("https://spa2.example.com:8443")
+            .await
+            .unwrap()
+    );
+    c.secret_digest = None;
+    assert!(other.update_client(&c).await.unwrap());
+    assert!(
+        s.is_public_client_origin("https://spa2.example.com:8443")
+            .await
+            .unwrap()
+    );
+    assert!(other.delete_client(&c.id).await.unwrap());
+    assert!(
+        !s.is_public_client_origin("https://spa2.example.com:8443")
+            .await
+            .unwrap()
+    );
+
+    // Created here: in force at once here and elsewhere.
+    assert!(!other.is_public_client_origin("http://127.0.0.1:5173").await.unwrap());
+    let mut local = full_client("Local SPA", T0);
+    local.secret_digest = None;
+    local.grant_types = vec![GrantType::AuthorizationCode];
+    local.redirect_uris = vec!["http://127.0.0.1:5173/callback".into()];
+    s.create_client(&local).await.unwrap();
+    assert!(s.is_public_client_origin("http://127.0.0.1:5173").await.unwrap());
+    assert!(other.is_public_client_origin("http://127.0.0.1:5173").await.unwrap());
+    // A conflicting id changes nothing.
+    let mut clash = local.clone();
+    clash.redirect_uris = vec!["https://clash.example.com/cb".into()];
+    assert!(matches!(
+        s.create_client(&clash).await,
+        Err(StoreError::Conflict("client"))
+    ));
+    assert!(!s.is_public_client_origin("https://clash.example.com").await.unwrap());
+    assert!(s.client(&web.id).await.unwrap().is_some());
 }
 
 async fn joined_reads_bring_account_and_bans(db: Arc<TestDb>) {

@@ -159,6 +159,19 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), ClientError> {
     }
 }
 
+/// The origin (RFC 6454) of an http(s) URI, serialized as a browser sends
+/// it in `Origin` (scheme, host, and the port unless it is the default);
+/// `None` for any other scheme, whose origin is opaque (a browser sends
+/// `null` for it, which names no one).
+pub fn web_origin(uri: &str) -> Option<String> {
+    let url = url::Url::parse(uri).ok()?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return None;
+    }
+    let origin = url.origin();
+    origin.is_tuple().then(|| origin.ascii_serialization())
+}
+
 /// A plain absolute http(s) URI (logout and event endpoints).
 pub fn check_uri(uri: &str) -> Result<(), ClientError> {
     let ok = (uri.starts_with("https://") || uri.starts_with("http://"))
@@ -325,6 +338,17 @@ impl Client {
         self.grant_types.contains(&grant)
     }
 
+    /// The origins a browser may call the token endpoint, UserInfo and
+    /// revocation from for this client: those of a public client's http(s)
+    /// redirect URIs (a single-page app is served where it is sent back to).
+    /// None for a confidential client: its secret has no place in a browser.
+    pub fn cors_origins(&self) -> impl Iterator<Item = String> + '_ {
+        self.redirect_uris
+            .iter()
+            .filter(|_| self.is_public())
+            .filter_map(|uri| web_origin(uri))
+    }
+
     /// Exact string comparison, as RFC 9700 §4.1.3 requires.
     pub fn has_redirect_uri(&self, uri: &str) -> bool {
         self.redirect_uris.iter().any(|r| r == uri)
@@ -461,6 +485,46 @@ mod tests {
         .expect("clears");
         assert_eq!(c.events_uri, None);
         assert!(c.to_json().get("secret_digest").is_none());
+    }
+
+    #[test]
+    fn web_origins_as_browsers_send_them() {
+        for (uri, origin) in [
+            ("https://spa.example.com/cb", Some("https://spa.example.com")),
+            ("https://spa.example.com:443/cb?x=1", Some("https://spa.example.com")),
+            ("https://SPA.Example.com:8443/a/b", Some("https://spa.example.com:8443")),
+            ("http://127.0.0.1:3000/cb", Some("http://127.0.0.1:3000")),
+            ("http://localhost/cb", Some("http://localhost")),
+            ("http://[::1]:8080/cb", Some("http://[::1]:8080")),
+            ("https://bücher.example/cb", Some("https://xn--bcher-kva.example")),
+            ("com.example.app:/oauth2redirect", None),
+            ("com.example.app://cb", None),
+            ("/relative", None),
+        ] {
+            assert_eq!(web_origin(uri).as_deref(), origin, "{uri}");
+        }
+    }
+
+    #[test]
+    fn only_public_clients_have_cors_origins() {
+        let uris = vec![
+            "https://spa.example.com/cb".to_owned(),
+            "https://spa.example.com/other".to_owned(),
+            "com.example.app://cb".to_owned(),
+        ];
+        let (public, _) = Client::new(
+            "SPA",
+            true,
+            uris.clone(),
+            vec![GrantType::AuthorizationCode],
+            Timestamp(0),
+        )
+        .expect("public client");
+        let origins: Vec<String> = public.cors_origins().collect();
+        assert_eq!(origins, ["https://spa.example.com", "https://spa.example.com"]);
+        let (confidential, _) = Client::new("Web", false, uris, vec![GrantType::AuthorizationCode], Timestamp(0))
+            .expect("confidential client");
+        assert_eq!(confidential.cors_origins().count(), 0);
     }
 
     #[test]

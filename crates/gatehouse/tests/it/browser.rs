@@ -702,6 +702,16 @@ impl ChromeDriver {
 
     /// A new session: headless Chromium with a fresh profile and no JavaScript.
     pub(crate) async fn session(&self) -> Client {
+        self.new_session(false).await
+    }
+
+    /// A new session with JavaScript on: for a single-page client's own
+    /// page (`spa.rs`); Gatehouse's pages still carry no script.
+    pub(crate) async fn session_with_javascript(&self) -> Client {
+        self.new_session(true).await
+    }
+
+    async fn new_session(&self, javascript: bool) -> Client {
         let binary = std::env::var("GATEHOUSE_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
         let caps = json!({
             "browserName": "chrome",
@@ -720,7 +730,7 @@ impl ChromeDriver {
                     format!("--window-size={},{}", WINDOW.0, WINDOW.1),
                     format!("--user-data-dir={}", self.profile.path().display()),
                 ],
-                "prefs": { "profile.managed_default_content_settings.javascript": 2 },
+                "prefs": { "profile.managed_default_content_settings.javascript": if javascript { 1 } else { 2 } },
             },
             "goog:loggingPrefs": { "browser": "ALL" },
         });
@@ -732,15 +742,16 @@ impl ChromeDriver {
             .await
             .unwrap_or_else(|e| panic!("cannot start a Chromium session: {e}"));
         client.set_window_size(WINDOW.0, WINDOW.1).await.unwrap();
-        // JavaScript really is off: a script would have changed the title.
+        // JavaScript really is off (or on): a script would have changed the title.
         client
             .goto("data:text/html,<title>off</title><script>document.title='on'</script>")
             .await
             .unwrap();
         assert_eq!(
             client.title().await.unwrap(),
-            "off",
-            "JavaScript should be off in the test browser"
+            if javascript { "on" } else { "off" },
+            "JavaScript should be {} in the test browser",
+            if javascript { "on" } else { "off" }
         );
         client
     }

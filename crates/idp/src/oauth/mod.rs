@@ -13,11 +13,12 @@
 //! Shared: [`client_auth`] (who is calling), [`bearer`] (is this access
 //! token active, and sent the way its binding demands), [`dpop`] (DPoP
 //! proofs: nonces, replay), [`tokens`] (minting), [`error`] (delivering
-//! errors).
+//! errors), [`cors`] (which browsers may call what cross-origin).
 
 pub mod authorize;
 pub mod bearer;
 pub mod client_auth;
+pub mod cors;
 pub mod discovery;
 pub mod dpop;
 pub mod end_session;
@@ -29,6 +30,7 @@ pub mod tokens;
 pub mod userinfo;
 
 use axum::Router;
+use axum::http::Method;
 use axum::routing::{get, post};
 
 use crate::AppState;
@@ -45,14 +47,27 @@ pub fn browser_routes() -> Router<AppState> {
         )
 }
 
-/// Routes that clients and resource servers call.
-pub fn api_routes() -> Router<AppState> {
+/// Routes that clients and resource servers call, with the CORS each
+/// allows (see [`cors`]).
+pub fn api_routes(state: &AppState) -> Router<AppState> {
+    let public_clients = |methods: &[Method]| cors::public_clients(state.store.clone(), methods);
     Router::new()
-        .route("/.well-known/openid-configuration", get(discovery::configuration))
-        .route("/.well-known/oauth-authorization-server", get(discovery::configuration))
-        .route("/jwks.json", get(discovery::jwks))
-        .route("/token", post(token::token))
-        .route("/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
+        .route(
+            "/.well-known/openid-configuration",
+            get(discovery::configuration).layer(cors::any_origin()),
+        )
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(discovery::configuration).layer(cors::any_origin()),
+        )
+        .route("/jwks.json", get(discovery::jwks).layer(cors::any_origin()))
+        .route("/token", post(token::token).layer(public_clients(&[Method::POST])))
+        .route(
+            "/userinfo",
+            get(userinfo::userinfo)
+                .post(userinfo::userinfo)
+                .layer(public_clients(&[Method::GET, Method::POST])),
+        )
         .route("/introspect", post(introspect::introspect))
-        .route("/revoke", post(revoke::revoke))
+        .route("/revoke", post(revoke::revoke).layer(public_clients(&[Method::POST])))
 }
