@@ -24,6 +24,7 @@ both_backends!(
     userinfo_needs_a_proof_by_the_bound_key,
     public_client_refresh_tokens_are_bound,
     narrowed_token_bound_to_the_receiving_service,
+    a_bound_token_is_exchanged_only_with_its_key,
 );
 
 /// A client's DPoP key (ES256).
@@ -713,5 +714,109 @@ async fn narrowed_token_bound_to_the_receiving_service(backend: Backend) {
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{challenges:?}");
     assert!(challenges[0].starts_with("DPoP ") && challenges[0].contains("insufficient_scope"));
+    app.finish().await;
+}
+
+/// RFC 9449 with RFC 8693: a public client's DPoP-bound token is narrowed
+/// only with a proof by its key, and the narrowed token stays bound to that
+/// key; without the key, a stolen token yields nothing (not a bearer token,
+/// not one bound to the thief's key).
+async fn a_bound_token_is_exchanged_only_with_its_key(backend: Backend) {
+    use reqwest::Method;
+    let app = spawn_app(backend).await;
+    let b = app.ready_account("ines@example.com", PASSWORD).await;
+    let (pay, _) = app
+        .register_client(ClientSpec {
+            name: "Pay",
+            grants: &["client_credentials"],
+            scopes: Some("payments:admin"),
+            ..Default::default()
+        })
+        .await;
+    let (mut spa, _) = app
+        .register_client(ClientSpec {
+            name: "Spa",
+            public: true,
+            grants: &["authorization_code", "refresh_token", "token-exchange"],
+            scopes: Some("openid email payments offline_access"),
+            ..Default::default()
+        })
+        .await;
+    spa.audiences = vec![pay.id.to_string()];
+    app.store().update_client(&spa).await.unwrap();
+    let key = DpopKey::new();
+    let tokens = code_flow_for(&app, &b, &spa, None, Some(&key)).await;
+    assert_eq!(tokens["token_type"], "DPoP");
+    let bound = tokens["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(jwt_claims(&bound)["cnf"]["jkt"], key.jkt().as_str());
+
+    let form = [
+        ("grant_type", TE),
+        ("client_id", spa.id.as_str()),
+        ("subject_token", bound.as_str()),
+        ("subject_token_type", AT),
+        ("scope", "email"),
+        ("audience", pay.id.as_str()),
+    ];
+    // No proof: refused (it used to come back as a bearer token that
+    // UserInfo took).
+    let (status, _, body) = token_with_proofs(&app, None, &form, &[]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request")),
+        "without a proof: {body}"
+    );
+    assert!(body.get("access_token").is_none());
+    // A thief's proof: refused (it used to re-bind the token to the thief's key).
+    let thief = DpopKey::new();
+    let nonce = get_nonce(&app, &thief, None, &form).await;
+    let (status, body) = token_with_key(&app, &thief, &nonce, None, &form).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request")),
+        "another key's proof: {body}"
+    );
+    assert!(body.get("access_token").is_none());
+
+    // The key's holder narrows it; the narrowed token is bound to the same key.
+    let (status, body) = token_with_key(&app, &key, &nonce, None, &form).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["token_type"], "DPoP");
+    let narrowed = body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(jwt_claims(&narrowed)["cnf"]["jkt"], key.jkt().as_str());
+    let got = userinfo(&app, Method::GET, Some(format!("Bearer {narrowed}")), None).await;
+    assert_dpop_refusal(&got, "invalid_token", "the narrowed token as a bearer token");
+
+    // So is what a bound refresh token brings (RFC 9449 §5), and narrowing
+    // that again keeps the key.
+    let refresh = tokens["refresh_token"].as_str().expect("a refresh token");
+    let refresh_form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh),
+        ("client_id", spa.id.as_str()),
+    ];
+    let (status, body) = token_with_key(&app, &key, &nonce, None, &refresh_form).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let refreshed = body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(jwt_claims(&refreshed)["cnf"]["jkt"], key.jkt().as_str());
+    let again = [
+        ("grant_type", TE),
+        ("client_id", spa.id.as_str()),
+        ("subject_token", narrowed.as_str()),
+        ("subject_token_type", AT),
+        ("audience", pay.id.as_str()),
+    ];
+    let (status, _, body) = token_with_proofs(&app, None, &again, &[]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request")),
+        "a narrowed bound token without a proof: {body}"
+    );
+    let (status, body) = token_with_key(&app, &key, &nonce, None, &again).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        jwt_claims(body["access_token"].as_str().unwrap())["cnf"]["jkt"],
+        key.jkt().as_str()
+    );
     app.finish().await;
 }
