@@ -25,6 +25,7 @@ both_backends!(
     public_client_refresh_tokens_are_bound,
     narrowed_token_bound_to_the_receiving_service,
     a_bound_token_is_exchanged_only_with_its_key,
+    a_code_asked_with_dpop_jkt_needs_that_key,
 );
 
 /// A client's DPoP key (ES256).
@@ -818,5 +819,106 @@ async fn a_bound_token_is_exchanged_only_with_its_key(backend: Backend) {
         jwt_claims(body["access_token"].as_str().unwrap())["cnf"]["jkt"],
         key.jkt().as_str()
     );
+    app.finish().await;
+}
+
+/// RFC 9449 §10: a code asked for with `dpop_jkt` is redeemed only with a
+/// proof by that key (none, or another key's, is `invalid_grant` and uses
+/// nothing up), and the tokens are bound to it; `dpop_jkt` survives a login
+/// in between; a malformed one is `invalid_request` back at the client.
+async fn a_code_asked_with_dpop_jkt_needs_that_key(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let b = app.ready_account("jo@example.com", PASSWORD).await;
+    let (spa, _) = app
+        .register_client(ClientSpec {
+            name: "Spa",
+            public: true,
+            ..Default::default()
+        })
+        .await;
+    let redirect = spa.redirect_uris[0].as_str();
+    let id = spa.id.as_str();
+    let (key, thief) = (DpopKey::new(), DpopKey::new());
+    let jkt = key.jkt();
+
+    // Signed in: the code comes back at once.
+    let (url, verifier) = auth_url(&app, id, redirect, &[("dpop_jkt", &jkt)]);
+    let back = authorize(&b, &url).await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", back["code"].as_str()),
+        ("redirect_uri", redirect),
+        ("code_verifier", verifier.as_str()),
+        ("client_id", id),
+    ];
+    let (status, _, body) = token_with_proofs(&app, None, &form, &[]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+        "no proof: {body}"
+    );
+    assert!(body.get("access_token").is_none());
+    let nonce = get_nonce(&app, &thief, None, &form).await;
+    let (status, body) = token_with_key(&app, &thief, &nonce, None, &form).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+        "another key: {body}"
+    );
+    assert!(body.get("access_token").is_none());
+    // The key's holder redeems it (the refusals used nothing up): bound tokens.
+    let (status, body) = token_with_key(&app, &key, &nonce, None, &form).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["token_type"], "DPoP");
+    let claims = jwt_claims(body["access_token"].as_str().unwrap());
+    assert_eq!(claims["cnf"]["jkt"], jkt.as_str());
+    let grant = app
+        .store()
+        .grant(claims["gid"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(grant.dpop_jkt.as_deref(), Some(jkt.as_str()), "the refresh tokens too");
+
+    // Not signed in yet: dpop_jkt waits through the login.
+    let other = app.browser();
+    let (url, verifier) = auth_url(&app, id, redirect, &[("dpop_jkt", &jkt)]);
+    let page = other.follow(&url).await.expect_err("a login page");
+    let next = page.input_value("next").unwrap();
+    let r = other
+        .post(
+            "/login",
+            &[("email", "jo@example.com"), ("password", PASSWORD), ("next", &next)],
+        )
+        .await;
+    r.expect_redirect("/authorize/resume");
+    let back = authorize(&other, r.location().unwrap()).await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", back["code"].as_str()),
+        ("redirect_uri", redirect),
+        ("code_verifier", verifier.as_str()),
+        ("client_id", id),
+    ];
+    let (status, body) = token_with_key(&app, &thief, &nonce, None, &form).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+        "another key, after a login: {body}"
+    );
+    let (status, body) = token_with_key(&app, &key, &nonce, None, &form).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        jwt_claims(body["access_token"].as_str().unwrap())["cnf"]["jkt"],
+        jkt.as_str()
+    );
+
+    // A malformed dpop_jkt: invalid_request, at the client, and no code.
+    for bad in ["not-a-thumbprint", &format!("{jkt}="), &jkt[..42]] {
+        let (url, _) = auth_url(&app, id, redirect, &[("dpop_jkt", bad)]);
+        let back = authorize(&b, &url).await;
+        assert_eq!(back.get("error").map(String::as_str), Some("invalid_request"), "{bad}");
+        assert!(!back.contains_key("code"), "{bad}");
+    }
     app.finish().await;
 }
