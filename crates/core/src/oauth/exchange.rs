@@ -62,14 +62,16 @@ pub fn narrow(req: &Request<'_>, max_lifetime: i64, now: Timestamp) -> Result<Na
     {
         return Err(OAuthError::invalid_request("requested_token_type is not supported"));
     }
-    // 2. The subject token was issued to the caller.
+    // 2. The subject token was issued to the caller. A subject (or actor)
+    //    token that is not acceptable is `invalid_request` (RFC 8693
+    //    §2.2.2), whatever the reason.
     if req.subject.client_id != req.caller.id.as_str() {
-        return Err(OAuthError::invalid_grant(
+        return Err(OAuthError::invalid_request(
             "the subject token was issued to another client",
         ));
     }
     if req.subject.parent_jtis.len() >= MAX_DEPTH {
-        return Err(OAuthError::invalid_grant(
+        return Err(OAuthError::invalid_request(
             "the subject token cannot be narrowed further",
         ));
     }
@@ -138,7 +140,7 @@ pub fn narrow(req: &Request<'_>, max_lifetime: i64, now: Timestamp) -> Result<Na
     };
     let lifetime = (req.subject.exp - now.0).min(max_lifetime);
     if lifetime <= 0 {
-        return Err(OAuthError::invalid_grant("the subject token has expired"));
+        return Err(OAuthError::invalid_request("the subject token has expired"));
     }
     let mut parent_jtis = vec![req.subject.jti.clone()];
     parent_jtis.extend(req.subject.parent_jtis.iter().cloned());
@@ -258,11 +260,11 @@ mod tests {
         foreign.client_id = "c_other".into();
         assert_eq!(
             code(narrow(&request(&c, &foreign, None, &pay), 300, now)),
-            Err(ErrorCode::InvalidGrant)
+            Err(ErrorCode::InvalidRequest)
         );
         assert_eq!(
             code(narrow(&request(&c, &s, None, &pay), 300, Timestamp(1_300))),
-            Err(ErrorCode::InvalidGrant)
+            Err(ErrorCode::InvalidRequest)
         );
         let mut r = request(&c, &s, None, &pay);
         r.requested_token_type = Some("urn:ietf:params:oauth:token-type:refresh_token");

@@ -195,7 +195,7 @@ async fn narrowing_for_the_payments_service(backend: Backend) {
             &other_token,
             vec![("audience", pay_id)],
             StatusCode::BAD_REQUEST,
-            "invalid_grant",
+            "invalid_request",
         ),
         (
             "a client without the grant",
@@ -211,7 +211,7 @@ async fn narrowing_for_the_payments_service(backend: Backend) {
             "a.b.c",
             vec![("audience", pay_id)],
             StatusCode::BAD_REQUEST,
-            "invalid_grant",
+            "invalid_request",
         ),
     ];
     for (name, caller, subject, extra, status, error) in &cases {
@@ -264,7 +264,7 @@ async fn narrowing_for_the_payments_service(backend: Backend) {
     let (status, body) = narrow(&app, &s.shop, &narrowed, &[("audience", pay_id)]).await;
     assert_eq!(
         (status, body["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
     );
     app.finish().await;
 }

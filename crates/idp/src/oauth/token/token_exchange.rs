@@ -47,7 +47,8 @@ pub async fn exchange(
         .ok_or_else(|| OAuthError::invalid_request("subject_token is required"))?;
     let subject = active_access_token(state, subject_token)
         .await
-        .map_err(|e| OAuthError::invalid_grant("the subject token is not active").with_cause(e))?;
+        // RFC 8693 §2.2.2: an unacceptable subject token is invalid_request.
+        .map_err(|e| OAuthError::invalid_request("the subject token is not active").with_cause(e))?;
     let actor = match token_param(params, "actor_token")? {
         Some(t) => Some(
             active_access_token(state, t)
