@@ -329,14 +329,14 @@ pub const PURGE_REFRESH_TOKENS: &str = "\
 
 // --- authorization codes ----------------------------------------------------
 
-/// The columns of an authorization code, `$1` to `$17` in this order
+/// The columns of an authorization code, `$1` to `$18` in this order
 /// (`code_query` in `store_impl.rs` binds them).
 macro_rules! insert_auth_code {
     () => {
         "INSERT INTO auth_codes (digest, client_id, account_id, session_digest, sid, redirect_uri, \
                                  scopes, nonce, code_challenge, auth_time, amr, acr_values, \
-                                 resources, created_at, expires_at, used_at, grant_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+                                 resources, created_at, expires_at, used_at, grant_id, dpop_jkt) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
     };
 }
 
@@ -399,7 +399,7 @@ pub const REDEEM_AUTH_CODE_POSTGRES: &str = concat!(
 pub const AUTH_CODE: &str = "\
     SELECT digest, client_id, account_id, session_digest, sid, redirect_uri, scopes, nonce, \
            code_challenge, auth_time, amr, acr_values, resources, created_at, expires_at, \
-           used_at, grant_id \
+           used_at, grant_id, dpop_jkt \
     FROM auth_codes WHERE digest = $1";
 
 pub const AUTH_CODE_GRANT: &str = "SELECT grant_id FROM auth_codes WHERE digest = $1";
@@ -533,7 +533,7 @@ pub const SESSION_WITH_ACCOUNT: &str = concat!(
 pub const AUTH_CODE_WITH_ACCOUNT: &str = concat!(
     "SELECT c.digest, c.client_id, c.account_id, c.session_digest, c.sid, c.redirect_uri, \
             c.scopes, c.nonce, c.code_challenge, c.auth_time, c.amr, c.acr_values, c.resources, \
-            c.created_at, c.expires_at, c.used_at, c.grant_id, ",
+            c.created_at, c.expires_at, c.used_at, c.grant_id, c.dpop_jkt, ",
     account_and_ban_columns!(),
     "FROM auth_codes c \
      LEFT JOIN accounts a ON a.id = c.account_id \
@@ -873,6 +873,7 @@ pub struct AuthCodeRow {
     expires_at: i64,
     used_at: Option<i64>,
     grant_id: String,
+    dpop_jkt: Option<String>,
 }
 
 impl TryFrom<AuthCodeRow> for AuthCode {
@@ -899,6 +900,7 @@ impl TryFrom<AuthCodeRow> for AuthCode {
             expires_at: Timestamp(row.expires_at),
             used_at: row.used_at.map(Timestamp),
             grant_id: row.grant_id,
+            dpop_jkt: row.dpop_jkt,
         })
     }
 }

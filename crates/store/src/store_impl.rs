@@ -267,7 +267,7 @@ macro_rules! impl_store {
 
             /// `statement` ([`sql::INSERT_AUTH_CODE_SQLITE`] or
             /// [`sql::INSERT_AUTH_CODE_POSTGRES`]) with the code's columns
-            /// bound, `$1` to `$17`.
+            /// bound, `$1` to `$18`.
             fn code_query(statement: &'static str, code: &AuthCode) -> Query {
                 let amr = code.amr.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(" ");
                 sqlx::query(statement)
@@ -288,6 +288,7 @@ macro_rules! impl_store {
                     .bind(code.expires_at.0)
                     .bind(code.used_at.map(|t| t.0))
                     .bind(code.grant_id.as_str())
+                    .bind(code.dpop_jkt.as_deref())
             }
 
             /// Hands `job` to the batch task (started on first use) and

@@ -1073,6 +1073,7 @@ fn auth_code(client: &Client, account: &AccountId, session: &Session, now: Times
         expires_at: now.plus(60),
         used_at: None,
         grant_id: gatehouse_core::oauth::grant::new_grant_id(std::time::SystemTime::now()),
+        dpop_jkt: Some("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs".into()),
     }
 }
 
@@ -1423,6 +1424,7 @@ async fn auth_code_redeems_once_then_replay_revokes_family(db: Arc<TestDb>) {
         resources: vec![],
         amr: vec![],
         scopes: Scopes::default(),
+        dpop_jkt: None,
         ..auth_code(&c, &a.id, &session, T0)
     };
     s.insert_auth_code(&plain).await.unwrap();

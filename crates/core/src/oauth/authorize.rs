@@ -40,6 +40,8 @@ pub struct AuthorizeParams {
     pub request_uri: Option<String>,
     pub registration: Option<String>,
     pub resources: Vec<String>,
+    /// RFC 9449 §10: the thumbprint of the DPoP key the code is bound to.
+    pub dpop_jkt: Option<String>,
     /// The first parameter that appeared twice, or was too long.
     pub malformed: Option<String>,
 }
@@ -73,6 +75,7 @@ impl AuthorizeParams {
                 "request" => &mut p.request,
                 "request_uri" => &mut p.request_uri,
                 "registration" => &mut p.registration,
+                "dpop_jkt" => &mut p.dpop_jkt,
                 "resource" => {
                     p.resources.push(value);
                     continue;
@@ -135,6 +138,9 @@ pub struct AuthorizationRequest {
     pub login_hint: Option<String>,
     pub acr_values: Option<String>,
     pub resources: Vec<String>,
+    /// The DPoP key (thumbprint) the code is bound to (RFC 9449 §10): its
+    /// redemption needs a proof by that key, which binds the tokens.
+    pub dpop_jkt: Option<String>,
 }
 
 /// Where an error goes.
@@ -225,6 +231,10 @@ pub const CHECKS: &[Check] = &[
     Check {
         name: "resource indicators are absolute URIs",
         run: check_resources,
+    },
+    Check {
+        name: "dpop_jkt is a JWK SHA-256 thumbprint",
+        run: check_dpop_jkt,
     },
 ];
 
@@ -365,6 +375,15 @@ fn check_resources(p: &AuthorizeParams, c: &Client) -> Result<(), OAuthError> {
     }
     Ok(())
 }
+fn check_dpop_jkt(p: &AuthorizeParams, _: &Client) -> Result<(), OAuthError> {
+    match p.dpop_jkt.as_deref() {
+        Some(jkt) if !super::dpop::is_thumbprint(jkt) => Err(OAuthError::invalid_request(
+            "dpop_jkt must be a JWK SHA-256 thumbprint (RFC 9449 section 10)",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Runs every check; the first failure wins.
 pub fn validate(params: &AuthorizeParams, client: Option<Client>) -> Result<AuthorizationRequest, Rejection> {
     let (client, redirect_uri) = trusted_redirect(params, client).map_err(Rejection::Page)?;
@@ -396,6 +415,7 @@ pub fn validate(params: &AuthorizeParams, client: Option<Client>) -> Result<Auth
         login_hint: params.login_hint.clone(),
         acr_values: params.acr_values.clone(),
         resources: params.resources.clone(),
+        dpop_jkt: params.dpop_jkt.clone(),
         client,
     })
 }
@@ -580,6 +600,17 @@ mod tests {
             (&[("max_age", "soon")], ErrorCode::InvalidRequest),
             (&[("max_age", "+5")], ErrorCode::InvalidRequest),
             (&[("resource", "relative/path")], ErrorCode::InvalidTarget),
+            (&[("dpop_jkt", "")], ErrorCode::InvalidRequest),
+            (&[("dpop_jkt", "not-a-thumbprint")], ErrorCode::InvalidRequest),
+            // 43 characters, but not base64url.
+            (&[("dpop_jkt", &"*".repeat(43))], ErrorCode::InvalidRequest),
+            // base64url of 33 bytes.
+            (&[("dpop_jkt", &"A".repeat(44))], ErrorCode::InvalidRequest),
+            // Padded.
+            (
+                &[("dpop_jkt", &format!("{}=", "A".repeat(42)))],
+                ErrorCode::InvalidRequest,
+            ),
         ];
         for (extra, code) in cases {
             assert_eq!(error_of(validate(&params(extra), c())), (true, *code), "{extra:?}");
@@ -593,6 +624,25 @@ mod tests {
             (true, ErrorCode::InvalidRequest)
         );
         assert!(validate(&p, Some(client(false, true))).is_ok());
+    }
+
+    #[test]
+    fn dpop_jkt_is_kept_for_the_code() {
+        let jkt = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs";
+        let req = validate(&params(&[("dpop_jkt", jkt)]), Some(client(true, true))).expect("valid");
+        assert_eq!(req.dpop_jkt.as_deref(), Some(jkt));
+        assert_eq!(
+            validate(&params(&[]), Some(client(true, true)))
+                .expect("valid")
+                .dpop_jkt,
+            None
+        );
+        let mut twice = params(&[("dpop_jkt", jkt)]);
+        twice.malformed = Some("dpop_jkt".into());
+        assert_eq!(
+            error_of(validate(&twice, Some(client(true, true)))),
+            (true, ErrorCode::InvalidRequest)
+        );
     }
 
     #[test]

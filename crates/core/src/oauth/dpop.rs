@@ -266,6 +266,13 @@ pub fn thumbprint(jwk: &Value) -> Result<String, DpopError> {
     Ok(URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes())))
 }
 
+/// Whether `value` has the form of a JWK SHA-256 thumbprint (what
+/// [`thumbprint`] makes, and `dpop_jkt` carries, RFC 9449 §10): the
+/// base64url encoding, without padding, of 32 bytes.
+pub fn is_thumbprint(value: &str) -> bool {
+    value.len() == 43 && URL_SAFE_NO_PAD.decode(value).is_ok_and(|bytes| bytes.len() == 32)
+}
+
 /// `ath` (RFC 9449 §4.2): base64url of the SHA-256 of the access token.
 pub fn access_token_hash(access_token: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(access_token.as_bytes()))

@@ -66,6 +66,9 @@ pub struct AuthCode {
     /// The grant the code becomes: fixed when the code is issued, so that a
     /// replay can revoke what the first use issued.
     pub grant_id: String,
+    /// RFC 9449 §10: the thumbprint of the DPoP key the client named with
+    /// `dpop_jkt`. Redeeming the code then needs a proof by that key.
+    pub dpop_jkt: Option<String>,
 }
 
 /// A token family: everything issued from one authorization (or one

@@ -25,6 +25,8 @@ both_backends!(
     public_client_refresh_tokens_are_bound,
     narrowed_token_bound_to_the_receiving_service,
     ed25519_keys_sign_as_ed25519_or_eddsa,
+    a_bound_token_is_exchanged_only_with_its_key,
+    a_code_asked_with_dpop_jkt_needs_that_key,
 );
 
 /// A client's DPoP key (ES256, or Ed25519 with [`DpopKey::ed25519`]).
@@ -769,6 +771,211 @@ async fn ed25519_keys_sign_as_ed25519_or_eddsa(backend: Backend) {
             assert_eq!(status, StatusCode::OK, "{alg} then {other}: {body}");
             assert_eq!(body["email"], format!("ed{i}@example.com"));
         }
+    }
+    app.finish().await;
+}
+
+/// RFC 9449 with RFC 8693: a public client's DPoP-bound token is narrowed
+/// only with a proof by its key, and the narrowed token stays bound to that
+/// key; without the key, a stolen token yields nothing (not a bearer token,
+/// not one bound to the thief's key).
+async fn a_bound_token_is_exchanged_only_with_its_key(backend: Backend) {
+    use reqwest::Method;
+    let app = spawn_app(backend).await;
+    let b = app.ready_account("ines@example.com", PASSWORD).await;
+    let (pay, _) = app
+        .register_client(ClientSpec {
+            name: "Pay",
+            grants: &["client_credentials"],
+            scopes: Some("payments:admin"),
+            ..Default::default()
+        })
+        .await;
+    let (mut spa, _) = app
+        .register_client(ClientSpec {
+            name: "Spa",
+            public: true,
+            grants: &["authorization_code", "refresh_token", "token-exchange"],
+            scopes: Some("openid email payments offline_access"),
+            ..Default::default()
+        })
+        .await;
+    spa.audiences = vec![pay.id.to_string()];
+    app.store().update_client(&spa).await.unwrap();
+    let key = DpopKey::new();
+    let tokens = code_flow_for(&app, &b, &spa, None, Some(&key)).await;
+    assert_eq!(tokens["token_type"], "DPoP");
+    let bound = tokens["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(jwt_claims(&bound)["cnf"]["jkt"], key.jkt().as_str());
+
+    let form = [
+        ("grant_type", TE),
+        ("client_id", spa.id.as_str()),
+        ("subject_token", bound.as_str()),
+        ("subject_token_type", AT),
+        ("scope", "email"),
+        ("audience", pay.id.as_str()),
+    ];
+    // No proof: refused (it used to come back as a bearer token that
+    // UserInfo took).
+    let (status, _, body) = token_with_proofs(&app, None, &form, &[]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request")),
+        "without a proof: {body}"
+    );
+    assert!(body.get("access_token").is_none());
+    // A thief's proof: refused (it used to re-bind the token to the thief's key).
+    let thief = DpopKey::new();
+    let nonce = get_nonce(&app, &thief, None, &form).await;
+    let (status, body) = token_with_key(&app, &thief, &nonce, None, &form).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request")),
+        "another key's proof: {body}"
+    );
+    assert!(body.get("access_token").is_none());
+
+    // The key's holder narrows it; the narrowed token is bound to the same key.
+    let (status, body) = token_with_key(&app, &key, &nonce, None, &form).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["token_type"], "DPoP");
+    let narrowed = body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(jwt_claims(&narrowed)["cnf"]["jkt"], key.jkt().as_str());
+    let got = userinfo(&app, Method::GET, Some(format!("Bearer {narrowed}")), None).await;
+    assert_dpop_refusal(&got, "invalid_token", "the narrowed token as a bearer token");
+
+    // So is what a bound refresh token brings (RFC 9449 §5), and narrowing
+    // that again keeps the key.
+    let refresh = tokens["refresh_token"].as_str().expect("a refresh token");
+    let refresh_form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh),
+        ("client_id", spa.id.as_str()),
+    ];
+    let (status, body) = token_with_key(&app, &key, &nonce, None, &refresh_form).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let refreshed = body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(jwt_claims(&refreshed)["cnf"]["jkt"], key.jkt().as_str());
+    let again = [
+        ("grant_type", TE),
+        ("client_id", spa.id.as_str()),
+        ("subject_token", narrowed.as_str()),
+        ("subject_token_type", AT),
+        ("audience", pay.id.as_str()),
+    ];
+    let (status, _, body) = token_with_proofs(&app, None, &again, &[]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request")),
+        "a narrowed bound token without a proof: {body}"
+    );
+    let (status, body) = token_with_key(&app, &key, &nonce, None, &again).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        jwt_claims(body["access_token"].as_str().unwrap())["cnf"]["jkt"],
+        key.jkt().as_str()
+    );
+    app.finish().await;
+}
+
+/// RFC 9449 §10: a code asked for with `dpop_jkt` is redeemed only with a
+/// proof by that key (none, or another key's, is `invalid_grant` and uses
+/// nothing up), and the tokens are bound to it; `dpop_jkt` survives a login
+/// in between; a malformed one is `invalid_request` back at the client.
+async fn a_code_asked_with_dpop_jkt_needs_that_key(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let b = app.ready_account("jo@example.com", PASSWORD).await;
+    let (spa, _) = app
+        .register_client(ClientSpec {
+            name: "Spa",
+            public: true,
+            ..Default::default()
+        })
+        .await;
+    let redirect = spa.redirect_uris[0].as_str();
+    let id = spa.id.as_str();
+    let (key, thief) = (DpopKey::new(), DpopKey::new());
+    let jkt = key.jkt();
+
+    // Signed in: the code comes back at once.
+    let (url, verifier) = auth_url(&app, id, redirect, &[("dpop_jkt", &jkt)]);
+    let back = authorize(&b, &url).await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", back["code"].as_str()),
+        ("redirect_uri", redirect),
+        ("code_verifier", verifier.as_str()),
+        ("client_id", id),
+    ];
+    let (status, _, body) = token_with_proofs(&app, None, &form, &[]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+        "no proof: {body}"
+    );
+    assert!(body.get("access_token").is_none());
+    let nonce = get_nonce(&app, &thief, None, &form).await;
+    let (status, body) = token_with_key(&app, &thief, &nonce, None, &form).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+        "another key: {body}"
+    );
+    assert!(body.get("access_token").is_none());
+    // The key's holder redeems it (the refusals used nothing up): bound tokens.
+    let (status, body) = token_with_key(&app, &key, &nonce, None, &form).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["token_type"], "DPoP");
+    let claims = jwt_claims(body["access_token"].as_str().unwrap());
+    assert_eq!(claims["cnf"]["jkt"], jkt.as_str());
+    let grant = app
+        .store()
+        .grant(claims["gid"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(grant.dpop_jkt.as_deref(), Some(jkt.as_str()), "the refresh tokens too");
+
+    // Not signed in yet: dpop_jkt waits through the login.
+    let other = app.browser();
+    let (url, verifier) = auth_url(&app, id, redirect, &[("dpop_jkt", &jkt)]);
+    let page = other.follow(&url).await.expect_err("a login page");
+    let next = page.input_value("next").unwrap();
+    let r = other
+        .post(
+            "/login",
+            &[("email", "jo@example.com"), ("password", PASSWORD), ("next", &next)],
+        )
+        .await;
+    r.expect_redirect("/authorize/resume");
+    let back = authorize(&other, r.location().unwrap()).await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", back["code"].as_str()),
+        ("redirect_uri", redirect),
+        ("code_verifier", verifier.as_str()),
+        ("client_id", id),
+    ];
+    let (status, body) = token_with_key(&app, &thief, &nonce, None, &form).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+        "another key, after a login: {body}"
+    );
+    let (status, body) = token_with_key(&app, &key, &nonce, None, &form).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        jwt_claims(body["access_token"].as_str().unwrap())["cnf"]["jkt"],
+        jkt.as_str()
+    );
+
+    // A malformed dpop_jkt: invalid_request, at the client, and no code.
+    for bad in ["not-a-thumbprint", &format!("{jkt}="), &jkt[..42]] {
+        let (url, _) = auth_url(&app, id, redirect, &[("dpop_jkt", bad)]);
+        let back = authorize(&b, &url).await;
+        assert_eq!(back.get("error").map(String::as_str), Some("invalid_request"), "{bad}");
+        assert!(!back.contains_key("code"), "{bad}");
     }
     app.finish().await;
 }

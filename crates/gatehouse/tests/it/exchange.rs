@@ -15,8 +15,13 @@ use crate::support::{Backend, ClientSpec, TestApp, spawn_app};
 const PASSWORD: &str = "a perfectly fine passphrase";
 const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const AT: &str = "urn:ietf:params:oauth:token-type:access_token";
+const SHOP_CB: &str = "http://127.0.0.1:9/shop/cb";
 
-both_backends!(narrowing_for_the_payments_service, resource_indicators_in_the_code_flow);
+both_backends!(
+    narrowing_for_the_payments_service,
+    resource_indicators_in_the_code_flow,
+    only_the_caller_may_be_the_actor,
+);
 
 struct Setup {
     shop: (String, String),
@@ -38,7 +43,8 @@ async fn setup(app: &TestApp) -> Setup {
     let (mut shop, shop_secret) = app
         .register_client(ClientSpec {
             name: "Shop",
-            grants: &["authorization_code", "token-exchange"],
+            grants: &["authorization_code", "token-exchange", "client_credentials"],
+            redirect_uris: &[SHOP_CB],
             scopes: Some("openid profile payments secret email"),
             ..Default::default()
         })
@@ -189,7 +195,7 @@ async fn narrowing_for_the_payments_service(backend: Backend) {
             &other_token,
             vec![("audience", pay_id)],
             StatusCode::BAD_REQUEST,
-            "invalid_grant",
+            "invalid_request",
         ),
         (
             "a client without the grant",
@@ -205,7 +211,7 @@ async fn narrowing_for_the_payments_service(backend: Backend) {
             "a.b.c",
             vec![("audience", pay_id)],
             StatusCode::BAD_REQUEST,
-            "invalid_grant",
+            "invalid_request",
         ),
     ];
     for (name, caller, subject, extra, status, error) in &cases {
@@ -258,7 +264,7 @@ async fn narrowing_for_the_payments_service(backend: Backend) {
     let (status, body) = narrow(&app, &s.shop, &narrowed, &[("audience", pay_id)]).await;
     assert_eq!(
         (status, body["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
     );
     app.finish().await;
 }
@@ -317,5 +323,68 @@ async fn resource_indicators_in_the_code_flow(backend: Backend) {
         (status, body["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_target"))
     );
+    app.finish().await;
+}
+
+/// RFC 8693 §2.1, §4.1, §4.4: `actor_token` names who acts for the
+/// subject. Only the authenticated client's own token is taken (the subject
+/// here names no one else in `may_act`); any other token, however active, is
+/// `invalid_request` and no one is written into `act`.
+async fn only_the_caller_may_be_the_actor(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let s = setup(&app).await;
+    let pay_id = s.pay.0.as_str();
+    let (status, own) = post_form(
+        &app,
+        "/token",
+        Some((&s.shop.0, &s.shop.1)),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{own}");
+    let own = own["access_token"].as_str().unwrap().to_owned();
+    let pay_token = app.client_credentials(&s.pay.0, &s.pay.1, "payments:admin").await.1["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b = app.ready_account("otto@example.com", PASSWORD).await;
+    let (url, verifier) = auth_url(&app, &s.shop.0, SHOP_CB, &[]);
+    let back = authorize(&b, &url).await;
+    let (status, otto) = exchange(&app, &s.shop.0, &s.shop.1, &back["code"], SHOP_CB, &verifier).await;
+    assert_eq!(status, StatusCode::OK, "{otto}");
+    let otto = otto["access_token"].as_str().unwrap().to_owned();
+
+    fn with_actor<'a>(audience: &'a str, actor: &'a str) -> Vec<(&'a str, &'a str)> {
+        vec![
+            ("scope", "payments"),
+            ("audience", audience),
+            ("actor_token", actor),
+            ("actor_token_type", AT),
+        ]
+    }
+    for (name, actor) in [
+        ("another client's token", pay_token.as_str()),
+        ("another user's token, issued to the caller", otto.as_str()),
+        ("the subject's own token", s.broad.as_str()),
+        ("a junk token", "a.b.c"),
+    ] {
+        let (status, body) = narrow(&app, &s.shop, &s.broad, &with_actor(pay_id, actor)).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_request")),
+            "{name}: {body}"
+        );
+        assert!(body.get("access_token").is_none(), "{name}");
+    }
+
+    // The caller's own token: it is the actor.
+    let (status, body) = narrow(&app, &s.shop, &s.broad, &with_actor(pay_id, &own)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let claims = jwt_claims(body["access_token"].as_str().unwrap());
+    assert_eq!(
+        claims["act"],
+        serde_json::json!({ "sub": s.shop.0, "client_id": s.shop.0 })
+    );
+    assert_eq!(claims["sub"], jwt_claims(&s.broad)["sub"]);
     app.finish().await;
 }

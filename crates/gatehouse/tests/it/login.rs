@@ -102,7 +102,8 @@ async fn a_site_logs_people_in_and_narrows_their_token(backend: Backend) {
         other => panic!("a replayed code: {other:?}"),
     }
     match rp.narrow(&login.tokens.access_token, "payments", PAY).await {
-        Err(LoginError::Token { error, .. }) => assert_eq!(error, "invalid_grant"),
+        // RFC 8693 §2.2.2: an unacceptable subject token is invalid_request.
+        Err(LoginError::Token { error, .. }) => assert_eq!(error, "invalid_request"),
         other => panic!("narrowing a revoked token: {other:?}"),
     }
 

@@ -256,6 +256,7 @@ async fn issue_code(
         expires_at: now.plus(grant::CODE_LIFETIME),
         used_at: None,
         grant_id: grant::new_grant_id(issued),
+        dpop_jkt: req.dpop_jkt.clone(),
     };
     state.store.insert_auth_code(&record).await?;
     let mut params = vec![("code", code.expose())];

@@ -3,7 +3,8 @@
 //! to, with the same redirect URI and the PKCE verifier; a second use
 //! revokes everything the first use issued. With a DPoP proof the access
 //! token is bound to its key, and so are a public client's refresh tokens
-//! (RFC 9449 §5).
+//! (RFC 9449 §5). A code asked for with `dpop_jkt` (RFC 9449 §10) is
+//! redeemed only with a proof by that key.
 
 use gatehouse_core::oauth::dpop::VerifiedProof;
 use gatehouse_core::oauth::grant::{Grant, Redemption};
@@ -44,6 +45,15 @@ pub async fn exchange(
     };
     if record.client_id != client.id {
         return Err(invalid("code of another client"));
+    }
+    // RFC 9449 §10. Before the replay check: without the key, a stolen
+    // code can do nothing, not even revoke what its first use issued.
+    if let Some(bound) = &record.dpop_jkt
+        && proof.is_none_or(|p| &p.jkt != bound)
+    {
+        return Err(OAuthError::invalid_grant(
+            "the code is bound to a DPoP key (dpop_jkt): send a DPoP proof made with it",
+        ));
     }
     if record.used_at.is_some() {
         // A replay: revoke what the first use issued (RFC 6749 §4.1.2).

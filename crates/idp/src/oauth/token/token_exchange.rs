@@ -3,9 +3,11 @@
 //! this module reads the request, checks both tokens are active, issues the
 //! narrowed token in the subject's family, and audits the exchange. No
 //! refresh token is issued. With a DPoP proof the narrowed token is bound to
-//! the proof's key: the request carries a proof made with the key of the
-//! service that will use the token (the receiving service), so the narrowed
-//! token is useless to anyone else, the caller included.
+//! the proof's key: for an unbound subject token, the request may carry a
+//! proof made with the key of the service that will use the token (the
+//! receiving service), so the narrowed token is useless to anyone else, the
+//! caller included. A DPoP-bound subject (or actor) token needs a proof by
+//! its own key, and the narrowed token stays bound to it (`narrow`, check 3).
 
 use gatehouse_core::Timestamp;
 use gatehouse_core::audit::{Actor, AuditEvent, AuditKind};
@@ -45,12 +47,14 @@ pub async fn exchange(
         .ok_or_else(|| OAuthError::invalid_request("subject_token is required"))?;
     let subject = active_access_token(state, subject_token)
         .await
-        .map_err(|e| OAuthError::invalid_grant("the subject token is not active").with_cause(e))?;
+        // RFC 8693 §2.2.2: an unacceptable subject token is invalid_request.
+        .map_err(|e| OAuthError::invalid_request("the subject token is not active").with_cause(e))?;
     let actor = match token_param(params, "actor_token")? {
         Some(t) => Some(
             active_access_token(state, t)
                 .await
-                .map_err(|e| OAuthError::invalid_grant("the actor token is not active").with_cause(e))?,
+                // RFC 8693 §2.2.2: an unacceptable actor token is invalid_request.
+                .map_err(|e| OAuthError::invalid_request("the actor token is not active").with_cause(e))?,
         ),
         None => None,
     };
@@ -62,12 +66,13 @@ pub async fn exchange(
         audiences: params.all("audience"),
         resources: params.all("resource"),
         requested_token_type: params.get("requested_token_type").map(String::as_str),
+        proof_jkt: proof.map(|p| p.jkt.as_str()),
     };
     let narrowed = exchange::narrow(&request, ACCESS_TOKEN_LIFETIME, now)?;
     let mut context = Context::of_token(&subject);
     context.act = narrowed.act.clone().or(context.act);
     context.parent_jtis = narrowed.parent_jtis.clone();
-    let jkt = proof.map(|p| p.jkt.clone());
+    let jkt = narrowed.jkt.clone();
     let token_type = tokens::token_type(jkt.as_deref());
     let (access_token, claims) = tokens::access_token(
         state,
