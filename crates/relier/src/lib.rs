@@ -25,6 +25,11 @@
 //!   Tokens ([`SetToken`], a [`SecurityEvent`] of an [`EventKind`]):
 //!   signature (the [`Verifier`]'s cached keys), `iss`, `aud` (the client
 //!   id), `iat` within a window, and a `jti` not seen before.
+//! - [`local_return_path`]: whether a `next` a request names is a path on
+//!   this site, safe to redirect to after a login (no open redirect: no
+//!   `//`, backslash, control character, encoded form of these, or
+//!   anything else a browser would resolve to another origin). The IdP
+//!   uses the same rule.
 //!
 //! # Protecting an axum route
 //!
@@ -120,7 +125,7 @@ pub use error::Error;
 pub use extract::{AuthError, AuthErrorKind, Authenticated, Scheme};
 pub use introspect::{Introspected, Introspector};
 pub use issuer::Issuer;
-pub use login::{Login, LoginError, LoginRequest, PendingLogin, RelyingParty, Tokens};
+pub use login::{Login, LoginError, LoginFault, LoginRequest, PendingLogin, RelyingParty, Tokens};
 pub use receiver::{
     BACKCHANNEL_LOGOUT_EVENT, DEFAULT_RECEIVER_MAX_AGE, DEFAULT_RECEIVER_REPLAY_CAPACITY, EventKind, LogoutEvent,
     LogoutRejection, LogoutToken, ReceiveError, Receiver, SET_CONTENT_TYPE, SecurityEvent, SetRejection, SetToken,
@@ -134,3 +139,4 @@ pub use gatehouse_core::Timestamp;
 pub use gatehouse_core::oauth::Scopes;
 pub use gatehouse_core::oauth::claims::{AccessTokenClaims, Audience};
 pub use url::Url;
+pub use gatehouse_core::return_path::{MAX_RETURN_PATH_LEN, local_return_path};
