@@ -127,8 +127,9 @@ pub use introspect::{Introspected, Introspector};
 pub use issuer::Issuer;
 pub use login::{Login, LoginError, LoginFault, LoginRequest, PendingLogin, RelyingParty, Tokens};
 pub use receiver::{
-    BACKCHANNEL_LOGOUT_EVENT, DEFAULT_RECEIVER_MAX_AGE, DEFAULT_RECEIVER_REPLAY_CAPACITY, EventKind, LogoutEvent,
-    LogoutRejection, LogoutToken, ReceiveError, Receiver, SET_CONTENT_TYPE, SecurityEvent, SetRejection, SetToken,
+    BACKCHANNEL_LOGOUT_EVENT, DEFAULT_RECEIVER_MAX_AGE, DEFAULT_RECEIVER_REPLAY_CAPACITY, DEFAULT_RECEIVER_SET_MAX_AGE,
+    EventKind, LogoutEvent, LogoutRejection, LogoutToken, ReceiveError, Receiver, SET_CONTENT_TYPE, SecurityEvent,
+    SetRejection, SetToken,
 };
 pub use verifier::{
     ACCEPTED_ALGS, DEFAULT_JWKS_MAX_AGE, DEFAULT_JWKS_REFETCH_INTERVAL, DEFAULT_LEEWAY, MAX_TOKEN_LEN, MissingScope,
@@ -138,5 +139,5 @@ pub use verifier::{
 pub use gatehouse_core::Timestamp;
 pub use gatehouse_core::oauth::Scopes;
 pub use gatehouse_core::oauth::claims::{AccessTokenClaims, Audience};
-pub use url::Url;
 pub use gatehouse_core::return_path::{MAX_RETURN_PATH_LEN, local_return_path};
+pub use url::Url;
