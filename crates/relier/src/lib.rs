@@ -17,14 +17,17 @@
 //!   RFC 9449 §7.1 say (`WWW-Authenticate`, 401/403).
 //! - [`RelyingParty`]: the other direction, a site logging people in: the
 //!   code flow with PKCE (`start`, then `finish` on the callback, which
-//!   verifies the ID token), and the token requests a site makes for
-//!   itself: narrowing a token for another service (RFC 8693), client
-//!   credentials, refresh, and the RP-initiated logout URL.
+//!   verifies the ID token; a failure's [`LoginError::fault`] says whose it
+//!   is: the callback's, 400; a refusal, 403; the issuer side, 502), and
+//!   the token requests a site makes for itself: narrowing a token for
+//!   another service (RFC 8693), client credentials, refresh, and the
+//!   RP-initiated logout URL.
 //! - [`Receiver`] checks what the issuer pushes to a relier: back-channel
 //!   logout tokens ([`LogoutToken`], a [`LogoutEvent`]) and Security Event
 //!   Tokens ([`SetToken`], a [`SecurityEvent`] of an [`EventKind`]):
 //!   signature (the [`Verifier`]'s cached keys), `iss`, `aud` (the client
-//!   id), `iat` within a window, and a `jti` not seen before.
+//!   id), `iat` within a window, and a `jti` not seen before (a SET seen
+//!   before is a retransmission: acknowledged again, not handled twice).
 //! - [`local_return_path`]: whether a `next` a request names is a path on
 //!   this site, safe to redirect to after a login (no open redirect: no
 //!   `//`, backslash, control character, encoded form of these, or
