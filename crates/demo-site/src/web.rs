@@ -13,7 +13,9 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOK
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use gatehouse_relier::{EventKind, LoginError, LoginRequest, LogoutToken, Receiver, RelyingParty, SetToken};
+use gatehouse_relier::{
+    EventKind, LoginError, LoginFault, LoginRequest, LogoutToken, Receiver, RelyingParty, SetToken,
+};
 use serde::Deserialize;
 
 use crate::Kind;
@@ -230,14 +232,12 @@ pub fn see_other(to: &str, cookies: Vec<HeaderValue>) -> Response {
     response
 }
 
-/// `next` if it is a path on this site, else `/`.
+/// `next` if it is a path on this site, else `/` (the relier library's
+/// rule: no open redirect).
 fn local_path(next: Option<&str>) -> String {
-    match next {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') && !p.contains("/\\") => {
-            p.to_owned()
-        }
-        _ => "/".to_owned(),
-    }
+    next.and_then(gatehouse_relier::local_return_path)
+        .unwrap_or("/")
+        .to_owned()
 }
 
 // ---- Home. ----
@@ -414,21 +414,25 @@ async fn callback(State(state): State<AppState>, headers: HeaderMap, RawQuery(qu
             tracing::warn!(site = %state.name, error = %e, "a silent login failed");
             see_other(&pending.next, vec![])
         }
-        Err(LoginError::Denied { error, description }) => {
-            let text = match description {
-                Some(d) => format!("The identity provider answered {error}: {d}"),
-                None => format!("The identity provider answered {error}."),
-            };
-            state.error_page(StatusCode::FORBIDDEN, Some(&session), "Login failed", &text)
-        }
         Err(e) => {
-            tracing::warn!(site = %state.name, error = %e, "a login failed");
-            state.error_page(
-                StatusCode::BAD_GATEWAY,
-                Some(&session),
-                "Login failed",
-                "The login could not be completed. Please try again.",
-            )
+            let fault = e.fault();
+            let text = match (&e, fault) {
+                (LoginError::Denied { error, description }, LoginFault::Denied) => match description {
+                    Some(d) => format!("The identity provider answered {error}: {d}"),
+                    None => format!("The identity provider answered {error}."),
+                },
+                (_, LoginFault::Callback) => {
+                    tracing::info!(site = %state.name, error = %e, "a callback that does not complete its login");
+                    "This answer does not complete the login started in this browser (it was used already, \
+                     or it was altered). Please log in again."
+                        .to_owned()
+                }
+                _ => {
+                    tracing::warn!(site = %state.name, error = %e, "a login failed");
+                    "The login could not be completed. Please try again.".to_owned()
+                }
+            };
+            state.error_page(fault.status(), Some(&session), "Login failed", &text)
         }
     }
 }
@@ -657,9 +661,15 @@ mod tests {
     #[test]
     fn only_local_paths_are_followed() {
         assert_eq!(local_path(Some("/offer/x?y=1")), "/offer/x?y=1");
-        assert_eq!(local_path(Some("//evil.example")), "/");
-        assert_eq!(local_path(Some("/\\evil.example")), "/");
-        assert_eq!(local_path(Some("https://evil.example")), "/");
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "https://evil.example",
+            "/\t/evil.example",
+            "/%2F/evil.example",
+        ] {
+            assert_eq!(local_path(Some(bad)), "/", "{bad:?}");
+        }
         assert_eq!(local_path(None), "/");
     }
 

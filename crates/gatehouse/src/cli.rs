@@ -253,6 +253,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 store: store.as_ref(),
                 keys: &keys,
                 issuer: &issuer,
+                logout_token_lifetime: config.logout_token_lifetime,
             };
             let mut outbox = if client.is_none() {
                 signer
@@ -297,6 +298,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 store: store.as_ref(),
                 keys: &keys,
                 issuer: &issuer,
+                logout_token_lifetime: config.logout_token_lifetime,
             };
             let now = Timestamp::now();
             let outbox = gatehouse_idp::admin::unban_events(&signer, &uid, client.as_deref(), now)

@@ -34,6 +34,9 @@ pub struct Config {
     /// An outbox message (a back-channel logout token) not delivered this
     /// long after it was written is dead-lettered. Default 24 hours.
     pub outbox_max_age: std::time::Duration,
+    /// How long a back-channel logout token is valid (`exp` after `iat`).
+    /// Each delivery attempt sends one signed for it. Default 120 seconds.
+    pub logout_token_lifetime: std::time::Duration,
     /// The payments service, run by `gatehouse pay serve` (and by `gatehouse
     /// serve` beside the IdP when `pay_listen` is set).
     pub pay: PayConfig,
@@ -90,6 +93,7 @@ struct FileConfig {
     log_format: Option<String>,
     secret_key: Option<String>,
     outbox_max_age: Option<String>,
+    logout_token_lifetime: Option<String>,
     pay_listen: Option<String>,
     pay_public_url: Option<String>,
     pay_database_url: Option<String>,
@@ -101,7 +105,7 @@ struct FileConfig {
 
 /// The environment variables we read; `GATEHOUSE_TEST_*` is left to the
 /// test suite.
-const ENV_KEYS: [&str; 16] = [
+const ENV_KEYS: [&str; 17] = [
     "GATEHOUSE_ISSUER",
     "GATEHOUSE_LISTEN",
     "GATEHOUSE_DATABASE_URL",
@@ -110,6 +114,7 @@ const ENV_KEYS: [&str; 16] = [
     "GATEHOUSE_LOG_FORMAT",
     "GATEHOUSE_SECRET_KEY",
     "GATEHOUSE_OUTBOX_MAX_AGE",
+    "GATEHOUSE_LOGOUT_TOKEN_LIFETIME",
     "GATEHOUSE_PAY_LISTEN",
     "GATEHOUSE_PAY_PUBLIC_URL",
     "GATEHOUSE_PAY_DATABASE_URL",
@@ -242,6 +247,17 @@ impl Config {
             },
             None => gatehouse_idp::outbox::DEFAULT_MAX_AGE,
         };
+        let logout_token_lifetime = match pick(
+            "GATEHOUSE_LOGOUT_TOKEN_LIFETIME",
+            "logout_token_lifetime",
+            &file.logout_token_lifetime,
+        ) {
+            Some((key, v)) => match v.parse::<u64>() {
+                Ok(secs) if secs > 0 => std::time::Duration::from_secs(secs),
+                _ => return Err(error(key, format!("{v:?} is not a positive number of seconds"))),
+            },
+            None => gatehouse_idp::outbox::DEFAULT_LOGOUT_TOKEN_LIFETIME,
+        };
         Ok(Config {
             issuer,
             listen,
@@ -251,6 +267,7 @@ impl Config {
             log_format,
             secret_key,
             outbox_max_age,
+            logout_token_lifetime,
             pay,
         })
     }
@@ -381,6 +398,23 @@ mod tests {
         for bad in ["0", "-1", "1h"] {
             let e = Config::from_sources(None, env(&[("GATEHOUSE_OUTBOX_MAX_AGE", bad)])).expect_err(bad);
             assert_eq!(e.key, "GATEHOUSE_OUTBOX_MAX_AGE");
+        }
+    }
+
+    #[test]
+    fn logout_token_lifetime_is_positive_seconds() {
+        let c = Config::from_sources(None, env(&[])).expect("defaults");
+        assert_eq!(
+            c.logout_token_lifetime,
+            gatehouse_idp::outbox::DEFAULT_LOGOUT_TOKEN_LIFETIME
+        );
+        let c = Config::from_sources(Some("logout_token_lifetime = \"30\""), env(&[])).expect("file");
+        assert_eq!(c.logout_token_lifetime, std::time::Duration::from_secs(30));
+        let c = Config::from_sources(None, env(&[("GATEHOUSE_LOGOUT_TOKEN_LIFETIME", "5")])).expect("env");
+        assert_eq!(c.logout_token_lifetime, std::time::Duration::from_secs(5));
+        for bad in ["0", "-1", "2m"] {
+            let e = Config::from_sources(None, env(&[("GATEHOUSE_LOGOUT_TOKEN_LIFETIME", bad)])).expect_err(bad);
+            assert_eq!(e.key, "GATEHOUSE_LOGOUT_TOKEN_LIFETIME");
         }
     }
 

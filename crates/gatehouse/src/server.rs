@@ -105,6 +105,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     keys.spawn_refresher(gatehouse_idp::keys::REFRESH_INTERVAL);
     let mut settings = Settings::new(issuer.clone());
     settings.outbox_max_age = config.outbox_max_age;
+    settings.logout_token_lifetime = config.logout_token_lifetime;
     let state = AppState::new(store.clone(), mailer(config, &issuer)?, settings, keys);
     let outbox = gatehouse_idp::outbox::spawn_worker(state.clone());
     gatehouse_idp::housekeeping::spawn(state.store.clone());

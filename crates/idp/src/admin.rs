@@ -597,9 +597,5 @@ async fn unban_user(
 }
 
 fn signer(state: &AppState) -> crate::outbox::Signer<'_> {
-    crate::outbox::Signer {
-        store: state.store.as_ref(),
-        keys: &state.keys,
-        issuer: state.settings.issuer_str(),
-    }
+    crate::outbox::Signer::of(state)
 }

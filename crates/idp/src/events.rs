@@ -174,12 +174,7 @@ pub async fn security_events(
     events: &[SecurityEvent],
     now: Timestamp,
 ) -> Result<Vec<OutboxMessage>, AppError> {
-    let signer = Signer {
-        store: state.store.as_ref(),
-        keys: &state.keys,
-        issuer: state.settings.issuer_str(),
-    };
-    signer.security_events(account, only, events, now, now).await
+    Signer::of(state).security_events(account, only, events, now, now).await
 }
 
 #[cfg(test)]

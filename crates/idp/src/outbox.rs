@@ -1,10 +1,14 @@
 //! The outbox's two ends: building back-channel logout messages (OpenID
 //! Connect Back-Channel Logout 1.0) before the store call that ends the
 //! sessions writes them, and the delivery worker that POSTs due messages,
-//! retrying with exponential backoff and jitter (the same payload, so the
-//! same `jti`, every time) until they are accepted or too old. An admin may
-//! send a message that was given up again: it is signed again then
-//! ([`Signer::resign`]).
+//! retrying with exponential backoff and jitter until they are accepted or
+//! too old. A logout token lives two minutes (`exp`), so every retry sends
+//! the same logout signed again as of that attempt ([`Signer::resign`]: a
+//! new `jti`, `iat` then, `exp` as long after); a Security Event Token is
+//! retransmitted as it was written (RFC 8935 §2: the same SET, whose `jti`
+//! lets the recipient recognise it again and whose `iat` says when it was
+//! issued). An admin may send a message that was given up again: it is
+//! signed again then, whatever its kind.
 
 use std::time::Duration;
 
@@ -33,8 +37,9 @@ pub const LEASE_SECS: i64 = 30;
 const GAUGE_EVERY_IDLE_ROUNDS: u32 = 20;
 /// Messages taken per round.
 const BATCH: i64 = 32;
-/// A logout token's lifetime, in seconds.
-pub const LOGOUT_TOKEN_LIFETIME: i64 = 120;
+/// A logout token's lifetime (`exp` after `iat`) by default
+/// (`GATEHOUSE_LOGOUT_TOKEN_LIFETIME`).
+pub const DEFAULT_LOGOUT_TOKEN_LIFETIME: Duration = Duration::from_secs(120);
 
 /// The `typ` of a logout token.
 pub const LOGOUT_TOKEN_TYP: &str = "logout+jwt";
@@ -76,12 +81,7 @@ pub async fn logout_messages(
     sid: &str,
     now: Timestamp,
 ) -> Result<Vec<OutboxMessage>, AppError> {
-    let signer = Signer {
-        store: state.store.as_ref(),
-        keys: &state.keys,
-        issuer: state.settings.issuer_str(),
-    };
-    signer.session(account, session_digest, sid, now).await
+    Signer::of(state).session(account, session_digest, sid, now).await
 }
 
 /// The messages for ending every session of the account (a ban everywhere,
@@ -92,12 +92,7 @@ pub async fn logout_messages_for_account(
     except: Option<&TokenDigest>,
     now: Timestamp,
 ) -> Result<Vec<OutboxMessage>, AppError> {
-    let signer = Signer {
-        store: state.store.as_ref(),
-        keys: &state.keys,
-        issuer: state.settings.issuer_str(),
-    };
-    signer.account(account, except, now).await
+    Signer::of(state).account(account, except, now).await
 }
 
 /// What building logout tokens needs, without a whole [`AppState`] (the
@@ -107,15 +102,30 @@ pub struct Signer<'a> {
     pub keys: &'a KeyRing,
     /// The issuer identifier, as in `iss`.
     pub issuer: &'a str,
+    /// How long a new logout token is valid (`exp` after `iat`).
+    pub logout_token_lifetime: Duration,
+}
+
+impl<'a> Signer<'a> {
+    /// The server's store, keys, issuer and settings.
+    pub fn of(state: &'a AppState) -> Self {
+        Signer {
+            store: state.store.as_ref(),
+            keys: &state.keys,
+            issuer: state.settings.issuer_str(),
+            logout_token_lifetime: state.settings.logout_token_lifetime,
+        }
+    }
 }
 
 impl Signer<'_> {
-    /// The payload of `message` signed again as of `now`, for an admin's
-    /// redelivery of a message that was given up: the same claims with a
-    /// new `jti`, `iat` now and, if it had one, `exp` as long after. Retries
-    /// send the same bytes; but a dead message is a day old, and receivers
-    /// refuse tokens issued that long ago (the relier library: after an
-    /// hour). Only what our own key signed is signed again.
+    /// The payload of `message` signed again as of `now`: the same claims
+    /// with a new `jti`, `iat` now and, if it had one, `exp` as long after.
+    /// For each retry of a logout token (it expires two minutes after it
+    /// was issued), and for an admin's redelivery of any message that was
+    /// given up (a day old by then: receivers refuse tokens issued that
+    /// long ago, the relier library after an hour). Only what our own key
+    /// signed is signed again.
     pub async fn resign(&self, message: &OutboxMessage, now: Timestamp) -> Result<String, AppError> {
         let bad = |why: &str| AppError::Internal(format!("outbox message {}: {why}", message.id));
         let token = match message.kind {
@@ -172,7 +182,7 @@ impl Signer<'_> {
                 iss: self.issuer,
                 aud: client.id.as_str(),
                 iat: now.0,
-                exp: now.0 + LOGOUT_TOKEN_LIFETIME,
+                exp: now.0.saturating_add(secs(self.logout_token_lifetime)),
                 jti: random_id(),
                 sub: account.as_str(),
                 sid,
@@ -292,10 +302,11 @@ async fn update_gauge(state: &AppState) {
 }
 
 async fn deliver(state: &AppState, http: &reqwest::Client, message: OutboxMessage) {
+    let payload = attempt_payload(state, &message, Timestamp::now()).await;
     let result = http
         .post(&message.target_uri)
         .header(reqwest::header::CONTENT_TYPE, &message.content_type)
-        .body(message.payload.clone())
+        .body(payload)
         .send()
         .await;
     let error = match result {
@@ -328,9 +339,80 @@ async fn deliver(state: &AppState, http: &reqwest::Client, message: OutboxMessag
     }
 }
 
+/// Whether this attempt at `message` sends a token signed for it rather
+/// than the one written with the message: a back-channel logout token on a
+/// retry, or on a first attempt made after half its lifetime (the worker
+/// was down, or the message waited behind others), so that it is valid
+/// when it arrives (Back-Channel Logout 1.0 §2.4: `exp` is checked; the
+/// receiver also refuses a `jti` it saw, and the new one is new). A SET is
+/// always sent as written: RFC 8935 §2 retransmits the same SET, and its
+/// `iat` is when it was issued (reliers order events by it).
+pub fn signs_again(message: &OutboxMessage, logout_token_lifetime: Duration, now: Timestamp) -> bool {
+    let late = now.0.saturating_sub(message.created_at.0).saturating_mul(2) >= secs(logout_token_lifetime);
+    matches!(message.kind, OutboxKind::BackchannelLogout) && (message.attempts > 0 || late)
+}
+
+/// What this attempt sends: the payload as written, or signed again (see
+/// [`signs_again`]). A message that cannot be signed again (its key is no
+/// longer published) is sent as written.
+async fn attempt_payload(state: &AppState, message: &OutboxMessage, now: Timestamp) -> String {
+    if !signs_again(message, state.settings.logout_token_lifetime, now) {
+        return message.payload.clone();
+    }
+    match Signer::of(state).resign(message, now).await {
+        Ok(payload) => payload,
+        Err(e) => {
+            tracing::warn!(id = %message.id, error = %e, "outbox: cannot sign the message again; sending it as written");
+            message.payload.clone()
+        }
+    }
+}
+
+fn secs(duration: Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
+}
+
 /// Wakes the worker after messages were written (no-op for none).
 pub fn wake(state: &AppState, written: &[OutboxMessage]) {
     if !written.is_empty() {
         state.outbox_wake.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gatehouse_core::oauth::ClientId;
+
+    fn message(kind: OutboxKind, attempts: i64, created_at: i64) -> OutboxMessage {
+        let mut m = OutboxMessage::new(
+            "m".into(),
+            ClientId("c".into()),
+            kind,
+            "http://127.0.0.1:9/x".into(),
+            "payload".into(),
+            FORM.into(),
+            Timestamp(created_at),
+        );
+        m.attempts = attempts;
+        m
+    }
+
+    #[test]
+    fn logout_retries_are_signed_again_and_sets_never() {
+        let life = DEFAULT_LOGOUT_TOKEN_LIFETIME;
+        let now = Timestamp(1_000_000);
+        let logout = OutboxKind::BackchannelLogout;
+        let set = OutboxKind::SecurityEvent;
+        // A first attempt at once: as written.
+        assert!(!signs_again(&message(logout, 0, now.0), life, now));
+        assert!(!signs_again(&message(logout, 0, now.0 - 59), life, now));
+        // A first attempt after half the lifetime, and every retry: again.
+        assert!(signs_again(&message(logout, 0, now.0 - 60), life, now));
+        assert!(signs_again(&message(logout, 1, now.0), life, now));
+        assert!(signs_again(&message(logout, 7, now.0 - 3600), life, now));
+        // A SET: the same SET every time (RFC 8935 §2).
+        assert!(!signs_again(&message(set, 0, now.0 - 3600), life, now));
+        assert!(!signs_again(&message(set, 5, now.0 - 3600), life, now));
     }
 }

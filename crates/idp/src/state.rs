@@ -21,6 +21,9 @@ pub struct Settings {
     /// An outbox message not delivered within this long after it was
     /// written is given up (dead-lettered).
     pub outbox_max_age: Duration,
+    /// How long a back-channel logout token is valid (`exp` after `iat`);
+    /// each delivery attempt sends one signed for it.
+    pub logout_token_lifetime: Duration,
 }
 
 impl Settings {
@@ -36,6 +39,7 @@ impl Settings {
             secure_cookies: !loopback_http,
             issuer,
             outbox_max_age: crate::outbox::DEFAULT_MAX_AGE,
+            logout_token_lifetime: crate::outbox::DEFAULT_LOGOUT_TOKEN_LIFETIME,
         }
     }
 

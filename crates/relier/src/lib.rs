@@ -17,14 +17,22 @@
 //!   RFC 9449 §7.1 say (`WWW-Authenticate`, 401/403).
 //! - [`RelyingParty`]: the other direction, a site logging people in: the
 //!   code flow with PKCE (`start`, then `finish` on the callback, which
-//!   verifies the ID token), and the token requests a site makes for
-//!   itself: narrowing a token for another service (RFC 8693), client
-//!   credentials, refresh, and the RP-initiated logout URL.
+//!   verifies the ID token; a failure's [`LoginError::fault`] says whose it
+//!   is: the callback's, 400; a refusal, 403; the issuer side, 502), and
+//!   the token requests a site makes for itself: narrowing a token for
+//!   another service (RFC 8693), client credentials, refresh, and the
+//!   RP-initiated logout URL.
 //! - [`Receiver`] checks what the issuer pushes to a relier: back-channel
 //!   logout tokens ([`LogoutToken`], a [`LogoutEvent`]) and Security Event
 //!   Tokens ([`SetToken`], a [`SecurityEvent`] of an [`EventKind`]):
 //!   signature (the [`Verifier`]'s cached keys), `iss`, `aud` (the client
-//!   id), `iat` within a window, and a `jti` not seen before.
+//!   id), `iat` within a window, and a `jti` not seen before (a SET seen
+//!   before is a retransmission: acknowledged again, not handled twice).
+//! - [`local_return_path`]: whether a `next` a request names is a path on
+//!   this site, safe to redirect to after a login (no open redirect: no
+//!   `//`, backslash, control character, encoded form of these, or
+//!   anything else a browser would resolve to another origin). The IdP
+//!   uses the same rule.
 //!
 //! # Protecting an axum route
 //!
@@ -120,10 +128,11 @@ pub use error::Error;
 pub use extract::{AuthError, AuthErrorKind, Authenticated, Scheme};
 pub use introspect::{Introspected, Introspector};
 pub use issuer::Issuer;
-pub use login::{Login, LoginError, LoginRequest, PendingLogin, RelyingParty, Tokens};
+pub use login::{Login, LoginError, LoginFault, LoginRequest, PendingLogin, RelyingParty, Tokens};
 pub use receiver::{
-    BACKCHANNEL_LOGOUT_EVENT, DEFAULT_RECEIVER_MAX_AGE, DEFAULT_RECEIVER_REPLAY_CAPACITY, EventKind, LogoutEvent,
-    LogoutRejection, LogoutToken, ReceiveError, Receiver, SET_CONTENT_TYPE, SecurityEvent, SetRejection, SetToken,
+    BACKCHANNEL_LOGOUT_EVENT, DEFAULT_RECEIVER_MAX_AGE, DEFAULT_RECEIVER_REPLAY_CAPACITY, DEFAULT_RECEIVER_SET_MAX_AGE,
+    EventKind, LogoutEvent, LogoutRejection, LogoutToken, ReceiveError, Receiver, SET_CONTENT_TYPE, SecurityEvent,
+    SetRejection, SetToken,
 };
 pub use verifier::{
     ACCEPTED_ALGS, DEFAULT_JWKS_MAX_AGE, DEFAULT_JWKS_REFETCH_INTERVAL, DEFAULT_LEEWAY, MAX_TOKEN_LEN, MissingScope,
@@ -133,4 +142,5 @@ pub use verifier::{
 pub use gatehouse_core::Timestamp;
 pub use gatehouse_core::oauth::Scopes;
 pub use gatehouse_core::oauth::claims::{AccessTokenClaims, Audience};
+pub use gatehouse_core::return_path::{MAX_RETURN_PATH_LEN, local_return_path};
 pub use url::Url;

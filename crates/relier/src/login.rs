@@ -132,6 +132,54 @@ pub enum LoginError {
     Issuer(#[from] Error),
 }
 
+/// Whose doing a failed login is, for the page a site shows: the browser's
+/// callback (a 4xx: start again), a refusal by the issuer or the person
+/// (a 4xx), or the issuer side (a 5xx: nothing the browser can fix).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LoginFault {
+    /// The callback does not complete the login this browser began:
+    /// another `state`, an `iss` that is not the issuer's (RFC 9207), no
+    /// code, or a code the issuer refused as `invalid_grant` (RFC 6749
+    /// §5.2: used already, expired, issued for another redirect URI, or a
+    /// PKCE verifier that does not match its challenge). 400.
+    Callback,
+    /// The issuer answered the authorization request with an error
+    /// (`access_denied`, `login_required`, ...). 403.
+    Denied,
+    /// The issuer could not be reached, answered with an error status or
+    /// with something unexpected (an ID token that fails its checks, no
+    /// access token), does not offer an endpoint we need, or refused this
+    /// client itself (`invalid_client`, `unauthorized_client`, ...). 502.
+    Upstream,
+}
+
+impl LoginFault {
+    /// The HTTP status a site answers the browser with.
+    pub fn status(self) -> axum::http::StatusCode {
+        match self {
+            LoginFault::Callback => axum::http::StatusCode::BAD_REQUEST,
+            LoginFault::Denied => axum::http::StatusCode::FORBIDDEN,
+            LoginFault::Upstream => axum::http::StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+impl LoginError {
+    /// Whose doing this failure is (see [`LoginFault`]).
+    pub fn fault(&self) -> LoginFault {
+        match self {
+            LoginError::State | LoginError::WrongIssuer => LoginFault::Callback,
+            LoginError::Denied { error, .. } if error == "invalid_request" => LoginFault::Callback,
+            LoginError::Denied { .. } => LoginFault::Denied,
+            LoginError::Token { error, .. } if error == "invalid_grant" => LoginFault::Callback,
+            LoginError::Token { .. } | LoginError::IdToken(_) | LoginError::NotSupported(_) | LoginError::Issuer(_) => {
+                LoginFault::Upstream
+            }
+        }
+    }
+}
+
 fn describe(description: &Option<String>) -> String {
     description.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
 }
@@ -602,6 +650,72 @@ mod tests {
         assert!(check_at_hash("garbage", &es, "t").is_err());
         // None at all: nothing to check (it is optional in the code flow).
         assert!(check_at_hash(&id_token_with_alg("ES256"), &claims(None), "t").is_ok());
+    }
+
+    #[test]
+    fn failures_are_the_callbacks_the_refusals_or_the_issuers() {
+        let token = |error: &str| LoginError::Token {
+            error: error.into(),
+            description: None,
+        };
+        let denied = |error: &str| LoginError::Denied {
+            error: error.into(),
+            description: None,
+        };
+        for (error, fault) in [
+            (LoginError::State, LoginFault::Callback),
+            (LoginError::WrongIssuer, LoginFault::Callback),
+            (token("invalid_grant"), LoginFault::Callback),
+            (denied("invalid_request"), LoginFault::Callback),
+            (denied("access_denied"), LoginFault::Denied),
+            (denied("login_required"), LoginFault::Denied),
+            (token("invalid_client"), LoginFault::Upstream),
+            (token("unauthorized_client"), LoginFault::Upstream),
+            (LoginError::IdToken("expired".into()), LoginFault::Upstream),
+            (LoginError::NotSupported("token endpoint"), LoginFault::Upstream),
+            (
+                LoginError::Issuer(Error::Status {
+                    url: "https://id.example.com/token".into(),
+                    status: 500,
+                }),
+                LoginFault::Upstream,
+            ),
+        ] {
+            assert_eq!(error.fault(), fault, "{error:?}");
+        }
+        assert_eq!(LoginFault::Callback.status().as_u16(), 400);
+        assert_eq!(LoginFault::Denied.status().as_u16(), 403);
+        assert_eq!(LoginFault::Upstream.status().as_u16(), 502);
+    }
+
+    #[tokio::test]
+    async fn an_issuer_without_a_token_endpoint_is_not_the_callbacks_fault() {
+        let issuer = Issuer::new(
+            "http://127.0.0.1:9",
+            "http://127.0.0.1:9/jwks.json",
+            None,
+            reqwest::Client::new(),
+        )
+        .expect("issuer");
+        let rp = RelyingParty::new(
+            &Verifier::new(issuer, "x"),
+            "shop",
+            None,
+            "https://shop.example/cb".parse().expect("url"),
+        );
+        let pending = PendingLogin {
+            state: "s".into(),
+            nonce: "n".into(),
+            code_verifier: "v".into(),
+            max_age: None,
+            started_at: 0,
+        };
+        // No token endpoint known (no discovery): the issuer side.
+        let error = rp
+            .finish(&pending, "state=s&code=c")
+            .await
+            .expect_err("no token endpoint");
+        assert_eq!(error.fault(), LoginFault::Upstream, "{error:?}");
     }
 
     #[test]

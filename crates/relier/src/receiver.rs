@@ -9,6 +9,16 @@
 //! extractors [`LogoutToken`] and [`SetToken`] give the site's handler the
 //! typed event; a refused request answers 400 with the body the
 //! specification asks for.
+//!
+//! The issuer retries a delivery that failed. A logout token lives for
+//! minutes (`exp`), so each retry carries the same logout signed again (a
+//! new `jti`, a fresh `iat`): the window for logout tokens is short. A SET
+//! is retransmitted as it is (RFC 8935 §2: the same SET, the same `jti`
+//! and `iat`) for as long as the issuer retries (a day by default), so the
+//! window for SETs covers that, and a SET received already is acknowledged
+//! again (202) without reaching the handler a second time: "the SET
+//! Recipient MUST respond as it would if the SET had not been previously
+//! received".
 
 use std::time::Duration;
 
@@ -25,7 +35,7 @@ use gatehouse_core::Timestamp;
 
 use crate::dpop::{ReplayCache, Seen};
 use crate::verifier::raw_header;
-use crate::{ACCEPTED_ALGS, DEFAULT_LEEWAY, Error, MAX_TOKEN_LEN, RejectReason, Verifier, VerifyError};
+use crate::{ACCEPTED_ALGS, Error, MAX_TOKEN_LEN, RejectReason, Verifier, VerifyError};
 
 /// The event member of a logout token's `events` claim.
 pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
@@ -39,10 +49,14 @@ pub const IDENTIFIER_CHANGED: &str = "https://schemas.openid.net/secevent/risc/e
 pub const CREDENTIAL_CHANGE: &str = "https://schemas.openid.net/secevent/caep/event-type/credential-change";
 pub const SESSION_REVOKED: &str = "https://schemas.openid.net/secevent/caep/event-type/session-revoked";
 
-/// Default: how old (by `iat`) a token may be and still be accepted. The
-/// issuer retries a failed delivery with the same token; one that arrives
-/// later than this is refused (`invalid_request`, "too old").
+/// Default: how old (by `iat`) a logout token may be and still be
+/// accepted. The issuer signs each retry afresh; an older one is refused
+/// (`invalid_request`, "too old").
 pub const DEFAULT_RECEIVER_MAX_AGE: Duration = Duration::from_secs(3600);
+/// Default: how old (by `iat`) a SET may be and still be accepted. The
+/// issuer retransmits the same SET for a day (`GATEHOUSE_OUTBOX_MAX_AGE`);
+/// this covers it, with an hour to spare. Its `jti` is remembered as long.
+pub const DEFAULT_RECEIVER_SET_MAX_AGE: Duration = Duration::from_secs(25 * 3600);
 /// Default: how many `jti`s the replay cache remembers at most.
 pub const DEFAULT_RECEIVER_REPLAY_CAPACITY: usize = 100_000;
 
@@ -110,6 +124,10 @@ pub enum ReceiveError {
     /// The replay cache is full of `jti`s not yet expired: answer 503.
     #[error("too many tokens to remember now")]
     Busy,
+    /// A SET whose `jti` was accepted already: a retransmission (RFC 8935
+    /// §2), acknowledged again (202) but not to be handled twice.
+    #[error("this SET was received already")]
+    AlreadyReceived,
     /// The issuer's keys could not be had: answer 503, the issuer retries.
     #[error("cannot check the token now: {0}")]
     Unavailable(Error),
@@ -142,7 +160,10 @@ pub struct Receiver {
     verifier: Verifier,
     client_id: String,
     leeway: i64,
+    /// For logout tokens, by `iat`, in seconds.
     max_age: i64,
+    /// For SETs, by `iat`, in seconds.
+    set_max_age: i64,
     replay: std::sync::Arc<ReplayCache>,
 }
 
@@ -167,9 +188,10 @@ impl Receiver {
         )
     }
 
-    /// As [`Receiver::new`], with how old a token may be (by `iat`) and
-    /// how many `jti`s to remember at most (when full of unexpired ones,
-    /// tokens are refused with 503 rather than risk a replay).
+    /// As [`Receiver::new`], with how old a logout token may be (by `iat`)
+    /// and how many `jti`s to remember at most (when full of unexpired
+    /// ones, tokens are refused with 503 rather than risk a replay). The
+    /// clock leeway is the verifier's.
     pub fn with_settings(
         verifier: &Verifier,
         client_id: impl Into<String>,
@@ -179,10 +201,19 @@ impl Receiver {
         Receiver {
             verifier: verifier.clone(),
             client_id: client_id.into(),
-            leeway: DEFAULT_LEEWAY,
-            max_age: i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
+            leeway: verifier.inner().leeway,
+            max_age: seconds(max_age),
+            set_max_age: seconds(DEFAULT_RECEIVER_SET_MAX_AGE),
             replay: std::sync::Arc::new(ReplayCache::new(replay_capacity)),
         }
+    }
+
+    /// How old (by `iat`) a SET may be and still be accepted (default
+    /// [`DEFAULT_RECEIVER_SET_MAX_AGE`]): at least as long as the issuer
+    /// retries a delivery.
+    pub fn with_set_max_age(mut self, max_age: Duration) -> Self {
+        self.set_max_age = seconds(max_age);
+        self
     }
 
     pub fn client_id(&self) -> &str {
@@ -200,7 +231,9 @@ impl Receiver {
     /// logout member, `sid` and/or `sub`, no `nonce`, and a `jti` not seen
     /// before.
     pub async fn verify_logout_token_at(&self, token: &str, now: Timestamp) -> Result<LogoutEvent, ReceiveError> {
-        let claims = self.verify_jwt(token, &["logout+jwt"], false, now).await?;
+        let claims = self
+            .verify_jwt(token, &["logout+jwt"], false, self.max_age, now)
+            .await?;
         let events = claims
             .get("events")
             .and_then(Value::as_object)
@@ -216,8 +249,10 @@ impl Receiver {
         if sub.is_none() && sid.is_none() {
             return Err(ReceiveError::request("neither sub nor sid"));
         }
-        self.remember(&claims, now)?;
-        Ok(LogoutEvent { sub, sid })
+        match self.remember(&claims, self.max_age, now)? {
+            Seen::New => Ok(LogoutEvent { sub, sid }),
+            _ => Err(ReceiveError::request("jti seen before")),
+        }
     }
 
     /// Verifies a Security Event Token now. See [`Receiver::verify_set_at`].
@@ -227,9 +262,13 @@ impl Receiver {
 
     /// Verifies a SET per RFC 8417 and RFC 8935: `typ` `secevent+jwt`, the
     /// signature, `iss`, `aud`, `iat` within the window, exactly one event,
-    /// a subject, and a `jti` not seen before.
+    /// a subject, and a `jti` not seen before: a SET accepted already is
+    /// [`ReceiveError::AlreadyReceived`] (a retransmission, to acknowledge
+    /// again without handling it twice).
     pub async fn verify_set_at(&self, token: &str, now: Timestamp) -> Result<SecurityEvent, ReceiveError> {
-        let claims = self.verify_jwt(token, &["secevent+jwt"], true, now).await?;
+        let claims = self
+            .verify_jwt(token, &["secevent+jwt"], true, self.set_max_age, now)
+            .await?;
         let events = claims
             .get("events")
             .and_then(Value::as_object)
@@ -250,7 +289,10 @@ impl Receiver {
             .ok_or_else(|| ReceiveError::request("no subject"))?
             .to_owned();
         let event = event_kind(uri, fields);
-        let jti = self.remember(&claims, now)?;
+        if self.remember(&claims, self.set_max_age, now)? != Seen::New {
+            return Err(ReceiveError::AlreadyReceived);
+        }
+        let jti = claims.get("jti").and_then(Value::as_str).unwrap_or_default().to_owned();
         let issued_at = Timestamp(claims.get("iat").and_then(Value::as_i64).unwrap_or_default());
         Ok(SecurityEvent {
             event,
@@ -268,6 +310,7 @@ impl Receiver {
         token: &str,
         typs: &[&str],
         typ_required: bool,
+        max_age: i64,
         now: Timestamp,
     ) -> Result<Map<String, Value>, ReceiveError> {
         let claims = issuer_signed(&self.verifier, token, typs, typ_required).await?;
@@ -286,7 +329,7 @@ impl Receiver {
         if iat > now.0.saturating_add(self.leeway) {
             return Err(ReceiveError::request("issued in the future"));
         }
-        if iat < now.0.saturating_sub(self.max_age) {
+        if iat < now.0.saturating_sub(max_age) {
             return Err(ReceiveError::request("too old"));
         }
         if let Some(exp) = claims.get("exp") {
@@ -301,16 +344,16 @@ impl Receiver {
         Ok(claims)
     }
 
-    /// Remembers the `jti` until the token could no longer be accepted,
-    /// unless it was seen before. Call last, once every other check passed.
-    fn remember(&self, claims: &Map<String, Value>, now: Timestamp) -> Result<String, ReceiveError> {
+    /// Remembers the `jti` until the token could no longer be accepted
+    /// (`max_age` after its `iat`); says whether it was seen before. Call
+    /// last, once every other check passed.
+    fn remember(&self, claims: &Map<String, Value>, max_age: i64, now: Timestamp) -> Result<Seen, ReceiveError> {
         let jti = claims.get("jti").and_then(Value::as_str).unwrap_or_default();
         let iat = claims.get("iat").and_then(Value::as_i64).unwrap_or_default();
-        let until = Timestamp(iat.saturating_add(self.max_age).saturating_add(self.leeway));
+        let until = Timestamp(iat.saturating_add(max_age).saturating_add(self.leeway));
         match self.replay.check(self.verifier.issuer().issuer(), jti, until, now) {
-            Seen::New => Ok(jti.to_owned()),
-            Seen::Replayed => Err(ReceiveError::request("jti seen before")),
             Seen::Full => Err(ReceiveError::Busy),
+            seen => Ok(seen),
         }
     }
 }
@@ -380,6 +423,10 @@ pub(crate) async fn issuer_signed(
         return Err(ReceiveError::InvalidIssuer);
     }
     Ok(claims)
+}
+
+fn seconds(duration: Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
 }
 
 fn optional_string(claims: &Map<String, Value>, name: &str) -> Result<Option<String>, ReceiveError> {
@@ -457,7 +504,9 @@ where
 /// The axum extractor for a push delivery endpoint (RFC 8935): reads an
 /// `application/secevent+jwt` body and verifies it with the [`Receiver`]
 /// in the state. Answer 202 once the event is handled; a refused SET
-/// answers 400 `{"err": ..., "description": ...}` (RFC 8935 §2.3).
+/// answers 400 `{"err": ..., "description": ...}` (RFC 8935 §2.3); a SET
+/// received already answers 202 again without reaching the handler
+/// (RFC 8935 §2: a retransmission is answered as the first delivery was).
 #[derive(Clone, Debug)]
 pub struct SetToken(pub SecurityEvent);
 
@@ -467,6 +516,9 @@ pub struct SetRejection(pub ReceiveError);
 
 impl IntoResponse for SetRejection {
     fn into_response(self) -> Response {
+        if matches!(self.0, ReceiveError::AlreadyReceived) {
+            return (StatusCode::ACCEPTED, [(CACHE_CONTROL, "no-store")]).into_response();
+        }
         let status = if self.0.is_unavailable() {
             StatusCode::SERVICE_UNAVAILABLE
         } else {

@@ -1027,9 +1027,24 @@ async fn security_event_tokens_are_typed() {
             new_value: Some("b@example.com".into())
         }
     );
+    // The same SET again (a retransmission, RFC 8935 §2): recognised by
+    // its jti, to acknowledge without handling it twice.
     let token = fake.set(|_| {});
     receiver.verify_set(&token).await.unwrap();
-    assert_eq!(refused(receiver.verify_set(&token).await), "invalid_request");
+    assert!(matches!(
+        receiver.verify_set(&token).await,
+        Err(ReceiveError::AlreadyReceived)
+    ));
+    // Retransmitted for as long as the issuer retries (a day): a SET two
+    // hours old is accepted, one older than the window is not.
+    let two_hours = fake.set(|c| c["iat"] = json!(Timestamp::now().0 - 7200));
+    receiver.verify_set(&two_hours).await.unwrap();
+    let day = i64::try_from(gatehouse_relier::DEFAULT_RECEIVER_SET_MAX_AGE.as_secs()).unwrap();
+    let too_old = fake.set(|c| c["iat"] = json!(Timestamp::now().0 - day - 120));
+    assert_eq!(refused(receiver.verify_set(&too_old).await), "invalid_request");
+    let short = Receiver::new(&fake.verifier().await, CLIENT).with_set_max_age(Duration::from_secs(3600));
+    let two_hours = fake.set(|c| c["iat"] = json!(Timestamp::now().0 - 7200));
+    assert_eq!(refused(short.verify_set(&two_hours).await), "invalid_request");
     assert_eq!(
         refused(receiver.verify_set(&fake.set(|c| c["aud"] = json!("other"))).await),
         "invalid_audience"
@@ -1093,9 +1108,15 @@ async fn the_receiver_extractors_answer_per_the_specifications() {
             .body(token)
             .send()
     };
-    let ok = post_set(fake.set(|_| {}), "application/secevent+jwt").await.unwrap();
+    let set = fake.set(|_| {});
+    let ok = post_set(set.clone(), "application/secevent+jwt").await.unwrap();
     assert_eq!(ok.status(), StatusCode::ACCEPTED);
     assert_eq!(ok.text().await.unwrap(), "user-1");
+    // Retransmitted: 202 as the first time (RFC 8935 §2), but the handler
+    // (which answers with the subject) does not see it again.
+    let again = post_set(set, "application/secevent+jwt").await.unwrap();
+    assert_eq!(again.status(), StatusCode::ACCEPTED);
+    assert_eq!(again.text().await.unwrap(), "");
     let foreign = post_set(fake.set(|c| c["aud"] = json!("other")), "application/secevent+jwt")
         .await
         .unwrap();

@@ -26,6 +26,7 @@ both_backends!(
     a_suspension_tells_the_clients_when_it_lifts,
     a_suspension_lifted_early_or_replaced_is_not_announced_later,
     a_dead_event_sent_again_is_signed_again,
+    a_retried_event_is_the_same_set,
     password_change_and_deletion_tell_the_clients,
     email_change_and_password_reset_tell_the_clients,
     no_event_is_lost_when_the_server_is_killed,
@@ -368,6 +369,32 @@ async fn a_dead_event_sent_again_is_signed_again(backend: Backend) {
     for claim in ["iss", "aud", "sub_id", "events"] {
         assert_eq!(new[claim], old[claim], "{claim}");
     }
+    app.finish().await;
+}
+
+/// Unlike a logout token, a SET is retried as it was written (RFC 8935 §2:
+/// the same SET, its `jti` for the recipient to recognise it, its `iat`
+/// when it was issued): a relier that was down sees the very SET.
+async fn a_retried_event_is_the_same_set(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (r, a, token, sub) = shop_and_user(&app, "rey@example.com").await;
+    r.refuse("a", true);
+    ban(&app, &token, &sub, &json!({ "reason": "fraud" })).await;
+    let client = gatehouse_core::oauth::ClientId(a.0.clone());
+    let tried = eventually("two attempts refused", || {
+        let (store, client) = (app.store(), client.clone());
+        async move {
+            let messages = store.outbox_messages(Some(&client), 10).await.unwrap();
+            messages.into_iter().find(|m| m.attempts >= 2)
+        }
+    })
+    .await;
+    r.refuse("a", false);
+    eventually("the very SET, delivered", || {
+        let same = r.bodies("a").iter().any(|got| got.body == tried.payload);
+        async move { same.then_some(()) }
+    })
+    .await;
     app.finish().await;
 }
 

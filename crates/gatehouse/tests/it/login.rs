@@ -1,9 +1,11 @@
 //! The relier library's relying-party side (`RelyingParty`) against the
 //! real server: log in with the code flow, log in again with `max_age=0`,
 //! narrow the token, ask for client credentials, and the refusals a site
-//! must see (a replayed callback, `prompt=none` without a session).
+//! must see (a replayed callback, `prompt=none` without a session); and
+//! the demo sites on it: they return only to their own paths, and answer a
+//! callback that does not complete its login with a 400 page.
 
-use gatehouse_relier::{Issuer, LoginError, LoginRequest, RelyingParty, Verifier};
+use gatehouse_relier::{Issuer, LoginError, LoginFault, LoginRequest, RelyingParty, Verifier};
 use reqwest::StatusCode;
 use url::Url;
 
@@ -14,7 +16,12 @@ const PASSWORD: &str = "a perfectly fine passphrase";
 const REDIRECT: &str = "http://127.0.0.1:9/shop/cb";
 const PAY: &str = "http://127.0.0.1:9/pay";
 
-both_backends!(a_site_logs_people_in_and_narrows_their_token, fresh_login_and_refusals);
+both_backends!(
+    a_site_logs_people_in_and_narrows_their_token,
+    fresh_login_and_refusals,
+    the_demo_sites_return_only_to_their_own_paths,
+    the_demo_sites_answer_a_foreign_callback_with_400,
+);
 
 async fn shop(app: &TestApp) -> (RelyingParty, Verifier) {
     let (mut client, secret) = app
@@ -98,7 +105,11 @@ async fn a_site_logs_people_in_and_narrows_their_token(backend: Backend) {
     // The same callback twice: the code works once, and its replay
     // revokes what the first use issued (RFC 6749 §4.1.2).
     match rp.finish(&pending, &query).await {
-        Err(LoginError::Token { error, .. }) => assert_eq!(error, "invalid_grant"),
+        Err(e @ LoginError::Token { .. }) => {
+            assert!(matches!(&e, LoginError::Token { error, .. } if error == "invalid_grant"));
+            // The callback's fault (a 4xx for the site), not the issuer's.
+            assert_eq!(e.fault(), LoginFault::Callback);
+        }
         other => panic!("a replayed code: {other:?}"),
     }
     match rp.narrow(&login.tokens.access_token, "payments", PAY).await {
@@ -159,4 +170,110 @@ async fn fresh_login_and_refusals(backend: Backend) {
     let (_, other) = rp.start(&LoginRequest::default()).unwrap();
     assert!(matches!(rp.finish(&other, &query).await, Err(LoginError::State)));
     app.finish().await;
+}
+
+/// The first hop of a login at a demo site (`path`, e.g. `/login?next=...`)
+/// followed through the IdP (the browser has a session there) back to the
+/// site's `/callback`: that callback's URL, not yet requested.
+async fn demo_callback(b: &Browser, site: &str, path: &str) -> Url {
+    let mut url = Url::parse(&format!("{site}{path}")).unwrap();
+    for _ in 0..10 {
+        if url.path() == "/callback" && url.as_str().starts_with(site) {
+            return url;
+        }
+        let r = b.client.get(url.clone()).send().await.unwrap();
+        let location = r
+            .headers()
+            .get("location")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_else(|| panic!("{url} answered {} without a redirect", r.status()));
+        url = url.join(&location).unwrap();
+    }
+    panic!("no callback after ten hops: {url}");
+}
+
+/// Where the browser is sent after the login at a demo site: the
+/// `Location` of its callback, resolved as a browser does (a tab dropped,
+/// a backslash read as a slash: the `url` crate is a WHATWG URL parser).
+async fn where_the_login_ends(b: &Browser, site: &str, path: &str) -> Url {
+    let callback = demo_callback(b, site, path).await;
+    let r = b.client.get(callback.clone()).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "{callback}");
+    let location = r.headers().get("location").expect("a redirect");
+    callback.join(&String::from_utf8_lossy(location.as_bytes())).unwrap()
+}
+
+async fn the_demo_sites_return_only_to_their_own_paths(backend: Backend) {
+    let stack = crate::story::Stack::start(backend).await;
+    let b = stack.app.ready_account("nina@example.com", PASSWORD).await;
+    for site in [stack.shop.url(), stack.forum.url()] {
+        let site = site.as_str().trim_end_matches('/');
+        // Known bypasses, as a query parameter (so decoded once by the
+        // site): a tab or newline (dropped by browsers), backslashes,
+        // slashes, encoded once or twice, another scheme.
+        for next in [
+            "/%09/evil.example",
+            "/%0A/evil.example",
+            "/%0D%0A/evil.example",
+            "%09//evil.example",
+            "/%5C/evil.example",
+            "/%5Cevil.example",
+            "%5C%5Cevil.example",
+            "//evil.example",
+            "/%2F/evil.example",
+            "/%252F/evil.example",
+            "https%3A%2F%2Fevil.example",
+            "%2F%2Fevil.example",
+        ] {
+            let end = where_the_login_ends(&b, site, &format!("/login?next={next}")).await;
+            assert_eq!(end.as_str(), format!("{site}/"), "next={next}");
+        }
+        // A path of the site's own is where the login returns.
+        let end = where_the_login_ends(&b, site, "/login?next=%2Forders%3Fpage%3D2").await;
+        assert_eq!(end.as_str(), format!("{site}/orders?page=2"));
+    }
+    stack.finish().await;
+}
+
+async fn the_demo_sites_answer_a_foreign_callback_with_400(backend: Backend) {
+    let stack = crate::story::Stack::start(backend).await;
+    let b = stack.app.ready_account("noor@example.com", PASSWORD).await;
+    let replace = |url: &Url, name: &str, value: &str| {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k == name { value.to_owned() } else { v.into_owned() };
+                (k.into_owned(), v)
+            })
+            .collect();
+        let mut out = url.clone();
+        out.query_pairs_mut().clear().extend_pairs(pairs);
+        out
+    };
+    for site in [stack.shop.url(), stack.forum.url()] {
+        let site = site.as_str().trim_end_matches('/');
+        // RFC 9207: an `iss` that is not the IdP's (a mix-up).
+        let callback = demo_callback(&b, site, "/login").await;
+        let r = b
+            .client
+            .get(replace(&callback, "iss", "https://evil.example"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert!(r.text().await.unwrap().contains("Please log in again"));
+
+        // Two logins under way in this browser: the first one's code with
+        // the second one's state is redeemed with the second one's PKCE
+        // verifier, which the IdP refuses (invalid_grant).
+        let first = demo_callback(&b, site, "/login").await;
+        let second = demo_callback(&b, site, "/login").await;
+        let state = second.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
+        let r = b.client.get(replace(&first, "state", &state)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert!(r.text().await.unwrap().contains("Please log in again"));
+        // Nobody was signed in by either.
+        assert!(stack.shop.signed_in_users().is_empty() && stack.forum.signed_in_users().is_empty());
+    }
+    stack.finish().await;
 }

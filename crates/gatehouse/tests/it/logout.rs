@@ -18,7 +18,8 @@ const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
 both_backends!(
     logout_tells_every_client_the_session_served,
-    a_flaky_receiver_gets_the_same_token_again,
+    a_flaky_receiver_gets_the_logout_signed_again,
+    a_relier_down_longer_than_a_token_lives_accepts_the_retry,
     a_receiver_that_never_accepts_ends_dead,
     rp_initiated_logout_redirects_only_to_registered_uris,
     every_way_a_session_ends_tells_the_clients,
@@ -195,7 +196,7 @@ async fn logout_tells_every_client_the_session_served(backend: Backend) {
     app.finish().await;
 }
 
-async fn a_flaky_receiver_gets_the_same_token_again(backend: Backend) {
+async fn a_flaky_receiver_gets_the_logout_signed_again(backend: Backend) {
     let app = spawn_app(backend).await;
     let (base, receiver) = start_receiver(&[("flaky", 3)]).await;
     let client = client_with_logout_uri(&app, "Shop", &format!("{base}/flaky")).await;
@@ -209,12 +210,25 @@ async fn a_flaky_receiver_gets_the_same_token_again(backend: Backend) {
     })
     .await;
     assert_eq!(bodies.len(), 4);
-    assert!(
-        bodies.iter().all(|body| body == &bodies[0]),
-        "every attempt sends the same token"
-    );
-    let claims = verify_logout_token(&app, &bodies[0], &client.0).await;
-    assert!(claims["jti"].is_string());
+    // Every retry is the same logout, signed again for it: a new jti, iat
+    // at the attempt, exp as long after (a logout token lives two minutes).
+    let first = verify_logout_token(&app, &bodies[0], &client.0).await;
+    let mut jtis = std::collections::HashSet::new();
+    let mut last_iat = 0;
+    for body in &bodies {
+        let claims = verify_logout_token(&app, body, &client.0).await;
+        assert!(
+            jtis.insert(claims["jti"].as_str().unwrap().to_owned()),
+            "a new jti each time"
+        );
+        let (iat, exp) = (claims["iat"].as_i64().unwrap(), claims["exp"].as_i64().unwrap());
+        assert!(iat >= last_iat);
+        last_iat = iat;
+        assert_eq!(exp - iat, 120);
+        for claim in ["iss", "aud", "sub", "sid", "events"] {
+            assert_eq!(claims[claim], first[claim], "{claim}");
+        }
+    }
     let store = app.store();
     let summary = wait_for_summary(&store, |s| s.delivered == 1).await;
     assert_eq!((summary.failed, summary.dead), (0, 0));
@@ -279,13 +293,9 @@ async fn a_receiver_that_never_accepts_ends_dead(backend: Backend) {
         Some(receiver.bodies("never")).filter(|v| v.len() > tried)
     })
     .await;
-    // The retries sent the same token; the redelivery is the same logout
-    // signed again, as of then (a receiver refuses a token issued long ago).
+    // Each retry, and the redelivery, is the same logout signed again, as
+    // of then (a receiver refuses a token issued long ago).
     let (retries, redelivered) = again.split_at(tried);
-    assert!(
-        retries.iter().all(|b| *b == retries[0]),
-        "the same token on every retry"
-    );
     let old = verify_logout_token(&app, &retries[0], &client.0).await;
     let new = verify_logout_token(&app, &redelivered[0], &client.0).await;
     assert_ne!(new["jti"], old["jti"]);
@@ -302,6 +312,98 @@ async fn a_receiver_that_never_accepts_ends_dead(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::NOT_FOUND);
+    app.finish().await;
+}
+
+/// A site on the relier library that is down (503) for its first
+/// `down_for` deliveries, then checks each with its `Receiver`.
+#[derive(Clone)]
+struct DownSite {
+    receiver: gatehouse_relier::Receiver,
+    down_for: usize,
+    tokens: Arc<Mutex<Vec<String>>>,
+    heard: Arc<Mutex<Vec<Result<gatehouse_relier::LogoutEvent, String>>>>,
+}
+
+async fn down_then_up(State(site): State<DownSite>, body: String) -> StatusCode {
+    let token = url::form_urlencoded::parse(body.as_bytes())
+        .find(|(k, _)| k == "logout_token")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let attempt = {
+        let mut tokens = site.tokens.lock().unwrap();
+        tokens.push(token.clone());
+        tokens.len()
+    };
+    if attempt <= site.down_for {
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    let result = site.receiver.verify_logout_token(&token).await;
+    let status = if result.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    site.heard.lock().unwrap().push(result.map_err(|e| e.to_string()));
+    status
+}
+
+/// Issue 13 item 10: a relier down for longer than a logout token lives
+/// (here one second, and no clock leeway at the relier) used to refuse
+/// every retry, which resent the expired token. Each retry now carries the
+/// same logout signed again, and the relier library's `Receiver` takes it.
+async fn a_relier_down_longer_than_a_token_lives_accepts_the_retry(backend: Backend) {
+    let app = spawn_app_with(backend, |c| c.logout_token_lifetime = Duration::from_secs(1)).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let site_base = format!("http://{}", listener.local_addr().unwrap());
+    let client = client_with_logout_uri(&app, "Shop", &format!("{site_base}/logout")).await;
+    let issuer = gatehouse_relier::Issuer::discover(&app.base, reqwest::Client::new())
+        .await
+        .unwrap();
+    let verifier = gatehouse_relier::Verifier::builder(issuer, "https://shop.example")
+        .leeway(0)
+        .build();
+    let site = DownSite {
+        receiver: gatehouse_relier::Receiver::new(&verifier, client.0.clone()),
+        // Attempts at about 0 s and 1 s; the third comes 2 to 3 s later.
+        down_for: 2,
+        tokens: Arc::default(),
+        heard: Arc::default(),
+    };
+    let router = axum::Router::new()
+        .route("/logout", axum::routing::post(down_then_up))
+        .with_state(site.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let b = app.ready_account("down@example.com", PASSWORD).await;
+    let id_claims = crate::oauth::jwt_claims(&sign_in_at(&app, &b, &client).await);
+    b.post("/logout", &[]).await;
+
+    let heard = wait_for("the relier's verdict on a retry", Duration::from_secs(30), || {
+        let heard = site.heard.lock().unwrap().clone();
+        (!heard.is_empty()).then_some(heard)
+    })
+    .await;
+    let event = heard[0].clone().expect("the retried logout token is accepted");
+    assert_eq!(event.sid.as_deref(), id_claims["sid"].as_str());
+    assert_eq!(event.sub.as_deref(), id_claims["sub"].as_str());
+
+    // Three attempts, each with a token of its own, valid when sent: the
+    // accepted one was issued after the first had expired.
+    let tokens = site.tokens.lock().unwrap().clone();
+    assert_eq!(tokens.len(), 3);
+    let claims: Vec<Value> = tokens.iter().map(|t| crate::oauth::jwt_claims(t)).collect();
+    assert!(claims[2]["iat"].as_i64().unwrap() >= claims[0]["exp"].as_i64().unwrap());
+    for c in &claims {
+        assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 1);
+        for claim in ["iss", "aud", "sub", "sid", "events"] {
+            assert_eq!(c[claim], claims[0][claim], "{claim}");
+        }
+    }
+    let jtis: std::collections::HashSet<&str> = claims.iter().map(|c| c["jti"].as_str().unwrap()).collect();
+    assert_eq!(jtis.len(), 3);
+    let summary = wait_for_summary(&app.store(), |s| s.delivered == 1).await;
+    assert_eq!((summary.failed, summary.dead), (0, 0));
     app.finish().await;
 }
 

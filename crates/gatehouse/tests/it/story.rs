@@ -34,14 +34,14 @@ both_backends!(the_demo_story_in_a_browser, a_ban_logs_out_of_both_demo_sites);
 
 /// The IdP, and around it the payments service and the two demo sites as
 /// `gatehouse demo` wires them (`gatehouse::demo::Services`), all on port 0.
-struct Stack {
-    app: TestApp,
+pub(crate) struct Stack {
+    pub(crate) app: TestApp,
     services: Services,
     _dir: tempfile::TempDir,
 }
 
 impl Stack {
-    async fn start(backend: Backend) -> Stack {
+    pub(crate) async fn start(backend: Backend) -> Stack {
         let app = spawn_app(backend).await;
         let dir = tempfile::tempdir().unwrap();
         let any = "127.0.0.1:0".parse().unwrap();
@@ -66,7 +66,7 @@ impl Stack {
         }
     }
 
-    async fn finish(self) {
+    pub(crate) async fn finish(self) {
         self.services.shutdown().await;
         self.app.finish().await;
     }

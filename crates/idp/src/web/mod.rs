@@ -7,15 +7,12 @@ pub mod cookies;
 pub mod csrf;
 
 /// Where to send someone after a form, if the request named a place: only a
-/// path on this site (starting with one `/`), never another origin.
+/// path on this site, never anything a browser would take to another
+/// origin (the one rule, `gatehouse_core::return_path`, the relier library
+/// offers reliers too).
 pub fn safe_next(next: Option<&str>) -> Option<String> {
-    let next = next?.trim();
-    let ok = next.starts_with('/')
-        && !next.starts_with("//")
-        && !next.starts_with("/\\")
-        && next.len() <= 2048
-        && !next.chars().any(|c| c.is_control() || c == '\\');
-    ok.then(|| next.to_owned())
+    next.and_then(gatehouse_core::return_path::local_return_path)
+        .map(str::to_owned)
 }
 
 /// Percent-encodes a query parameter value.
@@ -39,6 +36,8 @@ mod tests {
             "",
             "/a\nb",
             "/a\\b",
+            "/\t/evil.example",
+            "/%2F/evil.example",
         ] {
             assert_eq!(safe_next(Some(bad)), None, "{bad:?}");
         }
