@@ -399,18 +399,34 @@ async fn userinfo_needs_a_proof_by_the_bound_key(backend: Backend) {
     assert_eq!(tokens["token_type"], "DPoP");
     let token = tokens["access_token"].as_str().unwrap().to_owned();
     assert_eq!(jwt_claims(&token)["cnf"]["jkt"], key.jkt().as_str());
-    // A confidential client's refresh token is not bound (RFC 9449 §5):
-    // client authentication constrains it already.
+    // A confidential client's refresh token is bound too (DESIGN.md: a
+    // sender-constrained token never becomes less constrained): refreshing
+    // without a proof by the key, or with another key's, yields nothing, and
+    // the key's own proof yields a token bound to it.
     let refresh = tokens["refresh_token"].as_str().unwrap();
-    let (status, body) = post_form(
-        &app,
-        "/token",
-        Some((&client_id, &secret)),
-        &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
-    )
-    .await;
+    let form = [("grant_type", "refresh_token"), ("refresh_token", refresh)];
+    let auth = Some((client_id.as_str(), secret.as_str()));
+    let (status, body) = post_form(&app, "/token", auth, &form).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+        "without a proof: {body}"
+    );
+    let thief = DpopKey::new();
+    let nonce = get_nonce(&app, &thief, auth, &form).await;
+    let (status, body) = token_with_key(&app, &thief, &nonce, auth, &form).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+        "another key's proof: {body}"
+    );
+    let (status, body) = token_with_key(&app, &key, &nonce, auth, &form).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["token_type"], "DPoP");
+    assert_eq!(
+        jwt_claims(body["access_token"].as_str().unwrap())["cnf"]["jkt"],
+        key.jkt().as_str()
+    );
 
     let url = format!("{}/userinfo", app.base);
     let dpop = || Some(format!("DPoP {token}"));

@@ -2,8 +2,8 @@
 //! Connect Core §3.1.3): a code works once, for the client it was issued
 //! to, with the same redirect URI and the PKCE verifier; a second use
 //! revokes everything the first use issued. With a DPoP proof the access
-//! token is bound to its key, and so are a public client's refresh tokens
-//! (RFC 9449 §5). A code asked for with `dpop_jkt` (RFC 9449 §10) is
+//! token is bound to its key, and so are the refresh tokens (RFC 9449 §5
+//! requires it of public clients; we ask it of all). A code asked for with `dpop_jkt` (RFC 9449 §10) is
 //! redeemed only with a proof by that key.
 
 use gatehouse_core::oauth::dpop::VerifiedProof;
@@ -94,9 +94,11 @@ pub async fn exchange(
     tokens::refuse_banned(&bans, client, now)?;
 
     let mut grant = Grant::from_code(&record, now);
-    // Confidential clients' refresh tokens are bound by client
-    // authentication already (RFC 9449 §5).
-    grant.dpop_jkt = proof.filter(|_| client.is_public()).map(|p| p.jkt.clone());
+    // RFC 9449 §5 lets a confidential client's refresh token go unbound
+    // (client authentication constrains it); we bind it too, so that a
+    // token redeemed with a proof is never refreshed into a bearer token
+    // (DESIGN.md: a sender-constrained token never becomes less constrained).
+    grant.dpop_jkt = proof.map(|p| p.jkt.clone());
     let refresh = tokens::wants_refresh(client, &record.scopes).then(|| tokens::refresh_token(&grant.id, now));
     match state
         .store

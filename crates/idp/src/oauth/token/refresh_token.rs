@@ -1,7 +1,7 @@
 //! `grant_type=refresh_token` (RFC 6749 §6, RFC 9700 §4.14.2): every use
 //! rotates the token; using a rotated token again revokes the whole family.
 //! The scope may be narrowed, never widened. A family bound to a DPoP key
-//! (a public client that asked with a proof, RFC 9449 §5) needs a proof by
+//! (a client that redeemed its code with a proof, RFC 9449 §5) needs a proof by
 //! that key; a proof binds the new access token.
 
 use gatehouse_core::oauth::dpop::VerifiedProof;
