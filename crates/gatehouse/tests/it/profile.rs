@@ -10,6 +10,7 @@ use gatehouse_core::{Email, Profile};
 use gatehouse_store::AuditQuery;
 
 use crate::both_backends;
+use crate::browser::{button, fill, in_chromium, text, value, wait_for_heading};
 use crate::oauth::{exchange, http, jwt_claims};
 use crate::support::{Browser, ClientSpec, TestApp, spawn_app};
 
@@ -20,6 +21,7 @@ both_backends!(
     profile_claims_reach_reliers_with_the_scope,
     bad_profile_input_changes_nothing,
     select_account_continues_or_switches_the_account,
+    profile_at_sign_up_and_in_settings_in_a_browser,
 );
 
 /// An authorization URL for the shop with `scope` and `extra`; returns (url,
@@ -234,6 +236,22 @@ async fn profile_claims_reach_reliers_with_the_scope(backend: crate::support::Ba
         .unwrap();
     assert_eq!(user["profile"]["name"], "Augusta Ada King");
     assert_eq!(user["profile"]["zoneinfo"], "Europe/London");
+    let doc: Value = http()
+        .get(format!("{}/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let shown = &doc["paths"]["/admin/users/{uid}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"];
+    assert_eq!(shown["properties"]["profile"]["$ref"], "#/components/schemas/Profile");
+    for claim in PROFILE_CLAIMS {
+        assert!(
+            doc["components"]["schemas"]["Profile"]["properties"][claim].is_object(),
+            "{claim} undocumented"
+        );
+    }
 
     // Emptying a field removes its claim.
     let r = b
@@ -429,4 +447,61 @@ async fn select_account_continues_or_switches_the_account(backend: crate::suppor
         .await
         .expect(StatusCode::BAD_REQUEST, "expired");
     app.finish().await;
+}
+
+/// The pages a person uses, in Chromium (see `browser.rs`): the name at
+/// sign-up, then the profile form in settings, with a refused time zone
+/// shown on the form and corrected.
+async fn profile_at_sign_up_and_in_settings_in_a_browser(backend: crate::support::Backend) {
+    let app = spawn_app(backend).await;
+    in_chromium(move |c| async move {
+        let email = "ada@example.com";
+        c.goto(&format!("{}/signup", app.base)).await.unwrap();
+        wait_for_heading(&c, "Create an account").await;
+        fill(&c, "input[name=email]", email).await;
+        fill(&c, "input[name=password]", PASSWORD).await;
+        fill(&c, "input[name=name]", "Ada Lovelace").await;
+        button(&c, "Create account").await.click().await.unwrap();
+        wait_for_heading(&c, "Check your email").await;
+        let mail = app
+            .mail
+            .wait_for(email, |m| m.subject.contains("verification code"))
+            .await;
+        fill(&c, "input[name=code]", &mail.code()).await;
+        button(&c, "Verify").await.click().await.unwrap();
+        wait_for_heading(&c, "Sign in").await;
+        fill(&c, "input[name=password]", PASSWORD).await;
+        button(&c, "Sign in").await.click().await.unwrap();
+        wait_for_heading(&c, "Your account").await;
+        assert_eq!(text(&c, "#account-name").await, "Ada Lovelace");
+        assert_eq!(value(&c, "#profile-name").await, "Ada Lovelace");
+
+        // A time zone that does not exist: the error, and what was typed.
+        fill(&c, "#profile-given-name", "Ada").await;
+        fill(&c, "#profile-locale", "en_gb").await;
+        fill(&c, "#profile-zoneinfo", "Europe/Atlantis").await;
+        button(&c, "Save the profile").await.click().await.unwrap();
+        wait_for_heading(&c, "Your account").await;
+        assert!(
+            text(&c, "#form-error")
+                .await
+                .contains("Time zone is not a time zone name"),
+            "{}",
+            text(&c, "main").await
+        );
+        assert_eq!(value(&c, "#profile-zoneinfo").await, "Europe/Atlantis");
+        assert_eq!(value(&c, "#profile-given-name").await, "Ada");
+        assert_eq!(profile_of(&app, email).await.given_name, None, "nothing saved");
+
+        fill(&c, "#profile-zoneinfo", "Europe/London").await;
+        button(&c, "Save the profile").await.click().await.unwrap();
+        wait_for_heading(&c, "Your account").await;
+        assert!(text(&c, ".notice").await.contains("Your profile is saved"));
+        assert_eq!(value(&c, "#profile-locale").await, "en-GB");
+        assert_eq!(value(&c, "#profile-given-name").await, "Ada");
+        let saved = profile_of(&app, email).await;
+        assert_eq!(saved.zoneinfo.as_deref(), Some("Europe/London"));
+        app.finish().await;
+    })
+    .await;
 }
