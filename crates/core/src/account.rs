@@ -142,7 +142,7 @@ pub fn parse_locale(value: &str) -> Result<Option<String>, ProfileError> {
         return Ok(None);
     };
     let tag = language_tags::LanguageTag::parse(&value.replace('_', "-")).map_err(|_| ProfileError::Locale)?;
-    if tag.validate().is_err() || tag.primary_language().starts_with('x') {
+    if tag.validate().is_err() || tag.as_str().starts_with("x-") {
         return Err(ProfileError::Locale);
     }
     Ok(Some(tag.into_string()))
@@ -317,6 +317,7 @@ mod tests {
             ("locale", "english", ProfileError::Locale),
             ("locale", "zz-ZZ", ProfileError::Locale),
             ("locale", "x-klingon", ProfileError::Locale),
+            ("locale", "X-Klingon", ProfileError::Locale),
             ("locale", "en-US-", ProfileError::Locale),
             ("zoneinfo", "Mars/Olympus_Mons", ProfileError::Zoneinfo),
             ("zoneinfo", "../../etc/passwd", ProfileError::Zoneinfo),
@@ -350,6 +351,7 @@ mod tests {
             ("pt-br", "pt-BR"),
             ("zh-Hant-TW", "zh-Hant-TW"),
             ("de_CH", "de-CH"),
+            ("xh-ZA", "xh-ZA"),
         ] {
             assert_eq!(parse_locale(given), Ok(Some(canonical.to_owned())), "{given}");
         }
