@@ -266,6 +266,22 @@ async fn profile_claims_reach_reliers_with_the_scope(backend: crate::support::Ba
     for gone in ["given_name", "family_name", "locale", "zoneinfo"] {
         assert!(info.get(gone).is_none(), "{gone} in {info}");
     }
+
+    // A third-party site asking for it says what it would see.
+    let (partner, _) = app
+        .register_client(ClientSpec {
+            name: "Partner",
+            first_party: false,
+            redirect_uris: &[REDIRECT],
+            ..Default::default()
+        })
+        .await;
+    let (url, _) = auth_url(&app, partner.id.as_str(), "openid profile", &[]);
+    let consent = b.follow(&url).await.expect_err("the consent page");
+    consent.expect(
+        StatusCode::OK,
+        "See your profile: name, username, language and time zone",
+    );
     app.finish().await;
 }
 

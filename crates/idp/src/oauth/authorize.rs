@@ -282,7 +282,7 @@ async fn issue_code(
 fn describe(scope: &str) -> String {
     match scope {
         "openid" => "Know who you are (your Gatehouse user id)".to_owned(),
-        "profile" => "See your basic profile".to_owned(),
+        "profile" => "See your profile: name, username, language and time zone".to_owned(),
         "email" => "See your email address".to_owned(),
         "offline_access" => "Stay connected when you are not using it".to_owned(),
         "payments" => "Ask you to pay with Gatehouse Pay".to_owned(),
