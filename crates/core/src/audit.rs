@@ -26,10 +26,11 @@ pub enum AuditKind {
     TokenExchanged,
     AccountBanned,
     AccountUnbanned,
+    ProfileChanged,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 18] = [
+    pub const ALL: [AuditKind; 19] = [
         Self::SignUp,
         Self::EmailVerified,
         Self::LoginSucceeded,
@@ -48,6 +49,7 @@ impl AuditKind {
         Self::TokenExchanged,
         Self::AccountBanned,
         Self::AccountUnbanned,
+        Self::ProfileChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -70,6 +72,7 @@ impl AuditKind {
             Self::TokenExchanged => "token_exchanged",
             Self::AccountBanned => "account_banned",
             Self::AccountUnbanned => "account_unbanned",
+            Self::ProfileChanged => "profile_changed",
         }
     }
 

@@ -18,7 +18,7 @@ pub mod throttle;
 pub mod time;
 pub mod token;
 
-pub use account::{Account, AccountId};
+pub use account::{Account, AccountId, Profile, ProfileInput};
 pub use audit::{AuditEvent, AuditKind, Outcome};
 pub use email::Email;
 pub use secret::Secret;

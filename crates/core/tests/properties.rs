@@ -11,7 +11,7 @@ use gatehouse_core::session::{
 };
 use gatehouse_core::throttle::{Decision, PER_ACCOUNT, PER_ADDRESS, Policy, Window, combine, minutes};
 use gatehouse_core::time::DAY;
-use gatehouse_core::{AccountId, Email, OpaqueToken, Secret, Timestamp, TokenDigest};
+use gatehouse_core::{AccountId, Email, OpaqueToken, Profile, ProfileInput, Secret, Timestamp, TokenDigest};
 use proptest::prelude::*;
 
 // ---------------------------------------------------------------------------
@@ -593,5 +593,68 @@ proptest! {
             prop_assert!(!password::verify(&Secret::new(other), Some(&hash)));
         }
         prop_assert!(!password::verify(&pw, None));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Profile
+// ---------------------------------------------------------------------------
+
+/// Text a profile field might be given: anything, or something near a
+/// locale or a time zone name.
+fn profile_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<String>(),
+        "[a-zA-Z]{1,8}([-_][a-zA-Z0-9]{1,8}){0,4}",
+        "[A-Za-z]{1,12}/[A-Za-z_]{1,16}",
+        prop::sample::select(vec![
+            "en-us",
+            "EN_gb",
+            "x-private",
+            "Europe/paris",
+            " UTC ",
+            "i-klingon"
+        ])
+        .prop_map(str::to_owned),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Never panics; what it accepts is trimmed, bounded, free of control
+    /// characters, and already in its canonical form: saving it again
+    /// changes nothing.
+    #[test]
+    fn profile_edit_is_total_and_canonical(
+        fields in prop::collection::vec(profile_text(), 6),
+        now in instant(),
+    ) {
+        let input = ProfileInput {
+            name: fields[0].clone(),
+            given_name: fields[1].clone(),
+            family_name: fields[2].clone(),
+            preferred_username: fields[3].clone(),
+            locale: fields[4].clone(),
+            zoneinfo: fields[5].clone(),
+        };
+        if let Ok(Some(p)) = Profile::default().edited(&input, now) {
+            for v in [&p.name, &p.given_name, &p.family_name, &p.preferred_username, &p.locale, &p.zoneinfo]
+                .into_iter()
+                .flatten()
+            {
+                prop_assert!(!v.is_empty() && v.trim() == v && v.chars().count() <= 100);
+                prop_assert!(!v.chars().any(char::is_control));
+            }
+            let again = ProfileInput {
+                name: p.name.clone().unwrap_or_default(),
+                given_name: p.given_name.clone().unwrap_or_default(),
+                family_name: p.family_name.clone().unwrap_or_default(),
+                preferred_username: p.preferred_username.clone().unwrap_or_default(),
+                locale: p.locale.clone().unwrap_or_default(),
+                zoneinfo: p.zoneinfo.clone().unwrap_or_default(),
+            };
+            prop_assert_eq!(p.edited(&again, Timestamp(now.0 + 1)), Ok(None));
+        }
     }
 }

@@ -368,6 +368,7 @@ pub async fn create_user(
         password_hash: hash,
         created_at: now,
         updated_at: now,
+        profile: Default::default(),
     };
     let actor = Actor {
         ip: "local".to_owned(),

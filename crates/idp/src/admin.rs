@@ -507,6 +507,7 @@ async fn show_user(State(state): State<AppState>, headers: HeaderMap, Path(uid):
         "email": account.email,
         "email_verified": account.email_verified,
         "created_at": account.created_at.0,
+        "profile": gatehouse_core::oauth::claims::ProfileClaims::from(&account.profile),
         "bans": bans.iter().map(ban_json).collect::<Vec<_>>(),
     }))
     .into_response()

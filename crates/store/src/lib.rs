@@ -16,7 +16,7 @@ use gatehouse_core::oauth::grant::{AuthCode, Consent, Grant, Interaction, Redemp
 use gatehouse_core::oauth::{Client, ClientId};
 use gatehouse_core::session::{AuthMethod, Session, SessionSelector};
 use gatehouse_core::throttle::Window;
-use gatehouse_core::{Account, AccountId, Email, Timestamp, TokenDigest};
+use gatehouse_core::{Account, AccountId, Email, Profile, Timestamp, TokenDigest};
 
 mod batch;
 mod cache;
@@ -225,6 +225,16 @@ pub trait Store: Send + Sync + 'static {
     async fn create_account(&self, account: &Account, audit: &AuditEvent) -> Result<(), StoreError>;
     async fn account_by_id(&self, id: &AccountId) -> Result<Option<Account>, StoreError>;
     async fn account_by_email(&self, email: &Email) -> Result<Option<Account>, StoreError>;
+    /// Replaces the profile (its `updated_at` becomes `now`, as does the
+    /// account's), with its audit event; false if there is no such account
+    /// (nothing written).
+    async fn set_profile(
+        &self,
+        id: &AccountId,
+        profile: &Profile,
+        now: Timestamp,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError>;
     /// Replaces the password hash; every session of the account except `keep`
     /// is marked as needing re-authentication.
     async fn change_password(
@@ -362,6 +372,7 @@ pub trait Store: Send + Sync + 'static {
     async fn purge_signing_keys(&self, before: Timestamp) -> Result<u64, StoreError>;
 
     // --- authorization: interactions, codes, consents ---------------------
+    /// Inserts or replaces the interaction (also to record the account chosen).
     async fn put_interaction(&self, interaction: &Interaction) -> Result<(), StoreError>;
     async fn interaction(&self, digest: &TokenDigest) -> Result<Option<Interaction>, StoreError>;
     async fn delete_interaction(&self, digest: &TokenDigest) -> Result<(), StoreError>;

@@ -14,23 +14,36 @@ use gatehouse_core::oauth::grant::{AuthCode, Consent, Grant, Interaction, Refres
 use gatehouse_core::oauth::{Client, ClientId, GrantType, Scopes};
 use gatehouse_core::session::{Session, SessionSelector};
 use gatehouse_core::throttle::Window;
-use gatehouse_core::{Account, AccountId, Email, Secret, Timestamp, TokenDigest};
+use gatehouse_core::{Account, AccountId, Email, Profile, Secret, Timestamp, TokenDigest};
 
 use crate::{AuditQuery, StoreError};
 
 // --- accounts ---------------------------------------------------------------
 
 pub const INSERT_ACCOUNT: &str = "\
-    INSERT INTO accounts (id, email, email_verified, password_hash, created_at, updated_at) \
-    VALUES ($1, $2, $3, $4, $5, $6)";
+    INSERT INTO accounts (id, email, email_verified, password_hash, created_at, updated_at, \
+                          name, given_name, family_name, preferred_username, locale, zoneinfo, \
+                          profile_updated_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 
-pub const ACCOUNT_BY_ID: &str = "\
-    SELECT id, email, email_verified, password_hash, created_at, updated_at \
-    FROM accounts WHERE id = $1";
+/// The columns of [`AccountRow`] (one literal, so that `concat!` can use it).
+macro_rules! account_columns {
+    () => {
+        "id, email, email_verified, password_hash, created_at, updated_at, \
+         name, given_name, family_name, preferred_username, locale, zoneinfo, profile_updated_at "
+    };
+}
 
-pub const ACCOUNT_BY_EMAIL: &str = "\
-    SELECT id, email, email_verified, password_hash, created_at, updated_at \
-    FROM accounts WHERE email = $1";
+pub const ACCOUNT_BY_ID: &str = concat!("SELECT ", account_columns!(), "FROM accounts WHERE id = $1");
+
+pub const ACCOUNT_BY_EMAIL: &str = concat!("SELECT ", account_columns!(), "FROM accounts WHERE email = $1");
+
+/// Replaces the profile. `$1` account, `$2`..`$7` name, given_name,
+/// family_name, preferred_username, locale, zoneinfo, `$8` now (also its
+/// `updated_at`).
+pub const SET_PROFILE: &str = "\
+    UPDATE accounts SET name = $2, given_name = $3, family_name = $4, preferred_username = $5, \
+        locale = $6, zoneinfo = $7, profile_updated_at = $8, updated_at = $8 WHERE id = $1";
 
 /// `$1` account, `$2` hash, `$3` now.
 pub const SET_PASSWORD: &str = "\
@@ -297,12 +310,14 @@ pub const PURGE_SIGNING_KEYS: &str = "\
 // --- interactions -----------------------------------------------------------
 
 pub const PUT_INTERACTION: &str = "\
-    INSERT INTO interactions (digest, query, created_at, expires_at) VALUES ($1, $2, $3, $4) \
+    INSERT INTO interactions (digest, query, created_at, expires_at, chosen_account) \
+    VALUES ($1, $2, $3, $4, $5) \
     ON CONFLICT (digest) DO UPDATE SET \
-        query = excluded.query, created_at = excluded.created_at, expires_at = excluded.expires_at";
+        query = excluded.query, created_at = excluded.created_at, expires_at = excluded.expires_at, \
+        chosen_account = excluded.chosen_account";
 
 pub const INTERACTION: &str = "\
-    SELECT digest, query, created_at, expires_at FROM interactions WHERE digest = $1";
+    SELECT digest, query, created_at, expires_at, chosen_account FROM interactions WHERE digest = $1";
 
 pub const DELETE_INTERACTION: &str = "DELETE FROM interactions WHERE digest = $1";
 
@@ -511,6 +526,10 @@ macro_rules! account_and_ban_columns {
         "a.email AS account_email, a.email_verified AS account_email_verified, \
          a.password_hash AS account_password_hash, a.created_at AS account_created_at, \
          a.updated_at AS account_updated_at, \
+         a.name AS account_name, a.given_name AS account_given_name, \
+         a.family_name AS account_family_name, a.preferred_username AS account_preferred_username, \
+         a.locale AS account_locale, a.zoneinfo AS account_zoneinfo, \
+         a.profile_updated_at AS account_profile_updated_at, \
          b.client_id AS ban_client_id, b.until AS ban_until, b.reason AS ban_reason, \
          b.by_whom AS ban_by_whom, b.created_at AS ban_created_at "
     };
@@ -591,6 +610,34 @@ pub struct AccountRow {
     password_hash: String,
     created_at: i64,
     updated_at: i64,
+    #[sqlx(flatten)]
+    profile: ProfileColumns,
+}
+
+/// The profile columns of `accounts`.
+#[derive(sqlx::FromRow)]
+pub struct ProfileColumns {
+    name: Option<String>,
+    given_name: Option<String>,
+    family_name: Option<String>,
+    preferred_username: Option<String>,
+    locale: Option<String>,
+    zoneinfo: Option<String>,
+    profile_updated_at: Option<i64>,
+}
+
+impl From<ProfileColumns> for Profile {
+    fn from(c: ProfileColumns) -> Self {
+        Profile {
+            name: c.name,
+            given_name: c.given_name,
+            family_name: c.family_name,
+            preferred_username: c.preferred_username,
+            locale: c.locale,
+            zoneinfo: c.zoneinfo,
+            updated_at: c.profile_updated_at.map(Timestamp),
+        }
+    }
 }
 
 impl TryFrom<AccountRow> for Account {
@@ -604,6 +651,7 @@ impl TryFrom<AccountRow> for Account {
             password_hash: Secret::new(row.password_hash),
             created_at: Timestamp(row.created_at),
             updated_at: Timestamp(row.updated_at),
+            profile: row.profile.into(),
         })
     }
 }
@@ -841,6 +889,7 @@ pub struct InteractionRow {
     query: String,
     created_at: i64,
     expires_at: i64,
+    chosen_account: Option<String>,
 }
 
 impl From<InteractionRow> for Interaction {
@@ -850,6 +899,7 @@ impl From<InteractionRow> for Interaction {
             query: row.query,
             created_at: Timestamp(row.created_at),
             expires_at: Timestamp(row.expires_at),
+            chosen_account: row.chosen_account.map(AccountId),
         }
     }
 }
@@ -1085,6 +1135,13 @@ pub struct AccountPart {
     account_password_hash: Option<String>,
     account_created_at: Option<i64>,
     account_updated_at: Option<i64>,
+    account_name: Option<String>,
+    account_given_name: Option<String>,
+    account_family_name: Option<String>,
+    account_preferred_username: Option<String>,
+    account_locale: Option<String>,
+    account_zoneinfo: Option<String>,
+    account_profile_updated_at: Option<i64>,
 }
 
 impl AccountPart {
@@ -1105,6 +1162,15 @@ impl AccountPart {
             password_hash: hash,
             created_at,
             updated_at,
+            profile: ProfileColumns {
+                name: self.account_name,
+                given_name: self.account_given_name,
+                family_name: self.account_family_name,
+                preferred_username: self.account_preferred_username,
+                locale: self.account_locale,
+                zoneinfo: self.account_zoneinfo,
+                profile_updated_at: self.account_profile_updated_at,
+            },
         }
         .try_into()
         .map(Some)

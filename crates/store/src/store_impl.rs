@@ -28,7 +28,7 @@ macro_rules! impl_store {
             use gatehouse_core::oauth::{Client, ClientId};
             use gatehouse_core::session::{AuthMethod, Session, SessionSelector};
             use gatehouse_core::throttle::Window;
-            use gatehouse_core::{Account, AccountId, Email, Timestamp, TokenDigest};
+            use gatehouse_core::{Account, AccountId, Email, Profile, Timestamp, TokenDigest};
 
             use $crate::batch::HotWrite;
             use $crate::cache::{CHECK_EVERY, GenerationCache, Lookup};
@@ -550,6 +550,13 @@ macro_rules! impl_store {
                         .bind(account.password_hash.expose().as_str())
                         .bind(account.created_at.0)
                         .bind(account.updated_at.0)
+                        .bind(account.profile.name.as_deref())
+                        .bind(account.profile.given_name.as_deref())
+                        .bind(account.profile.family_name.as_deref())
+                        .bind(account.profile.preferred_username.as_deref())
+                        .bind(account.profile.locale.as_deref())
+                        .bind(account.profile.zoneinfo.as_deref())
+                        .bind(account.profile.updated_at.map(|t| t.0))
                         .execute(&mut *tx)
                         .await;
                     match inserted {
@@ -579,6 +586,34 @@ macro_rules! impl_store {
                         .await?
                         .map(Account::try_from)
                         .transpose()
+                }
+
+                async fn set_profile(
+                    &self,
+                    id: &AccountId,
+                    profile: &Profile,
+                    now: Timestamp,
+                    audit: &AuditEvent,
+                ) -> Result<bool, StoreError> {
+                    let mut tx = self.writer.begin().await?;
+                    let updated = sqlx::query(sql::SET_PROFILE)
+                        .bind(id.as_str())
+                        .bind(profile.name.as_deref())
+                        .bind(profile.given_name.as_deref())
+                        .bind(profile.family_name.as_deref())
+                        .bind(profile.preferred_username.as_deref())
+                        .bind(profile.locale.as_deref())
+                        .bind(profile.zoneinfo.as_deref())
+                        .bind(now.0)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if updated == 0 {
+                        return Ok(false);
+                    }
+                    insert_audit(&mut tx, audit).await?;
+                    tx.commit().await?;
+                    Ok(true)
                 }
 
                 async fn change_password(
@@ -1080,6 +1115,7 @@ macro_rules! impl_store {
                         .bind(interaction.query.as_str())
                         .bind(interaction.created_at.0)
                         .bind(interaction.expires_at.0)
+                        .bind(interaction.chosen_account.as_ref().map(AccountId::as_str))
                         .execute(&self.writer)
                         .await?;
                     Ok(())

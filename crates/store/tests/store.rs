@@ -20,7 +20,7 @@ use gatehouse_core::oauth::grant::{AuthCode, Consent, Grant, Interaction, Redemp
 use gatehouse_core::oauth::{Client, ClientId, GrantType, Scopes};
 use gatehouse_core::session::{AuthMethod, Session, SessionSelector};
 use gatehouse_core::throttle::Window;
-use gatehouse_core::{Account, AccountId, Email, OpaqueToken, Secret, Timestamp, TokenDigest};
+use gatehouse_core::{Account, AccountId, Email, OpaqueToken, Profile, Secret, Timestamp, TokenDigest};
 use gatehouse_store::{
     AuditQuery, Backend, OutboxKind, OutboxMessage, OutboxSummary, PurgeBefore, Redeemed, Store, StoreError,
     suspension_end_key,
@@ -196,6 +196,7 @@ macro_rules! backend_tests {
 
 backend_tests!(
     accounts_create_find_and_conflict,
+    profile_round_trip_with_its_audit_event,
     change_password_marks_other_sessions,
     sessions_round_trip_touch_and_reauthenticate,
     code_works_once,
@@ -261,6 +262,7 @@ fn account(address: &str, now: Timestamp) -> Account {
         password_hash: Secret::new(format!("$argon2id$fake${address}")),
         created_at: now,
         updated_at: now,
+        profile: Profile::default(),
     }
 }
 
@@ -359,6 +361,65 @@ async fn accounts_create_find_and_conflict(db: Arc<TestDb>) {
     let sign_ups = audit(s, None, Some(AuditKind::SignUp)).await;
     assert_eq!(sign_ups.len(), 1);
     assert_eq!(sign_ups[0].event.account_id.as_ref(), Some(&a.id));
+}
+
+/// A profile is written at sign-up or later with its audit event, read back
+/// by every read of the account (joined ones too), and cleared field by
+/// field; an unknown account writes nothing.
+async fn profile_round_trip_with_its_audit_event(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    let profile = Profile {
+        name: Some("Zoë O'Brien-Łukasiewicz".into()),
+        given_name: Some("Zoë".into()),
+        family_name: Some("O'Brien-Łukasiewicz".into()),
+        preferred_username: Some("zoe".into()),
+        locale: Some("pl-PL".into()),
+        zoneinfo: Some("Europe/Warsaw".into()),
+        updated_at: Some(T0),
+    };
+    let a = Account {
+        profile: profile.clone(),
+        ..account("zoe@example.com", T0)
+    };
+    s.create_account(&a, &ev(AuditKind::SignUp, Some(&a.id), T0))
+        .await
+        .unwrap();
+    assert_eq!(s.account_by_id(&a.id).await.unwrap().unwrap().profile, profile);
+    let session = new_session(s, &a.id, T0).await;
+    let (_, joined) = s.session_with_account(&session.id_digest).await.unwrap().unwrap();
+    assert_eq!(joined.account.profile, profile);
+
+    let later = T0.plus(60);
+    let edited = Profile {
+        name: Some("Zoë".into()),
+        given_name: None,
+        locale: None,
+        ..profile
+    };
+    let changed = ev(AuditKind::ProfileChanged, Some(&a.id), later);
+    assert!(s.set_profile(&a.id, &edited, later, &changed).await.unwrap());
+    let read = s.account_by_email(&email("zoe@example.com")).await.unwrap().unwrap();
+    assert_eq!(
+        read.profile,
+        Profile {
+            updated_at: Some(later),
+            ..edited.clone()
+        }
+    );
+    assert_eq!(read.updated_at, later);
+    assert_eq!(audit(s, Some(&a.id), Some(AuditKind::ProfileChanged)).await.len(), 1);
+
+    // No such account: nothing written, not even the event.
+    let ghost = AccountId::generate();
+    let event = ev(AuditKind::ProfileChanged, Some(&ghost), later);
+    assert!(!s.set_profile(&ghost, &edited, later, &event).await.unwrap());
+    assert!(audit(s, Some(&ghost), None).await.is_empty());
+    // An account created without a profile has none.
+    let plain = new_account(s, "plain@example.com").await;
+    assert_eq!(
+        s.account_by_id(&plain.id).await.unwrap().unwrap().profile,
+        Profile::default()
+    );
 }
 
 async fn change_password_marks_other_sessions(db: Arc<TestDb>) {
@@ -1315,6 +1376,7 @@ async fn interactions_round_trip(db: Arc<TestDb>) {
         query: "response_type=code&client_id=c_1&scope=openid%20email&state=%C3%A9".into(),
         created_at: T0,
         expires_at: T0.plus(1800),
+        chosen_account: None,
     };
     assert_eq!(s.interaction(&i.digest).await.unwrap(), None);
     s.put_interaction(&i).await.unwrap();
@@ -1326,7 +1388,14 @@ async fn interactions_round_trip(db: Arc<TestDb>) {
         ..i.clone()
     };
     s.put_interaction(&replaced).await.unwrap();
-    assert_eq!(s.interaction(&i.digest).await.unwrap(), Some(replaced));
+    assert_eq!(s.interaction(&i.digest).await.unwrap(), Some(replaced.clone()));
+    // The account chosen for it (prompt=select_account) is kept.
+    let chosen = Interaction {
+        chosen_account: Some(AccountId::generate()),
+        ..replaced
+    };
+    s.put_interaction(&chosen).await.unwrap();
+    assert_eq!(s.interaction(&i.digest).await.unwrap(), Some(chosen));
     let other = Interaction {
         digest: OpaqueToken::generate().digest(),
         ..i.clone()
@@ -1350,6 +1419,7 @@ async fn expired_codes_tokens_and_interactions_are_purged(db: Arc<TestDb>) {
         query: "response_type=code".into(),
         created_at: T0,
         expires_at,
+        chosen_account: None,
     };
     let (gone, live) = (interaction(T0.plus(10)), interaction(T0.plus(1000)));
     s.put_interaction(&gone).await.unwrap();

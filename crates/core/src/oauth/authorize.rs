@@ -97,6 +97,9 @@ pub struct Prompt {
     pub login: bool,
     pub consent: bool,
     pub create: bool,
+    /// Ask which account to continue with (the browser's signed-in one, or
+    /// another after a login).
+    pub select_account: bool,
 }
 
 impl Prompt {
@@ -105,7 +108,8 @@ impl Prompt {
         for v in value.unwrap_or_default().split(' ').filter(|v| !v.is_empty()) {
             match v {
                 "none" => p.none = true,
-                "login" | "select_account" => p.login = true,
+                "login" => p.login = true,
+                "select_account" => p.select_account = true,
                 "consent" => p.consent = true,
                 "create" => p.create = true,
                 other => {
@@ -115,7 +119,7 @@ impl Prompt {
                 }
             }
         }
-        if p.none && (p.login || p.consent || p.create) {
+        if p.none && (p.login || p.consent || p.create || p.select_account) {
             return Err(OAuthError::invalid_request(
                 "prompt=none cannot be combined with other values",
             ));
@@ -428,6 +432,9 @@ pub struct SessionView {
     pub auth_time: Timestamp,
     /// The account's email is verified.
     pub ready: bool,
+    /// The person chose this session's account for this very request (the
+    /// account chooser of `prompt=select_account`).
+    pub chosen: bool,
 }
 
 /// What happens next with a valid request.
@@ -437,6 +444,9 @@ pub enum Next {
     Issue,
     /// The person must sign in (again); `create` shows sign-up first.
     Login { create: bool },
+    /// `prompt=select_account` with a signed-in browser: continue as its
+    /// account, or sign in as another.
+    SelectAccount,
     /// The account must verify its email first.
     Verify,
     /// Ask for consent.
@@ -465,6 +475,16 @@ pub fn decide(
     now: Timestamp,
 ) -> Next {
     let fail = |code: ErrorCode, text: &str| Next::Fail(OAuthError::new(code, text));
+    // §3.1.2.1 select_account: the person picks the account first. A login
+    // during this request was a choice too; with nobody signed in, the
+    // login form is the only choice. (`prompt=none` never gets here: the
+    // two together are refused.)
+    if let Some(s) = session.filter(|_| req.prompt.select_account) {
+        let signed_in_now = s.active && fresh_since.is_some_and(|t| s.auth_time >= t);
+        if !s.chosen && !signed_in_now {
+            return Next::SelectAccount;
+        }
+    }
     let Some(s) = session.filter(|s| s.active) else {
         return if req.prompt.none {
             fail(ErrorCode::LoginRequired, "the user is not signed in")
@@ -597,6 +617,8 @@ mod tests {
             (&[("scope", "openid admin")], ErrorCode::InvalidScope),
             (&[("code_challenge_method", "plain")], ErrorCode::InvalidRequest),
             (&[("prompt", "none consent")], ErrorCode::InvalidRequest),
+            (&[("prompt", "none select_account")], ErrorCode::InvalidRequest),
+            (&[("prompt", "select_account none")], ErrorCode::InvalidRequest),
             (&[("max_age", "soon")], ErrorCode::InvalidRequest),
             (&[("max_age", "+5")], ErrorCode::InvalidRequest),
             (&[("resource", "relative/path")], ErrorCode::InvalidTarget),
@@ -666,6 +688,7 @@ mod tests {
             active: true,
             auth_time: Timestamp(auth_time),
             ready: true,
+            chosen: false,
         })
     }
 
@@ -681,6 +704,7 @@ mod tests {
             active: false,
             auth_time: Timestamp(9_000),
             ready: true,
+            chosen: false,
         });
         assert!(matches!(decide(&none, reauth, None, None, now), Next::Fail(e) if e.code == ErrorCode::LoginRequired));
         let create = request(true, &[("prompt", "create")]);
@@ -689,8 +713,58 @@ mod tests {
             active: true,
             auth_time: Timestamp(9_000),
             ready: false,
+            chosen: false,
         });
         assert_eq!(decide(&fp, unverified, None, None, now), Next::Verify);
+    }
+
+    #[test]
+    fn select_account_asks_until_the_person_chooses() {
+        let now = Timestamp(10_000);
+        let req = request(true, &[("prompt", "select_account")]);
+        assert!(req.prompt.select_account && !req.prompt.login);
+        // Nobody signed in: the login form is the choice.
+        assert_eq!(decide(&req, None, None, None, now), Next::Login { create: false });
+        // Signed in: ask, also when resumed without a choice.
+        assert_eq!(decide(&req, session(9_000), None, None, now), Next::SelectAccount);
+        assert_eq!(
+            decide(&req, session(9_000), None, Some(Timestamp(9_500)), now),
+            Next::SelectAccount
+        );
+        // A session that must enter its password again is offered too.
+        let stale = Some(SessionView {
+            active: false,
+            auth_time: Timestamp(9_000),
+            ready: true,
+            chosen: false,
+        });
+        assert_eq!(decide(&req, stale, None, None, now), Next::SelectAccount);
+        // "Continue as": issue, without a new login.
+        let chosen = Some(SessionView {
+            active: true,
+            auth_time: Timestamp(9_000),
+            ready: true,
+            chosen: true,
+        });
+        assert_eq!(decide(&req, chosen, None, Some(Timestamp(9_500)), now), Next::Issue);
+        // Chosen, but the session must enter its password: log in.
+        let chosen_stale = chosen.map(|s| SessionView { active: false, ..s });
+        assert_eq!(
+            decide(&req, chosen_stale, None, Some(Timestamp(9_500)), now),
+            Next::Login { create: false }
+        );
+        // "Use another account": whoever signed in after the request began.
+        assert_eq!(
+            decide(&req, session(9_600), None, Some(Timestamp(9_500)), now),
+            Next::Issue
+        );
+        // With login too: choose first, then the login it asks for.
+        let both = request(true, &[("prompt", "select_account login")]);
+        assert_eq!(decide(&both, session(9_000), None, None, now), Next::SelectAccount);
+        assert_eq!(
+            decide(&both, chosen, None, Some(Timestamp(9_500)), now),
+            Next::Login { create: false }
+        );
     }
 
     #[test]

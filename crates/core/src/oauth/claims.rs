@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256, Sha512};
 
 use super::client::SigningAlg;
+use super::scope::Scopes;
+use crate::Profile;
 
 /// `typ` of a JWT access token (RFC 9068 §2.1).
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
@@ -102,6 +104,73 @@ pub struct IdTokenClaims {
     pub email: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email_verified: Option<bool>,
+    /// With the `profile` scope.
+    #[serde(flatten)]
+    pub profile: ProfileClaims,
+}
+
+/// The `profile` scope's claims (OpenID Connect Core §5.4), each present
+/// only when the person set it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileClaims {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub given_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zoneinfo: Option<String>,
+    /// Seconds since the epoch (§5.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<i64>,
+}
+
+/// The scope that asks for the profile claims.
+pub const PROFILE_SCOPE: &str = "profile";
+
+/// The claims the `profile` scope names that we can hold (§5.4 lists more:
+/// `middle_name`, `nickname`, `profile`, `picture`, `website`, `gender`,
+/// `birthdate`, which we never ask for).
+pub const PROFILE_CLAIMS: [&str; 7] = [
+    "name",
+    "given_name",
+    "family_name",
+    "preferred_username",
+    "locale",
+    "zoneinfo",
+    "updated_at",
+];
+
+impl ProfileClaims {
+    /// The claims of `profile` for a token whose scopes are `scopes`: none
+    /// without the `profile` scope.
+    pub fn of(profile: &Profile, scopes: &Scopes) -> Self {
+        if scopes.contains(PROFILE_SCOPE) {
+            Self::from(profile)
+        } else {
+            Self::default()
+        }
+    }
+}
+
+impl From<&Profile> for ProfileClaims {
+    /// Every claim that is set.
+    fn from(profile: &Profile) -> Self {
+        ProfileClaims {
+            name: profile.name.clone(),
+            given_name: profile.given_name.clone(),
+            family_name: profile.family_name.clone(),
+            preferred_username: profile.preferred_username.clone(),
+            locale: profile.locale.clone(),
+            zoneinfo: profile.zoneinfo.clone(),
+            updated_at: profile.updated_at.map(|t| t.0),
+        }
+    }
 }
 
 /// `at_hash` (OpenID Connect Core §3.1.3.6): the left half of the hash of
@@ -127,6 +196,23 @@ mod tests {
             "77QmUPtjPfzWtF2AnpK9RQ"
         );
         assert_eq!(at_hash("x", SigningAlg::EdDSA).len(), 43);
+    }
+
+    #[test]
+    fn profile_claims_only_with_the_scope_and_only_when_set() {
+        let profile = Profile {
+            name: Some("Ada Lovelace".into()),
+            locale: Some("en-GB".into()),
+            updated_at: Some(crate::Timestamp(1_700_000_000)),
+            ..Profile::default()
+        };
+        let with = ProfileClaims::of(&profile, &Scopes::from_tokens(["openid", "profile"]));
+        assert_eq!(
+            serde_json::to_value(&with).expect("json"),
+            serde_json::json!({"name": "Ada Lovelace", "locale": "en-GB", "updated_at": 1_700_000_000})
+        );
+        let without = ProfileClaims::of(&profile, &Scopes::from_tokens(["openid", "email"]));
+        assert_eq!(serde_json::to_value(&without).expect("json"), serde_json::json!({}));
     }
 
     #[test]

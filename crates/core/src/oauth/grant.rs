@@ -147,6 +147,9 @@ pub struct Interaction {
     pub query: String,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
+    /// `prompt=select_account`: the account the person chose to continue
+    /// with ("Continue as ..."), once chosen.
+    pub chosen_account: Option<crate::AccountId>,
 }
 
 /// A signing key as stored: the public JWK in the clear, the private key

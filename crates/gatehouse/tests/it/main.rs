@@ -21,6 +21,7 @@ mod oauth;
 mod openid_client;
 mod ops;
 mod pay;
+mod profile;
 mod relier;
 mod spa;
 mod story;

@@ -1,6 +1,7 @@
 //! The authorization endpoint (`/authorize`), the return from a login or
-//! consent (`/authorize/resume`), and the consent form
-//! (`/authorize/consent`).
+//! consent (`/authorize/resume`), the consent form (`/authorize/consent`)
+//! and the account chooser of `prompt=select_account`
+//! (`/authorize/select`).
 //!
 //! The request is checked by `gatehouse_core::oauth::authorize` (the ordered
 //! list of checks), then `decide` says what happens: issue a code, ask the
@@ -27,7 +28,7 @@ use gatehouse_core::{OpaqueToken, Timestamp};
 use super::error::{page_error, redirect_error, redirect_with};
 use crate::AppState;
 use crate::error::AppError;
-use crate::pages::render::{ConsentPage, error_page, render};
+use crate::pages::render::{ConsentPage, SelectAccountPage, error_page, render};
 use crate::web::auth::{self, Current};
 use crate::web::client::Client;
 use crate::web::csrf::{CsrfForm, CsrfToken};
@@ -73,8 +74,8 @@ pub async fn resume(
             &state,
             &jar,
             &csrf,
-            &interaction.query,
-            Some((token, interaction.created_at)),
+            &interaction.query.clone(),
+            Some((token, interaction)),
         )
         .await
         .unwrap_or_else(IntoResponse::into_response),
@@ -129,13 +130,13 @@ async fn checked(state: &AppState, query: &str) -> Result<Result<AuthorizationRe
 }
 
 /// Checks the request and acts on the decision. `resumed` is the
-/// interaction this request waited in, and when it began.
+/// interaction this request waited in (when it began, the account chosen).
 async fn run(
     state: &AppState,
     jar: &CookieJar,
     csrf: &CsrfToken,
     query: &str,
-    resumed: Option<(OpaqueToken, Timestamp)>,
+    resumed: Option<(OpaqueToken, Interaction)>,
 ) -> Result<Response, AppError> {
     let now = Timestamp::now();
     let issuer = state.settings.issuer_str();
@@ -148,6 +149,9 @@ async fn run(
         active: c.state == SessionState::Active,
         auth_time: c.session.auth_time,
         ready: c.account.is_ready(),
+        chosen: resumed
+            .as_ref()
+            .is_some_and(|(_, i)| i.chosen_account.as_ref() == Some(&c.account.id)),
     });
     // A first-party client's consent is only read when it is asked for.
     let consent = match current
@@ -164,7 +168,7 @@ async fn run(
             }),
         None => None,
     };
-    let fresh_since = resumed.as_ref().map(|(_, t)| *t);
+    let fresh_since = resumed.as_ref().map(|(_, i)| i.created_at);
     match authorize::decide(&req, view, consent, fresh_since, now) {
         Next::Issue => {
             // `decide` only issues for an active session.
@@ -197,6 +201,14 @@ async fn run(
             }
             Ok(Redirect::to(&to).into_response())
         }
+        Next::SelectAccount => {
+            // `decide` only asks with a session.
+            let Some(current) = current else {
+                return Err(AppError::internal("select_account without a session"));
+            };
+            let token = interaction_for(state, query, resumed, now).await?;
+            Ok(select_account_page(&req, &current, csrf, token.expose()))
+        }
         Next::Verify => {
             let token = interaction_for(state, query, resumed, now).await?;
             let next = format!("/authorize/resume?interaction={}", token.expose());
@@ -213,7 +225,7 @@ async fn run(
 async fn interaction_for(
     state: &AppState,
     query: &str,
-    resumed: Option<(OpaqueToken, Timestamp)>,
+    resumed: Option<(OpaqueToken, Interaction)>,
     now: Timestamp,
 ) -> Result<OpaqueToken, AppError> {
     if let Some((token, _)) = resumed {
@@ -225,6 +237,7 @@ async fn interaction_for(
         query: query.to_owned(),
         created_at: now,
         expires_at: now.plus(grant::INTERACTION_LIFETIME),
+        chosen_account: None,
     };
     state.store.put_interaction(&interaction).await?;
     Ok(token)
@@ -270,7 +283,7 @@ async fn issue_code(
 fn describe(scope: &str) -> String {
     match scope {
         "openid" => "Know who you are (your Gatehouse user id)".to_owned(),
-        "profile" => "See your basic profile".to_owned(),
+        "profile" => "See your profile: name, username, language and time zone".to_owned(),
         "email" => "See your email address".to_owned(),
         "offline_access" => "Stay connected when you are not using it".to_owned(),
         "payments" => "Ask you to pay with Gatehouse Pay".to_owned(),
@@ -294,6 +307,54 @@ fn consent_page(req: &AuthorizationRequest, csrf: &CsrfToken, interaction: &str)
             interaction,
         },
     )
+}
+
+fn select_account_page(req: &AuthorizationRequest, current: &Current, csrf: &CsrfToken, interaction: &str) -> Response {
+    let resume = format!("/authorize/resume?interaction={interaction}");
+    // The login form even for a signed-in browser; whoever signs in there
+    // replaces this browser's session, and is the choice.
+    let other_account = format!("/login?switch=1&next={}", q(&resume));
+    render(
+        StatusCode::OK,
+        &SelectAccountPage {
+            csrf: csrf.value(),
+            client_name: &req.client.name,
+            name: current.account.profile.display_name(),
+            email: current.account.email.as_str(),
+            interaction,
+            other_account: &other_account,
+        },
+    )
+}
+
+#[derive(Deserialize)]
+pub struct SelectForm {
+    #[serde(default)]
+    interaction: String,
+}
+
+/// `POST /authorize/select`: "Continue as" the browser's signed-in account.
+/// Records the choice in the interaction, for this account only, and
+/// resumes the request (which may still ask for the password or consent).
+pub async fn select_account(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    CsrfForm(form): CsrfForm<SelectForm>,
+) -> Result<Response, AppError> {
+    let now = Timestamp::now();
+    let Some((token, interaction)) = load_interaction(&state, &form.interaction, now).await? else {
+        return Ok(expired_interaction());
+    };
+    let resume = format!("/authorize/resume?interaction={}", token.expose());
+    // Signed out meanwhile: resuming asks for a login, which is the choice.
+    if let Some(current) = auth::current(&state, &jar, now).await? {
+        let chosen = Interaction {
+            chosen_account: Some(current.account.id.clone()),
+            ..interaction
+        };
+        state.store.put_interaction(&chosen).await?;
+    }
+    Ok(Redirect::to(&resume).into_response())
 }
 
 #[derive(Deserialize)]

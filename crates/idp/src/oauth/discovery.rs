@@ -9,6 +9,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use gatehouse_core::oauth::claims::PROFILE_CLAIMS;
 use gatehouse_core::oauth::client::SigningAlg;
 use gatehouse_core::oauth::grant::ACR_PASSWORD;
 
@@ -17,6 +18,25 @@ use crate::AppState;
 pub fn metadata(state: &AppState) -> Value {
     let s = &state.settings;
     let url = |p: &str| s.url(p);
+    let claims_supported: Vec<&str> = [
+        "sub",
+        "iss",
+        "aud",
+        "exp",
+        "iat",
+        "auth_time",
+        "nonce",
+        "acr",
+        "amr",
+        "sid",
+        "azp",
+        "at_hash",
+        "email",
+        "email_verified",
+    ]
+    .into_iter()
+    .chain(PROFILE_CLAIMS)
+    .collect();
     json!({
         "issuer": s.issuer_str(),
         "authorization_endpoint": url("/authorize"),
@@ -44,7 +64,7 @@ pub fn metadata(state: &AppState) -> Value {
         "dpop_signing_alg_values_supported": gatehouse_core::oauth::dpop::ALGS,
         "prompt_values_supported": ["none", "login", "consent", "select_account", "create"],
         "acr_values_supported": [ACR_PASSWORD],
-        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "azp", "at_hash", "email", "email_verified"],
+        "claims_supported": claims_supported,
         "claims_parameter_supported": false,
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,

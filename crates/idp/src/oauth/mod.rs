@@ -4,7 +4,7 @@
 //! | endpoint | module |
 //! |---|---|
 //! | `/.well-known/openid-configuration`, `/.well-known/oauth-authorization-server`, `/jwks.json` | [`discovery`] |
-//! | `/authorize`, `/authorize/resume`, `/authorize/consent` | [`authorize`] |
+//! | `/authorize`, `/authorize/resume`, `/authorize/consent`, `/authorize/select` | [`authorize`] |
 //! | `/token` | [`token`] (and its grant modules) |
 //! | `/userinfo` | [`userinfo`] |
 //! | `/introspect` | [`introspect`] |
@@ -41,6 +41,7 @@ pub fn browser_routes() -> Router<AppState> {
         .route("/authorize", get(authorize::authorize).post(authorize::authorize_post))
         .route("/authorize/resume", get(authorize::resume))
         .route("/authorize/consent", post(authorize::consent))
+        .route("/authorize/select", post(authorize::select_account))
         .route(
             "/end_session",
             get(end_session::end_session).post(end_session::end_session_post),

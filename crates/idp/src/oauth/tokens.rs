@@ -7,7 +7,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use gatehouse_core::ban::Ban;
-use gatehouse_core::oauth::claims::{ACCESS_TOKEN_TYP, AccessTokenClaims, Audience, IdTokenClaims, at_hash};
+use gatehouse_core::oauth::claims::{
+    ACCESS_TOKEN_TYP, AccessTokenClaims, Audience, IdTokenClaims, ProfileClaims, at_hash,
+};
 use gatehouse_core::oauth::client::SigningAlg;
 use gatehouse_core::oauth::grant::{self, ACR_PASSWORD, Grant, RefreshToken};
 use gatehouse_core::oauth::{Client, OAuthError, Scopes};
@@ -149,6 +151,9 @@ pub async fn id_token(
         at_hash: Some(at_hash(access_token, alg)),
         email: email.then(|| account.email.to_string()),
         email_verified: email.then_some(account.email_verified),
+        // Also from UserInfo (§5.4); here too, as `email` is, for reliers
+        // that read only the ID token (§2 allows other claims).
+        profile: ProfileClaims::of(&account.profile, &grant.scopes),
     };
     state.keys.sign(alg, "JWT", &claims).await.map_err(internal)
 }

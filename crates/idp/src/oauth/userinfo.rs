@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use gatehouse_core::AccountId;
+use gatehouse_core::oauth::claims::ProfileClaims;
 use gatehouse_core::oauth::scope::OPENID;
 use gatehouse_core::oauth::{ErrorCode, OAuthError, Scopes};
 
@@ -70,6 +71,13 @@ pub async fn userinfo(State(state): State<AppState>, method: Method, headers: He
     if scopes.contains("email") {
         body["email"] = json!(account.email);
         body["email_verified"] = json!(account.email_verified);
+    }
+    // §5.4: the profile scope's claims, each only when set.
+    if let (Some(body), Ok(serde_json::Value::Object(profile))) = (
+        body.as_object_mut(),
+        serde_json::to_value(ProfileClaims::of(&account.profile, &scopes)),
+    ) {
+        body.extend(profile);
     }
     no_store(Json(body).into_response())
 }

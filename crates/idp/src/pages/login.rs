@@ -31,6 +31,9 @@ pub struct LoginQuery {
     /// Ask for the password even within a live session (`prompt=login`,
     /// `max_age`).
     force: Option<String>,
+    /// Sign in as another account than the browser's (the account chooser
+    /// of `prompt=select_account`): the plain form, even with a session.
+    switch: Option<String>,
     email: Option<String>,
     notice: Option<String>,
 }
@@ -46,7 +49,9 @@ pub async fn page(
     let next = safe_next(query.next.as_deref()).unwrap_or_else(|| DEFAULT_NEXT.to_owned());
     let session = current(&state, &jar, Timestamp::now()).await?;
     let force = query.force.is_some();
+    let switch = query.switch.is_some();
     let (reauth, email) = match &session {
+        Some(_) if switch => (false, query.email.unwrap_or_default()),
         Some(c) if c.state == SessionState::Active && !force => return Ok(Redirect::to(&next).into_response()),
         Some(c) => (true, c.account.email.to_string()),
         None => (false, query.email.unwrap_or_default()),

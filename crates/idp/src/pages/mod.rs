@@ -42,6 +42,7 @@ pub fn routes() -> Router<AppState> {
         .route("/reset/sent", get(reset::sent))
         .route("/reset/link", get(reset::link_page).post(reset::complete))
         .route("/settings", get(settings::page))
+        .route("/settings/profile", post(settings::change_profile))
         .route("/settings/password", post(settings::change_password))
         .route("/settings/email", post(settings::change_email))
         .route("/settings/email/confirm", post(settings::confirm_email_code))

@@ -41,6 +41,7 @@ pub fn notice(key: Option<&str>) -> Option<&'static str> {
         "code_sent" => "We sent you a new code.",
         "deleted" => "Your account is deleted.",
         "site_disconnected" => "The site is disconnected. It will ask for your permission again.",
+        "profile_saved" => "Your profile is saved. Sites see it the next time they ask.",
         _ => return None,
     })
 }
@@ -76,6 +77,8 @@ pub struct LoginPage<'a> {
 pub struct SignupPage<'a> {
     pub csrf: &'a str,
     pub email: &'a str,
+    /// The optional display name, as typed.
+    pub name: &'a str,
     pub next: &'a str,
     pub notice: Option<&'a str>,
     pub error: Option<String>,
@@ -141,12 +144,51 @@ pub struct SiteRow {
     pub since: String,
 }
 
+/// The profile form's values: the stored profile, or what was typed when
+/// it was refused.
+pub struct ProfileFields {
+    pub name: String,
+    pub given_name: String,
+    pub family_name: String,
+    pub preferred_username: String,
+    pub locale: String,
+    pub zoneinfo: String,
+}
+
+impl From<&gatehouse_core::Profile> for ProfileFields {
+    fn from(p: &gatehouse_core::Profile) -> Self {
+        let v = |f: &Option<String>| f.clone().unwrap_or_default();
+        ProfileFields {
+            name: v(&p.name),
+            given_name: v(&p.given_name),
+            family_name: v(&p.family_name),
+            preferred_username: v(&p.preferred_username),
+            locale: v(&p.locale),
+            zoneinfo: v(&p.zoneinfo),
+        }
+    }
+}
+
+impl From<&gatehouse_core::ProfileInput> for ProfileFields {
+    fn from(i: &gatehouse_core::ProfileInput) -> Self {
+        ProfileFields {
+            name: i.name.clone(),
+            given_name: i.given_name.clone(),
+            family_name: i.family_name.clone(),
+            preferred_username: i.preferred_username.clone(),
+            locale: i.locale.clone(),
+            zoneinfo: i.zoneinfo.clone(),
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "settings.html")]
 pub struct SettingsPage<'a> {
     pub csrf: &'a str,
     pub email: &'a str,
     pub uid: &'a str,
+    pub profile: ProfileFields,
     pub sessions: Vec<SessionRow>,
     pub sites: Vec<SiteRow>,
     pub pending_email: Option<String>,
@@ -162,6 +204,21 @@ pub struct ConsentPage<'a> {
     pub origin: &'a str,
     pub scopes: Vec<String>,
     pub interaction: &'a str,
+}
+
+/// `prompt=select_account`: continue as the browser's account, or sign in
+/// as another.
+#[derive(Template)]
+#[template(path = "select_account.html")]
+pub struct SelectAccountPage<'a> {
+    pub csrf: &'a str,
+    pub client_name: &'a str,
+    /// The profile's display name, if any.
+    pub name: Option<&'a str>,
+    pub email: &'a str,
+    pub interaction: &'a str,
+    /// The login form, returning to the request.
+    pub other_account: &'a str,
 }
 
 #[derive(Template)]

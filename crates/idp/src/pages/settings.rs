@@ -1,6 +1,6 @@
-//! The account settings page and what it does: password change, email
-//! change (confirmed from the new address), the list of sessions with
-//! sign-out, and account deletion. Every action here needs a ready session;
+//! The account settings page and what it does: the profile, password
+//! change, email change (confirmed from the new address), the list of
+//! sessions with sign-out, and account deletion. Every action here needs a ready session;
 //! the destructive ones also ask for the password.
 
 use crate::events::SecurityEvent;
@@ -13,10 +13,12 @@ use serde::Deserialize;
 use gatehouse_core::audit::{AuditEvent, AuditKind};
 use gatehouse_core::code::{CodeEffect, CodeError, CodePurpose, OneTimeCode};
 use gatehouse_core::session::SessionSelector;
-use gatehouse_core::{Email, Secret, Timestamp, password};
+use gatehouse_core::{Email, ProfileInput, Secret, Timestamp, password};
 use gatehouse_store::Redeemed;
 
-use super::render::{ConfirmLinkPage, SessionRow, SettingsPage, SiteRow, error_page, message_page, notice, render};
+use super::render::{
+    ConfirmLinkPage, ProfileFields, SessionRow, SettingsPage, SiteRow, error_page, message_page, notice, render,
+};
 use super::signup::{TokenQuery, lookup_link};
 use super::{format_time, hash_password, verify_password};
 use crate::AppState;
@@ -57,6 +59,20 @@ async fn settings_page(
     status: StatusCode,
     notice: Option<&str>,
     error: Option<String>,
+) -> Result<Response, AppError> {
+    let profile = ProfileFields::from(&current.account.profile);
+    settings_page_with(state, current, csrf, status, notice, error, profile).await
+}
+
+/// [`settings_page`] with the profile form showing `profile`.
+async fn settings_page_with(
+    state: &AppState,
+    current: &Current,
+    csrf: &CsrfToken,
+    status: StatusCode,
+    notice: Option<&str>,
+    error: Option<String>,
+    profile: ProfileFields,
 ) -> Result<Response, AppError> {
     let now = Timestamp::now();
     let sessions = state
@@ -102,6 +118,7 @@ async fn settings_page(
             csrf: csrf.value(),
             email: current.account.email.as_str(),
             uid: current.account.id.as_str(),
+            profile,
             sessions,
             sites,
             pending_email,
@@ -121,6 +138,48 @@ async fn password_ok(current: &Current, given: String) -> Result<bool, AppError>
 }
 
 const WRONG_PASSWORD: &str = "Your current password is not right.";
+
+/// Saves the profile. A refused field re-shows the form as typed with the
+/// error, and changes nothing. Reliers are not told (see ARCHITECTURE.md):
+/// they read the profile from UserInfo or the next ID token, `updated_at`
+/// saying whether it changed.
+pub async fn change_profile(
+    State(state): State<AppState>,
+    Ready(current): Ready,
+    csrf: CsrfToken,
+    Client(actor): Client,
+    CsrfForm(form): CsrfForm<ProfileInput>,
+) -> Result<Response, AppError> {
+    let now = Timestamp::now();
+    let old = &current.account.profile;
+    let profile = match old.edited(&form, now) {
+        Ok(Some(p)) => p,
+        Ok(None) => return Ok(Redirect::to("/settings?notice=profile_saved").into_response()),
+        Err(e) => {
+            let typed = ProfileFields::from(&form);
+            return settings_page_with(
+                &state,
+                &current,
+                &csrf,
+                StatusCode::BAD_REQUEST,
+                None,
+                Some(e.to_string()),
+                typed,
+            )
+            .await;
+        }
+    };
+    let audit = AuditEvent::new(AuditKind::ProfileChanged, Some(&current.account.id), &actor, now)
+        .with_detail(serde_json::json!({ "fields": profile.changed_fields(old) }));
+    if !state
+        .store
+        .set_profile(&current.account.id, &profile, now, &audit)
+        .await?
+    {
+        return Err(AppError::internal("the signed-in account is gone"));
+    }
+    Ok(Redirect::to("/settings?notice=profile_saved").into_response())
+}
 
 #[derive(Deserialize)]
 pub struct PasswordForm {

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use gatehouse_core::audit::{AuditEvent, AuditKind};
 use gatehouse_core::code::{CodeEffect, CodeError, CodePurpose, OneTimeCode};
-use gatehouse_core::{Account, AccountId, Email, Secret, Timestamp, password};
+use gatehouse_core::{Account, AccountId, Email, Profile, ProfileInput, Secret, Timestamp, password};
 use gatehouse_store::{Redeemed, StoreError};
 
 use super::render::{ConfirmLinkPage, SignupPage, VerifyPage, error_page, message_page, notice, render};
@@ -39,6 +39,7 @@ pub async fn page(csrf: CsrfToken, Query(query): Query<NoticeQuery>) -> Response
         &SignupPage {
             csrf: csrf.value(),
             email: query.email.as_deref().unwrap_or_default(),
+            name: "",
             next: &safe_next(query.next.as_deref()).unwrap_or_default(),
             notice: notice(query.notice.as_deref()),
             error: None,
@@ -58,6 +59,9 @@ pub struct SignupForm {
     #[serde(default)]
     password: String,
     next: Option<String>,
+    /// Optional: the form asks for the name; any profile field is taken.
+    #[serde(flatten)]
+    profile: ProfileInput,
 }
 
 pub async fn submit(
@@ -73,6 +77,7 @@ pub async fn submit(
             &SignupPage {
                 csrf: csrf.value(),
                 email: form.email.trim(),
+                name: &form.profile.name,
                 next: &safe_next(form.next.as_deref()).unwrap_or_default(),
                 notice: None,
                 error: Some(message),
@@ -86,6 +91,10 @@ pub async fn submit(
     if let Err(e) = password::check_policy(&form.password, Some(&email)) {
         return Ok(fail(e.to_string()));
     }
+    let profile = match Profile::default().edited(&form.profile, now) {
+        Ok(p) => p.unwrap_or_default(),
+        Err(e) => return Ok(fail(e.to_string())),
+    };
     // Hash first, whatever happens next, so both branches take as long.
     let hash = hash_password(Secret::new(form.password)).await?;
     let account = Account {
@@ -95,6 +104,7 @@ pub async fn submit(
         password_hash: hash,
         created_at: now,
         updated_at: now,
+        profile,
     };
     let audit = AuditEvent::new(AuditKind::SignUp, Some(&account.id), &actor, now)
         .with_detail(serde_json::json!({ "email": email }));
