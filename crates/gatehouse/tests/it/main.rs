@@ -19,5 +19,6 @@ mod logout;
 mod oauth;
 mod ops;
 mod pay;
+mod reach;
 mod relier;
 mod story;
