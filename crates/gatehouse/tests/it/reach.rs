@@ -22,6 +22,7 @@ both_backends!(
     unknown_scopes_are_left_out,
     client_credentials_get_no_user_scopes,
     invalid_client_challenges_only_the_header,
+    the_admin_api_takes_only_tokens_for_the_idp,
 );
 
 async fn introspect(app: &TestApp, caller: (&str, &str), token: &str) -> Value {
@@ -304,5 +305,48 @@ async fn invalid_client_challenges_only_the_header(backend: Backend) {
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
         assert_eq!(challenge.unwrap(), "Basic realm=\"gatehouse\"", "{path}");
     }
+    app.finish().await;
+}
+
+async fn the_admin_api_takes_only_tokens_for_the_idp(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (mut ops, secret) = app
+        .register_client(ClientSpec {
+            name: "Ops",
+            grants: &["client_credentials"],
+            scopes: Some("gatehouse:admin"),
+            ..Default::default()
+        })
+        .await;
+    ops.audiences = vec![API.to_owned()];
+    assert!(app.store().update_client(&ops).await.unwrap());
+    let secret = secret.unwrap();
+    let token = |resource: Option<&'static str>| {
+        let mut form = vec![("grant_type", "client_credentials"), ("scope", "gatehouse:admin")];
+        form.extend(resource.map(|r| ("resource", r)));
+        let (at, auth) = (&app, (ops.id.as_str(), secret.as_str()));
+        async move {
+            let (status, body) = post_form(at, "/token", Some(auth), &form).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body["access_token"].as_str().unwrap().to_owned()
+        }
+    };
+    let list = |token: String| {
+        let url = format!("{}/admin/clients", app.base);
+        async move {
+            let r = http().get(url).bearer_auth(token).send().await.unwrap();
+            let challenge = r
+                .headers()
+                .get(WWW_AUTHENTICATE)
+                .map(|v| v.to_str().unwrap().to_owned());
+            (r.status(), challenge.unwrap_or_default())
+        }
+    };
+    // For the IdP (no resource asked): the admin API answers.
+    assert_eq!(list(token(None).await).await.0, StatusCode::OK);
+    // Addressed to another service: refused as invalid_token.
+    let (status, challenge) = list(token(Some(API)).await).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
     app.finish().await;
 }
