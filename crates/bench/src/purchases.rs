@@ -205,6 +205,7 @@ pub async fn prepare(
         Some("openid email"),
     )?;
     pay_client.first_party = true;
+    pay_client.resource_uris = vec![audience.clone()];
     let (mut shop, shop_secret) = setup::register(
         "Bench Shop",
         vec![SHOP_REDIRECT.to_owned()],

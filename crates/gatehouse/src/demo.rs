@@ -117,6 +117,8 @@ impl Services {
             c.redirect_uris = vec![join(&pay_url, "login/callback")];
             c.scopes = scopes("openid email");
             c.first_party = true;
+            // It introspects the tokens addressed to it.
+            c.resource_uris = vec![pay_audience.clone()];
         })
         .await?;
         let shop_client = register(store, saved.shop.as_ref(), "Gatehouse Shop", |c| {

@@ -1,7 +1,8 @@
 //! The admin JSON API (`/admin/...`), described by `/openapi.json`.
 //!
 //! Callers authenticate with an access token that carries the
-//! `gatehouse:admin` scope: a confidential client allowed the client
+//! `gatehouse:admin` scope and is meant for the IdP (no resource indicator,
+//! or the issuer as its audience): a confidential client allowed the client
 //! credentials grant and that scope gets one from `/token`. Every admin
 //! action is audited with the calling client.
 
@@ -61,6 +62,15 @@ async fn admin(state: &AppState, headers: &HeaderMap) -> Result<AccessTokenClaim
     let claims = active_access_token(state, &token)
         .await
         .map_err(|e| bearer_challenge(Some(&e)))?;
+    // For the IdP: issued without a resource indicator (its audience is
+    // then its own client) or addressed to the issuer. A token for another
+    // service (a resource indicator, or narrowed) does not reach this API.
+    if !claims.addressed_to(&claims.client_id) && !claims.addressed_to(state.settings.issuer_str()) {
+        return Err(bearer_challenge(Some(&OAuthError::new(
+            ErrorCode::InvalidToken,
+            "the access token is not meant for the admin API",
+        ))));
+    }
     if crate::oauth::dpop::bound_jkt(claims.cnf.as_ref()).is_some() {
         // RFC 9449 §7.2: a DPoP-bound token is never taken as a bearer
         // token, and this API takes bearer tokens only.

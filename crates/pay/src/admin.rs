@@ -1,8 +1,9 @@
 //! The admin JSON API: purchase history (`GET /admin/purchases[?user=sub]`),
 //! refunds (`POST /admin/purchases/{id}/refund`) and the merchant
 //! notifications' delivery state (`GET /admin/notifications[?merchant=id]`). The caller presents
-//! an IdP access token with the scope `gatehouse:admin`; the IdP's
-//! introspection says whether it is active (any audience).
+//! an IdP access token with the scope `gatehouse:admin`, addressed to the
+//! payments service (the IdP's introspection answers the payments client
+//! only about tokens issued to it or addressed to it), as a bearer token.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -27,8 +28,10 @@ async fn admin(state: &PayState, headers: &HeaderMap) -> Result<String, ApiError
             return Err(ApiError::unavailable());
         }
     };
-    if answer.token_type.as_deref() == Some("refresh_token") {
-        return Err(ApiError::invalid_token("not an access token"));
+    // A bearer access token: not a refresh token (which has no token type),
+    // not a DPoP-bound token sent without its proof (RFC 9449 §7.2).
+    if answer.token_type.as_deref() != Some("Bearer") {
+        return Err(ApiError::invalid_token("not a bearer access token"));
     }
     if !answer.scopes.contains(ADMIN_SCOPE) {
         return Err(ApiError::new(

@@ -52,7 +52,8 @@ pub struct Introspected {
     pub expires_at: Option<Timestamp>,
     pub issued_at: Option<Timestamp>,
     pub jti: Option<String>,
-    /// `Bearer`, `DPoP`, or `refresh_token`.
+    /// `Bearer` or `DPoP` for an access token (RFC 7662 §2.2); none for a
+    /// refresh token.
     pub token_type: Option<String>,
     /// `cnf.jkt`, for a DPoP-bound token.
     pub jkt: Option<String>,

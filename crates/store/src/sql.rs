@@ -231,29 +231,29 @@ pub fn audit_select(query: &AuditQuery) -> AuditSelect<'_> {
 pub const INSERT_CLIENT: &str = "\
     INSERT INTO clients (id, name, secret_digest, redirect_uris, post_logout_redirect_uris, \
                          audiences, grant_types, scopes, first_party, backchannel_logout_uri, \
-                         events_uri, id_token_alg, created_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+                         events_uri, id_token_alg, resource_uris, created_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
 
 /// Every field but `id` and `created_at`. The parameters are those of
-/// [`INSERT_CLIENT`] without `$13`.
+/// [`INSERT_CLIENT`] without `$14`.
 pub const UPDATE_CLIENT: &str = "\
     UPDATE clients SET name = $2, secret_digest = $3, redirect_uris = $4, \
                        post_logout_redirect_uris = $5, audiences = $6, grant_types = $7, \
                        scopes = $8, first_party = $9, backchannel_logout_uri = $10, \
-                       events_uri = $11, id_token_alg = $12 \
+                       events_uri = $11, id_token_alg = $12, resource_uris = $13 \
     WHERE id = $1";
 
 pub const CLIENT_BY_ID: &str = "\
     SELECT id, name, secret_digest, redirect_uris, post_logout_redirect_uris, audiences, \
            grant_types, scopes, first_party, backchannel_logout_uri, events_uri, id_token_alg, \
-           created_at \
+           resource_uris, created_at \
     FROM clients WHERE id = $1";
 
 /// Oldest first; the id breaks ties so the order is stable.
 pub const CLIENTS: &str = "\
     SELECT id, name, secret_digest, redirect_uris, post_logout_redirect_uris, audiences, \
            grant_types, scopes, first_party, backchannel_logout_uri, events_uri, id_token_alg, \
-           created_at \
+           resource_uris, created_at \
     FROM clients ORDER BY created_at, id";
 
 /// Every public client's id and redirect URIs, for
@@ -796,6 +796,7 @@ pub struct ClientRow {
     backchannel_logout_uri: Option<String>,
     events_uri: Option<String>,
     id_token_alg: String,
+    resource_uris: String,
     created_at: i64,
 }
 
@@ -821,6 +822,7 @@ impl TryFrom<ClientRow> for Client {
                 "post_logout_redirect_uris",
             )?,
             audiences: parse_list(&row.audiences, TABLE, key, "audiences")?,
+            resource_uris: parse_list(&row.resource_uris, TABLE, key, "resource_uris")?,
             scopes: parse_scopes(&row.scopes, TABLE, key)?,
             grant_types,
             id_token_alg,
@@ -841,6 +843,7 @@ pub struct ClientColumns {
     pub redirect_uris: String,
     pub post_logout_redirect_uris: String,
     pub audiences: String,
+    pub resource_uris: String,
     pub grant_types: String,
     pub scopes: String,
 }
@@ -852,6 +855,7 @@ impl ClientColumns {
             redirect_uris: json_list(&client.redirect_uris),
             post_logout_redirect_uris: json_list(&client.post_logout_redirect_uris),
             audiences: json_list(&client.audiences),
+            resource_uris: json_list(&client.resource_uris),
             grant_types: json_list(&grant_types),
             scopes: client.scopes.to_string(),
         }

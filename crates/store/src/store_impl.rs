@@ -121,7 +121,7 @@ macro_rules! impl_store {
             }
 
             /// `statement` ([`sql::INSERT_CLIENT`] or [`sql::UPDATE_CLIENT`])
-            /// with every column but `created_at` bound, `$1` to `$12`.
+            /// with every column but `created_at` bound, `$1` to `$13`.
             fn client_query(statement: &'static str, client: &Client) -> Query {
                 let columns = ClientColumns::of(client);
                 sqlx::query(statement)
@@ -137,6 +137,7 @@ macro_rules! impl_store {
                     .bind(client.backchannel_logout_uri.as_deref())
                     .bind(client.events_uri.as_deref())
                     .bind(client.id_token_alg.as_str())
+                    .bind(columns.resource_uris)
             }
 
             /// `statement` ([`sql::INSERT_GRANT`] or

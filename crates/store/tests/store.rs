@@ -1100,6 +1100,7 @@ fn full_client(name: &str, now: Timestamp) -> Client {
         post_logout_redirect_uris: vec!["https://rp.example.com/bye".into()],
         scopes: scopes("openid profile email offline_access"),
         audiences: vec!["https://api.example.com".into(), "c_other".into()],
+        resource_uris: vec!["https://rp.example.com/api".into(), "urn:example:rp".into()],
         grant_types: GrantType::ALL.to_vec(),
         first_party: true,
         backchannel_logout_uri: Some("https://rp.example.com/logout".into()),
@@ -1193,6 +1194,7 @@ async fn clients_round_trip_conflict_and_cascade(db: Arc<TestDb>) {
     public.secret_digest = None;
     public.post_logout_redirect_uris = vec![];
     public.audiences = vec![];
+    public.resource_uris = vec![];
     public.grant_types = vec![GrantType::AuthorizationCode];
     public.scopes = Scopes::default();
     public.first_party = false;
@@ -1225,6 +1227,7 @@ async fn clients_round_trip_conflict_and_cascade(db: Arc<TestDb>) {
     changed.redirect_uris = vec!["https://new.example/cb".into()];
     changed.post_logout_redirect_uris = vec!["https://new.example/bye".into()];
     changed.audiences = vec!["aud".into()];
+    changed.resource_uris = vec!["https://new.example/api".into()];
     changed.grant_types = vec![GrantType::ClientCredentials, GrantType::TokenExchange];
     changed.scopes = scopes("payments");
     changed.first_party = true;

@@ -213,7 +213,7 @@ pub const CHECKS: &[Check] = &[
         run: check_grant_allowed,
     },
     Check {
-        name: "the scopes are allowed for the client",
+        name: "the scope is well-formed and some of it is allowed for the client",
         run: check_scopes,
     },
     Check {
@@ -301,18 +301,21 @@ fn check_grant_allowed(_: &AuthorizeParams, c: &Client) -> Result<(), OAuthError
     }
 }
 
-fn check_scopes(p: &AuthorizeParams, c: &Client) -> Result<(), OAuthError> {
+/// The scopes to grant: those requested that the client is registered for;
+/// the others are left out (see `scope`'s module documentation).
+fn granted_scopes(p: &AuthorizeParams, c: &Client) -> Result<Scopes, OAuthError> {
     let requested = Scopes::parse(p.scope.as_deref().unwrap_or_default())
         .map_err(|_| OAuthError::new(ErrorCode::InvalidScope, "malformed scope"))?;
-    let not_allowed = requested.without(&c.scopes);
-    if not_allowed.is_empty() {
-        Ok(())
-    } else {
-        Err(OAuthError::new(
+    scope::grant(&requested, &c.scopes).map_err(|_| {
+        OAuthError::new(
             ErrorCode::InvalidScope,
-            format!("scope not allowed for this client: {not_allowed}"),
-        ))
-    }
+            "none of the requested scopes is allowed for this client",
+        )
+    })
+}
+
+fn check_scopes(p: &AuthorizeParams, c: &Client) -> Result<(), OAuthError> {
+    granted_scopes(p, c).map(|_| ())
 }
 
 fn check_pkce(p: &AuthorizeParams, c: &Client) -> Result<(), OAuthError> {
@@ -404,8 +407,7 @@ pub fn validate(params: &AuthorizeParams, client: Option<Client>) -> Result<Auth
     for check in CHECKS {
         (check.run)(params, &client).map_err(reject)?;
     }
-    let scopes = Scopes::parse(params.scope.as_deref().unwrap_or_default())
-        .map_err(|_| reject(OAuthError::new(ErrorCode::InvalidScope, "malformed scope")))?;
+    let scopes = granted_scopes(params, &client).map_err(reject)?;
     let prompt = Prompt::parse(params.prompt.as_deref()).map_err(reject)?;
     let max_age = parse_max_age(params).map_err(reject)?;
     Ok(AuthorizationRequest {
@@ -588,6 +590,18 @@ mod tests {
     }
 
     #[test]
+    fn scopes_the_client_may_not_have_are_left_out() {
+        // OpenID Connect Core 3.1.2.1: unknown scopes are ignored; RFC 6749
+        // 3.3: so are known ones the client is not registered for.
+        let req = validate(
+            &params(&[("scope", "openid address phone gatehouse:admin email")]),
+            Some(client(false, true)),
+        )
+        .expect("valid");
+        assert_eq!(req.scopes.to_string(), "email openid");
+    }
+
+    #[test]
     fn untrusted_client_or_redirect_never_redirects() {
         assert_eq!(
             error_of(validate(&params(&[]), None)),
@@ -614,7 +628,8 @@ mod tests {
             (&[("response_mode", "form_post")], ErrorCode::InvalidRequest),
             (&[("request", "x")], ErrorCode::RequestNotSupported),
             (&[("request_uri", "x")], ErrorCode::RequestUriNotSupported),
-            (&[("scope", "openid admin")], ErrorCode::InvalidScope),
+            (&[("scope", "admin")], ErrorCode::InvalidScope),
+            (&[("scope", "openid \"x\"")], ErrorCode::InvalidScope),
             (&[("code_challenge_method", "plain")], ErrorCode::InvalidRequest),
             (&[("prompt", "none consent")], ErrorCode::InvalidRequest),
             (&[("prompt", "none select_account")], ErrorCode::InvalidRequest),

@@ -6,7 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256, Sha512};
 
-use super::client::SigningAlg;
+use super::client::{Client, SigningAlg};
 use super::scope::Scopes;
 use crate::Profile;
 
@@ -81,6 +81,25 @@ pub struct AccessTokenClaims {
     /// nearest first. Revoking any of them makes this one inactive.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parent_jtis: Vec<String>,
+}
+
+impl AccessTokenClaims {
+    /// Whether `aud` names `id`.
+    pub fn addressed_to(&self, id: &str) -> bool {
+        self.aud.contains(id)
+    }
+
+    /// RFC 7662 §2.2 and §4: whether introspection may tell `caller` about
+    /// this token: the client it was issued to, or a client its audience
+    /// names (by client id or one of its resource URIs). Anyone else
+    /// learns only `{"active": false}`.
+    pub fn introspectable_by(&self, caller: &Client) -> bool {
+        self.client_id == caller.id.as_str()
+            || match &self.aud {
+                Audience::One(a) => caller.is_named_by(a),
+                Audience::Many(list) => list.iter().any(|a| caller.is_named_by(a)),
+            }
+    }
 }
 
 /// OpenID Connect Core §2 and §5.1.
@@ -213,6 +232,52 @@ mod tests {
         );
         let without = ProfileClaims::of(&profile, &Scopes::from_tokens(["openid", "email"]));
         assert_eq!(serde_json::to_value(&without).expect("json"), serde_json::json!({}));
+    }
+
+    #[test]
+    fn introspection_answers_the_client_and_its_audience_only() {
+        let client = |name: &str, resources: &[&str]| {
+            let (mut c, _) = Client::new(
+                name,
+                false,
+                vec![],
+                vec![crate::oauth::client::GrantType::ClientCredentials],
+                crate::Timestamp(0),
+            )
+            .expect("client");
+            c.resource_uris = resources.iter().map(|r| r.to_string()).collect();
+            c
+        };
+        let shop = client("Shop", &[]);
+        let pay = client("Pay", &["https://pay.example"]);
+        let api = client("Api", &[]);
+        let nosy = client("Nosy", &["https://nosy.example"]);
+        let token = |aud: Vec<String>| AccessTokenClaims {
+            iss: "https://id.example".into(),
+            sub: "user-1".into(),
+            aud: Audience::from_list(aud),
+            exp: 2,
+            iat: 1,
+            jti: "j".into(),
+            client_id: shop.id.to_string(),
+            scope: "payments".into(),
+            auth_time: None,
+            acr: None,
+            amr: None,
+            sid: None,
+            gid: None,
+            cnf: None,
+            act: None,
+            may_act: None,
+            parent_jtis: vec![],
+        };
+        let narrowed = token(vec!["https://pay.example".into(), api.id.to_string()]);
+        for (caller, answers) in [(&shop, true), (&pay, true), (&api, true), (&nosy, false)] {
+            assert_eq!(narrowed.introspectable_by(caller), answers, "{}", caller.name);
+        }
+        let own = token(vec![shop.id.to_string()]);
+        assert!(own.introspectable_by(&shop) && !own.introspectable_by(&pay));
+        assert!(own.addressed_to(shop.id.as_str()) && !own.addressed_to("https://pay.example"));
     }
 
     #[test]

@@ -101,6 +101,10 @@ pub struct Client {
     pub scopes: Scopes,
     /// Client ids (or resource URIs) it may narrow tokens to.
     pub audiences: Vec<String>,
+    /// As a resource server: the identifiers (RFC 8707 resource URIs) by
+    /// which a token's `aud` names it, besides its client id. Introspection
+    /// answers it about tokens addressed to one of them.
+    pub resource_uris: Vec<String>,
     pub grant_types: Vec<GrantType>,
     /// Skips the consent screen.
     pub first_party: bool,
@@ -185,6 +189,23 @@ pub fn check_uri(uri: &str) -> Result<(), ClientError> {
     }
 }
 
+/// A resource identifier (RFC 8707 §2): an absolute URI without a fragment.
+pub fn check_resource_uri(uri: &str) -> Result<(), ClientError> {
+    let scheme_ok = uri.split_once(':').is_some_and(|(scheme, rest)| {
+        !rest.is_empty()
+            && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    });
+    if scheme_ok && uri.len() <= 2000 && !uri.contains('#') && !uri.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        Ok(())
+    } else {
+        Err(ClientError::BadUri(uri.to_owned()))
+    }
+}
+
 /// Changes to a client, as the CLI and the admin API take them: every field
 /// optional, `None` leaves it as it is.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,6 +216,7 @@ pub struct ClientSettings {
     pub post_logout_redirect_uris: Option<Vec<String>>,
     pub scopes: Option<Vec<String>>,
     pub audiences: Option<Vec<String>>,
+    pub resource_uris: Option<Vec<String>>,
     pub grant_types: Option<Vec<String>>,
     pub first_party: Option<bool>,
     /// `""` clears it.
@@ -223,6 +245,9 @@ impl Client {
         }
         if let Some(v) = &settings.audiences {
             next.audiences = v.clone();
+        }
+        if let Some(v) = &settings.resource_uris {
+            next.resource_uris = v.clone();
         }
         if let Some(v) = &settings.grant_types {
             next.grant_types = v
@@ -259,6 +284,7 @@ impl Client {
             "post_logout_redirect_uris": self.post_logout_redirect_uris,
             "scopes": self.scopes.iter().collect::<Vec<_>>(),
             "audiences": self.audiences,
+            "resource_uris": self.resource_uris,
             "grant_types": self.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
             "backchannel_logout_uri": self.backchannel_logout_uri,
             "events_uri": self.events_uri,
@@ -294,6 +320,7 @@ impl Client {
             post_logout_redirect_uris: Vec::new(),
             scopes: Scopes::from_tokens(["openid", "profile", "email", "offline_access"]),
             audiences: Vec::new(),
+            resource_uris: Vec::new(),
             grant_types,
             first_party: false,
             backchannel_logout_uri: None,
@@ -327,7 +354,15 @@ impl Client {
         {
             check_uri(uri)?;
         }
+        for uri in &self.resource_uris {
+            check_resource_uri(uri)?;
+        }
         Ok(())
+    }
+
+    /// Whether `aud` names this client: its id, or one of its resource URIs.
+    pub fn is_named_by(&self, aud: &str) -> bool {
+        aud == self.id.as_str() || self.resource_uris.iter().any(|r| r == aud)
     }
 
     pub fn is_public(&self) -> bool {
@@ -502,6 +537,30 @@ mod tests {
             ("/relative", None),
         ] {
             assert_eq!(web_origin(uri).as_deref(), origin, "{uri}");
+        }
+    }
+
+    #[test]
+    fn resource_uris_name_the_client_as_an_audience() {
+        let (mut c, _) =
+            Client::new("Pay", false, vec![], vec![GrantType::ClientCredentials], Timestamp(0)).expect("valid");
+        c.apply(&ClientSettings {
+            resource_uris: Some(vec!["https://pay.example".into(), "urn:example:pay".into()]),
+            ..Default::default()
+        })
+        .expect("applies");
+        assert!(c.is_named_by(c.id.as_str()));
+        assert!(c.is_named_by("https://pay.example") && c.is_named_by("urn:example:pay"));
+        assert!(!c.is_named_by("https://pay.example/") && !c.is_named_by("https://shop.example"));
+        assert_eq!(c.to_json()["resource_uris"][1], "urn:example:pay");
+        for bad in ["relative/path", "https://pay.example/#frag", "", "https://pay example"] {
+            let before = c.clone();
+            let settings = ClientSettings {
+                resource_uris: Some(vec![bad.into()]),
+                ..Default::default()
+            };
+            assert_eq!(c.apply(&settings), Err(ClientError::BadUri(bad.into())), "{bad:?}");
+            assert_eq!(c, before);
         }
     }
 

@@ -1,5 +1,14 @@
 //! Scopes (RFC 6749 §3.3): a space-separated set of scope tokens, each made
 //! of printable ASCII except space, `"` and `\`.
+//!
+//! What is granted ([`grant`]): the requested scopes the client is
+//! registered for. Any other requested scope, one this server does not know
+//! (OpenID Connect Core §3.1.2.1: `address`, `phone`) or one it knows but
+//! the client may not ask for, is left out (RFC 6749 §3.3 lets the server
+//! ignore part of the request), and the token response's `scope` says what
+//! was granted. Only a request of which nothing can be granted is
+//! `invalid_scope`. A client acting for itself (client credentials) is
+//! never granted a scope about a user ([`USER_SCOPES`]).
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -9,6 +18,10 @@ use std::fmt;
 pub const OPENID: &str = "openid";
 /// `offline_access`: the client may get a refresh token.
 pub const OFFLINE_ACCESS: &str = "offline_access";
+/// Scopes about a user or their session: never granted to a client acting
+/// for itself (client credentials). OpenID Connect Core §5.4 and §11, and
+/// Gatehouse's `legacy` (the linked legacy id).
+pub const USER_SCOPES: [&str; 7] = [OPENID, "profile", "email", "address", "phone", OFFLINE_ACCESS, "legacy"];
 /// The most scope tokens one request may carry.
 pub const MAX_SCOPES: usize = 64;
 /// The longest one scope token may be.
@@ -76,6 +89,38 @@ impl Scopes {
     pub fn union(&self, other: &Scopes) -> Scopes {
         Scopes(self.0.union(&other.0).cloned().collect())
     }
+
+    pub fn intersection(&self, other: &Scopes) -> Scopes {
+        Scopes(self.0.intersection(&other.0).cloned().collect())
+    }
+
+    /// The scopes that are not about a user ([`USER_SCOPES`]).
+    pub fn without_user_scopes(&self) -> Scopes {
+        Scopes(
+            self.0
+                .iter()
+                .filter(|t| !USER_SCOPES.contains(&t.as_str()))
+                .cloned()
+                .collect(),
+        )
+    }
+}
+
+/// No requested scope can be granted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("none of the requested scopes can be granted")]
+pub struct NothingGrantable;
+
+/// What to grant for `requested` out of `allowed` (see the module
+/// documentation): the requested scopes that are allowed; nothing asked,
+/// nothing granted; asked but none allowed, [`NothingGrantable`].
+pub fn grant(requested: &Scopes, allowed: &Scopes) -> Result<Scopes, NothingGrantable> {
+    let granted = requested.intersection(allowed);
+    if granted.is_empty() && !requested.is_empty() {
+        Err(NothingGrantable)
+    } else {
+        Ok(granted)
+    }
 }
 
 impl fmt::Display for Scopes {
@@ -134,5 +179,24 @@ mod tests {
         assert!(some.is_subset(&all));
         assert!(!all.is_subset(&some));
         assert_eq!(all.without(&some).to_string(), "openid profile");
+    }
+
+    #[test]
+    fn unknown_and_unallowed_scopes_are_left_out() {
+        let allowed = Scopes::parse("openid email profile payments").expect("valid");
+        let grant_of = |asked: &str| grant(&Scopes::parse(asked).expect("valid"), &allowed).map(|s| s.to_string());
+        // OpenID Connect Core 3.1.2.1: scopes we do not know are ignored.
+        assert_eq!(grant_of("openid address phone"), Ok("openid".into()));
+        // Known, but not this client's: left out as well (RFC 6749 3.3).
+        assert_eq!(grant_of("openid email offline_access"), Ok("email openid".into()));
+        assert_eq!(grant_of(""), Ok(String::new()));
+        assert_eq!(grant_of("address gatehouse:admin"), Err(NothingGrantable));
+    }
+
+    #[test]
+    fn user_scopes_are_told_apart() {
+        let all = Scopes::parse("openid profile email address phone offline_access legacy payments reports:read")
+            .expect("valid");
+        assert_eq!(all.without_user_scopes().to_string(), "payments reports:read");
     }
 }

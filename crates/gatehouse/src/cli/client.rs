@@ -55,6 +55,10 @@ pub struct ClientOptions {
     /// An audience (client id or resource URI) it may narrow tokens to.
     #[arg(long = "audience", value_name = "ID")]
     audiences: Vec<String>,
+    /// As a resource server: a resource URI by which tokens name it in
+    /// `aud` (introspection answers it about tokens addressed to it).
+    #[arg(long = "resource-uri", value_name = "URI")]
+    resource_uris: Vec<String>,
     #[arg(long = "post-logout-redirect-uri", value_name = "URI")]
     post_logout_redirect_uris: Vec<String>,
     #[arg(long, value_name = "URI")]
@@ -79,6 +83,7 @@ impl ClientOptions {
             post_logout_redirect_uris: list(&self.post_logout_redirect_uris),
             scopes: list(&self.scopes),
             audiences: list(&self.audiences),
+            resource_uris: list(&self.resource_uris),
             grant_types: list(&self.grant_types),
             first_party: self.first_party.then_some(true),
             backchannel_logout_uri: self.backchannel_logout_uri.clone(),

@@ -22,6 +22,7 @@ both_backends!(
     a_relier_down_longer_than_a_token_lives_accepts_the_retry,
     a_receiver_that_never_accepts_ends_dead,
     rp_initiated_logout_redirects_only_to_registered_uris,
+    rp_initiated_logout_by_post,
     every_way_a_session_ends_tells_the_clients,
     a_ban_from_the_command_line_tells_the_clients,
 );
@@ -530,6 +531,118 @@ async fn rp_initiated_logout_redirects_only_to_registered_uris(backend: Backend)
         .await
         .unwrap();
     assert_eq!(discovery["end_session_endpoint"], format!("{}/end_session", app.base));
+    app.finish().await;
+}
+
+/// RP-Initiated Logout 1.0 §2: the relier may send its request as a
+/// form-encoded POST (no CSRF token: the `id_token_hint` and the
+/// confirmation page protect it); the confirmation page's own form still
+/// needs its CSRF token.
+async fn rp_initiated_logout_by_post(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (base, receiver) = start_receiver(&[]).await;
+    let client = client_with_logout_uri(&app, "Shop", &format!("{base}/rp")).await;
+    let back_to = "http://127.0.0.1:9/shop/signed-out";
+    let store = app.store();
+    let mut registered = store
+        .client(&gatehouse_core::oauth::ClientId(client.0.clone()))
+        .await
+        .unwrap()
+        .unwrap();
+    registered.post_logout_redirect_uris = vec![back_to.to_owned()];
+    assert!(store.update_client(&registered).await.unwrap());
+    let b = app.ready_account("rp-post@example.com", PASSWORD).await;
+    let signed_in = |b: &Browser| {
+        let b = b.clone();
+        async move { b.get("/settings").await.status == reqwest::StatusCode::OK }
+    };
+
+    // The hint names this session: signed out at once, back with the state.
+    let id_token = sign_in_at(&app, &b, &client).await;
+    let r = b
+        .post_raw(
+            "/end_session",
+            &[
+                ("id_token_hint", &id_token),
+                ("post_logout_redirect_uri", back_to),
+                ("state", "st-post"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        r.location(),
+        Some(format!("{back_to}?state=st-post").as_str()),
+        "{} {}",
+        r.status,
+        r.body
+    );
+    assert!(!signed_in(&b).await);
+    let bodies = wait_for("a logout token", Duration::from_secs(5), || {
+        Some(receiver.bodies("rp")).filter(|v| !v.is_empty())
+    })
+    .await;
+    verify_logout_token(&app, &bodies[0], &client.0).await;
+
+    // An unregistered URI: an error page, never a redirect.
+    b.login("rp-post@example.com", PASSWORD).await;
+    let id_token = sign_in_at(&app, &b, &client).await;
+    let r = b
+        .post_raw(
+            "/end_session",
+            &[
+                ("id_token_hint", &id_token),
+                ("post_logout_redirect_uri", "http://evil.example/cb"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, reqwest::StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(r.location().is_none());
+    assert!(signed_in(&b).await);
+
+    // No hint: the confirmation page, still signed in.
+    let r = b
+        .post_raw(
+            "/end_session",
+            &[("client_id", &client.0), ("post_logout_redirect_uri", back_to)],
+        )
+        .await;
+    assert_eq!(r.status, reqwest::StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("Sign out?"), "{}", r.body);
+    assert!(signed_in(&b).await);
+    // Its form, forged without the CSRF token: refused, still signed in.
+    let r = b
+        .post_raw(
+            "/end_session",
+            &[
+                ("client_id", &client.0),
+                ("post_logout_redirect_uri", back_to),
+                ("decision", "logout"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, reqwest::StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(signed_in(&b).await);
+    let r = b
+        .post_raw(
+            "/end_session",
+            &[("csrf", "forged"), ("client_id", &client.0), ("decision", "logout")],
+        )
+        .await;
+    assert_eq!(r.status, reqwest::StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(signed_in(&b).await);
+    // With it: signed out.
+    let r = b
+        .post(
+            "/end_session",
+            &[
+                ("client_id", &client.0),
+                ("post_logout_redirect_uri", back_to),
+                ("decision", "logout"),
+            ],
+        )
+        .await;
+    assert_eq!(r.location(), Some(back_to), "{}", r.body);
+    assert!(!signed_in(&b).await);
     app.finish().await;
 }
 

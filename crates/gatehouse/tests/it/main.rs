@@ -22,6 +22,7 @@ mod openid_client;
 mod ops;
 mod pay;
 mod profile;
+mod reach;
 mod relier;
 mod spa;
 mod story;

@@ -762,8 +762,8 @@ async fn negative_cases_issue_nothing(backend: Backend) {
             error: Some("unsupported_response_type"),
         },
         Case {
-            name: "scope not allowed",
-            params: &[("scope", "openid admin")],
+            name: "no scope allowed",
+            params: &[("scope", "admin")],
             error: Some("invalid_scope"),
         },
         Case {

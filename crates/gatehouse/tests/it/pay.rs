@@ -87,7 +87,7 @@ impl World {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let pay_base = format!("http://{}", listener.local_addr().unwrap());
 
-        let (pay_client, pay_secret) = app
+        let (mut pay_client, pay_secret) = app
             .register_client(ClientSpec {
                 name: "Payments",
                 first_party: true,
@@ -97,6 +97,10 @@ impl World {
                 ..Default::default()
             })
             .await;
+        // Tokens for the payments service name it by its URL; it
+        // introspects them (`--resource-uri`).
+        pay_client.resource_uris = vec![pay_base.clone()];
+        assert!(app.store().update_client(&pay_client).await.unwrap());
         let shop = merchant_client(&app, "Shop", &pay_base).await;
         let rival = merchant_client(&app, "Rival", &pay_base).await;
 
@@ -234,6 +238,35 @@ impl World {
                 ("subject_token_type", AT),
                 ("scope", "payments"),
                 ("audience", audience),
+            ],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// An operator's `gatehouse:admin` token addressed to the payments
+    /// service (RFC 8707 `resource`).
+    async fn admin_token(&self) -> String {
+        let (mut ops, secret) = self
+            .app
+            .register_client(ClientSpec {
+                name: "Pay ops",
+                grants: &["client_credentials"],
+                scopes: Some("gatehouse:admin"),
+                ..Default::default()
+            })
+            .await;
+        ops.audiences = vec![self.pay_base.clone()];
+        assert!(self.app.store().update_client(&ops).await.unwrap());
+        let (status, body) = post_form(
+            &self.app,
+            "/token",
+            Some((ops.id.as_str(), &secret.unwrap())),
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "gatehouse:admin"),
+                ("resource", &self.pay_base),
             ],
         )
         .await;
@@ -892,7 +925,7 @@ async fn notifications_are_signed_and_retried(backend: Backend) {
     assert_eq!(claims["amount"], 250);
     assert_eq!(claims["currency"], "EUR");
     // Admins see the delivery: three attempts, delivered.
-    let (admin, _) = w.app.admin_token().await;
+    let admin = w.admin_token().await;
     let rows: Value = reqwest::Client::new()
         .get(w.pay(&format!("/admin/notifications?merchant={}", w.shop.0)))
         .bearer_auth(&admin)
@@ -932,7 +965,18 @@ async fn admins_see_history_and_refund(backend: Backend) {
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 
-    let (admin, _) = w.app.admin_token().await;
+    // The IdP's admin token is not addressed to the payments service: its
+    // introspection tells the payments service nothing about it.
+    let (idp_admin, _) = w.app.admin_token().await;
+    let r = http
+        .get(w.pay("/admin/purchases"))
+        .bearer_auth(&idp_admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    let admin = w.admin_token().await;
     let list: Value = http
         .get(w.pay(&format!("/admin/purchases?user={sub}")))
         .bearer_auth(&admin)

@@ -253,7 +253,7 @@ async fn introspection_sees_a_revoked_token(backend: Backend) {
     let app = spawn_app(backend).await;
     let relier = relier(&app).await;
     // The resource server is a confidential client of its own.
-    let (api, api_secret) = app
+    let (mut api, api_secret) = app
         .register_client(ClientSpec {
             name: "Reports API",
             grants: &["client_credentials"],
@@ -261,6 +261,9 @@ async fn introspection_sees_a_revoked_token(backend: Backend) {
             ..Default::default()
         })
         .await;
+    // Tokens name it by its resource URI: introspection answers it about them.
+    api.resource_uris = vec![API.to_owned()];
+    assert!(app.store().update_client(&api).await.unwrap());
     let issuer = issuer(&app).await;
     let introspector = Introspector::new(&issuer, api.id.as_str(), api_secret.unwrap()).unwrap();
     let plain = Verifier::new(issuer.clone(), API);

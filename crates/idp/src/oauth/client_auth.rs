@@ -69,6 +69,15 @@ fn presented(headers: &HeaderMap, params: &Form) -> Result<Presented, OAuthError
     }
 }
 
+/// Whether the client authenticated in the form body (`client_secret_post`,
+/// or a public client's `client_id`) rather than with the `Authorization`
+/// header: its `invalid_client` then carries no `Basic` challenge
+/// (RFC 6749 §5.2).
+pub fn authenticated_in_body(headers: &HeaderMap, body: &[u8]) -> bool {
+    !headers.contains_key(AUTHORIZATION)
+        && super::token::parse_form(body).is_ok_and(|form| form.get("client_id").is_some())
+}
+
 /// Authenticates the calling client.
 pub async fn authenticate(state: &AppState, headers: &HeaderMap, params: &Form) -> Result<Client, OAuthError> {
     let presented = presented(headers, params)?;

@@ -2,10 +2,11 @@
 //! `/end_session`: `id_token_hint` (an ID token we signed; expired ones are
 //! accepted, as the spec recommends), `client_id`, `post_logout_redirect_uri`
 //! (matched exactly against the client's registered ones, else never
-//! followed) and `state`. Without a hint naming the current session, the
-//! person confirms on a CSRF-protected page before being signed out.
+//! followed) and `state`, by GET or form-encoded POST (spec §2). Without a
+//! hint naming the current session, the person confirms on a page whose
+//! form is CSRF-protected before being signed out.
 
-use axum::extract::{Query, State};
+use axum::extract::{FromRequest, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
@@ -25,7 +26,7 @@ use crate::pages::current;
 use crate::pages::render::{EndSessionPage, error_page, message_page, render};
 use crate::web::client::Client as Actor;
 use crate::web::cookies;
-use crate::web::csrf::{CsrfForm, CsrfToken};
+use crate::web::csrf::CsrfToken;
 
 #[derive(Deserialize, Default)]
 pub struct EndSessionParams {
@@ -189,21 +190,33 @@ pub async fn end_session(
     Actor(actor): Actor,
     Query(params): Query<EndSessionParams>,
 ) -> Result<Response, AppError> {
-    let req = match validate(&state, params).await? {
+    request(&state, jar, &csrf, &actor, params).await
+}
+
+/// A relier's logout request, by GET or POST (spec §2): signs out at once
+/// when the hint names the current session, else asks for confirmation.
+async fn request(
+    state: &AppState,
+    jar: CookieJar,
+    csrf: &CsrfToken,
+    actor: &gatehouse_core::audit::Actor,
+    params: EndSessionParams,
+) -> Result<Response, AppError> {
+    let req = match validate(state, params).await? {
         Ok(r) => r,
         Err(page) => return Ok(page),
     };
-    let Some(c) = current(&state, &jar, Timestamp::now()).await? else {
+    let Some(c) = current(state, &jar, Timestamp::now()).await? else {
         // Nobody to sign out.
-        return Ok(finish(&req, jar, &state));
+        return Ok(finish(&req, jar, state));
     };
     let hint_is_this_session = req
         .hint
         .as_ref()
         .is_some_and(|(sub, sid)| sub == c.account.id.as_str() && *sid == c.session.handle);
     if hint_is_this_session {
-        logout_current(&state, &jar, &actor).await?;
-        return Ok(finish(&req, jar, &state));
+        logout_current(state, &jar, actor).await?;
+        return Ok(finish(&req, jar, state));
     }
     Ok(render(
         StatusCode::OK,
@@ -217,15 +230,40 @@ pub async fn end_session(
     ))
 }
 
-/// `POST /end_session`: the confirmation, or a relier posting the request
-/// form-encoded (it then confirms like any other request without a hint
-/// for this session).
+/// The confirmation page's own form: it carries `csrf` and `decision`.
+#[derive(Deserialize)]
+struct Confirmation {
+    csrf: Option<String>,
+    decision: Option<String>,
+}
+
+/// `POST /end_session`: a relier posting its request form-encoded (spec §2
+/// requires POST as well as GET; it is then handled exactly like a GET,
+/// whose protection is the `id_token_hint` and the confirmation page), or
+/// the confirmation page's form, which must carry the CSRF token.
 pub async fn end_session_post(
     State(state): State<AppState>,
     jar: CookieJar,
+    csrf: CsrfToken,
     Actor(actor): Actor,
-    CsrfForm(params): CsrfForm<EndSessionParams>,
+    request: axum::extract::Request,
 ) -> Result<Response, AppError> {
+    let bytes = axum::body::Bytes::from_request(request, &state).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::TooLarge
+        } else {
+            AppError::BadRequest("The form could not be read.")
+        }
+    })?;
+    let unreadable = |_| AppError::BadRequest("The form could not be read.");
+    let confirmation: Confirmation = serde_urlencoded::from_bytes(&bytes).map_err(unreadable)?;
+    let params: EndSessionParams = serde_urlencoded::from_bytes(&bytes).map_err(unreadable)?;
+    if confirmation.csrf.is_none() && confirmation.decision.is_none() {
+        return self::request(&state, jar, &csrf, &actor, params).await;
+    }
+    if !crate::web::csrf::matches(&csrf, &jar, confirmation.csrf.as_deref()) {
+        return Err(AppError::Csrf);
+    }
     let req = match validate(&state, params).await? {
         Ok(r) => r,
         Err(page) => return Ok(page),

@@ -5,7 +5,7 @@
 //! (RFC 6750 §3 and RFC 9449 §7.1, protected resources).
 
 use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::json;
 
@@ -35,26 +35,40 @@ pub fn no_store(mut response: Response) -> Response {
     response
 }
 
-/// The JSON error body with the status RFC 6749 §5.2 gives it.
-pub fn json_error(e: &OAuthError) -> Response {
-    log(e);
-    let status = match e.code {
-        ErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
-        ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
-        ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::BAD_REQUEST,
-    };
-    let mut response = (
-        status,
-        Json(json!({ "error": e.code.as_str(), "error_description": e.description })),
-    )
-        .into_response();
-    if e.code == ErrorCode::InvalidClient {
+/// The JSON error body with the status RFC 6749 §5.2 gives it. An
+/// `invalid_client` is a 401 with a `Basic` challenge for a client that
+/// sent the `Authorization` header (or no credentials at all: the challenge
+/// says how to send them); one that authenticated in the body
+/// (`client_secret_post`, or a public client's `client_id`) gets a 400, as
+/// the header is for clients that tried it.
+pub fn json_error_to(headers: &HeaderMap, body: &[u8], e: &OAuthError) -> Response {
+    let challenge = e.code == ErrorCode::InvalidClient && !super::client_auth::authenticated_in_body(headers, body);
+    let mut response = json_error(e);
+    if challenge {
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Basic realm=\"gatehouse\""),
         );
     }
+    response
+}
+
+/// The JSON error body with the status RFC 6749 §5.2 gives it (see
+/// [`json_error_to`] for `invalid_client` at the endpoints clients
+/// authenticate to).
+pub fn json_error(e: &OAuthError) -> Response {
+    log(e);
+    let status = match e.code {
+        ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let response = (
+        status,
+        Json(json!({ "error": e.code.as_str(), "error_description": e.description })),
+    )
+        .into_response();
     no_store(response)
 }
 

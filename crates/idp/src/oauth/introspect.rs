@@ -1,7 +1,12 @@
 //! Token introspection (RFC 7662), for authenticated confidential clients
 //! (resource servers). An access token is active while its signature, expiry,
-//! revocation, grant and user all hold; a refresh token only answers the
-//! client it was issued to. Anything else is `{"active": false}`.
+//! revocation, grant and user all hold, and only to the client it was issued
+//! to or a client its audience names (by client id or one of its
+//! `resource_uris`; RFC 7662 §4: a resource server learns nothing about
+//! tokens that are not for it); a refresh token only answers the client it
+//! was issued to, with no `token_type` (RFC 7662 §2.2 takes those of
+//! RFC 6749 §7.1, which name access tokens). Anything else is
+//! `{"active": false}`.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -15,14 +20,14 @@ use gatehouse_core::{OpaqueToken, Timestamp};
 
 use super::bearer::active_access_token;
 use super::client_auth;
-use super::error::{internal, json_error, no_store};
+use super::error::{internal, json_error_to, no_store};
 use super::token::parse_form;
 use crate::AppState;
 
 pub async fn introspect(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     match handle(&state, &headers, &body).await {
         Ok(body) => no_store(Json(body).into_response()),
-        Err(e) => json_error(&e),
+        Err(e) => json_error_to(&headers, &body, &e),
     }
 }
 
@@ -40,6 +45,9 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Va
     let looks_like_jwt = token.bytes().filter(|b| *b == b'.').count() == 2;
     if looks_like_jwt && hint != Some("refresh_token") || hint == Some("access_token") {
         if let Ok(c) = active_access_token(state, token).await {
+            if !c.introspectable_by(&client) {
+                return Ok(inactive());
+            }
             let mut body = json!({
                 "active": true,
                 "iss": c.iss,
@@ -101,6 +109,5 @@ async fn refresh_token_state(state: &AppState, client: &Client, token: &str) -> 
         "scope": grant.scopes.to_string(),
         "exp": record.expires_at.0,
         "iat": record.created_at.0,
-        "token_type": "refresh_token",
     }))
 }

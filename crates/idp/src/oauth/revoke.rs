@@ -13,14 +13,14 @@ use gatehouse_core::oauth::{ErrorCode, OAuthError};
 use gatehouse_core::{OpaqueToken, Timestamp};
 
 use super::client_auth;
-use super::error::{internal, json_error, no_store};
+use super::error::{internal, json_error_to, no_store};
 use super::token::parse_form;
 use crate::AppState;
 
 pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     match handle(&state, &headers, &body).await {
         Ok(()) => no_store(StatusCode::OK.into_response()),
-        Err(e) => json_error(&e),
+        Err(e) => json_error_to(&headers, &body, &e),
     }
 }
 

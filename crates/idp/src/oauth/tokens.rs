@@ -182,6 +182,17 @@ pub fn audience_for(client: &Client, resources: &[String]) -> Vec<String> {
     }
 }
 
+/// The audience of a user's access token: the resources asked for; else the
+/// client itself and, when `openid` is granted, the UserInfo endpoint (the
+/// token is then also for the IdP's UserInfo, which takes no other).
+pub fn user_audience(state: &AppState, client: &Client, scopes: &Scopes, resources: &[String]) -> Vec<String> {
+    let mut audience = audience_for(client, resources);
+    if resources.is_empty() && gatehouse_core::oauth::authorize::is_openid(scopes) {
+        audience.push(state.settings.url("/userinfo"));
+    }
+    audience
+}
+
 /// Refresh tokens go to clients allowed the grant that asked for
 /// `offline_access`, and to first-party clients.
 pub fn wants_refresh(client: &Client, scopes: &Scopes) -> bool {
@@ -229,7 +240,7 @@ pub async fn for_user_grant(
             client,
             subject: account.id.as_str(),
             scopes,
-            audience: audience_for(client, resources),
+            audience: user_audience(state, client, scopes, resources),
             context: Context::of_grant(grant),
             jkt,
             lifetime: grant::ACCESS_TOKEN_LIFETIME,

@@ -1,5 +1,9 @@
 //! UserInfo (OpenID Connect Core §5.3): the signed-in user's claims for an
-//! active access token that carries `openid`. The token comes in the
+//! active access token that carries `openid` and is meant for it: its `aud`
+//! names this endpoint's URL, as the code flow's tokens do when no other
+//! resource was asked for (`tokens::user_audience`). A token addressed only
+//! elsewhere (a resource indicator, or narrowed by token exchange) is
+//! `invalid_token` (RFC 6750 §3.1). The token comes in the
 //! `Authorization: Bearer` header (RFC 6750 §2.1) or, on POST, in the form
 //! body (§2.2); a DPoP-bound token with `Authorization: DPoP` and a proof
 //! (RFC 9449 §7). Errors are `WWW-Authenticate` challenges (RFC 6750 §3,
@@ -54,6 +58,15 @@ pub async fn userinfo(State(state): State<AppState>, method: Method, headers: He
             Some(&OAuthError::new(
                 ErrorCode::InsufficientScope,
                 "the token lacks the openid scope",
+            )),
+        );
+    }
+    if !claims.addressed_to(&url) {
+        return challenge(
+            scheme,
+            Some(&OAuthError::new(
+                ErrorCode::InvalidToken,
+                "the access token is not meant for UserInfo",
             )),
         );
     }

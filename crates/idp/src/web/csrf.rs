@@ -68,6 +68,13 @@ struct CsrfField {
 #[derive(Deserialize)]
 pub struct NoFields {}
 
+/// Whether `given` (a form's `csrf` field) is this request's token, and the
+/// token came from the cookie: the check [`CsrfForm`] makes, for a handler
+/// that reads its form itself.
+pub fn matches(expected: &CsrfToken, jar: &CookieJar, given: Option<&str>) -> bool {
+    jar.get(cookies::CSRF).is_some() && given.is_some_and(|given| expected.0.ct_eq(given))
+}
+
 /// A URL-encoded form whose `csrf` field matched the cookie.
 pub struct CsrfForm<T>(pub T);
 

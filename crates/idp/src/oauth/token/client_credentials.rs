@@ -1,13 +1,14 @@
 //! `grant_type=client_credentials` (RFC 6749 §4.4): a confidential client
 //! allowed the grant gets an access token about itself (`sub` is its client
-//! id, RFC 9068 §2.2). No refresh token, no grant record: these tokens are
+//! id, RFC 9068 §2.2), with none of the scopes about a user
+//! (`scope::USER_SCOPES`). No refresh token, no grant record: these tokens are
 //! revoked one by one (`jti`). With a DPoP proof the token is bound to its
 //! key (RFC 9449 §5).
 
 use gatehouse_core::Timestamp;
 use gatehouse_core::oauth::dpop::VerifiedProof;
 use gatehouse_core::oauth::grant::ACCESS_TOKEN_LIFETIME;
-use gatehouse_core::oauth::scope::{OFFLINE_ACCESS, OPENID};
+use gatehouse_core::oauth::scope;
 use gatehouse_core::oauth::{Client, ErrorCode, OAuthError, Scopes};
 
 use super::Form;
@@ -26,18 +27,24 @@ pub async fn exchange(
             "public clients cannot use client credentials",
         ));
     }
-    let user_scopes = Scopes::from_tokens([OPENID, OFFLINE_ACCESS]);
+    // Acting for itself, the client gets no scope about a user (`openid`,
+    // `profile`, `email`, `offline_access`, ...), whatever it is registered
+    // for; of what it asks, the rest is granted (RFC 6749 §3.3: the response
+    // says what).
+    let allowed = client.scopes.without_user_scopes();
     let scopes = match params.get("scope") {
-        Some(s) => Scopes::parse(s).map_err(|_| OAuthError::new(ErrorCode::InvalidScope, "malformed scope"))?,
+        Some(s) => {
+            let asked = Scopes::parse(s).map_err(|_| OAuthError::new(ErrorCode::InvalidScope, "malformed scope"))?;
+            scope::grant(&asked, &allowed).map_err(|_| {
+                OAuthError::new(
+                    ErrorCode::InvalidScope,
+                    "none of the requested scopes is allowed for this client",
+                )
+            })?
+        }
         // Default: everything the client may ask for that is not about a user.
-        None => client.scopes.without(&user_scopes),
+        None => allowed,
     };
-    if !scopes.is_subset(&client.scopes) || scopes.contains(OPENID) || scopes.contains(OFFLINE_ACCESS) {
-        return Err(OAuthError::new(
-            ErrorCode::InvalidScope,
-            "scope not allowed for this client",
-        ));
-    }
     // RFC 8707: only targets the client was registered for (`--audience`).
     let resources = params.all("resource").to_vec();
     if let Some(r) = resources.iter().find(|r| !client.audiences.contains(r)) {

@@ -21,7 +21,7 @@ use gatehouse_core::oauth::{ErrorCode, GrantType, OAuthError};
 
 use super::client_auth;
 use super::dpop::{self, NoncePolicy};
-use super::error::json_error;
+use super::error::json_error_to;
 use crate::AppState;
 
 /// Parameters that may appear more than once: RFC 8707 `resource`, RFC 8693
@@ -68,7 +68,7 @@ pub fn parse_form(body: &[u8]) -> Result<Form, OAuthError> {
 pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let response = match handle(&state, &headers, &body).await {
         Ok(response) => response,
-        Err(e) => json_error(&e),
+        Err(e) => json_error_to(&headers, &body, &e),
     };
     if headers.contains_key(dpop::DPOP) {
         // RFC 9449 §8: the nonce for the next request, with every answer
