@@ -166,14 +166,14 @@ async fn endpoints_answer_public_clients_origins_only(backend: Backend) {
         ("client_id", "nobody"),
     ];
     let endpoints: [Endpoint; 4] = [
-        (Method::POST, "/token", &bad_grant, StatusCode::UNAUTHORIZED),
+        (Method::POST, "/token", &bad_grant, StatusCode::BAD_REQUEST),
         (Method::GET, "/userinfo", &[], StatusCode::UNAUTHORIZED),
         (Method::POST, "/userinfo", &[], StatusCode::UNAUTHORIZED),
         (
             Method::POST,
             "/revoke",
             &[("token", "whatever"), ("client_id", "nobody")],
-            StatusCode::UNAUTHORIZED,
+            StatusCode::BAD_REQUEST,
         ),
     ];
     for (method, path, form, status) in endpoints {

@@ -90,7 +90,7 @@ async fn a_single_page_app_signs_in_and_calls_the_idp_cross_origin(backend: Back
         // public client registered, only the public documents.
         assert_eq!(
             probe(&c, &app.base).await,
-            ["read 200", "read 200", "read 401", "read 401", "read 401"],
+            ["read 200", "read 200", "read 400", "read 401", "read 401"],
             "from the app's origin"
         );
         let elsewhere = serve_local(Router::new().route(
