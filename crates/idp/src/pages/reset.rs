@@ -75,28 +75,28 @@ pub async fn submit(
     // (per client address and per target, whether or not it has an account)
     // are reserved here, and everything that depends on the account (the
     // lookup, the code, its audit event, the mail) happens in a task after
-    // the answer. A throttled request answers the same; no mail is sent.
-    let may_mail = crate::throttle::may_mail(state.store.as_ref(), &email, &actor.ip, now).await?;
+    // the answer. A throttled request answers the same; no mail is sent, and
+    // no task is started (so a flood queues no work behind its answers).
     let redirect = Redirect::to(&format!("/reset/sent?email={}", q(email.as_str()))).into_response();
-    tokio::spawn(async move {
-        if let Err(e) = request_reset(&state, &email, &actor, may_mail, now).await {
-            tracing::error!(error = %e, "password reset request failed");
-        }
-    });
+    if crate::throttle::may_mail(state.store.as_ref(), &email, &actor.ip, now).await? {
+        tokio::spawn(async move {
+            if let Err(e) = request_reset(&state, &email, &actor, now).await {
+                tracing::error!(error = %e, "password reset request failed");
+            }
+        });
+    } else {
+        let audit = AuditEvent::new(AuditKind::PasswordResetRequested, None, &actor, now)
+            .failed("throttled")
+            .with_detail(serde_json::json!({ "reason": "throttled", "email": email }));
+        state.store.append_audit(&audit).await?;
+    }
     Ok(redirect)
 }
 
 /// What a reset request does behind its answer.
-async fn request_reset(
-    state: &AppState,
-    email: &Email,
-    actor: &Actor,
-    may_mail: bool,
-    now: Timestamp,
-) -> Result<(), AppError> {
-    let account = state.store.account_by_email(email).await?;
-    match account {
-        Some(account) if may_mail => {
+async fn request_reset(state: &AppState, email: &Email, actor: &Actor, now: Timestamp) -> Result<(), AppError> {
+    match state.store.account_by_email(email).await? {
+        Some(account) => {
             let issued = OneTimeCode::issue(CodePurpose::ResetPassword, account.id.clone(), email.clone(), now);
             let audit = AuditEvent::new(AuditKind::PasswordResetRequested, Some(&account.id), actor, now)
                 .with_detail(serde_json::json!({ "email": email }));
@@ -106,20 +106,10 @@ async fn request_reset(
                 .url(&format!("/reset/link?token={}", issued.link_token.expose()));
             state.mailer.send(email, render_mail(&templates::Reset { link: &link }));
         }
-        account => {
-            let reason = if account.is_none() {
-                "unknown_account"
-            } else {
-                "throttled"
-            };
-            let audit = AuditEvent::new(
-                AuditKind::PasswordResetRequested,
-                account.as_ref().map(|a| &a.id),
-                actor,
-                now,
-            )
-            .failed(reason)
-            .with_detail(serde_json::json!({ "reason": reason, "email": email }));
+        None => {
+            let audit = AuditEvent::new(AuditKind::PasswordResetRequested, None, actor, now)
+                .failed("unknown_account")
+                .with_detail(serde_json::json!({ "reason": "unknown_account", "email": email }));
             state.store.append_audit(&audit).await?;
         }
     }
