@@ -23,6 +23,7 @@ both_backends!(
     wrong_passwords_are_throttled,
     concurrent_wrong_passwords_are_checked_at_most_the_limit,
     the_right_password_among_concurrent_wrong_ones_works,
+    concurrent_logins_from_one_address_are_checked_at_most_its_limit,
     logout_ends_the_session,
     password_reset_asks_other_sessions_to_reauthenticate,
     reset_request_for_unknown_email_looks_the_same,
@@ -301,6 +302,44 @@ async fn concurrent_wrong_passwords_are_checked_at_most_the_limit(backend: Backe
         .login("fred@example.com", PASSWORD)
         .await
         .expect(StatusCode::TOO_MANY_REQUESTS, "Too many attempts");
+    app.finish().await;
+}
+
+/// 60 wrong logins at once from one address, each for another email: the
+/// address's limit (50) are checked, 10 refused; a refused attempt leaves
+/// nothing counted against its email (all counters or none).
+async fn concurrent_logins_from_one_address_are_checked_at_most_its_limit(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let b = app.browser();
+    b.csrf().await;
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(60));
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let (b, start) = (b.clone(), start.clone());
+        tasks.push(tokio::spawn(async move {
+            let email = format!("guess{i}@example.com");
+            start.wait().await;
+            let page = b.login(&email, "wrong passphrase").await;
+            (email, page)
+        }));
+    }
+    let (mut checked, mut refused) = (0, Vec::new());
+    for task in tasks {
+        let (email, page) = task.await.unwrap();
+        if page.status == StatusCode::TOO_MANY_REQUESTS {
+            refused.push(email);
+        } else {
+            page.expect(StatusCode::BAD_REQUEST, "not right");
+            checked += 1;
+        }
+    }
+    assert_eq!((checked, refused.len()), (50, 10));
+    let store = app.store();
+    for email in refused {
+        let key = gatehouse_core::throttle::account_key(&Email::parse(&email).unwrap());
+        let window = store.throttle_window(&key).await.unwrap();
+        assert!(window.is_none_or(|w| w.failures == 0), "{email}: {window:?}");
+    }
     app.finish().await;
 }
 
