@@ -37,6 +37,7 @@ both_backends!(
     account_deletion_needs_the_password,
     bad_input_changes_nothing,
     expired_and_used_codes_are_refused,
+    concurrent_wrong_codes_are_checked_at_most_five_times,
 );
 
 async fn kinds_for(app: &TestApp, email: &str) -> Vec<AuditKind> {
@@ -1089,5 +1090,46 @@ async fn expired_and_used_codes_are_refused(backend: Backend) {
         .await
         .expect(StatusCode::BAD_REQUEST, "Too many wrong codes");
     assert!(!store.account_by_email(&email).await.unwrap().unwrap().email_verified);
+    app.finish().await;
+}
+
+/// 40 wrong guesses of a mailed code at once: five are checked ("not
+/// right"), the rest refused, and the code is used up for the right one too.
+async fn concurrent_wrong_codes_are_checked_at_most_five_times(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let b = app.browser();
+    b.post("/signup", &[("email", "sam@example.com"), ("password", PASSWORD)])
+        .await;
+    let mail = app
+        .mail
+        .wait_for("sam@example.com", |m| m.subject.contains("verification code"))
+        .await;
+    b.login("sam@example.com", PASSWORD).await.expect_redirect("/verify");
+    let right = mail.code();
+    let wrong = if right == "000000" { "111111" } else { "000000" };
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(40));
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let (b, start) = (b.clone(), start.clone());
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            b.post("/verify", &[("code", wrong)]).await
+        }));
+    }
+    let (mut checked, mut refused) = (0, 0);
+    for task in tasks {
+        let page = task.await.unwrap();
+        assert_eq!(page.status, StatusCode::BAD_REQUEST);
+        if page.body.contains("not right") {
+            checked += 1;
+        } else {
+            page.expect(StatusCode::BAD_REQUEST, "Too many wrong codes");
+            refused += 1;
+        }
+    }
+    assert_eq!((checked, refused), (5, 35));
+    b.post("/verify", &[("code", &right)])
+        .await
+        .expect(StatusCode::BAD_REQUEST, "Too many wrong codes");
     app.finish().await;
 }
