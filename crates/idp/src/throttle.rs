@@ -23,7 +23,9 @@ pub enum Reservation {
 
 /// Reserves one attempt on each counter, in order. If one is full, those
 /// reserved before it get their attempt back (it was not made) and the
-/// answer says how long that counter's window still runs.
+/// answer says how long that counter's window still runs. Put the client
+/// address first: once it is full, the counters keyed by what the client
+/// typed (an email) are not touched, so a flood adds no rows.
 pub async fn reserve(
     store: &dyn Store,
     counters: &[(String, Policy)],

@@ -106,10 +106,12 @@ pub async fn submit(
 
     // Reserve the attempt before doing any work for it: at most the limit
     // is ever checked, however many arrive at once.
+    // The address first: a refused address touches no account's counter, so
+    // a flood of made-up emails adds no rows.
     let account_key = throttle::account_key(&email);
     let counters = [
-        (account_key.clone(), throttle::PER_ACCOUNT),
         (throttle::address_key(&actor.ip), throttle::PER_ADDRESS),
+        (account_key.clone(), throttle::PER_ACCOUNT),
     ];
     let reserved = match crate::throttle::reserve(state.store.as_ref(), &counters, now).await? {
         Reservation::Reserved(r) => r,
