@@ -10,7 +10,8 @@
 //! most `max_failures` per window are ever checked. The count is therefore
 //! of attempts checked (or in flight), not only of failures: a success gives
 //! its own reservation back (`Store::throttle_release`), so right secrets
-//! never use up the limit, and only concurrent wrong ones can hold it.
+//! never use up the limit, and a right secret is refused only when failures
+//! and attempts still being checked fill the window.
 
 use crate::time::{HOUR, MINUTE};
 use crate::{Email, Timestamp};
@@ -44,8 +45,8 @@ pub const PER_ADDRESS: Policy = Policy {
 };
 
 /// Three mails an hour to one address, at the request of someone not signed
-/// in (a password reset, a sign-up of a taken address) or not yet verified
-/// (a new verification code).
+/// in (a password reset, a sign-up, new or of a taken address) or not yet
+/// verified (a new verification code).
 pub const MAIL_PER_TARGET: Policy = Policy {
     max_failures: 3,
     window_secs: HOUR,
