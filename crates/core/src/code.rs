@@ -131,8 +131,9 @@ impl OneTimeCode {
         }
     }
 
-    /// Checks a typed short code. A `Wrong` answer must be counted as an
-    /// attempt by the caller.
+    /// Checks a typed short code. The caller reserves the attempt in the
+    /// store first (`reserve_code_attempt`), so that every guess is counted
+    /// before it is checked.
     pub fn check_code(&self, input: &str, now: Timestamp) -> Result<(), CodeError> {
         self.check_usable(now)?;
         let Some(code) = normalise_code(input) else {

@@ -16,6 +16,7 @@ pub mod oauth;
 pub mod ops;
 pub mod outbox;
 pub mod pages;
+pub mod throttle;
 pub mod web;
 
 mod state;

@@ -300,7 +300,64 @@ both_backends!(
     refunds_move_money_back_once,
     contracts_and_links,
     the_store_refuses_a_negative_wallet,
+    pin_reservations_are_atomic,
 );
+
+/// 40 PIN attempts at once, from two store processes on the same database
+/// (two instances): exactly the limit are reserved, each counted once; a
+/// full window refuses and changes nothing; a new window starts afresh.
+async fn pin_reservations_are_atomic(backend: Backend) {
+    let db = Db::new(backend).await;
+    let other = gatehouse_pay::open_store(&db.url).await.expect("second store");
+    let key = gatehouse_core::pay::pin::throttle_key("grace");
+    let policy = gatehouse_core::pay::pin::PER_USER;
+    let now = Timestamp(1_700_000_000);
+    let start = Arc::new(tokio::sync::Barrier::new(40));
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let store = if i % 2 == 0 {
+            Arc::clone(&db.store)
+        } else {
+            Arc::clone(&other)
+        };
+        let (key, start) = (key.clone(), Arc::clone(&start));
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            store
+                .reserve_attempt(&key, now, policy)
+                .await
+                .expect("reserve")
+                .map(|w| w.failures)
+        }));
+    }
+    let mut granted = Vec::new();
+    for task in tasks {
+        if let Some(n) = task.await.expect("task") {
+            granted.push(n);
+        }
+    }
+    granted.sort_unstable();
+    let limit = policy.max_failures;
+    assert_eq!(granted, (1..=limit).collect::<Vec<u32>>(), "the limit and no more");
+    let full = db.store.throttle_window(&key).await.expect("window").expect("a window");
+    assert_eq!((full.started_at, full.failures), (now, limit));
+    assert_eq!(
+        db.store.reserve_attempt(&key, now.plus(1), policy).await.expect("r"),
+        None
+    );
+    let later = now.plus(policy.window_secs);
+    let fresh = db
+        .store
+        .reserve_attempt(&key, later, policy)
+        .await
+        .expect("r")
+        .expect("a new window");
+    assert_eq!((fresh.started_at, fresh.failures), (later, 1));
+    db.store.clear_throttle(&key).await.expect("clear");
+    assert_eq!(db.store.throttle_window(&key).await.expect("window"), None);
+    drop(other);
+    db.finish().await;
+}
 
 #[tokio::test]
 async fn unknown_database_urls_are_refused() {

@@ -15,7 +15,7 @@ use gatehouse_core::code::{CodeEffect, CodePurpose, OneTimeCode};
 use gatehouse_core::oauth::grant::{AuthCode, Consent, Grant, Interaction, Redemption, RefreshToken, StoredKey};
 use gatehouse_core::oauth::{Client, ClientId};
 use gatehouse_core::session::{AuthMethod, Session, SessionSelector};
-use gatehouse_core::throttle::Window;
+use gatehouse_core::throttle::{Policy, Window};
 use gatehouse_core::{Account, AccountId, Email, Profile, Timestamp, TokenDigest};
 
 mod batch;
@@ -274,8 +274,12 @@ pub trait Store: Send + Sync + 'static {
     async fn code_by_link(&self, purpose: CodePurpose, link: &TokenDigest) -> Result<Option<OneTimeCode>, StoreError>;
     /// The newest unused code of this purpose for this account.
     async fn latest_code(&self, account: &AccountId, purpose: CodePurpose) -> Result<Option<OneTimeCode>, StoreError>;
-    /// Counts one wrong guess of the short code.
-    async fn count_code_attempt(&self, code_id: &str) -> Result<(), StoreError>;
+    /// Reserves one guess of the short code before it is checked, in one
+    /// atomic statement: counted only while the code is unused and fewer
+    /// than `code::MAX_ATTEMPTS` are counted, so however many guesses arrive
+    /// at once, at most that many are checked. Whether it was counted
+    /// (`false` for an unknown id too: the same statement runs either way).
+    async fn reserve_code_attempt(&self, code_id: &str) -> Result<bool, StoreError>;
     /// Marks the code used (only if still unused) and applies `effect` to
     /// the code's account, in one transaction with `audit`.
     async fn redeem_code(
@@ -333,9 +337,15 @@ pub trait Store: Send + Sync + 'static {
 
     // --- throttling -------------------------------------------------------
     async fn throttle_window(&self, key: &str) -> Result<Option<Window>, StoreError>;
-    /// Counts a failure atomically: starts a new window at `now` if the stored
-    /// one began `window_secs` or more ago, else adds one.
-    async fn throttle_fail(&self, key: &str, now: Timestamp, window_secs: i64) -> Result<Window, StoreError>;
+    /// Reserves one attempt, in one atomic statement: starts a new window at
+    /// `now` if the stored one began `policy.window_secs` or more ago, else
+    /// counts one more if fewer than `policy.max_failures` are counted.
+    /// Returns the window with the attempt counted, or `None` (nothing
+    /// changed) if the window is full.
+    async fn throttle_reserve(&self, key: &str, now: Timestamp, policy: Policy) -> Result<Option<Window>, StoreError>;
+    /// Gives back an attempt reserved in the window that began at
+    /// `started_at`; nothing if that window has ended or been cleared since.
+    async fn throttle_release(&self, key: &str, started_at: Timestamp) -> Result<(), StoreError>;
     async fn throttle_clear(&self, key: &str) -> Result<(), StoreError>;
 
     // --- audit log --------------------------------------------------------

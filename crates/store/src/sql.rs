@@ -137,8 +137,10 @@ pub const LATEST_CODE: &str = "\
     FROM one_time_codes WHERE account_id = $1 AND purpose = $2 AND used_at IS NULL \
     ORDER BY created_at DESC, id DESC LIMIT 1";
 
-pub const COUNT_CODE_ATTEMPT: &str = "\
-    UPDATE one_time_codes SET attempts = attempts + 1 WHERE id = $1";
+/// `$1` code, `$2` the guesses a code allows.
+pub const RESERVE_CODE_ATTEMPT: &str = "\
+    UPDATE one_time_codes SET attempts = attempts + 1 \
+    WHERE id = $1 AND used_at IS NULL AND attempts < $2";
 
 /// Affects no row if someone used the code first. `$1` code, `$2` now.
 pub const USE_CODE: &str = "\
@@ -151,17 +153,29 @@ pub const DELETE_CODES_OF: &str = "DELETE FROM one_time_codes WHERE account_id =
 pub const THROTTLE_WINDOW: &str = "\
     SELECT window_started_at, failures FROM throttle WHERE key = $1";
 
-/// One atomic statement. `$1` key, `$2` now, `$3` now - window length: a
-/// window that began at or before `$3` is over and a new one starts at `$2`.
-/// The right-hand sides of `SET` see the row as it was, on both databases.
-pub const THROTTLE_FAIL: &str = "\
+/// Reserves an attempt in one atomic statement. `$1` key, `$2` now, `$3`
+/// now - window length, `$4` the attempts a window allows: a window that
+/// began at or before `$3` is over and a new one starts at `$2`; otherwise
+/// one more is counted only while fewer than `$4` are. A full window is not
+/// updated, so `RETURNING` gives no row: refused. The right-hand sides of
+/// `SET` and the `WHERE` see the row as it was, on both databases, and the
+/// row is locked from the conflict to the commit, so concurrent
+/// reservations queue and each sees the count the one before left.
+pub const THROTTLE_RESERVE: &str = "\
     INSERT INTO throttle (key, window_started_at, failures) VALUES ($1, $2, 1) \
     ON CONFLICT (key) DO UPDATE SET \
         failures = CASE WHEN throttle.window_started_at <= $3 \
                         THEN 1 ELSE throttle.failures + 1 END, \
         window_started_at = CASE WHEN throttle.window_started_at <= $3 \
                                  THEN $2 ELSE throttle.window_started_at END \
+    WHERE throttle.window_started_at <= $3 OR throttle.failures < $4 \
     RETURNING window_started_at, failures";
+
+/// Gives a reservation back (a success). `$1` key, `$2` the start of the
+/// window it was reserved in.
+pub const THROTTLE_RELEASE: &str = "\
+    UPDATE throttle SET failures = failures - 1 \
+    WHERE key = $1 AND window_started_at = $2 AND failures > 0";
 
 pub const THROTTLE_CLEAR: &str = "DELETE FROM throttle WHERE key = $1";
 

@@ -27,7 +27,7 @@ macro_rules! impl_store {
             };
             use gatehouse_core::oauth::{Client, ClientId};
             use gatehouse_core::session::{AuthMethod, Session, SessionSelector};
-            use gatehouse_core::throttle::Window;
+            use gatehouse_core::throttle::{Policy, Window};
             use gatehouse_core::{Account, AccountId, Email, Profile, Timestamp, TokenDigest};
 
             use $crate::batch::HotWrite;
@@ -735,12 +735,14 @@ macro_rules! impl_store {
                         .transpose()
                 }
 
-                async fn count_code_attempt(&self, code_id: &str) -> Result<(), StoreError> {
-                    sqlx::query(sql::COUNT_CODE_ATTEMPT)
+                async fn reserve_code_attempt(&self, code_id: &str) -> Result<bool, StoreError> {
+                    let counted = sqlx::query(sql::RESERVE_CODE_ATTEMPT)
                         .bind(code_id)
+                        .bind(i64::from(gatehouse_core::code::MAX_ATTEMPTS))
                         .execute(&self.writer)
-                        .await?;
-                    Ok(())
+                        .await?
+                        .rows_affected();
+                    Ok(counted == 1)
                 }
 
                 async fn redeem_code(
@@ -934,19 +936,30 @@ macro_rules! impl_store {
                         .transpose()
                 }
 
-                async fn throttle_fail(
+                async fn throttle_reserve(
                     &self,
                     key: &str,
                     now: Timestamp,
-                    window_secs: i64,
-                ) -> Result<Window, StoreError> {
-                    sqlx::query_as::<_, WindowRow>(sql::THROTTLE_FAIL)
+                    policy: Policy,
+                ) -> Result<Option<Window>, StoreError> {
+                    sqlx::query_as::<_, WindowRow>(sql::THROTTLE_RESERVE)
                         .bind(key)
                         .bind(now.0)
-                        .bind(now.minus(window_secs).0)
-                        .fetch_one(&self.writer)
+                        .bind(now.minus(policy.window_secs).0)
+                        .bind(i64::from(policy.max_failures))
+                        .fetch_optional(&self.writer)
                         .await?
-                        .try_into()
+                        .map(Window::try_from)
+                        .transpose()
+                }
+
+                async fn throttle_release(&self, key: &str, started_at: Timestamp) -> Result<(), StoreError> {
+                    sqlx::query(sql::THROTTLE_RELEASE)
+                        .bind(key)
+                        .bind(started_at.0)
+                        .execute(&self.writer)
+                        .await?;
+                    Ok(())
                 }
 
                 async fn throttle_clear(&self, key: &str) -> Result<(), StoreError> {

@@ -19,7 +19,7 @@ use gatehouse_core::oauth::client::SigningAlg;
 use gatehouse_core::oauth::grant::{AuthCode, Consent, Grant, Interaction, Redemption, RefreshToken, StoredKey};
 use gatehouse_core::oauth::{Client, ClientId, GrantType, Scopes};
 use gatehouse_core::session::{AuthMethod, Session, SessionSelector};
-use gatehouse_core::throttle::Window;
+use gatehouse_core::throttle::{Policy, Window};
 use gatehouse_core::{Account, AccountId, Email, OpaqueToken, Profile, Secret, Timestamp, TokenDigest};
 use gatehouse_store::{
     AuditQuery, Backend, OutboxKind, OutboxMessage, OutboxSummary, PurgeBefore, Redeemed, Store, StoreError,
@@ -205,7 +205,9 @@ backend_tests!(
     change_email_to_taken_address_changes_nothing,
     end_sessions_touches_only_that_account,
     throttle_counts_and_restarts,
-    throttle_fail_is_atomic,
+    throttle_reservations_are_atomic,
+    throttle_release_gives_one_back,
+    code_attempts_are_reserved_atomically,
     audit_events_filter_and_page,
     audit_log_is_append_only,
     migrate_twice_and_ping,
@@ -626,8 +628,8 @@ async fn code_works_once(db: Arc<TestDb>) {
     );
     assert_eq!(s.latest_code(&a.id, CodePurpose::ChangeEmail).await.unwrap(), None);
 
-    s.count_code_attempt(&code.id).await.unwrap();
-    s.count_code_attempt(&code.id).await.unwrap();
+    assert!(s.reserve_code_attempt(&code.id).await.unwrap());
+    assert!(s.reserve_code_attempt(&code.id).await.unwrap());
     assert_eq!(
         s.latest_code(&a.id, CodePurpose::VerifyEmail)
             .await
@@ -840,52 +842,154 @@ async fn change_email_to_taken_address_changes_nothing(db: Arc<TestDb>) {
 async fn throttle_counts_and_restarts(db: Arc<TestDb>) {
     let s = db.store.as_ref();
     let key = "login:acct:mo@example.com";
-    let window = 900;
+    let policy = Policy {
+        max_failures: 3,
+        window_secs: 900,
+    };
     assert_eq!(s.throttle_window(key).await.unwrap(), None);
 
     let w = |started_at: Timestamp, failures: u32| Window { started_at, failures };
-    assert_eq!(s.throttle_fail(key, T0, window).await.unwrap(), w(T0, 1));
-    assert_eq!(s.throttle_fail(key, T0.plus(10), window).await.unwrap(), w(T0, 2));
+    assert_eq!(s.throttle_reserve(key, T0, policy).await.unwrap(), Some(w(T0, 1)));
     assert_eq!(
-        s.throttle_fail(key, T0.plus(window - 1), window).await.unwrap(),
-        w(T0, 3)
+        s.throttle_reserve(key, T0.plus(10), policy).await.unwrap(),
+        Some(w(T0, 2))
     );
+    assert_eq!(
+        s.throttle_reserve(key, T0.plus(899), policy).await.unwrap(),
+        Some(w(T0, 3))
+    );
+    // Full: refused, and the refusal changes nothing.
+    assert_eq!(s.throttle_reserve(key, T0.plus(899), policy).await.unwrap(), None);
     assert_eq!(s.throttle_window(key).await.unwrap(), Some(w(T0, 3)));
 
     // The window is over: a new one starts now.
-    let later = T0.plus(window);
-    assert_eq!(s.throttle_fail(key, later, window).await.unwrap(), w(later, 1));
-    assert_eq!(s.throttle_fail(key, later.plus(1), window).await.unwrap(), w(later, 2));
+    let later = T0.plus(900);
+    assert_eq!(s.throttle_reserve(key, later, policy).await.unwrap(), Some(w(later, 1)));
+    assert_eq!(
+        s.throttle_reserve(key, later.plus(1), policy).await.unwrap(),
+        Some(w(later, 2))
+    );
 
     let other = "login:addr:203.0.113.9";
-    assert_eq!(s.throttle_fail(other, T0, window).await.unwrap(), w(T0, 1));
+    assert_eq!(s.throttle_reserve(other, T0, policy).await.unwrap(), Some(w(T0, 1)));
     s.throttle_clear(key).await.unwrap();
     assert_eq!(s.throttle_window(key).await.unwrap(), None);
     assert_eq!(s.throttle_window(other).await.unwrap(), Some(w(T0, 1)));
     s.throttle_clear("never-seen").await.unwrap();
 }
 
-async fn throttle_fail_is_atomic(db: Arc<TestDb>) {
+/// 40 reservations at once, from two store processes on the same database
+/// (two instances): exactly the limit are granted, each count once.
+async fn throttle_reservations_are_atomic(db: Arc<TestDb>) {
     let key = "login:addr:203.0.113.10";
+    let policy = Policy {
+        max_failures: 5,
+        window_secs: 900,
+    };
+    let other = gatehouse_store::connect(&db.url).await.unwrap();
+    let start = Arc::new(tokio::sync::Barrier::new(40));
     let mut tasks = Vec::new();
-    for _ in 0..20 {
-        let store = Arc::clone(&db.store);
+    for i in 0..40 {
+        let store = if i % 2 == 0 {
+            Arc::clone(&db.store)
+        } else {
+            Arc::clone(&other)
+        };
+        let start = Arc::clone(&start);
         tasks.push(tokio::spawn(async move {
-            store.throttle_fail(key, T0, 900).await.unwrap().failures
+            start.wait().await;
+            store
+                .throttle_reserve(key, T0, policy)
+                .await
+                .unwrap()
+                .map(|w| w.failures)
         }));
     }
-    let mut counts = Vec::new();
+    let mut granted = Vec::new();
     for task in tasks {
-        counts.push(task.await.unwrap());
+        if let Some(n) = task.await.unwrap() {
+            granted.push(n);
+        }
     }
-    counts.sort_unstable();
-    assert_eq!(counts, (1..=20).collect::<Vec<u32>>(), "each failure counted once");
+    granted.sort_unstable();
+    assert_eq!(granted, vec![1, 2, 3, 4, 5], "the limit and no more, each counted once");
     assert_eq!(
         db.store.throttle_window(key).await.unwrap(),
         Some(Window {
             started_at: T0,
-            failures: 20
+            failures: 5
         })
+    );
+}
+
+async fn throttle_release_gives_one_back(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    let key = "pin:someone";
+    let policy = Policy {
+        max_failures: 2,
+        window_secs: 900,
+    };
+    let first = s.throttle_reserve(key, T0, policy).await.unwrap().unwrap();
+    let second = s.throttle_reserve(key, T0, policy).await.unwrap().unwrap();
+    assert_eq!(s.throttle_reserve(key, T0, policy).await.unwrap(), None);
+    // A success gives its attempt back: room for one more.
+    s.throttle_release(key, second.started_at).await.unwrap();
+    assert_eq!(s.throttle_window(key).await.unwrap().unwrap().failures, 1);
+    assert!(s.throttle_reserve(key, T0.plus(1), policy).await.unwrap().is_some());
+    // A release for a window that has ended gives nothing to the new one.
+    let later = T0.plus(900);
+    assert_eq!(
+        s.throttle_reserve(key, later, policy).await.unwrap().unwrap().failures,
+        1
+    );
+    s.throttle_release(key, first.started_at).await.unwrap();
+    assert_eq!(s.throttle_window(key).await.unwrap().unwrap().failures, 1);
+    // Never below zero, and nothing for an unknown key.
+    s.throttle_release(key, later).await.unwrap();
+    s.throttle_release(key, later).await.unwrap();
+    assert_eq!(s.throttle_window(key).await.unwrap().unwrap().failures, 0);
+    s.throttle_release("never-seen", T0).await.unwrap();
+    assert_eq!(s.throttle_window("never-seen").await.unwrap(), None);
+}
+
+/// 40 guesses of one code at once, from two store processes: exactly
+/// `MAX_ATTEMPTS` are let through; none for a used code or an unknown id.
+async fn code_attempts_are_reserved_atomically(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    let a = new_account(s, "ivo@example.com").await;
+    let code = new_code(s, CodePurpose::VerifyEmail, &a, &a.email, T0).await;
+    let other = gatehouse_store::connect(&db.url).await.unwrap();
+    let start = Arc::new(tokio::sync::Barrier::new(40));
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let store = if i % 2 == 0 {
+            Arc::clone(&db.store)
+        } else {
+            Arc::clone(&other)
+        };
+        let (id, start) = (code.id.clone(), Arc::clone(&start));
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            store.reserve_code_attempt(&id).await.unwrap()
+        }));
+    }
+    let mut granted = 0;
+    for task in tasks {
+        granted += u32::from(task.await.unwrap());
+    }
+    assert_eq!(granted, gatehouse_core::code::MAX_ATTEMPTS);
+    let stored = s.latest_code(&a.id, CodePurpose::VerifyEmail).await.unwrap().unwrap();
+    assert_eq!(stored.attempts, gatehouse_core::code::MAX_ATTEMPTS);
+    assert!(!s.reserve_code_attempt("no-such-code").await.unwrap());
+
+    let fresh = new_code(s, CodePurpose::VerifyEmail, &a, &a.email, T0.plus(1)).await;
+    let verified = ev(AuditKind::EmailVerified, Some(&a.id), T0.plus(2));
+    s.redeem_code(&fresh, &CodeEffect::VerifyEmail, T0.plus(2), &verified)
+        .await
+        .unwrap();
+    assert!(
+        !s.reserve_code_attempt(&fresh.id).await.unwrap(),
+        "a used code takes no guesses"
     );
 }
 

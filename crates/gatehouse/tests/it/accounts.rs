@@ -10,7 +10,7 @@ use gatehouse_core::{Email, Timestamp};
 use gatehouse_store::AuditQuery;
 
 use crate::both_backends;
-use crate::support::{Backend, TestApp, spawn_app};
+use crate::support::{Backend, Browser, Page, TestApp, spawn_app};
 
 const PASSWORD: &str = "a perfectly fine passphrase";
 const NEW_PASSWORD: &str = "another quite fine passphrase";
@@ -21,9 +21,15 @@ both_backends!(
     unverified_account_is_signed_in_but_not_ready,
     sign_up_with_a_taken_email_reveals_nothing,
     wrong_passwords_are_throttled,
+    concurrent_wrong_passwords_are_checked_at_most_the_limit,
+    the_right_password_among_concurrent_wrong_ones_works,
+    concurrent_logins_from_one_address_are_checked_at_most_its_limit,
     logout_ends_the_session,
     password_reset_asks_other_sessions_to_reauthenticate,
     reset_request_for_unknown_email_looks_the_same,
+    verify_and_reset_answer_the_same_for_every_address,
+    reset_mail_is_throttled_per_target_and_per_client,
+    sign_up_and_resend_mail_is_throttled,
     password_change_needs_the_current_password,
     email_change_keeps_the_user_id,
     email_change_by_link_and_to_a_taken_address,
@@ -31,6 +37,7 @@ both_backends!(
     account_deletion_needs_the_password,
     bad_input_changes_nothing,
     expired_and_used_codes_are_refused,
+    concurrent_wrong_codes_are_checked_at_most_five_times,
 );
 
 async fn kinds_for(app: &TestApp, email: &str) -> Vec<AuditKind> {
@@ -74,11 +81,11 @@ async fn sign_up_verify_by_code_and_log_in(backend: Backend) {
     b.post("/verify", &[("email", "alice@example.com"), ("code", &code)])
         .await
         .expect_redirect("/login?notice=verified");
-    // The code worked once; it does not work again.
+    // The code worked once; it does not work again (and the answer is the
+    // one any address gets: nobody is signed in).
     b.post("/verify", &[("email", "alice@example.com"), ("code", &code)])
         .await
-        .expect_redirect("/settings")
-        .location();
+        .expect(StatusCode::BAD_REQUEST, "not right or no longer works");
 
     let r = b.login("alice@example.com", PASSWORD).await;
     r.expect_redirect("/settings");
@@ -242,6 +249,123 @@ async fn wrong_passwords_are_throttled(backend: Backend) {
     app.finish().await;
 }
 
+/// Reasons of the failed logins, oldest first.
+async fn login_failures(app: &TestApp) -> Vec<String> {
+    let q = AuditQuery {
+        kind: Some(AuditKind::LoginFailed),
+        ..Default::default()
+    };
+    app.store()
+        .audit_events(&q)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.event.detail["reason"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Logs in with each password at once, from one address; the pages in order.
+async fn logins_at_once(b: &Browser, email: &str, passwords: &[&str]) -> Vec<Page> {
+    b.csrf().await;
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(passwords.len()));
+    let mut tasks = Vec::new();
+    for password in passwords {
+        let (b, email, password, start) = (b.clone(), email.to_owned(), password.to_string(), start.clone());
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            b.login(&email, &password).await
+        }));
+    }
+    let mut pages = Vec::new();
+    for task in tasks {
+        pages.push(task.await.unwrap());
+    }
+    pages
+}
+
+/// 40 wrong passwords at once for one account: the password is checked five
+/// times; the other 35 are refused before any check, and so is the right
+/// password afterwards.
+async fn concurrent_wrong_passwords_are_checked_at_most_the_limit(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.ready_account("fred@example.com", PASSWORD).await;
+    let pages = logins_at_once(&app.browser(), "fred@example.com", &["wrong passphrase"; 40]).await;
+    let checked = pages.iter().filter(|p| p.status == StatusCode::BAD_REQUEST).count();
+    let refused = pages
+        .iter()
+        .filter(|p| p.status == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((checked, refused), (5, 35), "checked five times, refused the rest");
+    let reasons = login_failures(&app).await;
+    assert_eq!(reasons.iter().filter(|r| *r == "bad_password").count(), 5);
+    assert_eq!(reasons.iter().filter(|r| *r == "throttled").count(), 35);
+    app.browser()
+        .login("fred@example.com", PASSWORD)
+        .await
+        .expect(StatusCode::TOO_MANY_REQUESTS, "Too many attempts");
+    app.finish().await;
+}
+
+/// 60 wrong logins at once from one address, each for another email: the
+/// address's limit (50) are checked, 10 refused; a refused attempt does not
+/// touch its email's counter (the address is reserved first).
+async fn concurrent_logins_from_one_address_are_checked_at_most_its_limit(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let b = app.browser();
+    b.csrf().await;
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(60));
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let (b, start) = (b.clone(), start.clone());
+        tasks.push(tokio::spawn(async move {
+            let email = format!("guess{i}@example.com");
+            start.wait().await;
+            let page = b.login(&email, "wrong passphrase").await;
+            (email, page)
+        }));
+    }
+    let (mut checked, mut refused) = (0, Vec::new());
+    for task in tasks {
+        let (email, page) = task.await.unwrap();
+        if page.status == StatusCode::TOO_MANY_REQUESTS {
+            refused.push(email);
+        } else {
+            page.expect(StatusCode::BAD_REQUEST, "not right");
+            checked += 1;
+        }
+    }
+    assert_eq!((checked, refused.len()), (50, 10));
+    let store = app.store();
+    for email in refused {
+        let key = gatehouse_core::throttle::account_key(&Email::parse(&email).unwrap());
+        let window = store.throttle_window(&key).await.unwrap();
+        assert_eq!(window, None, "{email}: not touched");
+    }
+    app.finish().await;
+}
+
+/// Four wrong passwords and the right one at once: within the limit, so the
+/// right one signs in, and its attempt is given back (the account's counter
+/// cleared), so five more wrong ones are checked afterwards.
+async fn the_right_password_among_concurrent_wrong_ones_works(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.ready_account("gina@example.com", PASSWORD).await;
+    let b = app.browser();
+    let mut passwords = vec!["wrong passphrase"; 4];
+    passwords.insert(2, PASSWORD);
+    let pages = logins_at_once(&b, "gina@example.com", &passwords).await;
+    pages[2].expect_redirect("/settings");
+    for (i, page) in pages.iter().enumerate() {
+        if i != 2 {
+            page.expect(StatusCode::BAD_REQUEST, "not right");
+        }
+    }
+    let pages = logins_at_once(&app.browser(), "gina@example.com", &["wrong passphrase"; 6]).await;
+    let checked = pages.iter().filter(|p| p.status == StatusCode::BAD_REQUEST).count();
+    assert_eq!(checked, 5);
+    app.finish().await;
+}
+
 async fn logout_ends_the_session(backend: Backend) {
     let app = spawn_app(backend).await;
     let b = app.ready_account("heidi@example.com", PASSWORD).await;
@@ -362,6 +486,208 @@ async fn reset_request_for_unknown_email_looks_the_same(backend: Backend) {
     b.post("/reset", &[("email", "not an email")])
         .await
         .expect(StatusCode::BAD_REQUEST, "does not look like an email");
+    app.finish().await;
+}
+
+/// What a page shows with `name` (a local part) written as `X`, and its
+/// headers but the per-request `date`.
+fn seen(page: &Page, name: &str) -> (StatusCode, Vec<(String, String)>, String) {
+    let headers = page
+        .headers
+        .iter()
+        .filter(|(k, _)| k.as_str() != "date")
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap().replace(name, "X")))
+        .collect();
+    (page.status, headers, page.body.replace(name, "X"))
+}
+
+/// A verified account, an unverified one and no account: every path of
+/// `POST /verify` (nobody signed in) and `POST /reset` answers the same
+/// (same status, headers and body, the address aside).
+async fn verify_and_reset_answer_the_same_for_every_address(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.ready_account("zqa@example.com", PASSWORD).await;
+    app.browser()
+        .post("/signup", &[("email", "zqb@example.com"), ("password", PASSWORD)])
+        .await;
+    let mail = app
+        .mail
+        .wait_for("zqb@example.com", |m| m.subject.contains("verification code"))
+        .await;
+    let wrong = if mail.code() == "000000" { "111111" } else { "000000" };
+    let names = ["zqa", "zqb", "zqc"];
+    let b = app.browser();
+    b.csrf().await;
+    let codes = ["", "12", "not a code", wrong, "123 45x", "1234567"];
+    for code in codes {
+        for email in ["{}@example.com", "  {}@Example.COM ", "{}"] {
+            let answers: Vec<_> = {
+                let mut answers = Vec::new();
+                for name in names {
+                    let email = email.replace("{}", name);
+                    let page = b.post("/verify", &[("email", &email), ("code", code)]).await;
+                    answers.push(seen(&page, name));
+                }
+                answers
+            };
+            assert_eq!(answers[0].0, StatusCode::BAD_REQUEST, "code {code:?}, email {email:?}");
+            assert_eq!(
+                answers[0], answers[1],
+                "verified and unverified, code {code:?}, email {email:?}"
+            );
+            assert_eq!(
+                answers[0], answers[2],
+                "verified and unknown, code {code:?}, email {email:?}"
+            );
+        }
+    }
+    for email in ["{}@example.com", " {}@EXAMPLE.com", "{}@"] {
+        let mut answers = Vec::new();
+        for name in names {
+            let page = b.post("/reset", &[("email", &email.replace("{}", name))]).await;
+            let sent = match page.location() {
+                Some(to) => Some(seen(&b.get(to).await, name)),
+                None => None,
+            };
+            answers.push((seen(&page, name), sent));
+        }
+        assert_eq!(answers[0], answers[1], "reset, verified and unverified, {email:?}");
+        assert_eq!(answers[0], answers[2], "reset, verified and unknown, {email:?}");
+    }
+    // The right code still verifies, without a session.
+    b.post("/verify", &[("email", "zqb@example.com"), ("code", &mail.code())])
+        .await
+        .expect_redirect("/login?notice=verified");
+    app.finish().await;
+}
+
+/// Reset mails sent to `to` so far.
+fn reset_mails(app: &TestApp, to: &str) -> usize {
+    app.mail.to(to).iter().filter(|m| m.subject.contains("Reset")).count()
+}
+
+/// Audit reasons of the reset requests for `email` (empty: a mail went).
+async fn reset_requests(app: &TestApp, email: &str) -> Vec<String> {
+    let q = AuditQuery {
+        kind: Some(AuditKind::PasswordResetRequested),
+        ..Default::default()
+    };
+    app.store()
+        .audit_events(&q)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.event.detail["email"] == email)
+        .map(|r| r.event.detail["reason"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// Waits until `n` reset requests for `email` are recorded.
+async fn wait_for_reset_requests(app: &TestApp, email: &str, n: usize) -> Vec<String> {
+    crate::support::eventually("the reset requests", || async {
+        let reasons = reset_requests(app, email).await;
+        (reasons.len() >= n).then_some(reasons)
+    })
+    .await
+}
+
+/// Three mails an hour to an address (its verification mail was one), twenty
+/// from a client address (whether or not the target has an account); a
+/// throttled request answers exactly like one that mailed.
+async fn reset_mail_is_throttled_per_target_and_per_client(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.ready_account("tess@example.com", PASSWORD).await;
+    app.ready_account("uma@example.com", PASSWORD).await;
+    let b = app.browser();
+    let mut answers = Vec::new();
+    for _ in 0..10 {
+        let page = b.post("/reset", &[("email", "tess@example.com")]).await;
+        answers.push(seen(&page, "tess"));
+    }
+    assert!(answers.iter().all(|a| *a == answers[0]), "every answer the same");
+    let reasons = wait_for_reset_requests(&app, "tess@example.com", 10).await;
+    assert_eq!(reasons.iter().filter(|r| r.is_empty()).count(), 2);
+    assert_eq!(reasons.iter().filter(|r| *r == "throttled").count(), 8);
+    crate::support::eventually("two reset mails", || async {
+        (reset_mails(&app, "tess@example.com") == 2).then_some(())
+    })
+    .await;
+
+    // Client address: 2 sign-ups and 2 resets so far; 16 more to addresses
+    // without an account fill its twenty.
+    for i in 0..16 {
+        b.post("/reset", &[("email", &format!("nobody{i}@example.com"))])
+            .await
+            .expect_redirect("/reset/sent");
+    }
+    let page = b.post("/reset", &[("email", "uma@example.com")]).await;
+    assert_eq!(seen(&page, "uma"), answers[0], "the same answer when throttled");
+    let reasons = wait_for_reset_requests(&app, "uma@example.com", 1).await;
+    assert_eq!(reasons, vec!["throttled"]);
+    assert_eq!(reset_mails(&app, "uma@example.com"), 0);
+    assert_eq!(reset_mails(&app, "tess@example.com"), 2);
+    app.finish().await;
+}
+
+/// Sign-up of a taken address mails its owner, and `/verify/resend` mails a
+/// new code: both count towards the three mails an hour to an address, and
+/// answer the same when throttled. The last code mailed still works.
+async fn sign_up_and_resend_mail_is_throttled(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.ready_account("vic@example.com", PASSWORD).await;
+    let b = app.browser();
+    for _ in 0..5 {
+        b.post("/signup", &[("email", "vic@example.com"), ("password", PASSWORD)])
+            .await
+            .expect_redirect("/verify?email=vic%40example.com");
+    }
+    let taken = |app: &TestApp| {
+        app.mail
+            .to("vic@example.com")
+            .iter()
+            .filter(|m| m.subject.contains("already have"))
+            .count()
+    };
+    crate::support::eventually("two mails to the owner", || async { (taken(&app) == 2).then_some(()) }).await;
+
+    b.post("/signup", &[("email", "wen@example.com"), ("password", PASSWORD)])
+        .await;
+    b.login("wen@example.com", PASSWORD).await.expect_redirect("/verify");
+    for _ in 0..4 {
+        b.post("/verify/resend", &[])
+            .await
+            .expect_redirect("/verify?notice=code_sent");
+    }
+    let codes = |app: &TestApp| {
+        app.mail
+            .to("wen@example.com")
+            .into_iter()
+            .filter(|m| m.subject.contains("verification code"))
+            .collect::<Vec<_>>()
+    };
+    crate::support::eventually("three codes", || async { (codes(&app).len() == 3).then_some(()) }).await;
+    // A mail that arrives after the throttled ones would have: still three
+    // codes, two mails to the owner.
+    app.browser()
+        .post("/signup", &[("email", "xia@example.com"), ("password", PASSWORD)])
+        .await;
+    app.mail
+        .wait_for("xia@example.com", |m| m.subject.contains("verification code"))
+        .await;
+    assert_eq!(codes(&app).len(), 3);
+    assert_eq!(taken(&app), 2);
+    // The last code mailed still works (the throttled resends issued none).
+    let mut verified = false;
+    for mail in codes(&app) {
+        let page = b.post("/verify", &[("code", &mail.code())]).await;
+        if page.status == StatusCode::SEE_OTHER {
+            page.expect_redirect("/settings");
+            verified = true;
+            break;
+        }
+        page.expect(StatusCode::BAD_REQUEST, "not right");
+    }
+    assert!(verified, "a mailed code verifies");
     app.finish().await;
 }
 
@@ -764,5 +1090,46 @@ async fn expired_and_used_codes_are_refused(backend: Backend) {
         .await
         .expect(StatusCode::BAD_REQUEST, "Too many wrong codes");
     assert!(!store.account_by_email(&email).await.unwrap().unwrap().email_verified);
+    app.finish().await;
+}
+
+/// 40 wrong guesses of a mailed code at once: five are checked ("not
+/// right"), the rest refused, and the code is used up for the right one too.
+async fn concurrent_wrong_codes_are_checked_at_most_five_times(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let b = app.browser();
+    b.post("/signup", &[("email", "sam@example.com"), ("password", PASSWORD)])
+        .await;
+    let mail = app
+        .mail
+        .wait_for("sam@example.com", |m| m.subject.contains("verification code"))
+        .await;
+    b.login("sam@example.com", PASSWORD).await.expect_redirect("/verify");
+    let right = mail.code();
+    let wrong = if right == "000000" { "111111" } else { "000000" };
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(40));
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let (b, start) = (b.clone(), start.clone());
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            b.post("/verify", &[("code", wrong)]).await
+        }));
+    }
+    let (mut checked, mut refused) = (0, 0);
+    for task in tasks {
+        let page = task.await.unwrap();
+        assert_eq!(page.status, StatusCode::BAD_REQUEST);
+        if page.body.contains("not right") {
+            checked += 1;
+        } else {
+            page.expect(StatusCode::BAD_REQUEST, "Too many wrong codes");
+            refused += 1;
+        }
+    }
+    assert_eq!((checked, refused), (5, 35));
+    b.post("/verify", &[("code", &right)])
+        .await
+        .expect(StatusCode::BAD_REQUEST, "Too many wrong codes");
     app.finish().await;
 }

@@ -39,6 +39,7 @@ both_backends!(
     concurrent_payments_from_one_wallet,
     pin_reset_needs_a_fresh_login_of_the_same_person,
     wrong_pins_are_throttled,
+    concurrent_wrong_pins_are_checked_at_most_the_limit,
     notifications_are_signed_and_retried,
     admins_see_history_and_refund,
 );
@@ -897,6 +898,46 @@ async fn wrong_pins_are_throttled(backend: Backend) {
     }
     // Even the right PIN waits now.
     pay_with(&w, &b, hash, PIN)
+        .await
+        .expect(StatusCode::TOO_MANY_REQUESTS, "Too many wrong PINs");
+    assert_eq!(w.store.balance(&sub, "EUR").await.unwrap(), 1000);
+    w.finish().await;
+}
+
+/// 40 wrong PINs at once: the PIN is checked five times (five "Wrong
+/// PIN"), the other 35 are refused before any check.
+async fn concurrent_wrong_pins_are_checked_at_most_the_limit(backend: Backend) {
+    let w = World::new(backend).await;
+    let (b, broad, sub) = w.user("ian@example.com", &w.shop).await;
+    w.store.fund(&sub, 1000, "EUR").await.unwrap();
+    let contract = w.contract(&broad, "o1", 100).await;
+    let hash = contract["contract_hash"].as_str().unwrap().to_owned();
+    first_purchase_setup(&w, &b, &contract).await;
+    let page = get(&b, &w.pay(&format!("/contracts/{hash}"))).await;
+    let csrf = page.input_value("csrf").unwrap();
+    let url = w.pay(&format!("/contracts/{hash}/pay"));
+    let start = Arc::new(tokio::sync::Barrier::new(40));
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let (b, url, csrf, start) = (b.clone(), url.clone(), csrf.clone(), Arc::clone(&start));
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            post(&b, &url, &[("csrf", &csrf), ("pin", "111112")]).await
+        }));
+    }
+    let mut statuses = HashMap::new();
+    for task in tasks {
+        let page = task.await.unwrap();
+        if page.status == StatusCode::BAD_REQUEST {
+            page.expect(StatusCode::BAD_REQUEST, "Wrong PIN");
+        } else {
+            page.expect(StatusCode::TOO_MANY_REQUESTS, "Too many wrong PINs");
+        }
+        *statuses.entry(page.status.as_u16()).or_insert(0) += 1;
+    }
+    assert_eq!(statuses, HashMap::from([(400, 5), (429, 35)]), "checked five times");
+    // The limit is used up: even the right PIN waits, and nothing was paid.
+    pay_with(&w, &b, &hash, PIN)
         .await
         .expect(StatusCode::TOO_MANY_REQUESTS, "Too many wrong PINs");
     assert_eq!(w.store.balance(&sub, "EUR").await.unwrap(), 1000);

@@ -2,8 +2,8 @@
 //! again), and log out.
 //!
 //! Login is throttled per account and per address with counters in the
-//! store; a wrong password and an unknown email get the same answer in the
-//! same time.
+//! store, each attempt reserved before the password is checked; a wrong
+//! password and an unknown email get the same answer in the same time.
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -13,13 +13,14 @@ use serde::Deserialize;
 
 use gatehouse_core::audit::{AuditEvent, AuditKind};
 use gatehouse_core::session::{AuthMethod, SessionSelector, SessionState};
-use gatehouse_core::throttle::{self, Decision};
+use gatehouse_core::throttle;
 use gatehouse_core::{Email, Secret, Timestamp};
 
 use super::render::{LoginPage, notice, render};
 use super::{current, start_session, verify_password};
 use crate::AppState;
 use crate::error::AppError;
+use crate::throttle::Reservation;
 use crate::web::client::Client;
 use crate::web::cookies;
 use crate::web::csrf::{CsrfForm, CsrfToken, NoFields};
@@ -108,32 +109,37 @@ pub async fn submit(
         return Ok(fail(StatusCode::BAD_REQUEST, "Enter your password.".to_owned()));
     }
 
-    // Throttle before doing any work for the attempt.
+    // Reserve the attempt before doing any work for it: at most the limit
+    // is ever checked, however many arrive at once.
+    // The address first: a refused address touches no account's counter, so
+    // a flood of made-up emails adds no rows.
     let account_key = throttle::account_key(&email);
-    let address_key = throttle::address_key(&actor.ip);
-    let decision = throttle::combine(
-        throttle::PER_ACCOUNT.decide(state.store.throttle_window(&account_key).await?, now),
-        throttle::PER_ADDRESS.decide(state.store.throttle_window(&address_key).await?, now),
-    );
-    if let Decision::Throttled { retry_after_secs } = decision {
-        state.metrics.login("throttled");
-        let audit = AuditEvent::new(AuditKind::LoginFailed, None, &actor, now)
-            .failed("throttled")
-            .with_detail(serde_json::json!({ "reason": "throttled", "email": email }));
-        state.store.append_audit(&audit).await?;
-        let minutes = throttle::minutes(retry_after_secs);
-        let mut response = fail(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "Too many attempts. Try again in {minutes} minute{}.",
-                if minutes == 1 { "" } else { "s" }
-            ),
-        );
-        if let Ok(v) = retry_after_secs.to_string().parse() {
-            response.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+    let counters = [
+        (throttle::address_key(&actor.ip), throttle::PER_ADDRESS),
+        (account_key.clone(), throttle::PER_ACCOUNT),
+    ];
+    let reserved = match crate::throttle::reserve(state.store.as_ref(), &counters, now).await? {
+        Reservation::Reserved(r) => r,
+        Reservation::Refused { retry_after_secs } => {
+            state.metrics.login("throttled");
+            let audit = AuditEvent::new(AuditKind::LoginFailed, None, &actor, now)
+                .failed("throttled")
+                .with_detail(serde_json::json!({ "reason": "throttled", "email": email }));
+            state.store.append_audit(&audit).await?;
+            let minutes = throttle::minutes(retry_after_secs);
+            let mut response = fail(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "Too many attempts. Try again in {minutes} minute{}.",
+                    if minutes == 1 { "" } else { "s" }
+                ),
+            );
+            if let Ok(v) = retry_after_secs.to_string().parse() {
+                response.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+            }
+            return Ok(response);
         }
-        return Ok(response);
-    }
+    };
 
     let account = state.store.account_by_email(&email).await?;
     let stored = account.as_ref().map(|a| a.password_hash.clone());
@@ -146,15 +152,8 @@ pub async fn submit(
             } else {
                 "unknown_account"
             };
+            // The reserved attempts stay counted: they are the failures.
             state.metrics.login(reason);
-            state
-                .store
-                .throttle_fail(&account_key, now, throttle::PER_ACCOUNT.window_secs)
-                .await?;
-            state
-                .store
-                .throttle_fail(&address_key, now, throttle::PER_ADDRESS.window_secs)
-                .await?;
             let audit = AuditEvent::new(AuditKind::LoginFailed, other.as_ref().map(|a| &a.id), &actor, now)
                 .failed(reason)
                 .with_detail(serde_json::json!({ "reason": reason, "email": email }));
@@ -165,6 +164,9 @@ pub async fn submit(
             ));
         }
     };
+    // The right password: its reservations are given back, and the account's
+    // earlier failures are forgiven (its counter is cleared).
+    crate::throttle::release(state.store.as_ref(), reserved).await?;
     state.store.throttle_clear(&account_key).await?;
     // The right password, but an administrator banned or suspended the account.
     let bans = state.store.bans_of(&account.id).await?;

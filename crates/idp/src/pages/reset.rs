@@ -1,7 +1,9 @@
 //! Password reset by email. The answer to a reset request is the same
-//! whether or not the address has an account. Completing a reset does not
-//! end the account's other sessions: it marks them as needing the password
-//! again, and each resumes once it is entered.
+//! whether or not the address has an account, and so is the work before it:
+//! what depends on the account happens after the answer. Reset mail is
+//! throttled per address and per client, with the same answer. Completing a
+//! reset does not end the account's other sessions: it marks them as
+//! needing the password again, and each resumes once it is entered.
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -9,7 +11,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
 use serde::Deserialize;
 
-use gatehouse_core::audit::{AuditEvent, AuditKind};
+use gatehouse_core::audit::{Actor, AuditEvent, AuditKind};
 use gatehouse_core::code::{CodeEffect, CodeError, CodePurpose, OneTimeCode};
 use gatehouse_core::{Email, Secret, Timestamp, password};
 use gatehouse_store::Redeemed;
@@ -69,27 +71,49 @@ pub async fn submit(
             ));
         }
     };
-    match state.store.account_by_email(&email).await? {
+    // The same work for every address, known or not: the mail counters
+    // (per client address and per target, whether or not it has an account)
+    // are reserved here, and everything that depends on the account (the
+    // lookup, the code, its audit event, the mail) happens in a task after
+    // the answer. A throttled request answers the same; no mail is sent, and
+    // no task is started (so a flood queues no work behind its answers).
+    let redirect = Redirect::to(&format!("/reset/sent?email={}", q(email.as_str()))).into_response();
+    if crate::throttle::may_mail(state.store.as_ref(), &email, &actor.ip, now).await? {
+        tokio::spawn(async move {
+            if let Err(e) = request_reset(&state, &email, &actor, now).await {
+                tracing::error!(error = %e, "password reset request failed");
+            }
+        });
+    } else {
+        let audit = AuditEvent::new(AuditKind::PasswordResetRequested, None, &actor, now)
+            .failed("throttled")
+            .with_detail(serde_json::json!({ "reason": "throttled", "email": email }));
+        state.store.append_audit(&audit).await?;
+    }
+    Ok(redirect)
+}
+
+/// What a reset request does behind its answer.
+async fn request_reset(state: &AppState, email: &Email, actor: &Actor, now: Timestamp) -> Result<(), AppError> {
+    match state.store.account_by_email(email).await? {
         Some(account) => {
             let issued = OneTimeCode::issue(CodePurpose::ResetPassword, account.id.clone(), email.clone(), now);
-            let audit = AuditEvent::new(AuditKind::PasswordResetRequested, Some(&account.id), &actor, now)
+            let audit = AuditEvent::new(AuditKind::PasswordResetRequested, Some(&account.id), actor, now)
                 .with_detail(serde_json::json!({ "email": email }));
             state.store.insert_code(&issued.record, Some(&audit)).await?;
             let link = state
                 .settings
                 .url(&format!("/reset/link?token={}", issued.link_token.expose()));
-            state
-                .mailer
-                .send(&email, render_mail(&templates::Reset { link: &link }));
+            state.mailer.send(email, render_mail(&templates::Reset { link: &link }));
         }
         None => {
-            let audit = AuditEvent::new(AuditKind::PasswordResetRequested, None, &actor, now)
+            let audit = AuditEvent::new(AuditKind::PasswordResetRequested, None, actor, now)
                 .failed("unknown_account")
                 .with_detail(serde_json::json!({ "reason": "unknown_account", "email": email }));
             state.store.append_audit(&audit).await?;
         }
     }
-    Ok(Redirect::to(&format!("/reset/sent?email={}", q(email.as_str()))).into_response())
+    Ok(())
 }
 
 pub async fn sent(Query(query): Query<EmailQuery>) -> Response {

@@ -3,7 +3,10 @@
 //! Sign-up answers the same whether or not the email already has an account:
 //! a taken address gets a mail saying so instead of a new account, and the
 //! page always says "check your email". Verification does not sign anyone
-//! in: a person who verifies without a session signs in next.
+//! in: a person who verifies without a session signs in next. Without a
+//! session, `POST /verify` answers every failure the same way, for any
+//! address, and does the same work. Mail is throttled per address and per
+//! client (`crate::throttle::may_mail`).
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -108,10 +111,16 @@ pub async fn submit(
     };
     let audit = AuditEvent::new(AuditKind::SignUp, Some(&account.id), &actor, now)
         .with_detail(serde_json::json!({ "email": email }));
+    // Mail is throttled per address and per client, counted the same way for
+    // a new and a taken address; a throttled sign-up answers the same, and
+    // only the mail is not sent (a new account can ask for its code again).
+    let may_mail = crate::throttle::may_mail(state.store.as_ref(), &email, &actor.ip, now).await?;
     match state.store.create_account(&account, &audit).await {
         Ok(()) => {
             state.metrics.signups.inc();
-            send_verification(&state, &account.id, &email, now).await?;
+            if may_mail {
+                send_verification(&state, &account.id, &email, now).await?;
+            }
         }
         Err(StoreError::Conflict(_)) => {
             let existing = state.store.account_by_email(&email).await?.map(|a| a.id);
@@ -119,15 +128,17 @@ pub async fn submit(
                 .failed("email_taken")
                 .with_detail(serde_json::json!({ "reason": "email_taken", "email": email }));
             state.store.append_audit(&audit).await?;
-            let login_link = state.settings.url(&format!("/login?email={}", q(email.as_str())));
-            let reset_link = state.settings.url(&format!("/reset?email={}", q(email.as_str())));
-            state.mailer.send(
-                &email,
-                render_mail(&templates::AlreadyRegistered {
-                    login_link: &login_link,
-                    reset_link: &reset_link,
-                }),
-            );
+            if may_mail {
+                let login_link = state.settings.url(&format!("/login?email={}", q(email.as_str())));
+                let reset_link = state.settings.url(&format!("/reset?email={}", q(email.as_str())));
+                state.mailer.send(
+                    &email,
+                    render_mail(&templates::AlreadyRegistered {
+                        login_link: &login_link,
+                        reset_link: &reset_link,
+                    }),
+                );
+            }
         }
         Err(e) => return Err(e.into()),
     }
@@ -211,18 +222,7 @@ pub async fn verify_code(
 ) -> Result<Response, AppError> {
     let now = Timestamp::now();
     let signed_in = current(&state, &jar, now).await?;
-    let account = match &signed_in {
-        Some(c) => Some(c.account.clone()),
-        None => match Email::parse(&form.email) {
-            Ok(email) => state.store.account_by_email(&email).await?,
-            Err(_) => None,
-        },
-    };
-    let shown_email = account
-        .as_ref()
-        .map(|a| a.email.to_string())
-        .unwrap_or_else(|| form.email.trim().to_owned());
-    let fail = |error: CodeError| {
+    let fail = |error: CodeError, shown_email: &str| {
         let message = if signed_in.is_some() {
             error.to_string()
         } else {
@@ -232,7 +232,7 @@ pub async fn verify_code(
             StatusCode::BAD_REQUEST,
             &VerifyPage {
                 csrf: csrf.value(),
-                email: &shown_email,
+                email: shown_email,
                 next: &safe_next(form.next.as_deref()).unwrap_or_default(),
                 signed_in: signed_in.is_some(),
                 notice: None,
@@ -240,35 +240,108 @@ pub async fn verify_code(
             },
         )
     };
-    let Some(account) = account else {
-        return Ok(fail(CodeError::Wrong));
-    };
-    if account.is_ready() {
-        return Ok(Redirect::to("/settings").into_response());
-    }
-    let Some(code) = state.store.latest_code(&account.id, CodePurpose::VerifyEmail).await? else {
-        return Ok(fail(CodeError::Wrong));
-    };
-    if let Err(e) = code.check_code(&form.code, now) {
-        if e == CodeError::Wrong {
-            state.store.count_code_attempt(&code.id).await?;
+    let account = match &signed_in {
+        Some(c) if c.account.is_ready() => return Ok(Redirect::to("/settings").into_response()),
+        Some(c) => c.account.clone(),
+        None => {
+            // Nobody signed in: every failure is the same page, showing the
+            // address as typed, and the work is the same whether the address
+            // has an account, a verified one or none (see `anonymous_code`).
+            let shown_email = form.email.trim();
+            return Ok(match anonymous_code(&state, &form, now).await? {
+                Some((account, code)) => match redeem(&state, &actor, &account, &code, now).await? {
+                    Ok(()) => after_verification(false, &account.email, form.next.as_deref()),
+                    Err(e) => fail(e, shown_email),
+                },
+                None => fail(CodeError::Wrong, shown_email),
+            });
         }
-        return Ok(fail(e));
+    };
+    let shown_email = account.email.to_string();
+    let Some(code) = state.store.latest_code(&account.id, CodePurpose::VerifyEmail).await? else {
+        return Ok(fail(CodeError::Wrong, &shown_email));
+    };
+    // Reserve the guess before checking it: at most `MAX_ATTEMPTS` are ever
+    // checked, however many arrive at once.
+    if let Err(e) = code.check_usable(now) {
+        return Ok(fail(e, &shown_email));
     }
-    let audit = AuditEvent::new(AuditKind::EmailVerified, Some(&account.id), &actor, now)
-        .with_detail(serde_json::json!({ "email": code.email, "by": "code" }));
-    match state
+    if !state.store.reserve_code_attempt(&code.id).await? {
+        return Ok(fail(CodeError::TooManyAttempts, &shown_email));
+    }
+    if let Err(e) = code.check_code(&form.code, now) {
+        return Ok(fail(e, &shown_email));
+    }
+    Ok(match redeem(&state, &actor, &account, &code, now).await? {
+        Ok(()) => after_verification(true, &account.email, form.next.as_deref()),
+        Err(e) => fail(e, &shown_email),
+    })
+}
+
+/// The unverified account and its code that the anonymous form's address
+/// and code name, if the code is right. The store and the hashing do the
+/// same work for every address: one account lookup, one code lookup (for a
+/// verified or unknown address, of an id that names nothing), one guess
+/// reserved (the same statement, changing no row), one code checked (a
+/// throwaway one). Only a code of the right shape gets this far, for any
+/// address.
+async fn anonymous_code(
+    state: &AppState,
+    form: &CodeForm,
+    now: Timestamp,
+) -> Result<Option<(Account, OneTimeCode)>, AppError> {
+    if gatehouse_core::code::normalise_code(&form.code).is_none() {
+        return Ok(None);
+    }
+    let account = match Email::parse(&form.email) {
+        Ok(email) => state.store.account_by_email(&email).await?,
+        Err(_) => None,
+    };
+    let account = account.filter(|a| !a.is_ready());
+    let nobody = AccountId::generate();
+    let code = state
         .store
-        .redeem_code(&code, &CodeEffect::VerifyEmail, now, &audit)
-        .await?
-    {
-        Redeemed::Done => Ok(after_verification(
-            signed_in.is_some(),
-            &account.email,
-            form.next.as_deref(),
-        )),
-        Redeemed::AlreadyUsed | Redeemed::EmailTaken => Ok(fail(CodeError::AlreadyUsed)),
-    }
+        .latest_code(account.as_ref().map_or(&nobody, |a| &a.id), CodePurpose::VerifyEmail)
+        .await?;
+    let throwaway = OneTimeCode::issue(
+        CodePurpose::VerifyEmail,
+        nobody.clone(),
+        Email::parse("nobody@example.com").map_err(|e| AppError::Internal(e.to_string()))?,
+        now,
+    )
+    .record;
+    let usable = code.as_ref().is_some_and(|c| c.check_usable(now).is_ok());
+    let reserved = state
+        .store
+        .reserve_code_attempt(code.as_ref().filter(|_| usable).map_or(&throwaway.id, |c| &c.id))
+        .await?;
+    let right = code.as_ref().unwrap_or(&throwaway).check_code(&form.code, now).is_ok();
+    Ok(match (account, code) {
+        (Some(account), Some(code)) if usable && reserved && right => Some((account, code)),
+        _ => None,
+    })
+}
+
+/// Redeems a checked verification code.
+async fn redeem(
+    state: &AppState,
+    actor: &gatehouse_core::audit::Actor,
+    account: &Account,
+    code: &OneTimeCode,
+    now: Timestamp,
+) -> Result<Result<(), CodeError>, AppError> {
+    let audit = AuditEvent::new(AuditKind::EmailVerified, Some(&account.id), actor, now)
+        .with_detail(serde_json::json!({ "email": code.email, "by": "code" }));
+    Ok(
+        match state
+            .store
+            .redeem_code(code, &CodeEffect::VerifyEmail, now, &audit)
+            .await?
+        {
+            Redeemed::Done => Ok(()),
+            Redeemed::AlreadyUsed | Redeemed::EmailTaken => Err(CodeError::AlreadyUsed),
+        },
+    )
 }
 
 fn after_verification(signed_in: bool, email: &Email, next: Option<&str>) -> Response {
@@ -380,9 +453,14 @@ fn link_error(e: CodeError) -> Response {
     error_page(StatusCode::BAD_REQUEST, "This link does not work", text)
 }
 
+/// A new code for the signed-in, unverified account. Throttled like every
+/// mail asked for by someone not yet proven (anyone can sign up with
+/// someone else's address and sign in): a throttled request answers the
+/// same, and no new code is issued, so the last one mailed still works.
 pub async fn resend(
     State(state): State<AppState>,
     jar: CookieJar,
+    Client(actor): Client,
     CsrfForm(_): CsrfForm<NoFields>,
 ) -> Result<Response, AppError> {
     let now = Timestamp::now();
@@ -392,6 +470,8 @@ pub async fn resend(
     if c.account.is_ready() {
         return Ok(Redirect::to("/settings").into_response());
     }
-    send_verification(&state, &c.account.id, &c.account.email, now).await?;
+    if crate::throttle::may_mail(state.store.as_ref(), &c.account.email, &actor.ip, now).await? {
+        send_verification(&state, &c.account.id, &c.account.email, now).await?;
+    }
     Ok(Redirect::to("/verify?notice=code_sent").into_response())
 }

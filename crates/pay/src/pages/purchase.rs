@@ -11,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use gatehouse_core::pay::contract::is_hash;
 use gatehouse_core::pay::notification::{PROOF_LIFETIME, PROOF_TYP};
 use gatehouse_core::pay::{PurchaseState, pin, terms};
-use gatehouse_core::throttle::Decision;
 use gatehouse_core::{OpaqueToken, Timestamp, TokenDigest};
 use serde::{Deserialize, Serialize};
 
@@ -299,23 +298,25 @@ pub async fn pay(State(state): State<PayState>, headers: HeaderMap, Path(hash): 
         let (true, true, Some(pin_hash)) = (agreed, has_pin, buyer.and_then(|b| b.pin_hash)) else {
             return Ok(see_other(&format!("/contracts/{hash}")));
         };
+        // Reserve the attempt before the PIN is checked: at most the limit
+        // is ever checked, however many arrive at once.
         let key = pin::throttle_key(&session.sub);
         let now = Timestamp::now();
-        let window = state.store.throttle_window(&key).await?;
-        if let Decision::Throttled { retry_after_secs } = pin::PER_USER.decide(window, now) {
+        let Some(reserved) = state.store.reserve_attempt(&key, now, pin::PER_USER).await? else {
+            let window = state.store.throttle_window(&key).await?;
             return Err(PageError::page(
                 StatusCode::TOO_MANY_REQUESTS,
                 "Too many wrong PINs",
                 format!(
                     "Too many wrong PINs. Try again in {} minutes, or reset your PIN.",
-                    gatehouse_core::throttle::minutes(retry_after_secs)
+                    gatehouse_core::throttle::minutes(pin::PER_USER.retry_after(window, now))
                 ),
             ));
-        }
+        };
         let ok = pin::well_formed(&form.pin) && verify_pin(form.pin, pin_hash).await?;
         if !ok {
-            let w = state.store.record_failure(&key, now, pin::PER_USER.window_secs).await?;
-            let detail = serde_json::json!({ "contract_hash": hash, "failures": w.failures });
+            // The reserved attempt stays counted: it is the failure.
+            let detail = serde_json::json!({ "contract_hash": hash, "failures": reserved.failures });
             state
                 .store
                 .audit(PayAuditKind::PinFailed, Some(&session.sub), detail, now)
@@ -330,6 +331,8 @@ pub async fn pay(State(state): State<PayState>, headers: HeaderMap, Path(hash): 
             )
             .await;
         }
+        // The right PIN clears the counter: its own reservation and earlier
+        // failures alike.
         state.store.clear_throttle(&key).await?;
         let purchase_id = uuid::Uuid::new_v4().simple().to_string();
         match state.store.pay(&contract, &purchase_id, now).await {

@@ -19,7 +19,7 @@ use gatehouse_core::Timestamp;
 use gatehouse_core::pay::ledger::TEST_FUNDING_SOURCE;
 use gatehouse_core::pay::notification::NotificationClaims;
 use gatehouse_core::pay::{ContractTerms, PurchaseState};
-use gatehouse_core::throttle::Window;
+use gatehouse_core::throttle::{Policy, Window};
 use serde::Serialize;
 
 #[macro_use]
@@ -262,9 +262,12 @@ pub trait PayStore: Send + Sync + 'static {
 
     // --- throttle
     async fn throttle_window(&self, key: &str) -> Result<Option<Window>, PayStoreError>;
-    /// Counts a failure in the current window (a new window if the last
-    /// one is over) and returns it.
-    async fn record_failure(&self, key: &str, now: Timestamp, window_secs: i64) -> Result<Window, PayStoreError>;
+    /// Reserves an attempt before the secret is checked, atomically: counts
+    /// it in the current window (a new window if the last one is over) if
+    /// fewer than `policy.max_failures` are counted, and returns the window;
+    /// `None` (nothing changed) if the window is full.
+    async fn reserve_attempt(&self, key: &str, now: Timestamp, policy: Policy)
+    -> Result<Option<Window>, PayStoreError>;
     async fn clear_throttle(&self, key: &str) -> Result<(), PayStoreError>;
 
     // --- contracts

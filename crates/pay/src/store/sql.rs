@@ -81,12 +81,16 @@ pub const SET_PIN: &str = "\
 
 pub const THROTTLE_WINDOW: &str = "SELECT window_started_at, failures FROM throttle WHERE key = $1";
 
-/// `$1` key, `$2` now, `$3` now - window length.
-pub const RECORD_FAILURE: &str = "\
+/// Reserves a PIN attempt in one atomic statement (as the IdP's
+/// `THROTTLE_RESERVE`). `$1` key, `$2` now, `$3` now - window length, `$4`
+/// the attempts a window allows; a full window is not updated and returns
+/// no row.
+pub const RESERVE_ATTEMPT: &str = "\
     INSERT INTO throttle (key, window_started_at, failures) VALUES ($1, $2, 1) \
     ON CONFLICT (key) DO UPDATE SET \
         failures = CASE WHEN throttle.window_started_at <= $3 THEN 1 ELSE throttle.failures + 1 END, \
         window_started_at = CASE WHEN throttle.window_started_at <= $3 THEN $2 ELSE throttle.window_started_at END \
+    WHERE throttle.window_started_at <= $3 OR throttle.failures < $4 \
     RETURNING window_started_at, failures";
 
 pub const CLEAR_THROTTLE: &str = "DELETE FROM throttle WHERE key = $1";

@@ -14,7 +14,7 @@ macro_rules! impl_pay_store {
             use gatehouse_core::Timestamp;
             use gatehouse_core::pay::ledger::{Movement, MovementKind};
             use gatehouse_core::pay::notification::{NotificationClaims, PurchaseEvent};
-            use gatehouse_core::throttle::Window;
+            use gatehouse_core::throttle::{Policy, Window};
 
             use $crate::store::sql;
             use $crate::store::{
@@ -286,22 +286,23 @@ macro_rules! impl_pay_store {
                     }))
                 }
 
-                async fn record_failure(
+                async fn reserve_attempt(
                     &self,
                     key: &str,
                     now: Timestamp,
-                    window_secs: i64,
-                ) -> Result<Window, PayStoreError> {
-                    let r = sqlx::query_as::<_, sql::WindowRow>(sql::RECORD_FAILURE)
+                    policy: Policy,
+                ) -> Result<Option<Window>, PayStoreError> {
+                    let row = sqlx::query_as::<_, sql::WindowRow>(sql::RESERVE_ATTEMPT)
                         .bind(key)
                         .bind(now.0)
-                        .bind(now.minus(window_secs).0)
-                        .fetch_one(&self.pool)
+                        .bind(now.minus(policy.window_secs).0)
+                        .bind(i64::from(policy.max_failures))
+                        .fetch_optional(&self.pool)
                         .await?;
-                    Ok(Window {
+                    Ok(row.map(|r| Window {
                         started_at: Timestamp(r.window_started_at),
                         failures: u32::try_from(r.failures).unwrap_or(u32::MAX),
-                    })
+                    }))
                 }
 
                 async fn clear_throttle(&self, key: &str) -> Result<(), PayStoreError> {
