@@ -2093,27 +2093,27 @@ async fn oauth_corrupt_rows_are_errors(db: Arc<TestDb>) {
         (
             "bad_json",
             "INSERT INTO clients VALUES ('bad_json', 'x', NULL, 'not json', '[]', '[]', \
-             '[\"authorization_code\"]', 'openid', FALSE, NULL, NULL, 'ES256', 1)",
+             '[\"authorization_code\"]', 'openid', FALSE, NULL, NULL, 'ES256', 1, '[]')",
         ),
         (
             "not_strings",
             "INSERT INTO clients VALUES ('not_strings', 'x', NULL, '[1, 2]', '[]', '[]', \
-             '[]', 'openid', FALSE, NULL, NULL, 'ES256', 2)",
+             '[]', 'openid', FALSE, NULL, NULL, 'ES256', 2, '[]')",
         ),
         (
             "bad_grant_type",
             "INSERT INTO clients VALUES ('bad_grant_type', 'x', NULL, '[]', '[]', '[]', \
-             '[\"implicit\"]', 'openid', FALSE, NULL, NULL, 'ES256', 3)",
+             '[\"implicit\"]', 'openid', FALSE, NULL, NULL, 'ES256', 3, '[]')",
         ),
         (
             "bad_alg",
             "INSERT INTO clients VALUES ('bad_alg', 'x', NULL, '[]', '[]', '[]', \
-             '[]', 'openid', FALSE, NULL, NULL, 'HS256', 4)",
+             '[]', 'openid', FALSE, NULL, NULL, 'HS256', 4, '[]')",
         ),
         (
             "bad_scopes",
             "INSERT INTO clients VALUES ('bad_scopes', 'x', NULL, '[]', '[]', '[]', \
-             '[]', 'a\"b', FALSE, NULL, NULL, 'ES256', 5)",
+             '[]', 'a\"b', FALSE, NULL, NULL, 'ES256', 5, '[]')",
         ),
     ] {
         db.raw(statement).await.unwrap();
