@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use url::Url;
 
 use gatehouse_idp::keys::InstanceSecret;
+use gatehouse_serve::{DEFAULT_LIMITS, Limits};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -34,6 +35,11 @@ pub struct Config {
     /// An outbox message (a back-channel logout token) not delivered this
     /// long after it was written is dead-lettered. Default 24 hours.
     pub outbox_max_age: std::time::Duration,
+    /// Slow clients and the connection cap on the IdP's port
+    /// (`GATEHOUSE_HEADER_READ_TIMEOUT`, `GATEHOUSE_BODY_TIMEOUT`,
+    /// `GATEHOUSE_KEEP_ALIVE_TIMEOUT`: seconds; `GATEHOUSE_MAX_CONNECTIONS`).
+    /// Defaults: [`gatehouse_serve::DEFAULT_LIMITS`].
+    pub limits: gatehouse_serve::Limits,
     /// The payments service, run by `gatehouse pay serve` (and by `gatehouse
     /// serve` beside the IdP when `pay_listen` is set).
     pub pay: PayConfig,
@@ -62,6 +68,10 @@ pub struct PayConfig {
     /// 32 bytes: `openssl rand -hex 32`); default `<data_dir>/pay-secret.key`.
     /// Instances sharing a payments database must share it.
     pub secret_key: Option<gatehouse_core::Secret<String>>,
+    /// The same limits as the IdP's, on its own port
+    /// (`GATEHOUSE_PAY_HEADER_READ_TIMEOUT`, `GATEHOUSE_PAY_BODY_TIMEOUT`,
+    /// `GATEHOUSE_PAY_KEEP_ALIVE_TIMEOUT`, `GATEHOUSE_PAY_MAX_CONNECTIONS`).
+    pub limits: gatehouse_serve::Limits,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -90,6 +100,10 @@ struct FileConfig {
     log_format: Option<String>,
     secret_key: Option<String>,
     outbox_max_age: Option<String>,
+    header_read_timeout: Option<String>,
+    body_timeout: Option<String>,
+    keep_alive_timeout: Option<String>,
+    max_connections: Option<String>,
     pay_listen: Option<String>,
     pay_public_url: Option<String>,
     pay_database_url: Option<String>,
@@ -97,11 +111,15 @@ struct FileConfig {
     pay_client_id: Option<String>,
     pay_client_secret: Option<String>,
     pay_secret_key: Option<String>,
+    pay_header_read_timeout: Option<String>,
+    pay_body_timeout: Option<String>,
+    pay_keep_alive_timeout: Option<String>,
+    pay_max_connections: Option<String>,
 }
 
 /// The environment variables we read; `GATEHOUSE_TEST_*` is left to the
 /// test suite.
-const ENV_KEYS: [&str; 16] = [
+const ENV_KEYS: [&str; 24] = [
     "GATEHOUSE_ISSUER",
     "GATEHOUSE_LISTEN",
     "GATEHOUSE_DATABASE_URL",
@@ -110,6 +128,10 @@ const ENV_KEYS: [&str; 16] = [
     "GATEHOUSE_LOG_FORMAT",
     "GATEHOUSE_SECRET_KEY",
     "GATEHOUSE_OUTBOX_MAX_AGE",
+    "GATEHOUSE_HEADER_READ_TIMEOUT",
+    "GATEHOUSE_BODY_TIMEOUT",
+    "GATEHOUSE_KEEP_ALIVE_TIMEOUT",
+    "GATEHOUSE_MAX_CONNECTIONS",
     "GATEHOUSE_PAY_LISTEN",
     "GATEHOUSE_PAY_PUBLIC_URL",
     "GATEHOUSE_PAY_DATABASE_URL",
@@ -117,6 +139,10 @@ const ENV_KEYS: [&str; 16] = [
     "GATEHOUSE_PAY_CLIENT_ID",
     "GATEHOUSE_PAY_CLIENT_SECRET",
     "GATEHOUSE_PAY_SECRET_KEY",
+    "GATEHOUSE_PAY_HEADER_READ_TIMEOUT",
+    "GATEHOUSE_PAY_BODY_TIMEOUT",
+    "GATEHOUSE_PAY_KEEP_ALIVE_TIMEOUT",
+    "GATEHOUSE_PAY_MAX_CONNECTIONS",
     // The log filter (tracing's EnvFilter syntax), read by `main`.
     "GATEHOUSE_LOG",
 ];
@@ -211,6 +237,60 @@ impl Config {
                 },
                 None => None,
             },
+            limits: Limits {
+                header_read_timeout: seconds(
+                    pick(
+                        "GATEHOUSE_PAY_HEADER_READ_TIMEOUT",
+                        "pay_header_read_timeout",
+                        &file.pay_header_read_timeout,
+                    ),
+                    DEFAULT_LIMITS.header_read_timeout,
+                )?,
+                body_timeout: seconds(
+                    pick("GATEHOUSE_PAY_BODY_TIMEOUT", "pay_body_timeout", &file.pay_body_timeout),
+                    DEFAULT_LIMITS.body_timeout,
+                )?,
+                keep_alive_timeout: seconds(
+                    pick(
+                        "GATEHOUSE_PAY_KEEP_ALIVE_TIMEOUT",
+                        "pay_keep_alive_timeout",
+                        &file.pay_keep_alive_timeout,
+                    ),
+                    DEFAULT_LIMITS.keep_alive_timeout,
+                )?,
+                max_connections: count(pick(
+                    "GATEHOUSE_PAY_MAX_CONNECTIONS",
+                    "pay_max_connections",
+                    &file.pay_max_connections,
+                ))?,
+            },
+        };
+        let limits = Limits {
+            header_read_timeout: seconds(
+                pick(
+                    "GATEHOUSE_HEADER_READ_TIMEOUT",
+                    "header_read_timeout",
+                    &file.header_read_timeout,
+                ),
+                DEFAULT_LIMITS.header_read_timeout,
+            )?,
+            body_timeout: seconds(
+                pick("GATEHOUSE_BODY_TIMEOUT", "body_timeout", &file.body_timeout),
+                DEFAULT_LIMITS.body_timeout,
+            )?,
+            keep_alive_timeout: seconds(
+                pick(
+                    "GATEHOUSE_KEEP_ALIVE_TIMEOUT",
+                    "keep_alive_timeout",
+                    &file.keep_alive_timeout,
+                ),
+                DEFAULT_LIMITS.keep_alive_timeout,
+            )?,
+            max_connections: count(pick(
+                "GATEHOUSE_MAX_CONNECTIONS",
+                "max_connections",
+                &file.max_connections,
+            ))?,
         };
         let smtp_url = match pick("GATEHOUSE_SMTP_URL", "smtp_url", &file.smtp_url) {
             Some((key, v)) => {
@@ -251,6 +331,7 @@ impl Config {
             log_format,
             secret_key,
             outbox_max_age,
+            limits,
             pay,
         })
     }
@@ -265,6 +346,28 @@ fn address(key: String, value: &str) -> Result<SocketAddr, ConfigError> {
     value
         .parse()
         .map_err(|_| error(key, format!("{value:?} is not an address:port such as 127.0.0.1:8080")))
+}
+
+/// A positive whole number of seconds, or `default`.
+fn seconds(value: Option<(String, String)>, default: std::time::Duration) -> Result<std::time::Duration, ConfigError> {
+    match value {
+        Some((key, v)) => match v.parse::<u64>() {
+            Ok(secs) if secs > 0 => Ok(std::time::Duration::from_secs(secs)),
+            _ => Err(error(key, format!("{v:?} is not a positive number of seconds"))),
+        },
+        None => Ok(default),
+    }
+}
+
+/// A positive count, or `None` for the default.
+fn count(value: Option<(String, String)>) -> Result<Option<usize>, ConfigError> {
+    match value {
+        Some((key, v)) => match v.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(Some(n)),
+            _ => Err(error(key, format!("{v:?} is not a positive number"))),
+        },
+        None => Ok(None),
+    }
 }
 
 fn database(key: String, value: String) -> Result<String, ConfigError> {
@@ -381,6 +484,55 @@ mod tests {
         for bad in ["0", "-1", "1h"] {
             let e = Config::from_sources(None, env(&[("GATEHOUSE_OUTBOX_MAX_AGE", bad)])).expect_err(bad);
             assert_eq!(e.key, "GATEHOUSE_OUTBOX_MAX_AGE");
+        }
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_their_own_keys() {
+        let c = Config::from_sources(None, env(&[])).expect("defaults");
+        assert_eq!(c.limits, DEFAULT_LIMITS);
+        assert_eq!(c.pay.limits, DEFAULT_LIMITS);
+        let c = Config::from_sources(
+            Some("header_read_timeout = \"3\"\nmax_connections = \"500\"\npay_body_timeout = \"7\""),
+            env(&[
+                ("GATEHOUSE_KEEP_ALIVE_TIMEOUT", "2"),
+                ("GATEHOUSE_BODY_TIMEOUT", "4"),
+                ("GATEHOUSE_PAY_MAX_CONNECTIONS", "50"),
+                ("GATEHOUSE_PAY_HEADER_READ_TIMEOUT", "6"),
+                ("GATEHOUSE_PAY_KEEP_ALIVE_TIMEOUT", "8"),
+            ]),
+        )
+        .expect("ok");
+        let secs = std::time::Duration::from_secs;
+        assert_eq!(
+            c.limits,
+            Limits {
+                header_read_timeout: secs(3),
+                body_timeout: secs(4),
+                keep_alive_timeout: secs(2),
+                max_connections: Some(500),
+            }
+        );
+        assert_eq!(
+            c.pay.limits,
+            Limits {
+                header_read_timeout: secs(6),
+                body_timeout: secs(7),
+                keep_alive_timeout: secs(8),
+                max_connections: Some(50),
+            }
+        );
+        for key in [
+            "GATEHOUSE_HEADER_READ_TIMEOUT",
+            "GATEHOUSE_BODY_TIMEOUT",
+            "GATEHOUSE_KEEP_ALIVE_TIMEOUT",
+            "GATEHOUSE_MAX_CONNECTIONS",
+            "GATEHOUSE_PAY_MAX_CONNECTIONS",
+        ] {
+            for bad in ["0", "-1", "ten"] {
+                let e = Config::from_sources(None, env(&[(key, bad)])).expect_err(bad);
+                assert_eq!(e.key, key);
+            }
         }
     }
 

@@ -108,14 +108,14 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let state = AppState::new(store.clone(), mailer(config, &issuer)?, settings, keys);
     let outbox = gatehouse_idp::outbox::spawn_worker(state.clone());
     gatehouse_idp::housekeeping::spawn(state.store.clone());
-    let app = gatehouse_idp::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = gatehouse_idp::router(state);
     let (stop, stopped) = oneshot::channel::<()>();
+    let limits = config.limits;
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
+        gatehouse_serve::serve(listener, app, limits, async {
+            let _ = stopped.await;
+        })
+        .await
     });
     tracing::info!(%addr, %issuer, "gatehouse is listening");
     Ok(Running {

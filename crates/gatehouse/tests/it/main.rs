@@ -20,4 +20,5 @@ mod oauth;
 mod ops;
 mod pay;
 mod relier;
+mod slow;
 mod story;

@@ -129,6 +129,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
         log_format: LogFormat::Human,
         secret_key: None,
         outbox_max_age: gatehouse_idp::outbox::DEFAULT_MAX_AGE,
+        limits: Default::default(),
         pay: Default::default(),
     };
     let mut config = config;
