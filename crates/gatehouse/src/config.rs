@@ -40,6 +40,10 @@ pub struct Config {
     /// `GATEHOUSE_KEEP_ALIVE_TIMEOUT`: seconds; `GATEHOUSE_MAX_CONNECTIONS`).
     /// Defaults: [`gatehouse_serve::DEFAULT_LIMITS`].
     pub limits: gatehouse_serve::Limits,
+    /// How long reliers may cache the JWKS (`GATEHOUSE_JWKS_MAX_AGE`,
+    /// seconds; default 300): a rotated key is published this long (and a
+    /// few seconds more) before it signs.
+    pub jwks_max_age: std::time::Duration,
     /// The payments service, run by `gatehouse pay serve` (and by `gatehouse
     /// serve` beside the IdP when `pay_listen` is set).
     pub pay: PayConfig,
@@ -104,6 +108,7 @@ struct FileConfig {
     body_timeout: Option<String>,
     keep_alive_timeout: Option<String>,
     max_connections: Option<String>,
+    jwks_max_age: Option<String>,
     pay_listen: Option<String>,
     pay_public_url: Option<String>,
     pay_database_url: Option<String>,
@@ -119,7 +124,7 @@ struct FileConfig {
 
 /// The environment variables we read; `GATEHOUSE_TEST_*` is left to the
 /// test suite.
-const ENV_KEYS: [&str; 24] = [
+const ENV_KEYS: [&str; 25] = [
     "GATEHOUSE_ISSUER",
     "GATEHOUSE_LISTEN",
     "GATEHOUSE_DATABASE_URL",
@@ -132,6 +137,7 @@ const ENV_KEYS: [&str; 24] = [
     "GATEHOUSE_BODY_TIMEOUT",
     "GATEHOUSE_KEEP_ALIVE_TIMEOUT",
     "GATEHOUSE_MAX_CONNECTIONS",
+    "GATEHOUSE_JWKS_MAX_AGE",
     "GATEHOUSE_PAY_LISTEN",
     "GATEHOUSE_PAY_PUBLIC_URL",
     "GATEHOUSE_PAY_DATABASE_URL",
@@ -292,6 +298,10 @@ impl Config {
                 &file.max_connections,
             ))?,
         };
+        let jwks_max_age = seconds(
+            pick("GATEHOUSE_JWKS_MAX_AGE", "jwks_max_age", &file.jwks_max_age),
+            gatehouse_idp::keys::DEFAULT_JWKS_MAX_AGE,
+        )?;
         let smtp_url = match pick("GATEHOUSE_SMTP_URL", "smtp_url", &file.smtp_url) {
             Some((key, v)) => {
                 let ok = Url::parse(&v).is_ok_and(|u| u.scheme() == "smtp" && u.host_str().is_some());
@@ -332,6 +342,7 @@ impl Config {
             secret_key,
             outbox_max_age,
             limits,
+            jwks_max_age,
             pay,
         })
     }
@@ -534,6 +545,18 @@ mod tests {
                 assert_eq!(e.key, key);
             }
         }
+    }
+
+    #[test]
+    fn jwks_max_age_is_positive_seconds() {
+        let c = Config::from_sources(None, env(&[])).expect("defaults");
+        assert_eq!(c.jwks_max_age, std::time::Duration::from_secs(300));
+        let c = Config::from_sources(Some("jwks_max_age = \"60\""), env(&[])).expect("file");
+        assert_eq!(c.jwks_max_age, std::time::Duration::from_secs(60));
+        let c = Config::from_sources(None, env(&[("GATEHOUSE_JWKS_MAX_AGE", "2")])).expect("env");
+        assert_eq!(c.jwks_max_age, std::time::Duration::from_secs(2));
+        let e = Config::from_sources(None, env(&[("GATEHOUSE_JWKS_MAX_AGE", "0")])).expect_err("zero");
+        assert_eq!(e.key, "GATEHOUSE_JWKS_MAX_AGE");
     }
 
     #[test]

@@ -99,12 +99,13 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         Some(issuer) => issuer.clone(),
         None => Url::parse(&format!("http://{addr}")).context("issuer from address")?,
     };
-    let keys = KeyRing::load(store.clone(), &instance_secret(config)?)
+    let keys = KeyRing::load_for(store.clone(), &instance_secret(config)?, config.jwks_max_age)
         .await
         .context("cannot load the signing keys")?;
     keys.spawn_refresher(gatehouse_idp::keys::REFRESH_INTERVAL);
     let mut settings = Settings::new(issuer.clone());
     settings.outbox_max_age = config.outbox_max_age;
+    settings.jwks_max_age = config.jwks_max_age;
     let state = AppState::new(store.clone(), mailer(config, &issuer)?, settings, keys);
     let outbox = gatehouse_idp::outbox::spawn_worker(state.clone());
     gatehouse_idp::housekeeping::spawn(state.store.clone());

@@ -21,6 +21,9 @@ pub struct Settings {
     /// An outbox message not delivered within this long after it was
     /// written is given up (dead-lettered).
     pub outbox_max_age: Duration,
+    /// How long reliers may cache the JWKS (`Cache-Control: max-age`); a
+    /// rotated key signs only once every such cache has seen it.
+    pub jwks_max_age: Duration,
 }
 
 impl Settings {
@@ -36,6 +39,7 @@ impl Settings {
             secure_cookies: !loopback_http,
             issuer,
             outbox_max_age: crate::outbox::DEFAULT_MAX_AGE,
+            jwks_max_age: crate::keys::DEFAULT_JWKS_MAX_AGE,
         }
     }
 
