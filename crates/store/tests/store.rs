@@ -1982,9 +1982,12 @@ async fn oauth_corrupt_rows_are_errors(db: Arc<TestDb>) {
         db.raw("DELETE FROM clients").await.unwrap();
     }
 
-    db.raw("INSERT INTO signing_keys VALUES ('k', 'none', '{}', 'x', 1, NULL)")
-        .await
-        .unwrap();
+    db.raw(
+        "INSERT INTO signing_keys (kid, alg, public_jwk, private_encrypted, created_at, retired_at) \
+         VALUES ('k', 'none', '{}', 'x', 1, NULL)",
+    )
+    .await
+    .unwrap();
     expect_corrupt(s.signing_keys().await.map(|_| ()), "signing key");
 
     let c = new_client(s, "Ok", T0).await;
