@@ -22,6 +22,7 @@ use crate::support::{Backend, ClientSpec, TestApp, TestDb, eventually, spawn_app
 both_backends!(
     thousands_of_slow_clients_do_not_stop_real_requests,
     connections_over_the_cap_are_refused_at_once,
+    a_head_or_body_trickled_byte_by_byte_is_cut_off_in_time,
     the_payments_service_cuts_off_slow_clients_too,
 );
 
@@ -247,6 +248,49 @@ async fn connections_over_the_cap_are_refused_at_once(backend: Backend) {
     for s in held {
         closed_by_server(s, Duration::from_secs(5)).await;
     }
+    app.finish().await;
+}
+
+/// A client that keeps sending a byte every 200 ms never stalls, yet its
+/// head, or its body, must still arrive whole in time: the deadlines are
+/// totals, not pauses.
+async fn a_head_or_body_trickled_byte_by_byte_is_cut_off_in_time(backend: Backend) {
+    let limits = limits(2, 2, 1, None);
+    let app = spawn_app_with(backend, |c| c.limits = limits).await;
+    let addr: SocketAddr = app.base.trim_start_matches("http://").parse().expect("addr");
+    let head = "GET /health/live HTTP/1.1\r\nhost: x\r\nuser-agent: ".to_owned() + &"s".repeat(100);
+    let body_head = "POST /token HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-www-form-urlencoded\r\n\
+                     content-length: 100\r\n\r\n";
+    for (first, trickled) in [
+        ("", head.as_str()),
+        (body_head, "grant_type=client_credentials&scope=x"),
+    ] {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        let started = Instant::now();
+        s.write_all(first.as_bytes()).await.expect("write");
+        let mut cut_after = None;
+        for byte in trickled.bytes() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if s.write_all(&[byte]).await.is_err() {
+                cut_after = Some(started.elapsed());
+                break;
+            }
+            let mut buf = [0u8; 1024];
+            match s.try_read(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                _ => {
+                    cut_after = Some(started.elapsed());
+                    break;
+                }
+            }
+        }
+        let after = cut_after.unwrap_or_else(|| panic!("a trickle of {} bytes was never cut off", trickled.len()));
+        assert!(
+            after >= Duration::from_secs(2) - SLACK && after < Duration::from_secs(5),
+            "cut off after {after:?}"
+        );
+    }
+    health_answers_within_a_second(&app.base).await;
     app.finish().await;
 }
 
