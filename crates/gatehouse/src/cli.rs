@@ -78,12 +78,18 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Add a new signing key, which signs from now on (running servers
-    /// switch within seconds); the previous key of the algorithm stays
-    /// published until everything it signed has expired.
+    /// Add a new signing key. It is published at once and signs once every
+    /// cached JWKS has it (the JWKS max-age and a few seconds later); the
+    /// previous key of the algorithm signs until then and stays published
+    /// until everything it signed has expired.
     Rotate {
         #[arg(long, default_value = "ES256", value_parser = ["ES256", "EdDSA", "RS256"])]
         alg: String,
+        /// For a compromised key: the new key signs at once (running servers
+        /// switch within seconds) and the older keys of the algorithm leave
+        /// the JWKS at once, so nothing they signed verifies any more.
+        #[arg(long)]
+        now: bool,
     },
 }
 
@@ -245,7 +251,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             // A ban everywhere ends the sessions: their clients get
             // back-channel logout tokens; the account's clients (or the one
             // client) get security events. A running server delivers them.
-            let keys = keys::KeyRing::load(store.clone(), &server::instance_secret(&config)?)
+            let keys = keys::KeyRing::load_for(store.clone(), &server::instance_secret(&config)?, config.jwks_max_age)
                 .await
                 .context("cannot load the signing keys")?;
             let issuer = cli_issuer(&config);
@@ -290,7 +296,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             command: UserCommand::Unban { uid, client },
         } => {
             let store = server::open_store(&config).await?;
-            let keys = keys::KeyRing::load(store.clone(), &server::instance_secret(&config)?)
+            let keys = keys::KeyRing::load_for(store.clone(), &server::instance_secret(&config)?, config.jwks_max_age)
                 .await
                 .context("cannot load the signing keys")?;
             let issuer = cli_issuer(&config);
@@ -319,22 +325,47 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys {
-            command: KeysCommand::Rotate { alg },
+            command: KeysCommand::Rotate { alg, now },
         } => {
             let alg = SigningAlg::parse(&alg).with_context(|| format!("--alg: unknown algorithm {alg:?}"))?;
             let store = server::open_store(&config).await?;
             let secret = server::instance_secret(&config)?;
-            let rotated = keys::rotate(store.as_ref(), &secret, alg, Timestamp::now()).await?;
-            report(
-                cli.json,
-                &json!({ "kid": rotated.kid, "alg": alg.as_str() }),
-                &format!(
+            let how = if now {
+                keys::Rotation::Now
+            } else {
+                keys::Rotation::Prepublish {
+                    jwks_max_age: config.jwks_max_age,
+                }
+            };
+            let rotated = keys::rotate(store.as_ref(), &secret, alg, Timestamp::now(), how).await?;
+            let text = if now {
+                format!(
                     "New {} signing key {}: it signs from now on (running servers switch within seconds). \
-                     The previous one stays published for {} minutes.",
+                     The previous ones are withdrawn ({}): nothing they signed verifies any more.",
                     alg.as_str(),
                     rotated.kid,
+                    rotated.withdrawn
+                )
+            } else {
+                format!(
+                    "New {} signing key {}: published now, it signs from {} UTC (running servers switch \
+                     within seconds after). The previous one signs until then and stays published for {} \
+                     minutes after.",
+                    alg.as_str(),
+                    rotated.kid,
+                    gatehouse_core::time::format_utc(rotated.signs_from),
                     RETIRED_KEY_GRACE / 60
-                ),
+                )
+            };
+            report(
+                cli.json,
+                &json!({
+                    "kid": rotated.kid,
+                    "alg": alg.as_str(),
+                    "signs_from": rotated.signs_from.0,
+                    "withdrawn": rotated.withdrawn,
+                }),
+                &text,
             );
             Ok(())
         }

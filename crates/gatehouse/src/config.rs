@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use url::Url;
 
 use gatehouse_idp::keys::InstanceSecret;
+use gatehouse_serve::{DEFAULT_LIMITS, Limits};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -37,6 +38,15 @@ pub struct Config {
     /// How long a back-channel logout token is valid (`exp` after `iat`).
     /// Each delivery attempt sends one signed for it. Default 120 seconds.
     pub logout_token_lifetime: std::time::Duration,
+    /// Slow clients and the connection cap on the IdP's port
+    /// (`GATEHOUSE_HEADER_READ_TIMEOUT`, `GATEHOUSE_BODY_TIMEOUT`,
+    /// `GATEHOUSE_KEEP_ALIVE_TIMEOUT`: seconds; `GATEHOUSE_MAX_CONNECTIONS`).
+    /// Defaults: [`gatehouse_serve::DEFAULT_LIMITS`].
+    pub limits: gatehouse_serve::Limits,
+    /// How long reliers may cache the JWKS (`GATEHOUSE_JWKS_MAX_AGE`,
+    /// seconds; default 300): a rotated key is published this long (and a
+    /// few seconds more) before it signs.
+    pub jwks_max_age: std::time::Duration,
     /// The payments service, run by `gatehouse pay serve` (and by `gatehouse
     /// serve` beside the IdP when `pay_listen` is set).
     pub pay: PayConfig,
@@ -65,6 +75,10 @@ pub struct PayConfig {
     /// 32 bytes: `openssl rand -hex 32`); default `<data_dir>/pay-secret.key`.
     /// Instances sharing a payments database must share it.
     pub secret_key: Option<gatehouse_core::Secret<String>>,
+    /// The same limits as the IdP's, on its own port
+    /// (`GATEHOUSE_PAY_HEADER_READ_TIMEOUT`, `GATEHOUSE_PAY_BODY_TIMEOUT`,
+    /// `GATEHOUSE_PAY_KEEP_ALIVE_TIMEOUT`, `GATEHOUSE_PAY_MAX_CONNECTIONS`).
+    pub limits: gatehouse_serve::Limits,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -94,6 +108,11 @@ struct FileConfig {
     secret_key: Option<String>,
     outbox_max_age: Option<String>,
     logout_token_lifetime: Option<String>,
+    header_read_timeout: Option<String>,
+    body_timeout: Option<String>,
+    keep_alive_timeout: Option<String>,
+    max_connections: Option<String>,
+    jwks_max_age: Option<String>,
     pay_listen: Option<String>,
     pay_public_url: Option<String>,
     pay_database_url: Option<String>,
@@ -101,11 +120,15 @@ struct FileConfig {
     pay_client_id: Option<String>,
     pay_client_secret: Option<String>,
     pay_secret_key: Option<String>,
+    pay_header_read_timeout: Option<String>,
+    pay_body_timeout: Option<String>,
+    pay_keep_alive_timeout: Option<String>,
+    pay_max_connections: Option<String>,
 }
 
 /// The environment variables we read; `GATEHOUSE_TEST_*` is left to the
 /// test suite.
-const ENV_KEYS: [&str; 17] = [
+const ENV_KEYS: [&str; 26] = [
     "GATEHOUSE_ISSUER",
     "GATEHOUSE_LISTEN",
     "GATEHOUSE_DATABASE_URL",
@@ -115,6 +138,11 @@ const ENV_KEYS: [&str; 17] = [
     "GATEHOUSE_SECRET_KEY",
     "GATEHOUSE_OUTBOX_MAX_AGE",
     "GATEHOUSE_LOGOUT_TOKEN_LIFETIME",
+    "GATEHOUSE_HEADER_READ_TIMEOUT",
+    "GATEHOUSE_BODY_TIMEOUT",
+    "GATEHOUSE_KEEP_ALIVE_TIMEOUT",
+    "GATEHOUSE_MAX_CONNECTIONS",
+    "GATEHOUSE_JWKS_MAX_AGE",
     "GATEHOUSE_PAY_LISTEN",
     "GATEHOUSE_PAY_PUBLIC_URL",
     "GATEHOUSE_PAY_DATABASE_URL",
@@ -122,6 +150,10 @@ const ENV_KEYS: [&str; 17] = [
     "GATEHOUSE_PAY_CLIENT_ID",
     "GATEHOUSE_PAY_CLIENT_SECRET",
     "GATEHOUSE_PAY_SECRET_KEY",
+    "GATEHOUSE_PAY_HEADER_READ_TIMEOUT",
+    "GATEHOUSE_PAY_BODY_TIMEOUT",
+    "GATEHOUSE_PAY_KEEP_ALIVE_TIMEOUT",
+    "GATEHOUSE_PAY_MAX_CONNECTIONS",
     // The log filter (tracing's EnvFilter syntax), read by `main`.
     "GATEHOUSE_LOG",
 ];
@@ -216,7 +248,65 @@ impl Config {
                 },
                 None => None,
             },
+            limits: Limits {
+                header_read_timeout: seconds(
+                    pick(
+                        "GATEHOUSE_PAY_HEADER_READ_TIMEOUT",
+                        "pay_header_read_timeout",
+                        &file.pay_header_read_timeout,
+                    ),
+                    DEFAULT_LIMITS.header_read_timeout,
+                )?,
+                body_timeout: seconds(
+                    pick("GATEHOUSE_PAY_BODY_TIMEOUT", "pay_body_timeout", &file.pay_body_timeout),
+                    DEFAULT_LIMITS.body_timeout,
+                )?,
+                keep_alive_timeout: seconds(
+                    pick(
+                        "GATEHOUSE_PAY_KEEP_ALIVE_TIMEOUT",
+                        "pay_keep_alive_timeout",
+                        &file.pay_keep_alive_timeout,
+                    ),
+                    DEFAULT_LIMITS.keep_alive_timeout,
+                )?,
+                max_connections: count(pick(
+                    "GATEHOUSE_PAY_MAX_CONNECTIONS",
+                    "pay_max_connections",
+                    &file.pay_max_connections,
+                ))?,
+            },
         };
+        let limits = Limits {
+            header_read_timeout: seconds(
+                pick(
+                    "GATEHOUSE_HEADER_READ_TIMEOUT",
+                    "header_read_timeout",
+                    &file.header_read_timeout,
+                ),
+                DEFAULT_LIMITS.header_read_timeout,
+            )?,
+            body_timeout: seconds(
+                pick("GATEHOUSE_BODY_TIMEOUT", "body_timeout", &file.body_timeout),
+                DEFAULT_LIMITS.body_timeout,
+            )?,
+            keep_alive_timeout: seconds(
+                pick(
+                    "GATEHOUSE_KEEP_ALIVE_TIMEOUT",
+                    "keep_alive_timeout",
+                    &file.keep_alive_timeout,
+                ),
+                DEFAULT_LIMITS.keep_alive_timeout,
+            )?,
+            max_connections: count(pick(
+                "GATEHOUSE_MAX_CONNECTIONS",
+                "max_connections",
+                &file.max_connections,
+            ))?,
+        };
+        let jwks_max_age = seconds(
+            pick("GATEHOUSE_JWKS_MAX_AGE", "jwks_max_age", &file.jwks_max_age),
+            gatehouse_idp::keys::DEFAULT_JWKS_MAX_AGE,
+        )?;
         let smtp_url = match pick("GATEHOUSE_SMTP_URL", "smtp_url", &file.smtp_url) {
             Some((key, v)) => {
                 let ok = Url::parse(&v).is_ok_and(|u| u.scheme() == "smtp" && u.host_str().is_some());
@@ -268,6 +358,8 @@ impl Config {
             secret_key,
             outbox_max_age,
             logout_token_lifetime,
+            limits,
+            jwks_max_age,
             pay,
         })
     }
@@ -282,6 +374,28 @@ fn address(key: String, value: &str) -> Result<SocketAddr, ConfigError> {
     value
         .parse()
         .map_err(|_| error(key, format!("{value:?} is not an address:port such as 127.0.0.1:8080")))
+}
+
+/// A positive whole number of seconds, or `default`.
+fn seconds(value: Option<(String, String)>, default: std::time::Duration) -> Result<std::time::Duration, ConfigError> {
+    match value {
+        Some((key, v)) => match v.parse::<u64>() {
+            Ok(secs) if secs > 0 => Ok(std::time::Duration::from_secs(secs)),
+            _ => Err(error(key, format!("{v:?} is not a positive number of seconds"))),
+        },
+        None => Ok(default),
+    }
+}
+
+/// A positive count, or `None` for the default.
+fn count(value: Option<(String, String)>) -> Result<Option<usize>, ConfigError> {
+    match value {
+        Some((key, v)) => match v.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(Some(n)),
+            _ => Err(error(key, format!("{v:?} is not a positive number"))),
+        },
+        None => Ok(None),
+    }
 }
 
 fn database(key: String, value: String) -> Result<String, ConfigError> {
@@ -416,6 +530,67 @@ mod tests {
             let e = Config::from_sources(None, env(&[("GATEHOUSE_LOGOUT_TOKEN_LIFETIME", bad)])).expect_err(bad);
             assert_eq!(e.key, "GATEHOUSE_LOGOUT_TOKEN_LIFETIME");
         }
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_their_own_keys() {
+        let c = Config::from_sources(None, env(&[])).expect("defaults");
+        assert_eq!(c.limits, DEFAULT_LIMITS);
+        assert_eq!(c.pay.limits, DEFAULT_LIMITS);
+        let c = Config::from_sources(
+            Some("header_read_timeout = \"3\"\nmax_connections = \"500\"\npay_body_timeout = \"7\""),
+            env(&[
+                ("GATEHOUSE_KEEP_ALIVE_TIMEOUT", "2"),
+                ("GATEHOUSE_BODY_TIMEOUT", "4"),
+                ("GATEHOUSE_PAY_MAX_CONNECTIONS", "50"),
+                ("GATEHOUSE_PAY_HEADER_READ_TIMEOUT", "6"),
+                ("GATEHOUSE_PAY_KEEP_ALIVE_TIMEOUT", "8"),
+            ]),
+        )
+        .expect("ok");
+        let secs = std::time::Duration::from_secs;
+        assert_eq!(
+            c.limits,
+            Limits {
+                header_read_timeout: secs(3),
+                body_timeout: secs(4),
+                keep_alive_timeout: secs(2),
+                max_connections: Some(500),
+            }
+        );
+        assert_eq!(
+            c.pay.limits,
+            Limits {
+                header_read_timeout: secs(6),
+                body_timeout: secs(7),
+                keep_alive_timeout: secs(8),
+                max_connections: Some(50),
+            }
+        );
+        for key in [
+            "GATEHOUSE_HEADER_READ_TIMEOUT",
+            "GATEHOUSE_BODY_TIMEOUT",
+            "GATEHOUSE_KEEP_ALIVE_TIMEOUT",
+            "GATEHOUSE_MAX_CONNECTIONS",
+            "GATEHOUSE_PAY_MAX_CONNECTIONS",
+        ] {
+            for bad in ["0", "-1", "ten"] {
+                let e = Config::from_sources(None, env(&[(key, bad)])).expect_err(bad);
+                assert_eq!(e.key, key);
+            }
+        }
+    }
+
+    #[test]
+    fn jwks_max_age_is_positive_seconds() {
+        let c = Config::from_sources(None, env(&[])).expect("defaults");
+        assert_eq!(c.jwks_max_age, std::time::Duration::from_secs(300));
+        let c = Config::from_sources(Some("jwks_max_age = \"60\""), env(&[])).expect("file");
+        assert_eq!(c.jwks_max_age, std::time::Duration::from_secs(60));
+        let c = Config::from_sources(None, env(&[("GATEHOUSE_JWKS_MAX_AGE", "2")])).expect("env");
+        assert_eq!(c.jwks_max_age, std::time::Duration::from_secs(2));
+        let e = Config::from_sources(None, env(&[("GATEHOUSE_JWKS_MAX_AGE", "0")])).expect_err("zero");
+        assert_eq!(e.key, "GATEHOUSE_JWKS_MAX_AGE");
     }
 
     #[test]

@@ -167,6 +167,7 @@ impl Services {
                 client_secret: pay_client.client_secret.clone(),
                 data_dir: data_dir.clone(),
                 secret_key: None,
+                limits: gatehouse_serve::DEFAULT_LIMITS,
             },
             pay_listener,
         )

@@ -22,6 +22,8 @@ fn init_logging(format: LogFormat) {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Each connection is a descriptor: as many as the system allows.
+    let open_files = gatehouse_serve::raise_open_files_limit();
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -35,6 +37,7 @@ async fn main() -> ExitCode {
         None => config.log_format,
     };
     init_logging(format);
+    tracing::debug!(?open_files, "open-files limit");
     let json = cli.json;
     match cli::run(cli, config).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -99,24 +99,25 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         Some(issuer) => issuer.clone(),
         None => Url::parse(&format!("http://{addr}")).context("issuer from address")?,
     };
-    let keys = KeyRing::load(store.clone(), &instance_secret(config)?)
+    let keys = KeyRing::load_for(store.clone(), &instance_secret(config)?, config.jwks_max_age)
         .await
         .context("cannot load the signing keys")?;
     keys.spawn_refresher(gatehouse_idp::keys::REFRESH_INTERVAL);
     let mut settings = Settings::new(issuer.clone());
     settings.outbox_max_age = config.outbox_max_age;
     settings.logout_token_lifetime = config.logout_token_lifetime;
+    settings.jwks_max_age = config.jwks_max_age;
     let state = AppState::new(store.clone(), mailer(config, &issuer)?, settings, keys);
     let outbox = gatehouse_idp::outbox::spawn_worker(state.clone());
     gatehouse_idp::housekeeping::spawn(state.store.clone());
-    let app = gatehouse_idp::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = gatehouse_idp::router(state);
     let (stop, stopped) = oneshot::channel::<()>();
+    let limits = config.limits;
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
+        gatehouse_serve::serve(listener, app, limits, async {
+            let _ = stopped.await;
+        })
+        .await
     });
     tracing::info!(%addr, %issuer, "gatehouse is listening");
     Ok(Running {

@@ -2,16 +2,27 @@
 //! kept in the store so that every instance signs with the same ones, their
 //! private parts encrypted at rest with the [`InstanceSecret`].
 //!
-//! - On first start [`KeyRing::load`] generates an ES256 key (the default);
-//!   an EdDSA or RS256 key is generated the first time something asks to be
-//!   signed with that algorithm.
-//! - [`rotate`] (`gatehouse keys rotate`) adds a new key of an algorithm; the
-//!   store retires the older ones at once. A retired key no longer signs but
-//!   stays published in the JWKS for [`RETIRED_KEY_GRACE`], until everything
+//! A key is published before it signs, so that a relier that honours the
+//! JWKS's `Cache-Control` never meets a kid it has not seen:
+//!
+//! - On a store's first start [`KeyRing::load`] makes a key of every
+//!   algorithm (ES256, the default; EdDSA; RS256), all signing at once: no
+//!   JWKS has ever been served from that store. An algorithm missing later
+//!   (a store from before this rule) gets its key pre-published, like a
+//!   rotation; until it signs, asking for that algorithm is
+//!   [`KeyError::NotSigningYet`].
+//! - [`rotate`] (`gatehouse keys rotate`) adds a new key of an algorithm that
+//!   is published at once and signs only after [`publication_delay`] (the
+//!   JWKS's max-age, plus the reload interval and a margin): every cached
+//!   JWKS has been fetched again by then. The older key signs until then,
+//!   and stays published for [`RETIRED_KEY_GRACE`] after, until everything
 //!   it signed has expired; after that it is left out, and the next rotation
-//!   deletes it.
+//!   deletes it. [`Rotation::Now`] (`keys rotate --now`, for a compromised
+//!   key) signs at once and withdraws the older keys of the algorithm from
+//!   the JWKS at once.
 //! - [`KeyRing::spawn_refresher`] reloads the keys every few seconds, so a key
-//!   added by the command line signs on a running server within seconds.
+//!   added by the command line is published, and signs when its time comes,
+//!   on every running server within seconds.
 //!
 //! At rest a private key is its PKCS#8 DER, encrypted with AES-256-GCM under
 //! a key derived from the instance secret, with a random 96-bit nonce and the
@@ -61,6 +72,24 @@ pub const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Tolerance for `exp`, in seconds, for clocks that differ between instances.
 pub const VERIFY_LEEWAY: i64 = 30;
+
+/// How long reliers may cache the JWKS (its `Cache-Control: max-age`) unless
+/// configured (`GATEHOUSE_JWKS_MAX_AGE`).
+pub const DEFAULT_JWKS_MAX_AGE: Duration = Duration::from_secs(300);
+
+/// Seconds, beyond the JWKS's max-age and the reload interval, before a new
+/// key signs: whole-second timestamps, and clocks a little apart.
+const PUBLICATION_MARGIN: i64 = 2;
+
+/// How long after it is stored a new key may sign, in seconds: every
+/// instance serves it in the JWKS within [`REFRESH_INTERVAL`], and a JWKS
+/// fetched just before that is cached for at most `jwks_max_age`.
+pub fn publication_delay(jwks_max_age: Duration) -> i64 {
+    let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4);
+    secs(jwks_max_age)
+        .saturating_add(secs(REFRESH_INTERVAL))
+        .saturating_add(PUBLICATION_MARGIN)
+}
 
 /// A token naming an unknown kid reloads the keys at most this often (it may
 /// be signed by a key another instance generated a moment ago).
@@ -128,6 +157,10 @@ pub enum KeyError {
     Generate { alg: &'static str, reason: String },
     #[error("cannot sign: {0}")]
     Sign(jsonwebtoken::errors::Error),
+    /// The algorithm's key is published but may not sign yet (reliers'
+    /// cached JWKS may not have it).
+    #[error("the {alg} signing key is published but signs only from {}", gatehouse_core::time::format_utc(*signs_from))]
+    NotSigningYet { alg: &'static str, signs_from: Timestamp },
 }
 
 fn corrupt(kid: &str, reason: impl fmt::Display) -> KeyError {
@@ -524,9 +557,14 @@ impl KeyMaterial {
     }
 }
 
-/// A new key of `alg`, ready to store, created at `now`. Generating RSA
-/// takes a while: call it off the async threads.
-fn new_key(alg: SigningAlg, secret: &InstanceSecret, now: Timestamp) -> Result<StoredKey, KeyError> {
+/// A new key of `alg`, ready to store, created at `now`, signing from
+/// `signs_from`. Generating RSA takes a while: call it off the async threads.
+fn new_key(
+    alg: SigningAlg,
+    secret: &InstanceSecret,
+    now: Timestamp,
+    signs_from: Timestamp,
+) -> Result<StoredKey, KeyError> {
     let material = KeyMaterial::generate(alg)?;
     let kid = material.public.thumbprint().ok_or_else(|| KeyError::Generate {
         alg: alg.as_str(),
@@ -542,13 +580,19 @@ fn new_key(alg: SigningAlg, secret: &InstanceSecret, now: Timestamp) -> Result<S
         alg,
         public_jwk: jwk.to_json().to_string(),
         created_at: now,
+        signs_from,
         retired_at: None,
     })
 }
 
-async fn new_key_blocking(alg: SigningAlg, secret: &InstanceSecret, now: Timestamp) -> Result<StoredKey, KeyError> {
+async fn new_key_blocking(
+    alg: SigningAlg,
+    secret: &InstanceSecret,
+    now: Timestamp,
+    signs_from: Timestamp,
+) -> Result<StoredKey, KeyError> {
     let secret = secret.clone();
-    tokio::task::spawn_blocking(move || new_key(alg, &secret, now))
+    tokio::task::spawn_blocking(move || new_key(alg, &secret, now, signs_from))
         .await
         .map_err(|e| KeyError::Generate {
             alg: alg.as_str(),
@@ -640,6 +684,7 @@ trait KeyStore: Send + Sync {
     fn signing_keys(&self) -> BoxFuture<'_, Result<Vec<StoredKey>, StoreError>>;
     fn add_signing_key<'a>(&'a self, key: &'a StoredKey) -> BoxFuture<'a, Result<(), StoreError>>;
     fn purge_signing_keys(&self, before: Timestamp) -> BoxFuture<'_, Result<u64, StoreError>>;
+    fn withdraw_signing_keys<'a>(&'a self, alg: SigningAlg, keep: &'a str) -> BoxFuture<'a, Result<u64, StoreError>>;
 }
 
 impl KeyStore for dyn Store {
@@ -652,6 +697,9 @@ impl KeyStore for dyn Store {
     fn purge_signing_keys(&self, before: Timestamp) -> BoxFuture<'_, Result<u64, StoreError>> {
         Store::purge_signing_keys(self, before)
     }
+    fn withdraw_signing_keys<'a>(&'a self, alg: SigningAlg, keep: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Store::withdraw_signing_keys(self, alg, keep)
+    }
 }
 
 impl<S: KeyStore + ?Sized> KeyStore for Arc<S> {
@@ -663,6 +711,9 @@ impl<S: KeyStore + ?Sized> KeyStore for Arc<S> {
     }
     fn purge_signing_keys(&self, before: Timestamp) -> BoxFuture<'_, Result<u64, StoreError>> {
         (**self).purge_signing_keys(before)
+    }
+    fn withdraw_signing_keys<'a>(&'a self, alg: SigningAlg, keep: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
+        (**self).withdraw_signing_keys(alg, keep)
     }
 }
 
@@ -687,11 +738,15 @@ struct PublishedKey {
 /// The keys as last loaded.
 #[derive(Default)]
 struct Snapshot {
-    /// The newest unretired key of each algorithm.
+    /// The newest key of each algorithm whose time to sign has come and
+    /// not passed.
     signing: HashMap<SigningAlg, Arc<SigningKey>>,
-    /// Newest first: unretired keys, and keys retired less than
-    /// [`RETIRED_KEY_GRACE`] ago.
+    /// Newest first: unretired keys (those still waiting to sign too), and
+    /// keys retired less than [`RETIRED_KEY_GRACE`] ago.
     published: Vec<Arc<PublishedKey>>,
+    /// When the newest published key of each algorithm that does not sign
+    /// yet will.
+    waiting: HashMap<SigningAlg, Timestamp>,
 }
 
 impl Snapshot {
@@ -712,7 +767,12 @@ impl Snapshot {
                 continue;
             }
             next.published.push(Arc::new(parse_public(row)?));
-            if row.retired_at.is_none() && !next.signing.contains_key(&row.alg) {
+            if row.signs_from > now {
+                next.waiting.entry(row.alg).or_insert(row.signs_from);
+                continue;
+            }
+            let signs_now = row.retired_at.is_none_or(|retired| retired > now);
+            if signs_now && !next.signing.contains_key(&row.alg) {
                 let key = match previous.signing.get(&row.alg) {
                     Some(key) if key.kid == row.kid => key.clone(),
                     _ => Arc::new(open_key(row, secret)?),
@@ -731,6 +791,8 @@ impl Snapshot {
 struct Inner {
     store: Arc<dyn KeyStore>,
     secret: InstanceSecret,
+    /// [`publication_delay`] of the JWKS's max-age.
+    publication_delay: i64,
     snapshot: RwLock<Arc<Snapshot>>,
     /// One reload at a time, so an older read never replaces a newer one.
     reload: tokio::sync::Mutex<()>,
@@ -810,20 +872,36 @@ impl fmt::Debug for KeyRing {
 }
 
 impl KeyRing {
-    /// Loads the keys from the store; on first start (no ES256 key yet)
-    /// generates one and stores it. Two instances starting at once on one
-    /// database may both generate one: the newest signs, the other stays
-    /// published until it expires. A key that does not decrypt with
-    /// `secret` is an error ([`KeyError::Decrypt`]).
+    /// [`KeyRing::load_for`] with the default JWKS max-age.
     pub async fn load(store: Arc<dyn Store>, secret: &InstanceSecret) -> Result<Self, KeyError> {
-        Self::load_from(Arc::new(store), secret).await
+        Self::load_for(store, secret, DEFAULT_JWKS_MAX_AGE).await
     }
 
-    async fn load_from(store: Arc<dyn KeyStore>, secret: &InstanceSecret) -> Result<Self, KeyError> {
+    /// Loads the keys from the store. On a store without keys (its first
+    /// start), makes a key of every algorithm, signing at once; on one that
+    /// lacks an algorithm, pre-publishes a key of it (it signs after
+    /// [`publication_delay`] of `jwks_max_age`). Two instances starting at
+    /// once on one new database may both make keys: the newest sign, the
+    /// others stay published until they expire. A key that does not decrypt
+    /// with `secret` is an error ([`KeyError::Decrypt`]).
+    pub async fn load_for(
+        store: Arc<dyn Store>,
+        secret: &InstanceSecret,
+        jwks_max_age: Duration,
+    ) -> Result<Self, KeyError> {
+        Self::load_from(Arc::new(store), secret, publication_delay(jwks_max_age)).await
+    }
+
+    async fn load_from(
+        store: Arc<dyn KeyStore>,
+        secret: &InstanceSecret,
+        publication_delay: i64,
+    ) -> Result<Self, KeyError> {
         let ring = KeyRing {
             inner: Arc::new(Inner {
                 store,
                 secret: secret.clone(),
+                publication_delay,
                 snapshot: RwLock::new(Arc::new(Snapshot::default())),
                 reload: tokio::sync::Mutex::new(()),
                 generate: tokio::sync::Mutex::new(()),
@@ -832,8 +910,52 @@ impl KeyRing {
             }),
         };
         ring.refresh().await?;
-        ring.signing_key(SigningAlg::ES256).await?;
+        ring.make_missing_keys().await?;
         Ok(ring)
+    }
+
+    /// Makes a key of each algorithm the store has none of: signing at once
+    /// if the store has no key at all (no JWKS was ever served from it),
+    /// else pre-published.
+    async fn make_missing_keys(&self) -> Result<(), KeyError> {
+        let _one_at_a_time = self.inner.generate.lock().await;
+        let rows = self.inner.store.signing_keys().await?;
+        let missing: Vec<SigningAlg> = SigningAlg::ALL
+            .into_iter()
+            .filter(|alg| rows.iter().all(|row| row.alg != *alg))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let now = Timestamp::now();
+        let signs_from = if rows.is_empty() {
+            now
+        } else {
+            now.plus(self.inner.publication_delay)
+        };
+        let secret = self.inner.secret.clone();
+        let algs = missing.clone();
+        // RSA takes a while: off the async threads, all in one go.
+        let keys = tokio::task::spawn_blocking(move || {
+            algs.into_iter()
+                .map(|alg| new_key(alg, &secret, now, signs_from))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|e| KeyError::Generate {
+            alg: "all",
+            reason: e.to_string(),
+        })??;
+        for key in &keys {
+            self.inner.store.add_signing_key(key).await?;
+            tracing::info!(
+                kid = %key.kid,
+                alg = key.alg.as_str(),
+                signs_from = key.signs_from.0,
+                "generated a signing key"
+            );
+        }
+        self.refresh().await
     }
 
     /// A key for one purpose derived from the instance secret (see
@@ -874,8 +996,9 @@ impl KeyRing {
     }
 
     /// Signs `claims` as a JWT with the current key of `alg`; the header has
-    /// `alg`, `kid` and `typ` (e.g. `at+jwt`, or `JWT` for an ID token). The
-    /// first use of an algorithm without a key generates one and stores it.
+    /// `alg`, `kid` and `typ` (e.g. `at+jwt`, or `JWT` for an ID token).
+    /// [`KeyError::NotSigningYet`] while the algorithm's only key waits to
+    /// sign.
     pub async fn sign(&self, alg: SigningAlg, typ: &str, claims: &impl Serialize) -> Result<String, KeyError> {
         let key = self.signing_key(alg).await?;
         let mut header = Header::new(jwt_alg(alg));
@@ -996,56 +1119,79 @@ impl KeyRing {
         true
     }
 
-    /// The current key of `alg`; if there is none, another instance may have
-    /// made one (reload), else make one.
+    /// The current key of `alg`. If there is none, reload (its time may have
+    /// come, or a key may have been added); if there still is none, make
+    /// one (pre-published: it signs later), and refuse meanwhile.
     async fn signing_key(&self, alg: SigningAlg) -> Result<Arc<SigningKey>, KeyError> {
         if let Some(key) = self.snapshot().signing.get(&alg) {
             return Ok(key.clone());
         }
-        let _one_at_a_time = self.inner.generate.lock().await;
-        if let Some(key) = self.snapshot().signing.get(&alg) {
+        self.refresh().await?;
+        let snapshot = self.snapshot();
+        if !snapshot.waiting.contains_key(&alg) && !snapshot.signing.contains_key(&alg) {
+            // Its keys were deleted by hand.
+            self.make_missing_keys().await?;
+        }
+        let snapshot = self.snapshot();
+        if let Some(key) = snapshot.signing.get(&alg) {
             return Ok(key.clone());
         }
-        self.refresh().await?;
-        if let Some(key) = self.snapshot().signing.get(&alg) {
-            return Ok(key.clone());
-        }
-        let stored = new_key_blocking(alg, &self.inner.secret, Timestamp::now()).await?;
-        self.inner.store.add_signing_key(&stored).await?;
-        tracing::info!(kid = %stored.kid, alg = alg.as_str(), "generated a signing key");
-        self.refresh().await?;
-        self.snapshot()
-            .signing
-            .get(&alg)
-            .cloned()
-            .ok_or_else(|| corrupt(&stored.kid, "the key just stored is not in the store"))
+        Err(match snapshot.waiting.get(&alg) {
+            Some(signs_from) => KeyError::NotSigningYet {
+                alg: alg.as_str(),
+                signs_from: *signs_from,
+            },
+            None => KeyError::Generate {
+                alg: alg.as_str(),
+                reason: "no key of it in the store".to_owned(),
+            },
+        })
     }
+}
+
+/// How a new key takes over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// Published at once, signing after [`publication_delay`] of the JWKS's
+    /// max-age; the older key signs until then and stays published for
+    /// [`RETIRED_KEY_GRACE`] after.
+    Prepublish { jwks_max_age: Duration },
+    /// Signing at once, the older keys of the algorithm withdrawn from the
+    /// JWKS at once: for a compromised key. Tokens they signed stop
+    /// verifying, and a relier may meet the new kid before its cached JWKS
+    /// has it (ours fetches the JWKS again for an unknown kid).
+    Now,
 }
 
 /// What [`rotate`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rotated {
-    /// The new key, which signs from now on.
+    /// The new key, published from now on.
     pub kid: String,
     pub alg: SigningAlg,
+    /// When it starts signing (running servers pick it up at their next
+    /// reload after that).
+    pub signs_from: Timestamp,
     /// How many keys retired longer than [`RETIRED_KEY_GRACE`] ago were
     /// deleted.
     pub purged: u64,
+    /// How many older keys of the algorithm were withdrawn ([`Rotation::Now`]).
+    pub withdrawn: u64,
 }
 
-/// Adds a new key of `alg`, created at `now`, which signs from then on (a
-/// running server picks it up at its next reload); the store retires the
-/// older keys of `alg`, which stay published for [`RETIRED_KEY_GRACE`].
-/// Keys retired before that are deleted. Refuses to add a key if `secret`
-/// does not open the keys already stored, since no server could then use
-/// the new key.
+/// Adds a new key of `alg`, created at `now`, taking over as `how` says;
+/// the store retires the older keys of `alg` when it starts signing. Keys
+/// retired longer than [`RETIRED_KEY_GRACE`] ago are deleted. Refuses to
+/// add a key if `secret` does not open the keys already stored, since no
+/// server could then use the new key.
 pub async fn rotate(
     store: &dyn Store,
     secret: &InstanceSecret,
     alg: SigningAlg,
     now: Timestamp,
+    how: Rotation,
 ) -> Result<Rotated, KeyError> {
-    rotate_in(store, secret, alg, now).await
+    rotate_in(store, secret, alg, now, how).await
 }
 
 async fn rotate_in<S: KeyStore + ?Sized>(
@@ -1053,18 +1199,36 @@ async fn rotate_in<S: KeyStore + ?Sized>(
     secret: &InstanceSecret,
     alg: SigningAlg,
     now: Timestamp,
+    how: Rotation,
 ) -> Result<Rotated, KeyError> {
     for row in store.signing_keys().await?.iter().filter(|k| k.retired_at.is_none()) {
         open_key(row, secret)?;
     }
-    let stored = new_key_blocking(alg, secret, now).await?;
+    let signs_from = match how {
+        Rotation::Prepublish { jwks_max_age } => now.plus(publication_delay(jwks_max_age)),
+        Rotation::Now => now,
+    };
+    let stored = new_key_blocking(alg, secret, now, signs_from).await?;
     store.add_signing_key(&stored).await?;
+    let withdrawn = match how {
+        Rotation::Now => store.withdraw_signing_keys(alg, &stored.kid).await?,
+        Rotation::Prepublish { .. } => 0,
+    };
     let purged = store.purge_signing_keys(now.minus(RETIRED_KEY_GRACE)).await?;
-    tracing::info!(kid = %stored.kid, alg = alg.as_str(), purged, "rotated the signing key");
+    tracing::info!(
+        kid = %stored.kid,
+        alg = alg.as_str(),
+        signs_from = signs_from.0,
+        purged,
+        withdrawn,
+        "rotated the signing key"
+    );
     Ok(Rotated {
         kid: stored.kid,
         alg,
+        signs_from,
         purged,
+        withdrawn,
     })
 }
 
@@ -1096,8 +1260,11 @@ mod tests {
         }
         fn add_signing_key<'a>(&'a self, key: &'a StoredKey) -> BoxFuture<'a, Result<(), StoreError>> {
             let mut keys = self.keys.lock().expect("lock");
-            for old in keys.iter_mut().filter(|k| k.alg == key.alg && k.retired_at.is_none()) {
-                old.retired_at = Some(key.created_at);
+            for old in keys
+                .iter_mut()
+                .filter(|k| k.alg == key.alg && k.retired_at.is_none_or(|r| r > key.signs_from))
+            {
+                old.retired_at = Some(key.signs_from);
             }
             // At the front, so that the (stable) sort puts it first on a tie.
             keys.insert(0, key.clone());
@@ -1110,6 +1277,35 @@ mod tests {
             let purged = (len - keys.len()) as u64;
             Box::pin(async move { Ok(purged) })
         }
+        fn withdraw_signing_keys<'a>(
+            &'a self,
+            alg: SigningAlg,
+            keep: &'a str,
+        ) -> BoxFuture<'a, Result<u64, StoreError>> {
+            let mut keys = self.keys.lock().expect("lock");
+            let len = keys.len();
+            keys.retain(|k| k.alg != alg || k.kid == keep);
+            let withdrawn = (len - keys.len()) as u64;
+            Box::pin(async move { Ok(withdrawn) })
+        }
+    }
+
+    /// The publication delay the tests' rings use, in seconds.
+    const DELAY: i64 = 10;
+
+    /// A rotation that signs [`publication_delay`] of nothing: 7 s later.
+    const SOON: Rotation = Rotation::Prepublish {
+        jwks_max_age: Duration::ZERO,
+    };
+
+    fn es256_kids(ring: &KeyRing) -> Vec<String> {
+        ring.jwks()["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .filter(|k| k["alg"] == "ES256")
+            .map(|k| k["kid"].as_str().expect("kid").to_owned())
+            .collect()
     }
 
     fn claims(exp_in: i64) -> Value {
@@ -1120,7 +1316,7 @@ mod tests {
     async fn ring() -> (Arc<FakeStore>, InstanceSecret, KeyRing) {
         let store = Arc::new(FakeStore::default());
         let secret = InstanceSecret::generate();
-        let ring = KeyRing::load_from(store.clone(), &secret).await.expect("load");
+        let ring = KeyRing::load_from(store.clone(), &secret, DELAY).await.expect("load");
         (store, secret, ring)
     }
 
@@ -1132,28 +1328,61 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn first_start_generates_an_es256_key_and_reuses_it() {
+    async fn first_start_makes_a_key_of_every_algorithm_signing_at_once() {
         let (store, secret, ring) = ring().await;
         let rows = store.rows();
-        assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].alg, SigningAlg::ES256);
-        assert_eq!(
-            ring.current_kid(SigningAlg::ES256).as_deref(),
-            Some(rows[0].kid.as_str())
-        );
-        assert_eq!(ring.current_kid(SigningAlg::EdDSA), None);
-        // The private part is not in the clear.
-        assert!(!rows[0].private_encrypted.is_empty());
-        assert!(!rows[0].public_jwk.contains("\"d\""));
-        // A second start (or instance) signs with the same key.
-        let again = KeyRing::load_from(store.clone(), &secret).await.expect("load");
-        assert_eq!(
-            again.current_kid(SigningAlg::ES256),
-            ring.current_kid(SigningAlg::ES256)
-        );
-        assert_eq!(store.rows().len(), 1);
+        let mut algs: Vec<&str> = rows.iter().map(|k| k.alg.as_str()).collect();
+        algs.sort_unstable();
+        assert_eq!(algs, ["ES256", "EdDSA", "RS256"]);
+        for row in &rows {
+            assert_eq!(row.signs_from, row.created_at, "no JWKS was served before them");
+            assert_eq!(ring.current_kid(row.alg).as_deref(), Some(row.kid.as_str()));
+            // The private part is not in the clear.
+            assert!(!row.private_encrypted.is_empty());
+            assert!(!row.public_jwk.contains("\"d\""));
+        }
+        // A second start (or instance) signs with the same keys.
+        let again = KeyRing::load_from(store.clone(), &secret, DELAY).await.expect("load");
+        for alg in SigningAlg::ALL {
+            assert_eq!(again.current_kid(alg), ring.current_kid(alg));
+        }
+        assert_eq!(store.rows().len(), 3);
     }
 
+    #[tokio::test]
+    async fn a_missing_algorithm_is_published_before_it_signs() {
+        // A store from before every algorithm had a key: only ES256.
+        let store = Arc::new(FakeStore::default());
+        let secret = InstanceSecret::generate();
+        let then = Timestamp::now().minus(1000);
+        store
+            .add_signing_key(&new_key(SigningAlg::ES256, &secret, then, then).expect("key"))
+            .await
+            .expect("add");
+        let ring = KeyRing::load_from(store.clone(), &secret, DELAY).await.expect("load");
+        let rows = store.rows();
+        assert_eq!(rows.len(), 3);
+        let ed = rows.iter().find(|k| k.alg == SigningAlg::EdDSA).expect("an EdDSA key");
+        assert_eq!(ed.signs_from, ed.created_at.plus(DELAY));
+        // Published at once, refused for signing until its time.
+        assert!(
+            ring.jwks()["keys"]
+                .as_array()
+                .expect("keys")
+                .iter()
+                .any(|k| k["kid"] == ed.kid.as_str())
+        );
+        assert!(matches!(
+            ring.sign(SigningAlg::EdDSA, "JWT", &claims(300)).await,
+            Err(KeyError::NotSigningYet { alg: "EdDSA", .. })
+        ));
+        assert!(ring.sign(SigningAlg::ES256, "JWT", &claims(300)).await.is_ok());
+        let later = Snapshot::build(&rows, ed.signs_from, &secret, &Snapshot::default()).expect("build");
+        assert_eq!(
+            later.signing.get(&SigningAlg::EdDSA).map(|k| k.kid.as_str()),
+            Some(ed.kid.as_str())
+        );
+    }
     #[tokio::test]
     async fn sign_and_verify_every_algorithm() {
         let (store, _, ring) = ring().await;
@@ -1233,7 +1462,7 @@ mod tests {
         assert_eq!(rejection(ring.verify(&flipped, ISS).await), Rejection::BadSignature);
         // Once its key is no longer published, the token is refused.
         let long_ago = Timestamp(Timestamp::now().0 - RETIRED_KEY_GRACE - 10);
-        let newer = new_key(SigningAlg::ES256, &secret, long_ago).expect("key");
+        let newer = new_key(SigningAlg::ES256, &secret, long_ago, long_ago).expect("key");
         store.add_signing_key(&newer).await.expect("add");
         ring.refresh().await.expect("refresh");
         assert_eq!(rejection(ring.verify(&token, ISS).await), Rejection::UnknownKid);
@@ -1323,15 +1552,24 @@ mod tests {
     async fn a_key_another_instance_made_is_found_on_demand() {
         let store = Arc::new(FakeStore::default());
         let secret = InstanceSecret::generate();
-        let a = KeyRing::load_from(store.clone(), &secret).await.expect("load");
-        let b = KeyRing::load_from(store.clone(), &secret).await.expect("load");
-        // B makes the first EdDSA key; A has not reloaded since.
+        let a = KeyRing::load_from(store.clone(), &secret, DELAY).await.expect("load");
+        let b = KeyRing::load_from(store.clone(), &secret, DELAY).await.expect("load");
+        // A new EdDSA key, signing at once; B reloads, A has not.
+        let rotated = rotate_in(
+            store.as_ref(),
+            &secret,
+            SigningAlg::EdDSA,
+            Timestamp::now(),
+            Rotation::Now,
+        )
+        .await
+        .expect("rotate");
+        b.refresh().await.expect("refresh");
         let token = b.sign(SigningAlg::EdDSA, "JWT", &claims(300)).await.expect("sign");
-        assert_eq!(a.current_kid(SigningAlg::EdDSA), None);
+        assert_ne!(a.current_kid(SigningAlg::EdDSA).as_deref(), Some(rotated.kid.as_str()));
         a.verify(&token, ISS).await.expect("A reloads for the unknown kid");
-        assert_eq!(a.current_kid(SigningAlg::EdDSA), b.current_kid(SigningAlg::EdDSA));
+        assert_eq!(a.current_kid(SigningAlg::EdDSA).as_deref(), Some(rotated.kid.as_str()));
     }
-
     #[tokio::test]
     async fn expiry_and_issuer_are_checked() {
         let (_, _, ring) = ring().await;
@@ -1484,22 +1722,24 @@ mod tests {
 
     #[tokio::test]
     async fn a_wrong_secret_is_a_clear_error_at_load_and_rotate() {
-        let (store, _, ring) = ring().await;
-        let kid = ring.current_kid(SigningAlg::ES256).expect("kid");
+        let (store, _, _) = ring().await;
         let wrong = InstanceSecret::generate();
-        let err = KeyRing::load_from(store.clone(), &wrong)
+        let err = KeyRing::load_from(store.clone(), &wrong, DELAY)
             .await
             .expect_err("wrong secret");
-        assert!(matches!(&err, KeyError::Decrypt { kid: k } if *k == kid), "{err:?}");
+        let KeyError::Decrypt { kid } = &err else {
+            panic!("{err:?}")
+        };
+        assert!(store.rows().iter().any(|k| k.kid == *kid), "{err:?}");
         assert!(
-            err.to_string().contains(&kid) && err.to_string().contains("GATEHOUSE_SECRET_KEY"),
+            err.to_string().contains(kid.as_str()) && err.to_string().contains("GATEHOUSE_SECRET_KEY"),
             "{err}"
         );
-        let err = rotate_in(store.as_ref(), &wrong, SigningAlg::ES256, Timestamp::now())
+        let err = rotate_in(store.as_ref(), &wrong, SigningAlg::ES256, Timestamp::now(), SOON)
             .await
             .expect_err("wrong secret");
         assert!(matches!(err, KeyError::Decrypt { .. }));
-        assert_eq!(store.rows().len(), 1, "nothing added");
+        assert_eq!(store.rows().len(), 3, "nothing added");
     }
 
     #[tokio::test]
@@ -1507,25 +1747,26 @@ mod tests {
         let (store, secret, ring) = ring().await;
         let kid = ring.current_kid(SigningAlg::ES256).expect("kid");
         // The public JWK of another key under this kid.
-        let other = new_key(SigningAlg::ES256, &secret, Timestamp::now()).expect("key");
-        store.keys.lock().expect("lock")[0].private_encrypted = encrypt(&secret, &kid, &{
+        let other = new_key(SigningAlg::ES256, &secret, Timestamp::now(), Timestamp::now()).expect("key");
+        let row = store.rows().iter().position(|k| k.kid == kid).expect("row");
+        store.keys.lock().expect("lock")[row].private_encrypted = encrypt(&secret, &kid, &{
             let der = decrypt(&secret, &other.kid, &other.private_encrypted).expect("decrypt");
             der.to_vec()
         })
         .expect("encrypt");
         assert!(matches!(
-            KeyRing::load_from(store.clone(), &secret).await,
+            KeyRing::load_from(store.clone(), &secret, DELAY).await,
             Err(KeyError::Corrupt { .. })
         ));
         store.keys.lock().expect("lock")[0].public_jwk = "{".into();
         assert!(matches!(
-            KeyRing::load_from(store.clone(), &secret).await,
+            KeyRing::load_from(store.clone(), &secret, DELAY).await,
             Err(KeyError::Corrupt { .. })
         ));
     }
 
     #[tokio::test]
-    async fn rotation_signs_with_the_new_key_and_keeps_the_old_one_published() {
+    async fn rotation_publishes_the_new_key_before_it_signs() {
         let (store, secret, ring) = ring().await;
         let old_kid = ring.current_kid(SigningAlg::ES256).expect("kid");
         let old_token = ring
@@ -1533,43 +1774,75 @@ mod tests {
             .await
             .expect("sign");
 
-        let rotated = rotate_in(store.as_ref(), &secret, SigningAlg::ES256, Timestamp::now())
+        let now = Timestamp::now();
+        let rotated = rotate_in(store.as_ref(), &secret, SigningAlg::ES256, now, SOON)
             .await
             .expect("rotate");
         assert_eq!(rotated.alg, SigningAlg::ES256);
         assert_ne!(rotated.kid, old_kid);
+        assert_eq!(rotated.signs_from, now.plus(publication_delay(Duration::ZERO)));
         ring.refresh().await.expect("refresh");
 
+        // Published at once, newest first; the old key still signs.
+        assert_eq!(es256_kids(&ring), [rotated.kid.clone(), old_kid.clone()]);
+        assert_eq!(ring.current_kid(SigningAlg::ES256).as_deref(), Some(old_kid.as_str()));
+        let (header, _) = ring.verify(&old_token, ISS).await.expect("old verifies");
+        assert_eq!(header.kid.as_deref(), Some(old_kid.as_str()));
+
+        // From its time on, the new key signs, the old one stays published.
+        let rows = store.signing_keys().await.expect("rows");
+        let old = rows.iter().find(|k| k.kid == old_kid).expect("old row");
+        assert_eq!(old.retired_at, Some(rotated.signs_from));
+        let just_before =
+            Snapshot::build(&rows, rotated.signs_from.minus(1), &secret, &Snapshot::default()).expect("build");
+        assert_eq!(
+            just_before.signing.get(&SigningAlg::ES256).map(|k| k.kid.as_str()),
+            Some(old_kid.as_str())
+        );
+        let then = Snapshot::build(&rows, rotated.signs_from, &secret, &just_before).expect("build");
+        assert_eq!(
+            then.signing.get(&SigningAlg::ES256).map(|k| k.kid.as_str()),
+            Some(rotated.kid.as_str())
+        );
+        assert!(then.published(&old_kid).is_some(), "the old key stays published");
+        // The other algorithms are untouched; another instance with the same
+        // secret opens the new key.
+        assert_eq!(store.rows().iter().filter(|k| k.retired_at.is_none()).count(), 3);
+        KeyRing::load_from(store.clone(), &secret, DELAY).await.expect("load");
+    }
+
+    #[tokio::test]
+    async fn rotation_now_signs_at_once_and_withdraws_the_old_key() {
+        let (store, secret, ring) = ring().await;
+        let old_token = ring
+            .sign(SigningAlg::ES256, "at+jwt", &claims(300))
+            .await
+            .expect("sign");
+        let rotated = rotate_in(
+            store.as_ref(),
+            &secret,
+            SigningAlg::ES256,
+            Timestamp::now(),
+            Rotation::Now,
+        )
+        .await
+        .expect("rotate");
+        assert_eq!(rotated.withdrawn, 1);
+        ring.refresh().await.expect("refresh");
         assert_eq!(
             ring.current_kid(SigningAlg::ES256).as_deref(),
             Some(rotated.kid.as_str())
         );
+        assert_eq!(es256_kids(&ring), std::slice::from_ref(&rotated.kid));
+        assert_eq!(rejection(ring.verify(&old_token, ISS).await), Rejection::UnknownKid);
         let new_token = ring
             .sign(SigningAlg::ES256, "at+jwt", &claims(300))
             .await
             .expect("sign");
         let (header, _) = ring.verify(&new_token, ISS).await.expect("new verifies");
         assert_eq!(header.kid.as_deref(), Some(rotated.kid.as_str()));
-        let (header, _) = ring.verify(&old_token, ISS).await.expect("old still verifies");
-        assert_eq!(header.kid.as_deref(), Some(old_kid.as_str()));
-        let kids: Vec<String> = ring.jwks()["keys"]
-            .as_array()
-            .expect("keys")
-            .iter()
-            .map(|k| k["kid"].as_str().expect("kid").to_owned())
-            .collect();
-        assert_eq!(
-            kids,
-            [rotated.kid.clone(), old_kid.clone()],
-            "newest first, old one still there"
-        );
-        // The other algorithms are untouched; another instance with the same
-        // secret opens the new key.
-        assert_eq!(store.rows().iter().filter(|k| k.retired_at.is_none()).count(), 1);
-        let other = KeyRing::load_from(store.clone(), &secret).await.expect("load");
-        other.verify(&new_token, ISS).await.expect("verifies elsewhere");
+        assert_eq!(store.rows().len(), 3, "the other algorithms' keys stay");
     }
-
     #[tokio::test]
     async fn keys_retired_long_ago_leave_the_jwks_and_are_purged() {
         let store = FakeStore::default();
@@ -1577,17 +1850,17 @@ mod tests {
         let now = Timestamp::now();
         let long_ago = now.minus(RETIRED_KEY_GRACE + 120);
         // Oldest: retired long ago; then one retired a minute ago; then current.
-        let first = rotate_in(&store, &secret, SigningAlg::ES256, long_ago.minus(60))
+        let first = rotate_in(&store, &secret, SigningAlg::ES256, long_ago.minus(60), SOON)
             .await
             .expect("rotate");
-        let second = rotate_in(&store, &secret, SigningAlg::ES256, long_ago)
+        let second = rotate_in(&store, &secret, SigningAlg::ES256, long_ago, SOON)
             .await
             .expect("rotate");
         assert_eq!(
             second.purged, 0,
             "the first retired just now (at the second's creation)"
         );
-        let third = rotate_in(&store, &secret, SigningAlg::ES256, now.minus(60))
+        let third = rotate_in(&store, &secret, SigningAlg::ES256, now.minus(60), SOON)
             .await
             .expect("rotate");
         assert_eq!(third.purged, 1, "the first, retired longer ago than the grace");
@@ -1622,9 +1895,15 @@ mod tests {
         let (store, secret, ring) = ring().await;
         let old = ring.current_kid(SigningAlg::ES256).expect("kid");
         let task = ring.spawn_refresher(Duration::from_millis(20));
-        let rotated = rotate_in(store.as_ref(), &secret, SigningAlg::ES256, Timestamp::now())
-            .await
-            .expect("rotate");
+        let rotated = rotate_in(
+            store.as_ref(),
+            &secret,
+            SigningAlg::ES256,
+            Timestamp::now(),
+            Rotation::Now,
+        )
+        .await
+        .expect("rotate");
         let mut seen = false;
         for _ in 0..200 {
             if ring.current_kid(SigningAlg::ES256).as_deref() == Some(rotated.kid.as_str()) {
@@ -1705,20 +1984,28 @@ mod tests {
         let token = ring.sign(SigningAlg::EdDSA, "JWT", &claims(300)).await.expect("sign");
         ring.verify(&token, ISS).await.expect("verify");
 
-        let rotated = rotate(store.as_ref(), &secret, SigningAlg::ES256, Timestamp::now())
+        let rotated = rotate(store.as_ref(), &secret, SigningAlg::ES256, Timestamp::now(), SOON)
             .await
             .expect("rotate");
         ring.refresh().await.expect("refresh");
-        assert_eq!(
-            ring.current_kid(SigningAlg::ES256).as_deref(),
-            Some(rotated.kid.as_str())
-        );
+        assert_eq!(ring.current_kid(SigningAlg::ES256), Some(old_kid.clone()), "not yet");
+        // Both published (created in the same second: in kid order).
+        let mut both = vec![rotated.kid.clone(), old_kid.clone()];
+        both.sort_unstable();
+        let mut published = es256_kids(&ring);
+        published.sort_unstable();
+        assert_eq!(published, both);
         ring.verify(&old_token, ISS).await.expect("old still verifies");
         let rows = store.signing_keys().await.expect("rows");
-        assert_eq!(rows.len(), 3);
+        assert_eq!(rows.len(), 4);
         let old = rows.iter().find(|k| k.kid == old_kid).expect("old row");
-        assert!(old.retired_at.is_some(), "the store retired the old key");
-        assert_eq!(rows.iter().filter(|k| k.retired_at.is_none()).count(), 2);
+        assert_eq!(
+            old.retired_at,
+            Some(rotated.signs_from),
+            "it signs until the new one does"
+        );
+        let new = rows.iter().find(|k| k.kid == rotated.kid).expect("new row");
+        assert_eq!(new.signs_from, rotated.signs_from);
         // A restart opens everything.
         let again = KeyRing::load(store.clone(), &secret).await.expect("load");
         assert_eq!(

@@ -24,6 +24,9 @@ pub struct Settings {
     /// How long a back-channel logout token is valid (`exp` after `iat`);
     /// each delivery attempt sends one signed for it.
     pub logout_token_lifetime: Duration,
+    /// How long reliers may cache the JWKS (`Cache-Control: max-age`); a
+    /// rotated key signs only once every such cache has seen it.
+    pub jwks_max_age: Duration,
 }
 
 impl Settings {
@@ -40,6 +43,7 @@ impl Settings {
             issuer,
             outbox_max_age: crate::outbox::DEFAULT_MAX_AGE,
             logout_token_lifetime: crate::outbox::DEFAULT_LOGOUT_TOKEN_LIFETIME,
+            jwks_max_age: crate::keys::DEFAULT_JWKS_MAX_AGE,
         }
     }
 

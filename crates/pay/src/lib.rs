@@ -62,6 +62,8 @@ pub struct PayConfig {
     /// Hex of 32 bytes that encrypts the signing key at rest; else
     /// `data_dir/pay-secret.key`.
     pub secret_key: Option<String>,
+    /// Slow clients and the connection cap on its port.
+    pub limits: gatehouse_serve::Limits,
 }
 
 /// Opens the payments database and migrates it.
@@ -190,8 +192,9 @@ impl PayService {
         }));
         let app = router(state.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let limits = config.limits;
         let server = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+            let serve = gatehouse_serve::serve(listener, app, limits, async {
                 let _ = rx.await;
             });
             if let Err(e) = serve.await {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use gatehouse_core::audit::{AuditEvent, AuditKind, AuditRecord};
 use gatehouse_core::ban::Ban;
 use gatehouse_core::code::{CodeEffect, CodePurpose, OneTimeCode};
+use gatehouse_core::oauth::client::SigningAlg;
 use gatehouse_core::oauth::grant::{AuthCode, Consent, Grant, Interaction, Redemption, RefreshToken, StoredKey};
 use gatehouse_core::oauth::{Client, ClientId};
 use gatehouse_core::session::{AuthMethod, Session, SessionSelector};
@@ -374,10 +375,14 @@ pub trait Store: Send + Sync + 'static {
     // --- signing keys -----------------------------------------------------
     /// Every key, newest first.
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
-    /// Adds a key; every older unretired key of the same algorithm is retired
-    /// at `key.created_at`, in the same transaction. `Conflict("signing key")`
-    /// if the kid exists (nothing is retired then).
+    /// Adds a key; every other key of the same algorithm still signing at
+    /// `key.signs_from` is retired then (it signs until the new key takes
+    /// over), in the same transaction. `Conflict("signing key")` if the kid
+    /// exists (nothing is retired then).
     async fn add_signing_key(&self, key: &StoredKey) -> Result<(), StoreError>;
+    /// Deletes every key of `alg` but `keep` (a compromised key leaves the
+    /// JWKS at once); how many went.
+    async fn withdraw_signing_keys(&self, alg: SigningAlg, keep: &str) -> Result<u64, StoreError>;
     /// Deletes keys retired before `before` (they signed nothing still valid).
     async fn purge_signing_keys(&self, before: Timestamp) -> Result<u64, StoreError>;
 

@@ -306,16 +306,21 @@ pub const GENERATION: &str = "SELECT value FROM generations WHERE name = $1";
 
 /// Newest first; the kid breaks ties.
 pub const SIGNING_KEYS: &str = "\
-    SELECT kid, alg, public_jwk, private_encrypted, created_at, retired_at \
+    SELECT kid, alg, public_jwk, private_encrypted, created_at, signs_from, retired_at \
     FROM signing_keys ORDER BY created_at DESC, kid DESC";
 
-/// `$1` alg, `$2` the new key's creation time.
+/// `$1` alg, `$2` when the new key starts signing: the older keys of the
+/// algorithm stop then (or earlier, if they already were to).
 pub const RETIRE_SIGNING_KEYS: &str = "\
-    UPDATE signing_keys SET retired_at = $2 WHERE alg = $1 AND retired_at IS NULL";
+    UPDATE signing_keys SET retired_at = $2 WHERE alg = $1 AND (retired_at IS NULL OR retired_at > $2)";
 
 pub const INSERT_SIGNING_KEY: &str = "\
-    INSERT INTO signing_keys (kid, alg, public_jwk, private_encrypted, created_at, retired_at) \
-    VALUES ($1, $2, $3, $4, $5, $6)";
+    INSERT INTO signing_keys (kid, alg, public_jwk, private_encrypted, created_at, signs_from, retired_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+/// `$1` alg, `$2` the kid to keep.
+pub const WITHDRAW_SIGNING_KEYS: &str = "\
+    DELETE FROM signing_keys WHERE alg = $1 AND kid <> $2";
 
 /// `$1` before. Unretired keys are never purged.
 pub const PURGE_SIGNING_KEYS: &str = "\
@@ -883,6 +888,8 @@ pub struct KeyRow {
     public_jwk: String,
     private_encrypted: String,
     created_at: i64,
+    /// `NULL` only if written by an older version: it signed at once.
+    signs_from: Option<i64>,
     retired_at: Option<i64>,
 }
 
@@ -896,6 +903,7 @@ impl TryFrom<KeyRow> for StoredKey {
             public_jwk: row.public_jwk,
             private_encrypted: row.private_encrypted,
             created_at: Timestamp(row.created_at),
+            signs_from: Timestamp(row.signs_from.unwrap_or(row.created_at)),
             retired_at: row.retired_at.map(Timestamp),
         })
     }

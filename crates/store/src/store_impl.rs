@@ -22,6 +22,7 @@ macro_rules! impl_store {
             use gatehouse_core::audit::{AuditEvent, AuditRecord};
             use gatehouse_core::ban::Ban;
             use gatehouse_core::code::{CodeEffect, CodePurpose, OneTimeCode};
+            use gatehouse_core::oauth::client::SigningAlg;
             use gatehouse_core::oauth::grant::{
                 AuthCode, Consent, Grant, Interaction, Redemption, RefreshToken, StoredKey,
             };
@@ -1089,7 +1090,7 @@ macro_rules! impl_store {
                     let mut tx = self.writer.begin().await?;
                     sqlx::query(sql::RETIRE_SIGNING_KEYS)
                         .bind(key.alg.as_str())
-                        .bind(key.created_at.0)
+                        .bind(key.signs_from.0)
                         .execute(&mut *tx)
                         .await?;
                     let inserted = sqlx::query(sql::INSERT_SIGNING_KEY)
@@ -1098,6 +1099,7 @@ macro_rules! impl_store {
                         .bind(key.public_jwk.as_str())
                         .bind(key.private_encrypted.as_str())
                         .bind(key.created_at.0)
+                        .bind(key.signs_from.0)
                         .bind(key.retired_at.map(|t| t.0))
                         .execute(&mut *tx)
                         .await;
@@ -1110,6 +1112,16 @@ macro_rules! impl_store {
                     };
                     tx.commit().await?;
                     Ok(())
+                }
+
+                async fn withdraw_signing_keys(&self, alg: SigningAlg, keep: &str) -> Result<u64, StoreError> {
+                    let withdrawn = sqlx::query(sql::WITHDRAW_SIGNING_KEYS)
+                        .bind(alg.as_str())
+                        .bind(keep)
+                        .execute(&self.writer)
+                        .await?
+                        .rows_affected();
+                    Ok(withdrawn)
                 }
 
                 async fn purge_signing_keys(&self, before: Timestamp) -> Result<u64, StoreError> {

@@ -219,6 +219,7 @@ backend_tests!(
     joined_reads_bring_account_and_bans,
     concurrent_codes_fail_alone,
     signing_keys_retire_and_purge,
+    signing_keys_published_before_they_sign,
     interactions_round_trip,
     expired_codes_tokens_and_interactions_are_purged,
     auth_code_redeems_once_then_replay_revokes_family,
@@ -1283,6 +1284,7 @@ fn key(kid: &str, alg: SigningAlg, created_at: Timestamp) -> StoredKey {
         public_jwk: format!(r#"{{"kty":"OKP","kid":"{kid}"}}"#),
         private_encrypted: format!("c2VjcmV0-{kid}"),
         created_at,
+        signs_from: created_at,
         retired_at: None,
     }
 }
@@ -1405,6 +1407,44 @@ async fn clients_round_trip_conflict_and_cascade(db: Arc<TestDb>) {
 }
 
 // --- signing keys -----------------------------------------------------------
+
+/// A pre-published key: stored with a later `signs_from`, which the older
+/// key keeps signing until (its retirement); a key made to sign at once
+/// meanwhile retires both then, and withdrawing leaves only it.
+async fn signing_keys_published_before_they_sign(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    let ed = key("ed-1", SigningAlg::EdDSA, T0);
+    let old = key("es-1", SigningAlg::ES256, T0);
+    s.add_signing_key(&ed).await.unwrap();
+    s.add_signing_key(&old).await.unwrap();
+    let next = StoredKey {
+        signs_from: T0.plus(400),
+        ..key("es-2", SigningAlg::ES256, T0.plus(100))
+    };
+    s.add_signing_key(&next).await.unwrap();
+    let old_until_next = StoredKey {
+        retired_at: Some(T0.plus(400)),
+        ..old.clone()
+    };
+    assert_eq!(
+        s.signing_keys().await.unwrap(),
+        vec![next.clone(), old_until_next, ed.clone()]
+    );
+
+    // Rotated again at once (a compromise): both stop at once.
+    let now = key("es-3", SigningAlg::ES256, T0.plus(200));
+    s.add_signing_key(&now).await.unwrap();
+    let stopped = |k: &StoredKey| StoredKey {
+        retired_at: Some(T0.plus(200)),
+        ..k.clone()
+    };
+    assert_eq!(
+        s.signing_keys().await.unwrap(),
+        vec![now.clone(), stopped(&next), stopped(&old), ed.clone()]
+    );
+    assert_eq!(s.withdraw_signing_keys(SigningAlg::ES256, "es-3").await.unwrap(), 2);
+    assert_eq!(s.signing_keys().await.unwrap(), vec![now, ed]);
+}
 
 async fn signing_keys_retire_and_purge(db: Arc<TestDb>) {
     let s = db.store.as_ref();
@@ -2122,9 +2162,12 @@ async fn oauth_corrupt_rows_are_errors(db: Arc<TestDb>) {
         db.raw("DELETE FROM clients").await.unwrap();
     }
 
-    db.raw("INSERT INTO signing_keys VALUES ('k', 'none', '{}', 'x', 1, NULL)")
-        .await
-        .unwrap();
+    db.raw(
+        "INSERT INTO signing_keys (kid, alg, public_jwk, private_encrypted, created_at, retired_at) \
+         VALUES ('k', 'none', '{}', 'x', 1, NULL)",
+    )
+    .await
+    .unwrap();
     expect_corrupt(s.signing_keys().await.map(|_| ()), "signing key");
 
     let c = new_client(s, "Ok", T0).await;

@@ -162,8 +162,11 @@ pub struct StoredKey {
     pub public_jwk: String,
     /// base64(nonce || AES-256-GCM ciphertext of the PKCS#8 DER).
     pub private_encrypted: String,
+    /// Published (in the JWKS) from `created_at`; signs from `signs_from`,
+    /// later when a rotation pre-publishes it.
     pub created_at: Timestamp,
-    /// When it stopped signing (a newer key of its algorithm took over).
+    pub signs_from: Timestamp,
+    /// When it stops signing (a newer key of its algorithm takes over).
     pub retired_at: Option<Timestamp>,
 }
 

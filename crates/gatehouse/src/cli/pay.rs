@@ -83,6 +83,7 @@ pub fn pay_config(config: &Config, addr: std::net::SocketAddr, idp: Option<&Url>
         client_secret,
         data_dir: config.data_dir.clone(),
         secret_key: config.pay.secret_key.as_ref().map(|s| s.expose().clone()),
+        limits: config.pay.limits,
     })
 }
 

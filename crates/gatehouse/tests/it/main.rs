@@ -24,5 +24,6 @@ mod pay;
 mod profile;
 mod reach;
 mod relier;
+mod slow;
 mod spa;
 mod story;

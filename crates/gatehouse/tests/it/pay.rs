@@ -164,6 +164,7 @@ impl World {
                 client_secret: pay_secret.unwrap(),
                 data_dir: dir.path().to_owned(),
                 secret_key: None,
+                limits: Default::default(),
             },
             listener,
         )

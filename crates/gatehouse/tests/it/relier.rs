@@ -24,7 +24,7 @@ use gatehouse_relier::{
 };
 
 use crate::both_backends;
-use crate::support::{Backend, ClientSpec, TestApp, eventually, spawn_app};
+use crate::support::{Backend, ClientSpec, TestApp, eventually, spawn_app, spawn_app_with};
 
 both_backends!(
     a_client_credentials_token_verifies_locally,
@@ -32,6 +32,8 @@ both_backends!(
     tampered_expired_and_foreign_tokens_are_refused,
     introspection_sees_a_revoked_token,
     key_rotation_while_tokens_are_in_flight,
+    keys_rotate_now_signs_at_once_and_withdraws_the_old_key,
+    every_algorithm_is_published_before_its_first_signature,
     the_extractor_protects_an_axum_route,
     dpop_bound_tokens_need_a_proof_by_their_key,
     receivers_hand_the_site_typed_events,
@@ -306,27 +308,102 @@ fn gatehouse_cli(app: &TestApp) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
     cmd.env("GATEHOUSE_DATABASE_URL", &app.db.url)
         .env("GATEHOUSE_DATA_DIR", &app.config.data_dir)
+        .env("GATEHOUSE_JWKS_MAX_AGE", app.config.jwks_max_age.as_secs().to_string())
         .env("GATEHOUSE_LOG", "warn");
     cmd
 }
 
+/// A relier that caches the JWKS exactly as long as its `Cache-Control`
+/// says, and never fetches it for any other reason (not for an unknown kid).
+struct HttpCachingRelier {
+    jwks_uri: String,
+    cached: Mutex<Option<(Vec<String>, std::time::Instant)>>,
+}
+
+impl HttpCachingRelier {
+    fn new(app: &TestApp) -> Self {
+        HttpCachingRelier {
+            jwks_uri: format!("{}/jwks.json", app.base),
+            cached: Mutex::new(None),
+        }
+    }
+
+    async fn fetch(&self) -> (Vec<String>, std::time::Instant) {
+        let r = reqwest::get(&self.jwks_uri).await.unwrap();
+        let cache_control = r.headers()["cache-control"].to_str().unwrap().to_owned();
+        let max_age: u64 = cache_control
+            .split(',')
+            .find_map(|d| d.trim().strip_prefix("max-age="))
+            .unwrap_or_else(|| panic!("no max-age in {cache_control:?}"))
+            .parse()
+            .unwrap();
+        let jwks: Value = r.json().await.unwrap();
+        let kids = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect();
+        (kids, std::time::Instant::now() + Duration::from_secs(max_age))
+    }
+
+    /// Whether `token`'s kid is in the JWKS as this relier has it cached.
+    async fn knows(&self, token: &str) -> bool {
+        let fresh = self
+            .cached
+            .lock()
+            .unwrap()
+            .clone()
+            .filter(|(_, until)| *until > std::time::Instant::now());
+        let (kids, _) = match fresh {
+            Some(cached) => cached,
+            None => {
+                let fetched = self.fetch().await;
+                *self.cached.lock().unwrap() = Some(fetched.clone());
+                fetched
+            }
+        };
+        kids.contains(&kid_of(token))
+    }
+}
+
+/// Polls `check` until it returns `Some`, for at most `limit`.
+async fn within<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The JWKS cached for 1 s: a rotated key signs some 8 s after `keys
+/// rotate` (1 s, the 5 s reload and a margin), and at most 5 s later every
+/// server has noticed.
 async fn key_rotation_while_tokens_are_in_flight(backend: Backend) {
-    let app = Arc::new(spawn_app(backend).await);
+    let app = Arc::new(spawn_app_with(backend, |c| c.jwks_max_age = Duration::from_secs(1)).await);
     let relier = relier(&app).await;
     let verifier = Verifier::new(issuer(&app).await, API);
+    let caching = Arc::new(HttpCachingRelier::new(&app));
 
     // Token A, signed by the key in use; verifying it caches the JWKS.
     let a = token(&app, &relier, "payments", Some(API)).await;
     let old_kid = kid_of(&a);
     verifier.verify(&a).await.unwrap();
-    assert_eq!(verifier.cached_kids(), std::slice::from_ref(&old_kid));
+    assert!(verifier.cached_kids().contains(&old_kid));
 
     // Traffic while the key turns over: tokens minted and verified without
     // a pause, by the same verifier; none may fail.
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(Mutex::new(Vec::<String>::new()));
     let traffic = tokio::spawn({
-        let (app, relier, verifier) = (app.clone(), relier.clone(), verifier.clone());
+        let (app, relier, verifier, caching) = (app.clone(), relier.clone(), verifier.clone(), caching.clone());
         let (stop, seen) = (stop.clone(), seen.clone());
         async move {
             while !stop.load(Ordering::SeqCst) {
@@ -334,6 +411,8 @@ async fn key_rotation_while_tokens_are_in_flight(backend: Backend) {
                 if let Err(e) = verifier.verify(&t).await {
                     panic!("a token of kid {} failed in flight: {e}", kid_of(&t));
                 }
+                // A relier honouring HTTP caching never meets an unknown kid.
+                assert!(caching.knows(&t).await, "kid {} is not in the cached JWKS", kid_of(&t));
                 {
                     let kid = kid_of(&t);
                     let mut seen = seen.lock().unwrap();
@@ -352,11 +431,24 @@ async fn key_rotation_while_tokens_are_in_flight(backend: Backend) {
     let new_kid = rotated["kid"].as_str().unwrap().to_owned();
     assert_ne!(new_kid, old_kid);
 
-    // The running server signs with the new key within seconds.
-    let b = eventually("the server to sign with the new key", || async {
-        let t = token(&app, &relier, "payments", Some(API)).await;
-        (kid_of(&t) == new_kid).then_some(t)
+    // Published within a reload, while the old key still signs.
+    eventually("the new key in the JWKS", || async {
+        let (kids, _) = caching.fetch().await;
+        kids.contains(&new_kid).then_some(())
     })
+    .await;
+    let t = token(&app, &relier, "payments", Some(API)).await;
+    assert_eq!(kid_of(&t), old_kid, "the new key signs before every cache has it");
+
+    // Then the running server signs with the new key.
+    let b = within(
+        Duration::from_secs(20),
+        "the server to sign with the new key",
+        || async {
+            let t = token(&app, &relier, "payments", Some(API)).await;
+            (kid_of(&t) == new_kid).then_some(t)
+        },
+    )
     .await;
 
     // The same verifier, its JWKS cached before the rotation: token A
@@ -365,9 +457,11 @@ async fn key_rotation_while_tokens_are_in_flight(backend: Backend) {
     verifier.verify(&a).await.unwrap();
     let verified_b = verifier.verify(&b).await.unwrap();
     assert_eq!(verified_b.subject, relier.0);
-    let mut both = vec![old_kid.clone(), new_kid.clone()];
-    both.sort();
-    assert_eq!(verifier.cached_kids(), both, "the retired key stays published");
+    let cached = verifier.cached_kids();
+    assert!(
+        cached.contains(&old_kid) && cached.contains(&new_kid),
+        "the retired key stays published"
+    );
     verifier.verify(&a).await.unwrap();
 
     // The traffic goes on until it has met the new key too (or failed).
@@ -383,6 +477,75 @@ async fn key_rotation_while_tokens_are_in_flight(backend: Backend) {
         Ok(app) => app.finish().await,
         Err(_) => panic!("the app is still shared"),
     }
+}
+
+/// `keys rotate --now`, for a compromised key: the new key signs within a
+/// reload, and the old one is gone from the JWKS at once.
+async fn keys_rotate_now_signs_at_once_and_withdraws_the_old_key(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let relier = relier(&app).await;
+    let old_kid = kid_of(&token(&app, &relier, "payments", Some(API)).await);
+    let out = gatehouse_cli(&app)
+        .args(["keys", "rotate", "--now", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rotated: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let new_kid = rotated["kid"].as_str().unwrap().to_owned();
+    assert_eq!(rotated["withdrawn"], 1);
+    eventually("the server to sign with the new key", || async {
+        let t = token(&app, &relier, "payments", Some(API)).await;
+        (kid_of(&t) == new_kid).then_some(())
+    })
+    .await;
+    let jwks: Value = reqwest::get(format!("{}/jwks.json", app.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert!(
+        kids.contains(&new_kid.as_str()) && !kids.contains(&old_kid.as_str()),
+        "{kids:?}"
+    );
+    app.finish().await;
+}
+
+/// A fresh server publishes a key of every algorithm before anything is
+/// signed: the EdDSA and RS256 keys (ID tokens, logout tokens and security
+/// events for clients that chose them) are in the very first JWKS.
+async fn every_algorithm_is_published_before_its_first_signature(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let first = HttpCachingRelier::new(&app);
+    let r = reqwest::get(&first.jwks_uri).await.unwrap();
+    assert_eq!(r.headers()["cache-control"], "public, max-age=300");
+    let jwks: Value = r.json().await.unwrap();
+    let mut algs: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["alg"].as_str().unwrap())
+        .collect();
+    algs.sort_unstable();
+    assert_eq!(algs, ["ES256", "EdDSA", "RS256"]);
+    let secret = gatehouse::server::instance_secret(&app.config).unwrap();
+    let ring = KeyRing::load(app.store(), &secret).await.unwrap();
+    let claims = json!({ "iss": app.base, "sub": "s", "exp": Timestamp::now().0 + 60 });
+    for alg in SigningAlg::ALL {
+        let t = ring.sign(alg, "JWT", &claims).await.unwrap();
+        assert!(
+            first.knows(&t).await,
+            "{alg:?}: kid {} was not in the first JWKS",
+            kid_of(&t)
+        );
+    }
+    app.finish().await;
 }
 
 /// The resource server: `/reports` needs `reports:read`.

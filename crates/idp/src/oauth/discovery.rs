@@ -78,18 +78,21 @@ pub fn metadata(state: &AppState) -> Value {
     })
 }
 
-fn cacheable(body: Value) -> Response {
+fn cacheable(body: Value, max_age: std::time::Duration) -> Response {
     let mut response = Json(body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    let value = format!("public, max-age={}", max_age.as_secs());
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        response.headers_mut().insert(header::CACHE_CONTROL, value);
+    }
     response
 }
 
 pub async fn configuration(State(state): State<AppState>) -> Response {
-    cacheable(metadata(&state))
+    cacheable(metadata(&state), std::time::Duration::from_secs(300))
 }
 
+/// Cached for `jwks_max_age`: a new key is in it that long (and more)
+/// before it signs (see `keys.rs`).
 pub async fn jwks(State(state): State<AppState>) -> Response {
-    cacheable(state.keys.jwks())
+    cacheable(state.keys.jwks(), state.settings.jwks_max_age)
 }

@@ -130,6 +130,8 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
         secret_key: None,
         outbox_max_age: gatehouse_idp::outbox::DEFAULT_MAX_AGE,
         logout_token_lifetime: gatehouse_idp::outbox::DEFAULT_LOGOUT_TOKEN_LIFETIME,
+        limits: Default::default(),
+        jwks_max_age: gatehouse_idp::keys::DEFAULT_JWKS_MAX_AGE,
         pay: Default::default(),
     };
     let mut config = config;
