@@ -57,6 +57,13 @@ pub const MAIL_PER_ADDRESS: Policy = Policy {
     window_secs: HOUR,
 };
 
+/// Every policy the IdP counts in the store's `throttle` table.
+pub const ALL: [Policy; 4] = [PER_ACCOUNT, PER_ADDRESS, MAIL_PER_TARGET, MAIL_PER_ADDRESS];
+
+/// The longest window of [`ALL`]: a stored window that began longer ago
+/// than this has ended for every policy, and housekeeping deletes it.
+pub const LONGEST_WINDOW_SECS: i64 = HOUR;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
     Allowed,
@@ -178,5 +185,12 @@ mod tests {
         // Ended (or cleared) between the refusal and the read.
         assert_eq!(PER_ACCOUNT.retry_after(w, t0.plus(15 * 60)), 1);
         assert_eq!(PER_ACCOUNT.retry_after(None, t0), 1);
+    }
+
+    #[test]
+    fn no_policy_outlives_the_longest_window() {
+        for policy in ALL {
+            assert!(policy.window_secs <= LONGEST_WINDOW_SECS, "{policy:?}");
+        }
     }
 }

@@ -21,6 +21,7 @@ pub async fn purge_once(store: &dyn Store, now: Timestamp) -> Result<u64, gateho
         interactions: now,
         auth_codes: now.plus(-CODE_KEPT_AFTER_EXPIRY),
         refresh_tokens: now.plus(-REFRESH_TOKEN_KEPT_AFTER_EXPIRY),
+        throttle_windows: now.plus(-gatehouse_core::throttle::LONGEST_WINDOW_SECS),
     };
     store.purge_expired(&before).await
 }

@@ -135,6 +135,9 @@ pub struct PurgeBefore {
     pub interactions: Timestamp,
     pub auth_codes: Timestamp,
     pub refresh_tokens: Timestamp,
+    /// Throttle windows that began before this have ended (for every
+    /// policy: `gatehouse_core::throttle::LONGEST_WINDOW_SECS` ago).
+    pub throttle_windows: Timestamp,
 }
 
 /// The [`OutboxMessage::withdraw_key`] of the account-enabled messages that

@@ -361,6 +361,12 @@ pub const PURGE_REFRESH_TOKENS: &str = "\
     DELETE FROM refresh_tokens WHERE digest IN \
         (SELECT digest FROM refresh_tokens WHERE expires_at < $1 LIMIT $2)";
 
+/// Throttle windows that began before `$1`, at most `$2` (uses
+/// `throttle_by_window`, migration 0016).
+pub const PURGE_THROTTLE: &str = "\
+    DELETE FROM throttle WHERE key IN \
+        (SELECT key FROM throttle WHERE window_started_at < $1 LIMIT $2)";
+
 // --- authorization codes ----------------------------------------------------
 
 /// The columns of an authorization code, `$1` to `$18` in this order

@@ -1169,6 +1169,7 @@ macro_rules! impl_store {
                         (sql::PURGE_INTERACTIONS, before.interactions),
                         (sql::PURGE_AUTH_CODES, before.auth_codes),
                         (sql::PURGE_REFRESH_TOKENS, before.refresh_tokens),
+                        (sql::PURGE_THROTTLE, before.throttle_windows),
                     ] {
                         loop {
                             let deleted = sqlx::query(statement)

@@ -1600,14 +1600,23 @@ async fn expired_codes_tokens_and_interactions_are_purged(db: Arc<TestDb>) {
     s.insert_grant(&grant, Some(&stale)).await.unwrap();
     s.insert_grant(&other, Some(&fresh)).await.unwrap();
 
-    // Interactions that expired before T0+100, codes and tokens before T0+30.
+    // A throttle window that began before T0+30, and one that began after.
+    let policy = gatehouse_core::throttle::PER_ACCOUNT;
+    s.throttle_reserve("ended", T0, policy).await.unwrap();
+    s.throttle_reserve("running", T0.plus(35), policy).await.unwrap();
+
+    // Interactions that expired before T0+100, codes, tokens and throttle
+    // windows before T0+30.
     let before = PurgeBefore {
         interactions: T0.plus(100),
         auth_codes: T0.plus(30),
         refresh_tokens: T0.plus(30),
+        throttle_windows: T0.plus(30),
     };
     let purged = s.purge_expired(&before).await.unwrap();
-    assert_eq!(purged, 1 + 1 + 1_100 + 1);
+    assert_eq!(purged, 1 + 1 + 1_100 + 1 + 1);
+    assert_eq!(s.throttle_window("ended").await.unwrap(), None);
+    assert!(s.throttle_window("running").await.unwrap().is_some());
     assert_eq!(s.refresh_token(&stale.digest).await.unwrap(), None);
     assert_eq!(s.refresh_token(&fresh.digest).await.unwrap(), Some(fresh.clone()));
     assert!(s.grant(&grant.id).await.unwrap().is_some(), "the grant stays");
