@@ -149,17 +149,18 @@ impl Signer<'_> {
                     .sign(client.id_token_alg, SET_TYP, &claims)
                     .await
                     .map_err(|e| AppError::Internal(e.to_string()))?;
-                let mut message = OutboxMessage::new(
+                // Written now, due at `due`; its retries are counted from
+                // then (`outbox_max_age` after `created_at`), so a
+                // suspension's end is not given up at its first failure.
+                out.push(OutboxMessage::new(
                     random_id(),
                     client.id.clone(),
                     OutboxKind::SecurityEvent,
                     uri.to_owned(),
                     token,
                     SET_CONTENT_TYPE.to_owned(),
-                    now,
-                );
-                message.next_attempt_at = due;
-                out.push(message);
+                    due.max(now),
+                ));
             }
         }
         Ok(out)

@@ -25,6 +25,7 @@ both_backends!(
     bans_tell_the_clients_the_user_used,
     a_suspension_tells_the_clients_when_it_lifts,
     a_suspension_lifted_early_or_replaced_is_not_announced_later,
+    a_suspension_end_refused_once_is_retried,
     a_dead_event_sent_again_is_signed_again,
     a_retried_event_is_the_same_set,
     password_change_and_deletion_tell_the_clients,
@@ -326,6 +327,36 @@ async fn a_suspension_lifted_early_or_replaced_is_not_announced_later(backend: B
             format!("{RISC}account-disabled"),
         ]
     );
+    app.finish().await;
+}
+
+/// A suspension's account-enabled is retried from when it became due, not
+/// from when the ban was written: with a suspension longer than the
+/// outbox's retry period, a relier down at the moment it lifts still hears
+/// of it (it used to be given up at its first failure).
+async fn a_suspension_end_refused_once_is_retried(backend: Backend) {
+    let app = spawn_app_with(backend, |c| c.outbox_max_age = Duration::from_secs(3)).await;
+    let (r, a, token, sub) = shop_and_user(&app, "ute@example.com").await;
+    let until = Timestamp::now().0 + 4;
+    ban(&app, &token, &sub, &json!({ "until": until, "reason": "cooling off" })).await;
+    wait_for_count(&r, "a", 1).await;
+    r.refuse("a", true);
+    let client = gatehouse_core::oauth::ClientId(a.0.clone());
+    let refused = eventually("the suspension's end refused once", || {
+        let (store, client) = (app.store(), client.clone());
+        async move {
+            let messages = store.outbox_messages(Some(&client), 10).await.unwrap();
+            messages
+                .into_iter()
+                .find(|m| m.attempts >= 1 && m.delivered_at.is_none())
+        }
+    })
+    .await;
+    assert_ne!(refused.status(), "dead", "given up at its first failure");
+    r.refuse("a", false);
+    wait_for_count(&r, "a", 2).await;
+    let (kind, _) = verify_set(&app, &r.bodies("a")[1].body, &a.0, &sub).await;
+    assert_eq!(kind, format!("{RISC}account-enabled"));
     app.finish().await;
 }
 
