@@ -24,6 +24,9 @@ pub const PASSWORD: &str = "a long benchmark passphrase";
 /// code from the `Location` header).
 pub const RELIER_REDIRECT: &str = "http://127.0.0.1:9/relier-b/cb";
 
+/// The resource server's identifier: the audience of the service's tokens.
+pub const RESOURCE_URI: &str = "https://reports.bench.example";
+
 /// Everything the workers share.
 pub struct Fixture {
     pub addr: SocketAddr,
@@ -72,18 +75,23 @@ pub async fn prepare(
     // Clients, straight into the store the server reads them from on each
     // request.
     let store = gatehouse_store::connect(&db.url).await.context("opening the store")?;
-    let (service, service_secret) = register(
+    // The service's tokens are for the resource server (RFC 8707: issued
+    // with `resource`, which names it), as introspection answers only the
+    // token's client and its audience.
+    let (mut service, service_secret) = register(
         "Bench Service",
         vec![],
         vec![GrantType::ClientCredentials],
         Some("reports"),
     )?;
-    let (resource, resource_secret) = register(
+    let (mut resource, resource_secret) = register(
         "Bench Resource Server",
         vec![],
         vec![GrantType::ClientCredentials],
         Some("reports"),
     )?;
+    service.audiences = vec![RESOURCE_URI.to_owned()];
+    resource.resource_uris = vec![RESOURCE_URI.to_owned()];
     // Defaults, as a first-party web app has them: code and refresh grants,
     // openid profile email offline_access; first party, so no consent page.
     let (relier, relier_secret) = register("Bench Relier B", vec![RELIER_REDIRECT.to_owned()], vec![], None)?;
@@ -94,7 +102,11 @@ pub async fn prepare(
 
     let mut conn = Conn::open(addr).await?;
     let service_auth = http::basic(service.id.as_str(), &service_secret)?;
-    let service_body = http::form(&[("grant_type", "client_credentials"), ("scope", "reports")]);
+    let service_body = http::form(&[
+        ("grant_type", "client_credentials"),
+        ("scope", "reports"),
+        ("resource", RESOURCE_URI),
+    ]);
 
     // Sign in once per connection (Argon2: seconds in all, so never timed).
     let mut cookies = Vec::with_capacity(sessions);
