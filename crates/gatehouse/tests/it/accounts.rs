@@ -32,6 +32,7 @@ both_backends!(
     sign_up_and_resend_mail_is_throttled,
     password_change_needs_the_current_password,
     email_change_keeps_the_user_id,
+    email_change_mail_is_throttled,
     email_change_by_link_and_to_a_taken_address,
     sessions_can_be_listed_and_ended,
     account_deletion_needs_the_password,
@@ -734,6 +735,41 @@ async fn password_change_needs_the_current_password(backend: Backend) {
     app.mail
         .wait_for("ken@example.com", |m| m.subject.contains("password was changed"))
         .await;
+    app.finish().await;
+}
+
+/// The email change mails an address of the signed-in person's choosing:
+/// three mails an hour to one address at most, like every mail on request,
+/// and the same answer when throttled.
+async fn email_change_mail_is_throttled(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let b = app.ready_account("max@example.com", PASSWORD).await;
+    for _ in 0..5 {
+        b.post(
+            "/settings/email",
+            &[("email", "target@example.org"), ("password", PASSWORD)],
+        )
+        .await
+        .expect_redirect("/settings?notice=email_change_sent");
+    }
+    crate::support::eventually("three mails", || async {
+        (app.mail.to("target@example.org").len() >= 3).then_some(())
+    })
+    .await;
+    let q = AuditQuery {
+        kind: Some(AuditKind::EmailChangeRequested),
+        ..Default::default()
+    };
+    let throttled = app
+        .store()
+        .audit_events(&q)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.event.detail["reason"] == "throttled")
+        .count();
+    assert_eq!(throttled, 2);
+    assert_eq!(app.mail.to("target@example.org").len(), 3);
     app.finish().await;
 }
 

@@ -274,6 +274,14 @@ pub async fn change_email(
     }
     let audit = AuditEvent::new(AuditKind::EmailChangeRequested, Some(&current.account.id), &actor, now)
         .with_detail(serde_json::json!({ "from": current.account.email, "to": new_email }));
+    let sent = Redirect::to("/settings?notice=email_change_sent").into_response();
+    // Mail to an address of the person's choosing: counted as every mail on
+    // request is (per target and per client address), and a throttled
+    // request answers the same (the count says nothing of the address).
+    if !crate::throttle::may_mail(state.store.as_ref(), &new_email, &actor.ip, now).await? {
+        state.store.append_audit(&audit.failed("throttled")).await?;
+        return Ok(sent);
+    }
     if state.store.account_by_email(&new_email).await?.is_some() {
         // Say nothing here about the other account; tell the address's owner.
         state.store.append_audit(&audit.failed("email_taken")).await?;
@@ -305,7 +313,7 @@ pub async fn change_email(
             }),
         );
     }
-    Ok(Redirect::to("/settings?notice=email_change_sent").into_response())
+    Ok(sent)
 }
 
 #[derive(Deserialize)]
