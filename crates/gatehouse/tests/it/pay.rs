@@ -33,6 +33,7 @@ const PIN: &str = "385172";
 const OTHER_AUDIENCE: &str = "http://127.0.0.1:9/api";
 
 both_backends!(
+    a_foreign_callback_is_the_browsers_fault,
     contracts_need_a_narrowed_token_of_the_caller,
     buying_once_with_a_pin,
     the_pay_url_proves_again_or_sends_away,
@@ -359,6 +360,33 @@ async fn merchant_client(app: &TestApp, name: &str, pay_base: &str) -> (String, 
     client.audiences = vec![pay_base.to_owned(), OTHER_AUDIENCE.to_owned()];
     app.store().update_client(&client).await.unwrap();
     (client.id.to_string(), secret.unwrap())
+}
+
+/// A callback at the payments service that does not complete the login
+/// this browser began (another `state`) is answered 400, the browser's
+/// fault, not 403 as if the IdP had refused, and signs nobody in.
+async fn a_foreign_callback_is_the_browsers_fault(backend: Backend) {
+    let w = World::new(backend).await;
+    let b = w.app.browser();
+    let started = get(&b, &w.pay("/")).await;
+    assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
+    let to_idp = started.headers["location"].to_str().unwrap().to_owned();
+    assert!(to_idp.starts_with(&w.app.base), "{to_idp}");
+    let iss = urlencoding(&w.app.base);
+    let back = get(
+        &b,
+        &w.pay(&format!("/login/callback?code=nope&state=another&iss={iss}")),
+    )
+    .await;
+    assert_eq!(back.status, StatusCode::BAD_REQUEST, "{}", back.body);
+    assert!(back.body.contains("Sign-in failed"), "{}", back.body);
+    let home = get(&b, &w.pay("/")).await;
+    assert_eq!(home.status, StatusCode::SEE_OTHER, "nobody signed in");
+    w.finish().await;
+}
+
+fn urlencoding(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// GET an absolute URL in this browser, no redirects followed.

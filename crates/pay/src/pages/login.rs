@@ -8,7 +8,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use gatehouse_core::{OpaqueToken, Timestamp};
-use gatehouse_relier::{LoginRequest, PendingLogin};
+use gatehouse_relier::{LoginFault, LoginRequest, PendingLogin};
 
 use crate::store::{PayAuditKind, PendingRow};
 use crate::web::{LOGIN_COOKIE, LOGIN_LIFETIME, PageError, PayState, cookie_value, see_other};
@@ -120,11 +120,14 @@ async fn handle(state: &PayState, headers: &HeaderMap, query: &str) -> Result<Re
                     .audit(PayAuditKind::PinResetRefused, Some(&session.sub), detail, now)
                     .await?;
             }
-            return Err(PageError::page(
-                StatusCode::FORBIDDEN,
-                "Sign-in failed",
-                "The identity provider did not sign you in. Try again.",
-            ));
+            // Whose doing it was: a callback that does not complete this
+            // login (400), a refusal by the IdP (403), the IdP failing (502).
+            let fault = e.fault();
+            let text = match fault {
+                LoginFault::Upstream => "The identity provider could not complete the sign-in. Try again later.",
+                _ => "The identity provider did not sign you in. Try again.",
+            };
+            return Err(PageError::page(fault.status(), "Sign-in failed", text));
         }
     };
     let mut response = match row.purpose.as_str() {
