@@ -248,61 +248,29 @@ impl Config {
                 },
                 None => None,
             },
-            limits: Limits {
-                header_read_timeout: seconds(
-                    pick(
-                        "GATEHOUSE_PAY_HEADER_READ_TIMEOUT",
-                        "pay_header_read_timeout",
-                        &file.pay_header_read_timeout,
-                    ),
-                    DEFAULT_LIMITS.header_read_timeout,
-                )?,
-                body_timeout: seconds(
-                    pick("GATEHOUSE_PAY_BODY_TIMEOUT", "pay_body_timeout", &file.pay_body_timeout),
-                    DEFAULT_LIMITS.body_timeout,
-                )?,
-                keep_alive_timeout: seconds(
-                    pick(
-                        "GATEHOUSE_PAY_KEEP_ALIVE_TIMEOUT",
-                        "pay_keep_alive_timeout",
-                        &file.pay_keep_alive_timeout,
-                    ),
-                    DEFAULT_LIMITS.keep_alive_timeout,
-                )?,
-                max_connections: count(pick(
-                    "GATEHOUSE_PAY_MAX_CONNECTIONS",
-                    "pay_max_connections",
+            limits: limits(
+                &pick,
+                "GATEHOUSE_PAY_",
+                "pay_",
+                [
+                    &file.pay_header_read_timeout,
+                    &file.pay_body_timeout,
+                    &file.pay_keep_alive_timeout,
                     &file.pay_max_connections,
-                ))?,
-            },
+                ],
+            )?,
         };
-        let limits = Limits {
-            header_read_timeout: seconds(
-                pick(
-                    "GATEHOUSE_HEADER_READ_TIMEOUT",
-                    "header_read_timeout",
-                    &file.header_read_timeout,
-                ),
-                DEFAULT_LIMITS.header_read_timeout,
-            )?,
-            body_timeout: seconds(
-                pick("GATEHOUSE_BODY_TIMEOUT", "body_timeout", &file.body_timeout),
-                DEFAULT_LIMITS.body_timeout,
-            )?,
-            keep_alive_timeout: seconds(
-                pick(
-                    "GATEHOUSE_KEEP_ALIVE_TIMEOUT",
-                    "keep_alive_timeout",
-                    &file.keep_alive_timeout,
-                ),
-                DEFAULT_LIMITS.keep_alive_timeout,
-            )?,
-            max_connections: count(pick(
-                "GATEHOUSE_MAX_CONNECTIONS",
-                "max_connections",
+        let limits = limits(
+            &pick,
+            "GATEHOUSE_",
+            "",
+            [
+                &file.header_read_timeout,
+                &file.body_timeout,
+                &file.keep_alive_timeout,
                 &file.max_connections,
-            ))?,
-        };
+            ],
+        )?;
         let jwks_max_age = seconds(
             pick("GATEHOUSE_JWKS_MAX_AGE", "jwks_max_age", &file.jwks_max_age),
             gatehouse_idp::keys::DEFAULT_JWKS_MAX_AGE,
@@ -330,24 +298,18 @@ impl Config {
             Some((key, v)) => Some(InstanceSecret::from_base64(&v).map_err(|e| error(key, e.to_string()))?),
             None => None,
         };
-        let outbox_max_age = match pick("GATEHOUSE_OUTBOX_MAX_AGE", "outbox_max_age", &file.outbox_max_age) {
-            Some((key, v)) => match v.parse::<u64>() {
-                Ok(secs) if secs > 0 => std::time::Duration::from_secs(secs),
-                _ => return Err(error(key, format!("{v:?} is not a positive number of seconds"))),
-            },
-            None => gatehouse_idp::outbox::DEFAULT_MAX_AGE,
-        };
-        let logout_token_lifetime = match pick(
-            "GATEHOUSE_LOGOUT_TOKEN_LIFETIME",
-            "logout_token_lifetime",
-            &file.logout_token_lifetime,
-        ) {
-            Some((key, v)) => match v.parse::<u64>() {
-                Ok(secs) if secs > 0 => std::time::Duration::from_secs(secs),
-                _ => return Err(error(key, format!("{v:?} is not a positive number of seconds"))),
-            },
-            None => gatehouse_idp::outbox::DEFAULT_LOGOUT_TOKEN_LIFETIME,
-        };
+        let outbox_max_age = seconds(
+            pick("GATEHOUSE_OUTBOX_MAX_AGE", "outbox_max_age", &file.outbox_max_age),
+            gatehouse_idp::outbox::DEFAULT_MAX_AGE,
+        )?;
+        let logout_token_lifetime = seconds(
+            pick(
+                "GATEHOUSE_LOGOUT_TOKEN_LIFETIME",
+                "logout_token_lifetime",
+                &file.logout_token_lifetime,
+            ),
+            gatehouse_idp::outbox::DEFAULT_LOGOUT_TOKEN_LIFETIME,
+        )?;
         Ok(Config {
             issuer,
             listen,
@@ -374,6 +336,39 @@ fn address(key: String, value: &str) -> Result<SocketAddr, ConfigError> {
     value
         .parse()
         .map_err(|_| error(key, format!("{value:?} is not an address:port such as 127.0.0.1:8080")))
+}
+
+/// Finds a setting: the environment variable, else the file's value; with
+/// the key it came from.
+type Pick<'a> = dyn Fn(&str, &str, &Option<String>) -> Option<(String, String)> + 'a;
+
+/// The four [`Limits`] of one port: `{env_prefix}HEADER_READ_TIMEOUT`,
+/// `BODY_TIMEOUT`, `KEEP_ALIVE_TIMEOUT` (seconds) and `MAX_CONNECTIONS`, and
+/// the file keys `{file_prefix}header_read_timeout` and so on, whose values
+/// `file` holds in that order.
+fn limits(
+    pick: &Pick<'_>,
+    env_prefix: &str,
+    file_prefix: &str,
+    file: [&Option<String>; 4],
+) -> Result<Limits, ConfigError> {
+    let [header, body, keep_alive, max] = file;
+    let value = |name: &str, file_value: &Option<String>| {
+        pick(
+            &format!("{env_prefix}{}", name.to_uppercase()),
+            &format!("{file_prefix}{name}"),
+            file_value,
+        )
+    };
+    Ok(Limits {
+        header_read_timeout: seconds(value("header_read_timeout", header), DEFAULT_LIMITS.header_read_timeout)?,
+        body_timeout: seconds(value("body_timeout", body), DEFAULT_LIMITS.body_timeout)?,
+        keep_alive_timeout: seconds(
+            value("keep_alive_timeout", keep_alive),
+            DEFAULT_LIMITS.keep_alive_timeout,
+        )?,
+        max_connections: count(value("max_connections", max))?,
+    })
 }
 
 /// A positive whole number of seconds, or `default`.
