@@ -21,6 +21,7 @@ use axum::routing::{get, post};
 use axum_extra::extract::CookieJar;
 
 use gatehouse_core::audit::{Actor, AuditEvent, AuditKind};
+use gatehouse_core::code::{CodeError, OneTimeCode};
 use gatehouse_core::session::{AuthMethod, Session};
 use gatehouse_core::{Account, OpaqueToken, Secret, Timestamp, password};
 
@@ -115,6 +116,24 @@ pub async fn start_session(
 }
 
 pub use crate::web::auth::current;
+
+/// Checks a code a signed-in person typed against their latest mailed
+/// code, reserving the guess first (`Store::reserve_code_attempt`): at most
+/// `MAX_ATTEMPTS` guesses are ever checked, however many arrive at once.
+pub async fn guess_code(
+    state: &AppState,
+    code: &OneTimeCode,
+    typed: &str,
+    now: Timestamp,
+) -> Result<Result<(), CodeError>, AppError> {
+    if let Err(e) = code.check_usable(now) {
+        return Ok(Err(e));
+    }
+    if !state.store.reserve_code_attempt(&code.id).await? {
+        return Ok(Err(CodeError::TooManyAttempts));
+    }
+    Ok(code.check_code(typed, now))
+}
 
 /// Human-readable UTC time for pages.
 pub fn format_time(t: Timestamp) -> String {

@@ -337,15 +337,7 @@ pub async fn confirm_email_code(
     else {
         return refuse(&state, &current, &csrf, CodeError::Wrong.to_string()).await;
     };
-    // Reserve the guess before checking it: at most `MAX_ATTEMPTS` are ever
-    // checked, however many arrive at once.
-    if let Err(e) = code.check_usable(now) {
-        return refuse(&state, &current, &csrf, e.to_string()).await;
-    }
-    if !state.store.reserve_code_attempt(&code.id).await? {
-        return refuse(&state, &current, &csrf, CodeError::TooManyAttempts.to_string()).await;
-    }
-    if let Err(e) = code.check_code(&form.code, now) {
+    if let Err(e) = super::guess_code(&state, &code, &form.code, now).await? {
         return refuse(&state, &current, &csrf, e.to_string()).await;
     }
     match redeem_email_change(&state, &code, &current.account.email, &actor, now).await? {

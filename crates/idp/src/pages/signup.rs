@@ -261,15 +261,7 @@ pub async fn verify_code(
     let Some(code) = state.store.latest_code(&account.id, CodePurpose::VerifyEmail).await? else {
         return Ok(fail(CodeError::Wrong, &shown_email));
     };
-    // Reserve the guess before checking it: at most `MAX_ATTEMPTS` are ever
-    // checked, however many arrive at once.
-    if let Err(e) = code.check_usable(now) {
-        return Ok(fail(e, &shown_email));
-    }
-    if !state.store.reserve_code_attempt(&code.id).await? {
-        return Ok(fail(CodeError::TooManyAttempts, &shown_email));
-    }
-    if let Err(e) = code.check_code(&form.code, now) {
+    if let Err(e) = super::guess_code(&state, &code, &form.code, now).await? {
         return Ok(fail(e, &shown_email));
     }
     Ok(match redeem(&state, &actor, &account, &code, now).await? {
