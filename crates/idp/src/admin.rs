@@ -168,7 +168,7 @@ async fn redeliver_outbox(State(state): State<AppState>, headers: HeaderMap, Pat
         Ok(_) => return not_found(),
         Err(e) => return store_error(e),
     };
-    let payload = match signer(&state).resign(&message, now).await {
+    let payload = match crate::outbox::Signer::of(&state).resign(&message, now).await {
         Ok(payload) => payload,
         Err(e) => return e.into_response(),
     };
@@ -547,7 +547,7 @@ async fn ban_user(
     } else {
         Vec::new()
     };
-    match ban_events(&signer(&state), &uid, &req, now).await {
+    match ban_events(&crate::outbox::Signer::of(&state), &uid, &req, now).await {
         Ok(m) => outbox.extend(m),
         Err(e) => return e.into_response(),
     }
@@ -585,7 +585,7 @@ async fn unban_user(
         Err(r) => return r,
     };
     let now = Timestamp::now();
-    let outbox = match unban_events(&signer(&state), &uid, q.client_id.as_deref(), now).await {
+    let outbox = match unban_events(&crate::outbox::Signer::of(&state), &uid, q.client_id.as_deref(), now).await {
         Ok(m) => m,
         Err(e) => return e.into_response(),
     };
@@ -605,8 +605,4 @@ async fn unban_user(
         }
         Err(e) => ban_error(e),
     }
-}
-
-fn signer(state: &AppState) -> crate::outbox::Signer<'_> {
-    crate::outbox::Signer::of(state)
 }
