@@ -6,7 +6,7 @@
 //! hint naming the current session, the person confirms on a page whose
 //! form is CSRF-protected before being signed out.
 
-use axum::extract::{FromRequest, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
@@ -26,7 +26,7 @@ use crate::pages::current;
 use crate::pages::render::{EndSessionPage, error_page, message_page, render};
 use crate::web::client::Client as Actor;
 use crate::web::cookies;
-use crate::web::csrf::CsrfToken;
+use crate::web::csrf::{self, CsrfToken};
 
 #[derive(Deserialize, Default)]
 pub struct EndSessionParams {
@@ -248,20 +248,13 @@ pub async fn end_session_post(
     Actor(actor): Actor,
     request: axum::extract::Request,
 ) -> Result<Response, AppError> {
-    let bytes = axum::body::Bytes::from_request(request, &state).await.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            AppError::TooLarge
-        } else {
-            AppError::BadRequest("The form could not be read.")
-        }
-    })?;
-    let unreadable = |_| AppError::BadRequest("The form could not be read.");
-    let confirmation: Confirmation = serde_urlencoded::from_bytes(&bytes).map_err(unreadable)?;
-    let params: EndSessionParams = serde_urlencoded::from_bytes(&bytes).map_err(unreadable)?;
+    let bytes = csrf::form_bytes(request, &state).await?;
+    let confirmation: Confirmation = csrf::parse_form(&bytes)?;
+    let params: EndSessionParams = csrf::parse_form(&bytes)?;
     if confirmation.csrf.is_none() && confirmation.decision.is_none() {
         return self::request(&state, jar, &csrf, &actor, params).await;
     }
-    if !crate::web::csrf::matches(&csrf, &jar, confirmation.csrf.as_deref()) {
+    if !csrf::matches(&csrf, &jar, confirmation.csrf.as_deref()) {
         return Err(AppError::Csrf);
     }
     let req = match validate(&state, params).await? {

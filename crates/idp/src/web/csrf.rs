@@ -84,23 +84,28 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for CsrfForm<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = req.into_parts();
         let expected = CsrfToken::from_request_parts(&mut parts, state).await?;
-        let had_cookie = CookieJar::from_headers(&parts.headers).get(cookies::CSRF).is_some();
-        let req = Request::from_parts(parts, body);
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                AppError::TooLarge
-            } else {
-                AppError::BadRequest("The form could not be read.")
-            }
-        })?;
-        let field: CsrfField =
-            serde_urlencoded::from_bytes(&bytes).map_err(|_| AppError::BadRequest("The form could not be read."))?;
-        let matches = field.csrf.as_deref().is_some_and(|given| expected.0.ct_eq(given));
-        if !had_cookie || !matches {
+        let jar = CookieJar::from_headers(&parts.headers);
+        let bytes = form_bytes(Request::from_parts(parts, body), state).await?;
+        let field: CsrfField = parse_form(&bytes)?;
+        if !matches(&expected, &jar, field.csrf.as_deref()) {
             return Err(AppError::Csrf);
         }
-        let form =
-            serde_urlencoded::from_bytes(&bytes).map_err(|_| AppError::BadRequest("The form could not be read."))?;
-        Ok(CsrfForm(form))
+        Ok(CsrfForm(parse_form(&bytes)?))
     }
+}
+
+/// A form's body, within the body limit (413 past it).
+pub async fn form_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, AppError> {
+    Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::TooLarge
+        } else {
+            AppError::BadRequest("The form could not be read.")
+        }
+    })
+}
+
+/// A URL-encoded form's fields as `T`.
+pub fn parse_form<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    serde_urlencoded::from_bytes(bytes).map_err(|_| AppError::BadRequest("The form could not be read."))
 }
