@@ -458,13 +458,15 @@ macro_rules! impl_store {
             }
 
             /// Bumps `cache`'s counter, commits, and drops what this store
-            /// remembers of the table; then waits out [`CHECK_EVERY`], so
+            /// remembers of the table (and, with `also`, of another cache that
+            /// follows the same counter); then waits out [`CHECK_EVERY`], so
             /// that when the write returns every server sharing the
             /// database (this one, others, the one the command line is
             /// talking to) answers with it (see `cache.rs`).
             async fn changed<K: Eq + std::hash::Hash, V: Clone>(
                 mut tx: sqlx::Transaction<'static, $db>,
                 cache: &GenerationCache<K, V>,
+                also: impl FnOnce(),
             ) -> Result<(), StoreError> {
                 sqlx::query(sql::BUMP_GENERATION)
                     .bind(cache.name)
@@ -472,6 +474,7 @@ macro_rules! impl_store {
                     .await?;
                 tx.commit().await?;
                 cache.invalidate();
+                also();
                 tokio::time::sleep(CHECK_EVERY).await;
                 Ok(())
             }
@@ -479,18 +482,10 @@ macro_rules! impl_store {
             /// [`changed`] for the clients' counter, which two caches follow:
             /// the client records and the public clients' origins.
             async fn clients_changed(
-                mut tx: sqlx::Transaction<'static, $db>,
+                tx: sqlx::Transaction<'static, $db>,
                 caches: &$crate::cache::Caches,
             ) -> Result<(), StoreError> {
-                sqlx::query(sql::BUMP_GENERATION)
-                    .bind(caches.clients.name)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                caches.clients.invalidate();
-                caches.public_origins.invalidate();
-                tokio::time::sleep(CHECK_EVERY).await;
-                Ok(())
+                changed(tx, &caches.clients, || caches.public_origins.invalidate()).await
             }
 
             /// What `cache` remembers of `key`, or `load`'s answer, remembered
@@ -1513,7 +1508,7 @@ macro_rules! impl_store {
                         .bind(expires_at.0)
                         .execute(&mut *tx)
                         .await?;
-                    changed(tx, &self.caches.revoked_jtis).await
+                    changed(tx, &self.caches.revoked_jtis, || ()).await
                 }
 
                 async fn jti_revoked(&self, jti: &str) -> Result<bool, StoreError> {
