@@ -257,37 +257,23 @@ pub const UPDATE_CLIENT: &str = "\
                        events_uri = $11, id_token_alg = $12, resource_uris = $13 \
     WHERE id = $1";
 
-pub const CLIENT_BY_ID: &str = "\
-    SELECT id, name, secret_digest, redirect_uris, post_logout_redirect_uris, audiences, \
-           grant_types, scopes, first_party, backchannel_logout_uri, events_uri, id_token_alg, \
-           resource_uris, created_at \
-    FROM clients WHERE id = $1";
+/// The columns of [`ClientRow`] (one literal, so that `concat!` can use it).
+macro_rules! client_columns {
+    () => {
+        "id, name, secret_digest, redirect_uris, post_logout_redirect_uris, audiences, \
+         grant_types, scopes, first_party, backchannel_logout_uri, events_uri, id_token_alg, \
+         resource_uris, created_at "
+    };
+}
+
+pub const CLIENT_BY_ID: &str = concat!("SELECT ", client_columns!(), "FROM clients WHERE id = $1");
 
 /// Oldest first; the id breaks ties so the order is stable.
-pub const CLIENTS: &str = "\
-    SELECT id, name, secret_digest, redirect_uris, post_logout_redirect_uris, audiences, \
-           grant_types, scopes, first_party, backchannel_logout_uri, events_uri, id_token_alg, \
-           resource_uris, created_at \
-    FROM clients ORDER BY created_at, id";
+pub const CLIENTS: &str = concat!("SELECT ", client_columns!(), "FROM clients ORDER BY created_at, id");
 
-/// Every public client's id and redirect URIs, for
-/// [`public_client_origins`].
-pub const PUBLIC_CLIENT_REDIRECT_URIS: &str = "\
-    SELECT id, redirect_uris FROM clients WHERE secret_digest IS NULL";
-
-/// The web origins of the redirect URIs in [`PUBLIC_CLIENT_REDIRECT_URIS`]'s
-/// rows (`gatehouse_core::oauth::client::web_origin`).
-pub fn public_client_origins(rows: Vec<(String, String)>) -> Result<std::collections::HashSet<String>, StoreError> {
-    let mut origins = std::collections::HashSet::new();
-    for (id, stored) in rows {
-        let uris = parse_list(&stored, "clients", &id, "redirect_uris")?;
-        origins.extend(
-            uris.iter()
-                .filter_map(|uri| gatehouse_core::oauth::client::web_origin(uri)),
-        );
-    }
-    Ok(origins)
-}
+/// Every public client (the CORS origins of their redirect URIs:
+/// `Client::cors_origins`).
+pub const PUBLIC_CLIENTS: &str = concat!("SELECT ", client_columns!(), "FROM clients WHERE secret_digest IS NULL");
 
 /// Its codes, grants (with their refresh tokens), consents and session links
 /// go with it (`ON DELETE CASCADE`).

@@ -1027,10 +1027,14 @@ macro_rules! impl_store {
 
                 async fn is_public_client_origin(&self, origin: &str) -> Result<bool, StoreError> {
                     let load = async {
-                        let rows = sqlx::query_as::<_, (String, String)>(sql::PUBLIC_CLIENT_REDIRECT_URIS)
+                        let mut origins = std::collections::HashSet::new();
+                        for row in sqlx::query_as::<_, ClientRow>(sql::PUBLIC_CLIENTS)
                             .fetch_all(&self.pool)
-                            .await?;
-                        Ok(Some(std::sync::Arc::new(sql::public_client_origins(rows)?)))
+                            .await?
+                        {
+                            origins.extend(Client::try_from(row)?.cors_origins());
+                        }
+                        Ok(Some(std::sync::Arc::new(origins)))
                     };
                     let origins = cached(&self.pool, &self.caches.public_origins, &(), load).await?;
                     Ok(origins.is_some_and(|o| o.contains(origin)))
