@@ -31,9 +31,14 @@ impl Audience {
     }
 
     pub fn contains(&self, aud: &str) -> bool {
+        self.any(|a| a == aud)
+    }
+
+    /// Whether any audience satisfies `f`.
+    pub fn any(&self, f: impl Fn(&str) -> bool) -> bool {
         match self {
-            Audience::One(a) => a == aud,
-            Audience::Many(list) => list.iter().any(|a| a == aud),
+            Audience::One(a) => f(a),
+            Audience::Many(list) => list.iter().any(|a| f(a)),
         }
     }
 
@@ -94,11 +99,7 @@ impl AccessTokenClaims {
     /// names (by client id or one of its resource URIs). Anyone else
     /// learns only `{"active": false}`.
     pub fn introspectable_by(&self, caller: &Client) -> bool {
-        self.client_id == caller.id.as_str()
-            || match &self.aud {
-                Audience::One(a) => caller.is_named_by(a),
-                Audience::Many(list) => list.iter().any(|a| caller.is_named_by(a)),
-            }
+        self.client_id == caller.id.as_str() || self.aud.any(|a| caller.is_named_by(a))
     }
 }
 
