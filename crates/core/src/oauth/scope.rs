@@ -96,13 +96,7 @@ impl Scopes {
 
     /// The scopes that are not about a user ([`USER_SCOPES`]).
     pub fn without_user_scopes(&self) -> Scopes {
-        Scopes(
-            self.0
-                .iter()
-                .filter(|t| !USER_SCOPES.contains(&t.as_str()))
-                .cloned()
-                .collect(),
-        )
+        self.without(&Scopes::from_tokens(USER_SCOPES))
     }
 }
 

@@ -188,7 +188,7 @@ pub fn audience_for(client: &Client, resources: &[String]) -> Vec<String> {
 pub fn user_audience(state: &AppState, client: &Client, scopes: &Scopes, resources: &[String]) -> Vec<String> {
     let mut audience = audience_for(client, resources);
     if resources.is_empty() && gatehouse_core::oauth::authorize::is_openid(scopes) {
-        audience.push(state.settings.url("/userinfo"));
+        audience.push(super::userinfo::url(state));
     }
     audience
 }

@@ -40,7 +40,7 @@ pub async fn userinfo(State(state): State<AppState>, method: Method, headers: He
         Ok(Some(Presented::Dpop(_))) => Scheme::Dpop,
         _ => Scheme::Bearer,
     };
-    let url = state.settings.url("/userinfo");
+    let url = url(&state);
     let request = ResourceRequest {
         headers: &headers,
         method: method.as_str(),
@@ -93,4 +93,10 @@ pub async fn userinfo(State(state): State<AppState>, method: Method, headers: He
         body.extend(profile);
     }
     no_store(Json(body).into_response())
+}
+
+/// This endpoint's URL: where proofs are made for, and the audience that
+/// says a token is meant for it.
+pub fn url(state: &AppState) -> String {
+    state.settings.url("/userinfo")
 }
