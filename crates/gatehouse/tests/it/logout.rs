@@ -423,11 +423,10 @@ async fn wait_for_summary(
     }
 }
 
-async fn rp_initiated_logout_redirects_only_to_registered_uris(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let (base, receiver) = start_receiver(&[]).await;
-    let client = client_with_logout_uri(&app, "Shop", &format!("{base}/rp")).await;
-    let back_to = "http://127.0.0.1:9/shop/signed-out";
+/// [`client_with_logout_uri`] ("Shop") that may also be sent back to
+/// `back_to` after an RP-initiated logout.
+async fn client_with_post_logout_uri(app: &TestApp, logout_uri: &str, back_to: &str) -> (String, String, String) {
+    let client = client_with_logout_uri(app, "Shop", logout_uri).await;
     let store = app.store();
     let mut registered = store
         .client(&gatehouse_core::oauth::ClientId(client.0.clone()))
@@ -436,6 +435,14 @@ async fn rp_initiated_logout_redirects_only_to_registered_uris(backend: Backend)
         .unwrap();
     registered.post_logout_redirect_uris = vec![back_to.to_owned()];
     assert!(store.update_client(&registered).await.unwrap());
+    client
+}
+
+async fn rp_initiated_logout_redirects_only_to_registered_uris(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (base, receiver) = start_receiver(&[]).await;
+    let back_to = "http://127.0.0.1:9/shop/signed-out";
+    let client = client_with_post_logout_uri(&app, &format!("{base}/rp"), back_to).await;
 
     let b = app.ready_account("rp@example.com", PASSWORD).await;
     let id_token = sign_in_at(&app, &b, &client).await;
@@ -541,16 +548,8 @@ async fn rp_initiated_logout_redirects_only_to_registered_uris(backend: Backend)
 async fn rp_initiated_logout_by_post(backend: Backend) {
     let app = spawn_app(backend).await;
     let (base, receiver) = start_receiver(&[]).await;
-    let client = client_with_logout_uri(&app, "Shop", &format!("{base}/rp")).await;
     let back_to = "http://127.0.0.1:9/shop/signed-out";
-    let store = app.store();
-    let mut registered = store
-        .client(&gatehouse_core::oauth::ClientId(client.0.clone()))
-        .await
-        .unwrap()
-        .unwrap();
-    registered.post_logout_redirect_uris = vec![back_to.to_owned()];
-    assert!(store.update_client(&registered).await.unwrap());
+    let client = client_with_post_logout_uri(&app, &format!("{base}/rp"), back_to).await;
     let b = app.ready_account("rp-post@example.com", PASSWORD).await;
     let signed_in = |b: &Browser| {
         let b = b.clone();
