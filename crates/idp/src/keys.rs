@@ -1201,10 +1201,15 @@ async fn rotate_in<S: KeyStore + ?Sized>(
     now: Timestamp,
     how: Rotation,
 ) -> Result<Rotated, KeyError> {
-    for row in store.signing_keys().await?.iter().filter(|k| k.retired_at.is_none()) {
+    let rows = store.signing_keys().await?;
+    for row in rows.iter().filter(|k| k.retired_at.is_none()) {
         open_key(row, secret)?;
     }
     let signs_from = match how {
+        // A store that holds no key has never served a JWKS (as on a first
+        // start, `make_missing_keys`): nothing to wait for. Else a server
+        // started meanwhile would have no key of `alg` that signs.
+        Rotation::Prepublish { .. } if rows.is_empty() => now,
         Rotation::Prepublish { jwks_max_age } => now.plus(publication_delay(jwks_max_age)),
         Rotation::Now => now,
     };
@@ -1843,6 +1848,19 @@ mod tests {
         assert_eq!(header.kid.as_deref(), Some(rotated.kid.as_str()));
         assert_eq!(store.rows().len(), 3, "the other algorithms' keys stay");
     }
+    #[tokio::test]
+    async fn a_rotation_on_a_store_without_keys_signs_at_once() {
+        let store = FakeStore::default();
+        let secret = InstanceSecret::generate();
+        let now = Timestamp::now();
+        let first = rotate_in(&store, &secret, SigningAlg::ES256, now, SOON)
+            .await
+            .expect("rotate");
+        assert_eq!(first.signs_from, now, "no JWKS was ever served from this store");
+        let ring = KeyRing::load_from(Arc::new(store), &secret, DELAY).await.expect("load");
+        assert_eq!(ring.current_kid(SigningAlg::ES256).as_deref(), Some(first.kid.as_str()));
+    }
+
     #[tokio::test]
     async fn keys_retired_long_ago_leave_the_jwks_and_are_purged() {
         let store = FakeStore::default();
