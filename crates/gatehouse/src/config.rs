@@ -71,8 +71,9 @@ pub struct PayConfig {
     /// `GATEHOUSE_PAY_CLIENT_SECRET`).
     pub client_id: Option<String>,
     pub client_secret: Option<gatehouse_core::Secret<String>>,
-    /// Encrypts its signing key at rest (`GATEHOUSE_PAY_SECRET_KEY`, hex of
-    /// 32 bytes: `openssl rand -hex 32`); default `<data_dir>/pay-secret.key`.
+    /// Encrypts its signing key at rest (`GATEHOUSE_PAY_SECRET_KEY`, hex or
+    /// base64 of 32 bytes: `openssl rand -hex 32`); default
+    /// `<data_dir>/pay-secret.key`.
     /// Instances sharing a payments database must share it.
     pub secret_key: Option<gatehouse_core::Secret<String>>,
     /// The same limits as the IdP's, on its own port
@@ -242,9 +243,14 @@ impl Config {
             secret_key: match pick("GATEHOUSE_PAY_SECRET_KEY", "pay_secret_key", &file.pay_secret_key) {
                 // Parsed as the payments service will parse it, to fail here
                 // with the key's name.
-                Some((key, v)) => match gatehouse_pay::keys::PaySecret::from_hex(&v) {
+                Some((key, v)) => match InstanceSecret::parse(&v) {
                     Ok(_) => Some(gatehouse_core::Secret::new(v.trim().to_owned())),
-                    Err(_) => return Err(error(key, "must be the hex of 32 bytes (openssl rand -hex 32)")),
+                    Err(_) => {
+                        return Err(error(
+                            key,
+                            "must be the hex or base64 of 32 bytes (openssl rand -hex 32)",
+                        ));
+                    }
                 },
                 None => None,
             },
@@ -295,7 +301,7 @@ impl Config {
         };
         // The value is a secret: the message never shows it.
         let secret_key = match pick("GATEHOUSE_SECRET_KEY", "secret_key", &file.secret_key) {
-            Some((key, v)) => Some(InstanceSecret::from_base64(&v).map_err(|e| error(key, e.to_string()))?),
+            Some((key, v)) => Some(InstanceSecret::parse(&v).map_err(|e| error(key, e.to_string()))?),
             None => None,
         };
         let outbox_max_age = seconds(

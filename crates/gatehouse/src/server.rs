@@ -68,7 +68,7 @@ pub fn instance_secret(config: &Config) -> anyhow::Result<InstanceSecret> {
     }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    let path = config.data_dir.join(InstanceSecret::FILE_NAME);
+    let path = config.data_dir.join(gatehouse_idp::keys::SECRET_FILE);
     Ok(InstanceSecret::load_or_create(&path)?)
 }
 

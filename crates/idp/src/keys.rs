@@ -32,21 +32,15 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind as JwtErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
-use rand::RngCore;
 use rand::rngs::OsRng;
 use rsa::pkcs1::EncodeRsaPrivateKey;
 use rsa::traits::PublicKeyParts;
@@ -60,7 +54,24 @@ use gatehouse_core::oauth::client::SigningAlg;
 use gatehouse_core::oauth::grant::{ACCESS_TOKEN_LIFETIME, ID_TOKEN_LIFETIME, StoredKey};
 use gatehouse_core::time::MINUTE;
 use gatehouse_core::{Secret, Timestamp};
+use gatehouse_kit::seal::{SealError, Sealer};
 use gatehouse_store::{Store, StoreError};
+
+/// The 32-byte secret that encrypts the private keys at rest. From the
+/// configuration (`GATEHOUSE_SECRET_KEY`, base64 of 32 bytes, or hex), else
+/// from the file `<data_dir>/secret.key` ([`SECRET_FILE`]),
+/// created on first start.
+///
+/// Every instance that shares a database must have the same secret: with
+/// several instances on one PostgreSQL database, give them all the same
+/// `GATEHOUSE_SECRET_KEY` (e.g. `openssl rand -base64 32`), or copy one
+/// instance's `secret.key`, which holds the same base64 text.
+pub use gatehouse_kit::InstanceSecret;
+pub use gatehouse_kit::secret::SecretError;
+
+/// The file in the data directory that holds the instance secret when the
+/// configuration does not.
+pub const SECRET_FILE: &str = "secret.key";
 
 /// How long a retired key stays published: the longest token lifetime, plus
 /// a margin for the seconds a running instance may still sign with it before
@@ -148,11 +159,10 @@ pub enum KeyError {
     Decrypt { kid: String },
     #[error("signing key {kid} is corrupt: {reason}")]
     Corrupt { kid: String, reason: String },
-    /// The instance secret is malformed. The message never shows the value.
+    /// The instance secret is malformed or its file unreadable. The message
+    /// never shows the value.
     #[error("secret key: {0}")]
-    BadSecret(String),
-    #[error("secret key file {}: {source}", path.display())]
-    SecretFile { path: PathBuf, source: std::io::Error },
+    Secret(#[from] SecretError),
     #[error("cannot generate a {alg} key: {reason}")]
     Generate { alg: &'static str, reason: String },
     #[error("cannot sign: {0}")]
@@ -170,175 +180,28 @@ fn corrupt(kid: &str, reason: impl fmt::Display) -> KeyError {
     }
 }
 
-// --- the instance secret ----------------------------------------------------
+// --- the instance secret and sealing ----------------------------------------
 
-/// The 32-byte secret that encrypts the private keys at rest. From the
-/// configuration (`GATEHOUSE_SECRET_KEY`, base64 of 32 bytes), else from the
-/// file `<data_dir>/secret.key`, created on first start.
-///
-/// Every instance that shares a database must have the same secret: with
-/// several instances on one PostgreSQL database, give them all the same
-/// `GATEHOUSE_SECRET_KEY` (e.g. `openssl rand -base64 32`), or copy one
-/// instance's `secret.key`, which holds the same base64 text.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InstanceSecret(Secret<[u8; 32]>);
-
-/// Standard or URL-safe base64, padded or not.
-const LENIENT_STANDARD: GeneralPurpose = GeneralPurpose::new(
-    &base64::alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
-const LENIENT_URL_SAFE: GeneralPurpose = GeneralPurpose::new(
-    &base64::alphabet::URL_SAFE,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
-
-impl InstanceSecret {
-    /// The file in the data directory that holds it when the configuration
-    /// does not.
-    pub const FILE_NAME: &'static str = "secret.key";
-
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(Secret::new(bytes))
-    }
-
-    /// 32 random bytes.
-    pub fn generate() -> Self {
-        let mut bytes = [0u8; 32];
-        OsRng.fill_bytes(&mut bytes);
-        Self::from_bytes(bytes)
-    }
-
-    /// Parses base64 (standard or URL-safe, padding optional) of exactly 32
-    /// bytes. The error never includes the value.
-    pub fn from_base64(text: &str) -> Result<Self, KeyError> {
-        let text = text.trim();
-        let bytes = Zeroizing::new(
-            LENIENT_STANDARD
-                .decode(text)
-                .or_else(|_| LENIENT_URL_SAFE.decode(text))
-                .map_err(|_| {
-                    KeyError::BadSecret("is not base64 (generate one with `openssl rand -base64 32`)".into())
-                })?,
-        );
-        let array: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-            KeyError::BadSecret(format!(
-                "must be the base64 of 32 bytes, not {} (generate one with `openssl rand -base64 32`)",
-                bytes.len()
-            ))
-        })?;
-        Ok(Self::from_bytes(array))
-    }
-
-    /// Standard base64, as the file and `GATEHOUSE_SECRET_KEY` hold it.
-    pub fn to_base64(&self) -> Secret<String> {
-        Secret::new(STANDARD.encode(self.0.expose()))
-    }
-
-    /// Reads the secret from `path`, or creates the file with a new random
-    /// secret (mode 0600 on unix) if there is none.
-    pub fn load_or_create(path: &Path) -> Result<Self, KeyError> {
-        let file_error = |source| KeyError::SecretFile {
-            path: path.to_owned(),
-            source,
-        };
-        match std::fs::read_to_string(path) {
-            Ok(text) => return Self::read(path, &text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(file_error(e)),
-        }
-        let secret = Self::generate();
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        match options.open(path) {
-            Ok(mut file) => {
-                let text = Zeroizing::new(format!("{}\n", secret.to_base64().expose()));
-                file.write_all(text.as_bytes())
-                    .and_then(|()| file.sync_all())
-                    .map_err(file_error)?;
-                tracing::info!(path = %path.display(), "created a new instance secret key");
-                Ok(secret)
-            }
-            // Another process created it first: use theirs.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let text = std::fs::read_to_string(path).map_err(file_error)?;
-                Self::read(path, &text)
-            }
-            Err(e) => Err(file_error(e)),
-        }
-    }
-
-    fn read(path: &Path, text: &str) -> Result<Self, KeyError> {
-        #[cfg(unix)]
-        if let Ok(meta) = std::fs::metadata(path) {
-            let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions());
-            if mode & 0o077 != 0 {
-                tracing::warn!(path = %path.display(), mode = format!("{:o}", mode & 0o777), "the secret key file is readable by others; chmod 600 it");
-            }
-        }
-        Self::from_base64(text).map_err(|e| match e {
-            KeyError::BadSecret(message) => KeyError::BadSecret(format!("{}: {message}", path.display())),
-            other => other,
-        })
-    }
-
-    /// A key for one purpose, derived from the secret: SHA-256 of the purpose,
-    /// a zero byte and the secret.
-    pub fn derive_key(&self, purpose: &str) -> Secret<[u8; 32]> {
-        let mut hash = Sha256::new();
-        hash.update(purpose.as_bytes());
-        hash.update([0u8]);
-        hash.update(self.0.expose());
-        Secret::new(hash.finalize().into())
-    }
-
-    fn cipher(&self) -> Aes256Gcm {
-        let key = self.derive_key(SIGNING_KEYS_PURPOSE);
-        Aes256Gcm::new(key.expose().into())
-    }
+/// Sealing a private key under the instance secret, for this purpose.
+fn sealer(secret: &InstanceSecret) -> Sealer {
+    Sealer::new(secret, SIGNING_KEYS_PURPOSE)
 }
 
 /// AES-256-GCM with a random nonce and the kid as associated data:
 /// base64(nonce || ciphertext).
 fn encrypt(secret: &InstanceSecret, kid: &str, plaintext: &[u8]) -> Result<String, KeyError> {
-    let mut nonce = [0u8; 12];
-    OsRng.fill_bytes(&mut nonce);
-    let ciphertext = secret
-        .cipher()
-        .encrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad: kid.as_bytes(),
-            },
-        )
-        .map_err(|_| corrupt(kid, "encryption failed"))?;
-    let mut blob = nonce.to_vec();
-    blob.extend_from_slice(&ciphertext);
-    Ok(STANDARD.encode(blob))
+    sealer(secret).seal(kid, plaintext).map_err(|e| unsealed(kid, e))
 }
 
 fn decrypt(secret: &InstanceSecret, kid: &str, blob: &str) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-    let blob = STANDARD
-        .decode(blob.trim())
-        .map_err(|_| corrupt(kid, "private key is not base64"))?;
-    if blob.len() < 12 + 16 {
-        return Err(corrupt(kid, "private key is too short"));
+    sealer(secret).open(kid, blob).map_err(|e| unsealed(kid, e))
+}
+
+fn unsealed(kid: &str, e: SealError) -> KeyError {
+    match e {
+        SealError::WrongKey => KeyError::Decrypt { kid: kid.to_owned() },
+        SealError::Corrupt(why) => corrupt(kid, why),
     }
-    let (nonce, ciphertext) = blob.split_at(12);
-    secret
-        .cipher()
-        .decrypt(
-            Nonce::from_slice(nonce),
-            Payload {
-                msg: ciphertext,
-                aad: kid.as_bytes(),
-            },
-        )
-        .map(Zeroizing::new)
-        .map_err(|_| KeyError::Decrypt { kid: kid.to_owned() })
 }
 
 // --- key material -------------------------------------------------------------
@@ -1937,48 +1800,6 @@ mod tests {
             .await
             .expect("refresher ends")
             .expect("no panic");
-    }
-
-    #[test]
-    fn instance_secret_parsing_and_redaction() {
-        let secret = InstanceSecret::generate();
-        let text = secret.to_base64();
-        assert_eq!(InstanceSecret::from_base64(text.expose()).expect("parse"), secret);
-        assert_eq!(
-            InstanceSecret::from_base64(&format!("  {}\n", text.expose())).expect("trimmed"),
-            secret
-        );
-        let url_safe = URL_SAFE_NO_PAD.encode([0xfbu8; 32]);
-        assert_eq!(
-            InstanceSecret::from_base64(&url_safe).expect("url-safe"),
-            InstanceSecret::from_bytes([0xfb; 32])
-        );
-        let short = STANDARD.encode([7u8; 16]);
-        let err = InstanceSecret::from_base64(&short).expect_err("16 bytes");
-        assert!(
-            err.to_string().contains("32 bytes") && !err.to_string().contains(&short),
-            "{err}"
-        );
-        assert!(InstanceSecret::from_base64("not base64!").is_err());
-        assert_eq!(format!("{secret:?}"), "InstanceSecret([redacted])");
-    }
-
-    #[test]
-    fn instance_secret_file_is_created_once() {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join(InstanceSecret::FILE_NAME);
-        let first = InstanceSecret::load_or_create(&path).expect("create");
-        let second = InstanceSecret::load_or_create(&path).expect("read");
-        assert_eq!(first, second);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
-        std::fs::write(&path, "short").expect("write");
-        let err = InstanceSecret::load_or_create(&path).expect_err("malformed");
-        assert!(err.to_string().contains(&path.display().to_string()), "{err}");
     }
 
     /// The real store, once it implements the signing-key methods.

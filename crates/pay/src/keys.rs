@@ -5,36 +5,37 @@
 //! contracts, payment proofs and merchant notifications (compact JWS with
 //! `kid`); the public half is served at `/.well-known/jwks.json`.
 
-use std::path::Path;
-
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use gatehouse_core::{Secret, Timestamp};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use gatehouse_core::Timestamp;
+use gatehouse_kit::seal::{SealError, Sealer};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
-use rand::RngCore;
 use rand::rngs::OsRng;
 use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use zeroize::Zeroizing;
+
+pub use gatehouse_kit::InstanceSecret;
+pub use gatehouse_kit::secret::SecretError;
 
 use crate::store::{PayStore, PayStoreError, StoredPayKey};
 
 /// The file in the data directory that holds the secret when the
-/// configuration does not.
+/// configuration does not. Files written before the service kit hold hex;
+/// they are read as they are.
 pub const SECRET_FILE: &str = "pay-secret.key";
 
+/// What the signing key is sealed for (stored keys depend on it).
 const SIGNING_KEY_PURPOSE: &str = "gatehouse pay signing key v1";
+
+/// What the CSRF key is derived for.
+pub const CSRF_PURPOSE: &str = "gatehouse pay csrf v1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("the payments secret key must be the hex of 32 bytes")]
-    BadSecret,
-    #[error("payments secret key file {path}: {source}")]
-    SecretFile { path: String, source: std::io::Error },
+    #[error("payments secret key: {0}")]
+    Secret(#[from] SecretError),
     #[error("signing key: {0}")]
     Store(#[from] PayStoreError),
     #[error("cannot decrypt the payments signing key {0}: the secret key is not the one it was encrypted with")]
@@ -45,112 +46,23 @@ pub enum KeyError {
     Sign(String),
 }
 
-/// 32 secret bytes: the key that encrypts the signing key, and the root of
-/// the CSRF key.
-#[derive(Clone, Debug)]
-pub struct PaySecret(Secret<[u8; 32]>);
-
-impl PaySecret {
-    pub fn from_hex(text: &str) -> Result<Self, KeyError> {
-        let bytes = Zeroizing::new(hex::decode(text.trim()).map_err(|_| KeyError::BadSecret)?);
-        let array: [u8; 32] = bytes.as_slice().try_into().map_err(|_| KeyError::BadSecret)?;
-        Ok(Self(Secret::new(array)))
-    }
-
-    pub fn generate() -> Self {
-        let mut bytes = [0u8; 32];
-        OsRng.fill_bytes(&mut bytes);
-        Self(Secret::new(bytes))
-    }
-
-    /// The configured secret, else the one in `data_dir/pay-secret.key`
-    /// (created, mode 0600, if missing).
-    pub fn load(configured: Option<&str>, data_dir: &Path) -> Result<Self, KeyError> {
-        if let Some(hex) = configured {
-            return Self::from_hex(hex);
-        }
-        let path = data_dir.join(SECRET_FILE);
-        let file_error = |source| KeyError::SecretFile {
-            path: path.display().to_string(),
-            source,
-        };
-        match std::fs::read_to_string(&path) {
-            Ok(text) => return Self::from_hex(&text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(file_error(e)),
-        }
-        std::fs::create_dir_all(data_dir).map_err(file_error)?;
-        let secret = Self::generate();
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        match options.open(&path) {
-            Ok(mut file) => {
-                use std::io::Write;
-                let text = Zeroizing::new(format!("{}\n", hex::encode(secret.0.expose())));
-                file.write_all(text.as_bytes()).map_err(file_error)?;
-                Ok(secret)
-            }
-            // Another process made it first: use theirs.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                Self::from_hex(&std::fs::read_to_string(&path).map_err(file_error)?)
-            }
-            Err(e) => Err(file_error(e)),
-        }
-    }
-
-    /// A key for one purpose, derived from the secret.
-    pub fn derive(&self, purpose: &str) -> Secret<[u8; 32]> {
-        let mut hash = Sha256::new();
-        hash.update(purpose.as_bytes());
-        hash.update([0u8]);
-        hash.update(self.0.expose());
-        Secret::new(hash.finalize().into())
-    }
-
-    fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new(self.derive(SIGNING_KEY_PURPOSE).expose().into())
-    }
+/// The service secret (32 bytes: the key that seals the signing key, and
+/// the root of the CSRF key): the configured value
+/// (`PayConfig::secret_key`, hex or base64), else `<data_dir>/pay-secret.key`
+/// (created, mode 0600, if missing).
+pub fn load_secret(configured: Option<&str>, data_dir: &std::path::Path) -> Result<InstanceSecret, KeyError> {
+    Ok(InstanceSecret::load(configured, data_dir, SECRET_FILE)?)
 }
 
-fn encrypt(secret: &PaySecret, kid: &str, plaintext: &[u8]) -> Result<String, KeyError> {
-    let mut nonce = [0u8; 12];
-    OsRng.fill_bytes(&mut nonce);
-    let ciphertext = secret
-        .cipher()
-        .encrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad: kid.as_bytes(),
-            },
-        )
-        .map_err(|_| KeyError::Corrupt("encryption failed".into()))?;
-    let mut blob = nonce.to_vec();
-    blob.extend_from_slice(&ciphertext);
-    Ok(STANDARD.encode(blob))
+fn sealer(secret: &InstanceSecret) -> Sealer {
+    Sealer::new(secret, SIGNING_KEY_PURPOSE)
 }
 
-fn decrypt(secret: &PaySecret, kid: &str, blob: &str) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-    let blob = STANDARD
-        .decode(blob.trim())
-        .map_err(|_| KeyError::Corrupt("private key is not base64".into()))?;
-    if blob.len() < 12 + 16 {
-        return Err(KeyError::Corrupt("private key is too short".into()));
+fn unsealed(kid: &str, e: SealError) -> KeyError {
+    match e {
+        SealError::WrongKey => KeyError::Decrypt(kid.to_owned()),
+        SealError::Corrupt(why) => KeyError::Corrupt(why.to_owned()),
     }
-    let (nonce, ciphertext) = blob.split_at(12);
-    secret
-        .cipher()
-        .decrypt(
-            Nonce::from_slice(nonce),
-            Payload {
-                msg: ciphertext,
-                aad: kid.as_bytes(),
-            },
-        )
-        .map(Zeroizing::new)
-        .map_err(|_| KeyError::Decrypt(kid.to_owned()))
 }
 
 /// The public JWK and the RFC 7638 thumbprint (the kid) of a P-256 key.
@@ -185,13 +97,15 @@ impl std::fmt::Debug for PayKeys {
 impl PayKeys {
     /// Loads the stored key, generating and storing one on first start (if
     /// two instances race, both end up with the oldest stored key).
-    pub async fn load_or_create(store: &dyn PayStore, secret: &PaySecret) -> Result<Self, KeyError> {
+    pub async fn load_or_create(store: &dyn PayStore, secret: &InstanceSecret) -> Result<Self, KeyError> {
         if store.signing_key().await?.is_none() {
             let key = p256::ecdsa::SigningKey::random(&mut OsRng);
             let der = key.to_pkcs8_der().map_err(|e| KeyError::Corrupt(e.to_string()))?;
             let (jwk, kid) = public_jwk(&key)?;
             let stored = StoredPayKey {
-                private_encrypted: encrypt(secret, &kid, der.as_bytes())?,
+                private_encrypted: sealer(secret)
+                    .seal(&kid, der.as_bytes())
+                    .map_err(|e| unsealed(&kid, e))?,
                 public_jwk: jwk.to_string(),
                 kid,
                 created_at: Timestamp::now(),
@@ -202,7 +116,9 @@ impl PayKeys {
             .signing_key()
             .await?
             .ok_or_else(|| KeyError::Corrupt("no signing key after creating one".into()))?;
-        let der = decrypt(secret, &stored.kid, &stored.private_encrypted)?;
+        let der = sealer(secret)
+            .open(&stored.kid, &stored.private_encrypted)
+            .map_err(|e| unsealed(&stored.kid, e))?;
         let key = p256::ecdsa::SigningKey::from_pkcs8_der(&der).map_err(|e| KeyError::Corrupt(e.to_string()))?;
         let (jwk, kid) = public_jwk(&key)?;
         if kid != stored.kid {
@@ -237,31 +153,40 @@ impl PayKeys {
 mod tests {
     use super::*;
 
-    #[test]
-    fn encryption_round_trip_and_wrong_secret() {
-        let secret = PaySecret::generate();
-        let blob = encrypt(&secret, "kid", b"private").expect("encrypt");
-        assert_eq!(decrypt(&secret, "kid", &blob).expect("decrypt").as_slice(), b"private");
-        assert!(matches!(
-            decrypt(&PaySecret::generate(), "kid", &blob),
-            Err(KeyError::Decrypt(_))
-        ));
-        assert!(matches!(decrypt(&secret, "other", &blob), Err(KeyError::Decrypt(_))));
-    }
-
-    #[test]
-    fn secrets_are_hex_of_32_bytes() {
-        assert!(PaySecret::from_hex(&"ab".repeat(32)).is_ok());
-        assert!(PaySecret::from_hex("abcd").is_err());
-        assert!(PaySecret::from_hex(&"zz".repeat(32)).is_err());
-    }
-
-    #[test]
-    fn secret_file_is_created_once() {
+    #[tokio::test]
+    async fn a_key_sealed_by_another_secret_is_a_clear_error() {
         let dir = tempfile::tempdir().expect("dir");
-        let a = PaySecret::load(None, dir.path()).expect("create");
-        let b = PaySecret::load(None, dir.path()).expect("read");
-        assert_eq!(a.0.expose(), b.0.expose());
+        let store = crate::store::connect(&format!("sqlite://{}", dir.path().join("pay.db").display()))
+            .await
+            .expect("connect");
+        store.migrate().await.expect("migrate");
+        let secret = InstanceSecret::generate();
+        let keys = PayKeys::load_or_create(store.as_ref(), &secret).await.expect("create");
+        let again = PayKeys::load_or_create(store.as_ref(), &secret).await.expect("load");
+        assert_eq!(again.kid(), keys.kid());
+        let err = PayKeys::load_or_create(store.as_ref(), &InstanceSecret::generate())
+            .await
+            .expect_err("another secret");
+        assert!(matches!(&err, KeyError::Decrypt(kid) if kid == keys.kid()), "{err:?}");
+    }
+
+    #[test]
+    fn the_secret_file_is_created_once_and_old_hex_files_still_read() {
+        let dir = tempfile::tempdir().expect("dir");
+        let a = load_secret(None, dir.path()).expect("create");
+        let b = load_secret(None, dir.path()).expect("read");
+        assert_eq!(a, b);
+        let old = tempfile::tempdir().expect("dir");
+        std::fs::write(old.path().join(SECRET_FILE), format!("{}\n", "ab".repeat(32))).expect("write");
+        assert_eq!(
+            load_secret(None, old.path()).expect("hex"),
+            InstanceSecret::from_bytes([0xab; 32])
+        );
+        assert_eq!(
+            load_secret(Some(&"cd".repeat(32)), old.path()).expect("configured hex"),
+            InstanceSecret::from_bytes([0xcd; 32])
+        );
+        assert!(load_secret(Some("abcd"), old.path()).is_err());
     }
 
     #[test]

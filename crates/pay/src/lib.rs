@@ -59,8 +59,8 @@ pub struct PayConfig {
     pub client_secret: String,
     /// Where a generated secret may live.
     pub data_dir: std::path::PathBuf,
-    /// Hex of 32 bytes that encrypts the signing key at rest; else
-    /// `data_dir/pay-secret.key`.
+    /// Hex or base64 of 32 bytes that encrypts the signing key at rest;
+    /// else `data_dir/pay-secret.key`.
     pub secret_key: Option<String>,
     /// Slow clients and the connection cap on its port.
     pub limits: gatehouse_serve::Limits,
@@ -157,7 +157,7 @@ impl PayService {
         let secure = secure_cookies(&config.public_url)?;
         let audience = config.public_url.as_str().trim_end_matches('/').to_owned();
         let store = open_store(&config.database_url).await?;
-        let secret = keys::PaySecret::load(config.secret_key.as_deref(), &config.data_dir)?;
+        let secret = keys::load_secret(config.secret_key.as_deref(), &config.data_dir)?;
         let pay_keys = keys::PayKeys::load_or_create(store.as_ref(), &secret).await?;
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -182,7 +182,7 @@ impl PayService {
             audience,
             store,
             keys: pay_keys,
-            csrf_key: secret.derive("gatehouse pay csrf v1"),
+            csrf_key: secret.derive_key(keys::CSRF_PURPOSE),
             verifier,
             introspector,
             rp,

@@ -23,7 +23,8 @@ mod batch;
 mod cache;
 #[macro_use]
 mod store_impl;
-pub mod pools;
+/// The pools' settings live in the service kit, shared with the payments service.
+pub use gatehouse_kit::pools;
 mod postgres;
 mod sql;
 mod sqlite;

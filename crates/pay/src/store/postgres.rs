@@ -17,7 +17,7 @@ impl PgPayStore {
     /// URL or an unreachable server fails here). Does not migrate.
     pub async fn connect(url: &str) -> Result<Self, PayStoreError> {
         Ok(Self {
-            pool: gatehouse_store::pools::postgres(url).await?,
+            pool: gatehouse_kit::pools::postgres(url).await?,
         })
     }
 

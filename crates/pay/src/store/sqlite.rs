@@ -17,7 +17,7 @@ impl SqlitePayStore {
     /// missing. Does not migrate.
     pub async fn connect(url: &str) -> Result<Self, PayStoreError> {
         Ok(Self {
-            pool: gatehouse_store::pools::sqlite(url).await?,
+            pool: gatehouse_kit::pools::sqlite(url).await?,
         })
     }
 

@@ -1,0 +1,22 @@
+//! The service kit: the plumbing the identity provider and the payments
+//! service share, written once.
+//!
+//! - [`secret`]: the instance secret at rest (a configured value or a file
+//!   in the data directory) and the keys derived from it per purpose.
+//! - [`seal`]: private keys sealed at rest with AES-256-GCM, the kid as
+//!   associated data.
+//! - [`outbox`]: the delivery worker over a [`outbox::Queue`] and a
+//!   [`outbox::Deliver`]: claim, deliver, back off, give up.
+//! - [`pools`]: the SQLite and PostgreSQL connection pools' settings and the
+//!   SQLite checkpointer.
+//! - [`headers`]: the security headers of every response.
+//! - [`page`]: rendering a page template into a response.
+
+pub mod headers;
+pub mod outbox;
+pub mod page;
+pub mod pools;
+pub mod seal;
+pub mod secret;
+
+pub use secret::InstanceSecret;
