@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::extract::{FromRef, Query, RawQuery, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use gatehouse_relier::{
@@ -92,27 +92,8 @@ pub fn router(state: AppState) -> Router {
             .route("/orders", get(crate::shop::orders));
     }
     router
-        .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::map_response(gatehouse_kit::headers::security_headers))
         .with_state(state)
-}
-
-async fn security_headers(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    let set = |headers: &mut HeaderMap, name: HeaderName, value: &'static str| {
-        if !headers.contains_key(&name) {
-            headers.insert(name, HeaderValue::from_static(value));
-        }
-    };
-    set(
-        headers,
-        HeaderName::from_static("content-security-policy"),
-        "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'",
-    );
-    set(headers, HeaderName::from_static("x-frame-options"), "DENY");
-    set(headers, HeaderName::from_static("x-content-type-options"), "nosniff");
-    set(headers, HeaderName::from_static("referrer-policy"), "no-referrer");
-    set(headers, CACHE_CONTROL, "no-store");
-    response
 }
 
 async fn style() -> Response {

@@ -25,23 +25,13 @@ pub use state::{AppState, Settings};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, header};
-use tower_http::set_header::SetResponseHeaderLayer;
 
 /// Request bodies larger than this are refused before a handler runs: every
 /// form we serve fits in far less.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// The strictest policy the pages work under: no scripts at all, styles and
-/// images from our origin only, no framing.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
-     base-uri 'none'; frame-ancestors 'none'";
-
 /// The whole IdP.
 pub fn router(state: AppState) -> Router {
-    let header = |name: HeaderName, value: &'static str| {
-        SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
-    };
     // Pages and the authorization endpoint: browsers, forms, CSRF tokens.
     let browser = Router::new()
         .merge(pages::routes())
@@ -59,11 +49,9 @@ pub fn router(state: AppState) -> Router {
         .merge(browser)
         .merge(api)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(header(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
-        .layer(header(header::X_FRAME_OPTIONS, "DENY"))
-        .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .layer(header(header::REFERRER_POLICY, "no-referrer"))
-        .layer(header(header::CACHE_CONTROL, "no-store"))
+        // The strictest policy the pages work under (no scripts, no
+        // framing), nosniff, no referrer, no caching: see the kit.
+        .layer(axum::middleware::map_response(gatehouse_kit::headers::security_headers))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

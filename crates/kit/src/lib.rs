@@ -8,13 +8,14 @@
 //! - [`outbox`]: the delivery worker over a [`outbox::Queue`] and a
 //!   [`outbox::Deliver`]: claim, deliver, back off, give up.
 //! - [`pools`]: the SQLite and PostgreSQL connection pools' settings and the
-//!   SQLite checkpointer.
+//!   SQLite checkpointer (feature `pools`).
 //! - [`headers`]: the security headers of every response.
 //! - [`page`]: rendering a page template into a response.
 
 pub mod headers;
 pub mod outbox;
 pub mod page;
+#[cfg(feature = "pools")]
 pub mod pools;
 pub mod seal;
 pub mod secret;

@@ -116,7 +116,7 @@ pub fn router(state: PayState) -> Router {
         .route("/.well-known/jwks.json", get(jwks))
         .route("/static/style.css", get(style))
         .route("/health/live", get(|| async { "ok" }))
-        .layer(axum::middleware::from_fn(web::security_headers))
+        .layer(axum::middleware::map_response(gatehouse_kit::headers::security_headers))
         .layer(DefaultBodyLimit::max(web::BODY_LIMIT))
         .layer(RequestBodyLimitLayer::new(web::BODY_LIMIT))
         .with_state(state)

@@ -3,9 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -127,10 +125,6 @@ pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-/// The CSP of pages that nobody may frame.
-pub const CSP_NO_FRAMING: &str =
-    "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'";
-
 /// The CSP of the purchase pages: framed only by the merchants' origins.
 pub fn csp_for_merchants(origins: &[String]) -> String {
     let allowed: Vec<&str> = origins.iter().map(String::as_str).filter(|o| is_origin(o)).collect();
@@ -139,7 +133,7 @@ pub fn csp_for_merchants(origins: &[String]) -> String {
     } else {
         allowed.join(" ")
     };
-    format!("default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; frame-ancestors {ancestors}")
+    gatehouse_kit::headers::csp_framed_by(&ancestors)
 }
 
 /// `http(s)://host[:port]` and nothing else (no path, no quotes, no
@@ -157,26 +151,6 @@ pub fn is_origin(s: &str) -> bool {
         }
         Err(_) => false,
     }
-}
-
-/// Security headers on every response; a handler that set its own CSP (the
-/// purchase pages) keeps it.
-pub async fn security_headers(request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
-    let h = response.headers_mut();
-    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
-        h.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CSP_NO_FRAMING),
-        );
-        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    }
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    if !h.contains_key(header::CACHE_CONTROL) {
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-    response
 }
 
 /// A 303 to `location`.

@@ -3,19 +3,11 @@
 
 use askama::Template;
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::Response;
 
-/// Renders a template with a status. A template that fails to render is a
-/// 500, logged.
-pub fn render(status: StatusCode, template: &impl Template) -> Response {
-    match template.render() {
-        Ok(html) => (status, Html(html)).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "template failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "server_error").into_response()
-        }
-    }
-}
+/// Renders a template with a status (the kit's: a template that fails to
+/// render is a 500, logged).
+pub use gatehouse_kit::page::render;
 
 pub fn error_page(status: StatusCode, heading: &str, text: &str) -> Response {
     render(status, &ErrorPage { heading, text })

@@ -3,23 +3,16 @@
 
 use askama::Template;
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::Response;
 
 pub const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;color:#222}\
 header{margin-bottom:1.5rem}.brand{font-weight:bold;text-decoration:none;color:#225}\
 .error{color:#a00}.notice{color:#060}dt{font-weight:bold}table{border-collapse:collapse}\
 td,th{padding:.2rem .6rem;border-bottom:1px solid #ddd;text-align:left}";
 
-/// Renders a template with a status; a template that fails is a 500.
-pub fn render(status: StatusCode, template: &impl Template) -> Response {
-    match template.render() {
-        Ok(html) => (status, Html(html)).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "template failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "server_error").into_response()
-        }
-    }
-}
+/// Renders a template with a status (the kit's: a template that fails to
+/// render is a 500, logged).
+pub use gatehouse_kit::page::render;
 
 pub fn error_page(status: StatusCode, heading: &str, text: &str) -> Response {
     render(status, &ErrorPage { heading, text })
