@@ -1,6 +1,7 @@
 //! The outbox's two ends: building back-channel logout messages (OpenID
 //! Connect Back-Channel Logout 1.0) before the store call that ends the
-//! sessions writes them, and the delivery worker that POSTs due messages,
+//! sessions writes them, and the delivery worker that POSTs due messages
+//! (the kit's loop, [`gatehouse_kit::outbox`], over the store's outbox),
 //! retrying with exponential backoff and jitter until they are accepted or
 //! too old. A logout token lives two minutes (`exp`), so every retry sends
 //! the same logout signed again as of that attempt ([`Signer::resign`]: a
@@ -10,14 +11,16 @@
 //! issued). An admin may send a message that was given up again: it is
 //! signed again then, whatever its kind.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use gatehouse_core::backoff::backoff_secs;
 use gatehouse_core::oauth::client::SigningAlg;
 use gatehouse_core::{AccountId, Timestamp, TokenDigest};
+use gatehouse_kit::outbox;
 use gatehouse_store::{OutboxKind, OutboxMessage, Store, StoreError};
-use rand::Rng;
 use serde::Serialize;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::AppState;
@@ -226,69 +229,102 @@ impl Signer<'_> {
     }
 }
 
-/// Starts the delivery worker; it runs until the handle is aborted.
-pub fn spawn_worker(state: AppState) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let http = match reqwest::Client::builder()
-            .timeout(DELIVERY_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-        {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "outbox: cannot build the HTTP client; no deliveries");
-                return;
-            }
-        };
-        let mut idle_rounds: u32 = 0;
-        loop {
-            let claimed = match run_once(&state, &http).await {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(error = %e, "outbox: cannot claim messages");
-                    0
-                }
-            };
-            if claimed > 0 {
-                idle_rounds = 0;
-                continue;
-            }
-            // The queue depth gauge, now and then while idle (messages
-            // waiting for a retry are not due, so not claimed).
-            idle_rounds = idle_rounds.wrapping_add(1);
-            if idle_rounds % GAUGE_EVERY_IDLE_ROUNDS == 1 {
-                update_gauge(&state).await;
-            }
-            let wake = state.outbox_wake.notified();
-            tokio::select! {
-                () = wake => {},
-                () = tokio::time::sleep(POLL_INTERVAL) => {},
-            }
-        }
-    })
+/// The worker's settings: the kit's loop with the IdP's numbers.
+fn worker_settings(state: &AppState) -> outbox::Settings {
+    outbox::Settings {
+        name: "outbox",
+        poll_interval: POLL_INTERVAL,
+        delivery_timeout: DELIVERY_TIMEOUT,
+        lease_secs: LEASE_SECS,
+        batch: BATCH,
+        max_age_secs: secs(state.settings.outbox_max_age),
+    }
 }
 
-/// Claims due messages and tries each once, concurrently; returns how many
-/// were claimed.
-pub async fn run_once(state: &AppState, http: &reqwest::Client) -> Result<usize, StoreError> {
-    let now = Timestamp::now();
-    let claimed = state.store.claim_outbox(now, BATCH, LEASE_SECS).await?;
-    let n = claimed.len();
-    let mut tasks = tokio::task::JoinSet::new();
-    for message in claimed {
-        let state = state.clone();
-        let http = http.clone();
-        tasks.spawn(async move { deliver(&state, &http, message).await });
+/// Starts the delivery worker (the kit's, over [`Outbox`]); it runs until
+/// the handle is aborted.
+pub fn spawn_worker(state: AppState) -> JoinHandle<()> {
+    let http = match outbox::http_client(DELIVERY_TIMEOUT) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "outbox: cannot build the HTTP client; no deliveries");
+            return tokio::spawn(async {});
+        }
+    };
+    let settings = worker_settings(&state);
+    let queue = Arc::new(Outbox { state, http });
+    outbox::spawn(queue.clone(), queue, settings)
+}
+
+/// The store's outbox as the kit's queue, and how the IdP sends a message.
+struct Outbox {
+    state: AppState,
+    http: reqwest::Client,
+}
+
+#[async_trait::async_trait]
+impl outbox::Queue for Outbox {
+    type Message = OutboxMessage;
+    type Error = StoreError;
+
+    async fn claim(&self, now: Timestamp, batch: i64, lease_secs: i64) -> Result<Vec<OutboxMessage>, StoreError> {
+        self.state.store.claim_outbox(now, batch, lease_secs).await
     }
-    while let Some(done) = tasks.join_next().await {
-        if let Err(e) = done {
-            tracing::warn!(error = %e, "outbox: delivery task failed");
+
+    async fn delivered(&self, message: &OutboxMessage, now: Timestamp) -> Result<(), StoreError> {
+        self.state.store.outbox_delivered(&message.id, now).await
+    }
+
+    async fn failed(
+        &self,
+        message: &OutboxMessage,
+        now: Timestamp,
+        next: Timestamp,
+        error: &str,
+        dead: bool,
+    ) -> Result<(), StoreError> {
+        self.state
+            .store
+            .outbox_failed(&message.id, now, next, error, dead)
+            .await
+    }
+
+    fn about<'a>(&self, message: &'a OutboxMessage) -> outbox::About<'a> {
+        outbox::About {
+            id: &message.id,
+            recipient: message.client_id.as_str(),
+            attempts: message.attempts,
+            created_at: message.created_at,
         }
     }
-    if n > 0 {
-        update_gauge(state).await;
+
+    fn notify(&self) -> &Notify {
+        &self.state.outbox_wake
     }
-    Ok(n)
+
+    async fn batch_done(&self, _claimed: usize) {
+        update_gauge(&self.state).await;
+    }
+
+    /// The queue depth gauge, now and then while idle (messages waiting
+    /// for a retry are not due, so not claimed).
+    async fn idle(&self, idle_rounds: u32) {
+        if idle_rounds % GAUGE_EVERY_IDLE_ROUNDS == 1 {
+            update_gauge(&self.state).await;
+        }
+    }
+
+    fn recorded(&self, outcome: outbox::Outcome) {
+        self.state.metrics.outbox_delivery(outcome.as_str());
+    }
+}
+
+#[async_trait::async_trait]
+impl outbox::Deliver<OutboxMessage> for Outbox {
+    async fn deliver(&self, message: &OutboxMessage) -> Result<(), String> {
+        let payload = attempt_payload(&self.state, message, Timestamp::now()).await;
+        outbox::post(&self.http, &message.target_uri, &message.content_type, payload).await
+    }
 }
 
 async fn update_gauge(state: &AppState) {
@@ -298,44 +334,6 @@ async fn update_gauge(state: &AppState) {
     if let Ok(oldest) = state.store.outbox_oldest_waiting().await {
         let age = oldest.map_or(0, |t| Timestamp::now().0 - t.0);
         state.metrics.outbox_oldest_age.set(age.max(0));
-    }
-}
-
-async fn deliver(state: &AppState, http: &reqwest::Client, message: OutboxMessage) {
-    let payload = attempt_payload(state, &message, Timestamp::now()).await;
-    let result = http
-        .post(&message.target_uri)
-        .header(reqwest::header::CONTENT_TYPE, &message.content_type)
-        .body(payload)
-        .send()
-        .await;
-    let error = match result {
-        Ok(r) if r.status().is_success() => None,
-        Ok(r) => Some(format!("HTTP {}", r.status().as_u16())),
-        Err(e) => Some(format!("request failed: {e}")),
-    };
-    let now = Timestamp::now();
-    let outcome = match error {
-        None => state
-            .store
-            .outbox_delivered(&message.id, now)
-            .await
-            .map(|()| "delivered"),
-        Some(error) => {
-            let next = now.plus(backoff_secs(message.attempts, rand::thread_rng().gen_range(0.0..0.5)));
-            let max_age = i64::try_from(state.settings.outbox_max_age.as_secs()).unwrap_or(i64::MAX);
-            let dead = next.0 > message.created_at.0.saturating_add(max_age);
-            tracing::info!(id = %message.id, client = %message.client_id.as_str(), %error, dead, "outbox: delivery failed");
-            state
-                .store
-                .outbox_failed(&message.id, now, next, &error, dead)
-                .await
-                .map(|()| if dead { "dead" } else { "failed" })
-        }
-    };
-    match outcome {
-        Ok(outcome) => state.metrics.outbox_delivery(outcome),
-        Err(e) => tracing::warn!(id = %message.id, error = %e, "outbox: cannot record the attempt"),
     }
 }
 

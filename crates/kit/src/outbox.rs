@@ -113,6 +113,32 @@ pub trait Deliver<M>: Send + Sync + 'static {
     async fn deliver(&self, message: &M) -> Result<(), String>;
 }
 
+/// The HTTP client deliveries go through: `timeout` for the whole
+/// exchange, and no redirects followed (a receiver's URL is exactly the
+/// one registered).
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+}
+
+/// POSTs `body` as `content_type` to `uri`: a 2xx is delivered, anything
+/// else says why not (`HTTP 503`, `request failed: ...`).
+pub async fn post(http: &reqwest::Client, uri: &str, content_type: &str, body: String) -> Result<(), String> {
+    let result = http
+        .post(uri)
+        .header(reqwest::header::CONTENT_TYPE, content_type)
+        .body(body)
+        .send()
+        .await;
+    match result {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => Err(format!("HTTP {}", r.status().as_u16())),
+        Err(e) => Err(format!("request failed: {e}")),
+    }
+}
+
 /// Starts the worker; it runs until the handle is aborted.
 pub fn spawn<Q: Queue, D: Deliver<Q::Message>>(queue: Arc<Q>, deliver: Arc<D>, settings: Settings) -> JoinHandle<()> {
     tokio::spawn(async move {

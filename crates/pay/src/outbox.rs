@@ -1,18 +1,19 @@
-//! Delivering merchant notifications: the worker claims due rows of the
-//! pay database's outbox (written in the transaction of the payment or
+//! Delivering merchant notifications: the worker (the kit's loop,
+//! [`gatehouse_kit::outbox`]) claims due rows of the pay database's outbox (written in the transaction of the payment or
 //! refund), signs their claims (`payment-notification+jwt`, adding `iss`),
 //! POSTs them to the merchant's notify URI as `application/jwt`, and on
 //! failure retries with exponential backoff and jitter
 //! ([`gatehouse_core::backoff`]) until a 2xx, or until the message is too
 //! old (dead).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse_core::Timestamp;
-use gatehouse_core::backoff::backoff_secs;
 use gatehouse_core::pay::notification::NOTIFICATION_TYP;
-use rand::Rng;
+use gatehouse_kit::outbox;
 use serde::Serialize;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::store::{OutboxRow, PayStoreError};
@@ -36,87 +37,87 @@ struct Signed<'a> {
     claims: gatehouse_core::pay::notification::NotificationClaims,
 }
 
+/// Starts the delivery worker (the kit's, over [`Notifications`]); it runs
+/// until the handle is aborted.
 pub fn spawn_worker(state: PayState) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let http = match reqwest::Client::builder()
-            .timeout(DELIVERY_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-        {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "pay outbox: cannot build the HTTP client; no deliveries");
-                return;
-            }
-        };
-        let mut rounds: u64 = 0;
-        loop {
-            // Now and then, expired sessions, logins and links go.
-            if rounds.is_multiple_of(PURGE_EVERY_ROUNDS)
-                && let Err(e) = state.store.purge_expired(Timestamp::now()).await
-            {
-                tracing::warn!(error = %e, "pay: cannot purge expired rows");
-            }
-            rounds = rounds.wrapping_add(1);
-            match run_once(&state, &http).await {
-                Ok(n) if n > 0 => continue,
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "pay outbox: cannot claim messages"),
-            }
-            let wake = state.outbox_wake.notified();
-            tokio::select! {
-                () = wake => {},
-                () = tokio::time::sleep(POLL_INTERVAL) => {},
-            }
-        }
-    })
-}
-
-/// Claims due messages and tries each once; returns how many.
-pub async fn run_once(state: &PayState, http: &reqwest::Client) -> Result<usize, PayStoreError> {
-    let claimed = state.store.claim_outbox(Timestamp::now(), BATCH, LEASE_SECS).await?;
-    let n = claimed.len();
-    let mut tasks = tokio::task::JoinSet::new();
-    for row in claimed {
-        let state = state.clone();
-        let http = http.clone();
-        tasks.spawn(async move { deliver(&state, &http, row).await });
-    }
-    while let Some(done) = tasks.join_next().await {
-        if let Err(e) = done {
-            tracing::warn!(error = %e, "pay outbox: delivery task failed");
-        }
-    }
-    Ok(n)
-}
-
-async fn deliver(state: &PayState, http: &reqwest::Client, row: OutboxRow) {
-    let error = match sign(state, &row) {
-        Err(e) => Some(e),
-        Ok(jwt) => match http
-            .post(&row.target_uri)
-            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
-            .body(jwt)
-            .send()
-            .await
-        {
-            Ok(r) if r.status().is_success() => None,
-            Ok(r) => Some(format!("HTTP {}", r.status().as_u16())),
-            Err(e) => Some(format!("request failed: {e}")),
-        },
-    };
-    let now = Timestamp::now();
-    let outcome = match error {
-        None => state.store.outbox_delivered(&row.id, now).await,
-        Some(error) => {
-            let next = now.plus(backoff_secs(row.attempts, rand::thread_rng().gen_range(0.0..0.5)));
-            let dead = next.0 > row.created_at.saturating_add(MAX_AGE_SECS);
-            tracing::info!(id = %row.id, merchant = %row.merchant, %error, dead, "pay outbox: delivery failed");
-            state.store.outbox_failed(&row.id, now, next, &error, dead).await
+    let http = match outbox::http_client(DELIVERY_TIMEOUT) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "pay outbox: cannot build the HTTP client; no deliveries");
+            return tokio::spawn(async {});
         }
     };
-    if let Err(e) = outcome {
-        tracing::warn!(id = %row.id, error = %e, "pay outbox: cannot record the attempt");
+    let settings = outbox::Settings {
+        name: "pay outbox",
+        poll_interval: POLL_INTERVAL,
+        delivery_timeout: DELIVERY_TIMEOUT,
+        lease_secs: LEASE_SECS,
+        batch: BATCH,
+        max_age_secs: MAX_AGE_SECS,
+    };
+    let queue = Arc::new(Notifications { state, http });
+    outbox::spawn(queue.clone(), queue, settings)
+}
+
+/// The pay database's outbox as the kit's queue, and how a notification is
+/// sent.
+struct Notifications {
+    state: PayState,
+    http: reqwest::Client,
+}
+
+#[async_trait::async_trait]
+impl outbox::Queue for Notifications {
+    type Message = OutboxRow;
+    type Error = PayStoreError;
+
+    async fn claim(&self, now: Timestamp, batch: i64, lease_secs: i64) -> Result<Vec<OutboxRow>, PayStoreError> {
+        self.state.store.claim_outbox(now, batch, lease_secs).await
+    }
+
+    async fn delivered(&self, row: &OutboxRow, now: Timestamp) -> Result<(), PayStoreError> {
+        self.state.store.outbox_delivered(&row.id, now).await
+    }
+
+    async fn failed(
+        &self,
+        row: &OutboxRow,
+        now: Timestamp,
+        next: Timestamp,
+        error: &str,
+        dead: bool,
+    ) -> Result<(), PayStoreError> {
+        self.state.store.outbox_failed(&row.id, now, next, error, dead).await
+    }
+
+    fn about<'a>(&self, row: &'a OutboxRow) -> outbox::About<'a> {
+        outbox::About {
+            id: &row.id,
+            recipient: &row.merchant,
+            attempts: row.attempts,
+            created_at: Timestamp(row.created_at),
+        }
+    }
+
+    fn notify(&self) -> &Notify {
+        &self.state.outbox_wake
+    }
+
+    /// Now and then, expired sessions, logins and links go.
+    async fn round_started(&self, round: u64) {
+        if round.is_multiple_of(PURGE_EVERY_ROUNDS)
+            && let Err(e) = self.state.store.purge_expired(Timestamp::now()).await
+        {
+            tracing::warn!(error = %e, "pay: cannot purge expired rows");
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl outbox::Deliver<OutboxRow> for Notifications {
+    async fn deliver(&self, row: &OutboxRow) -> Result<(), String> {
+        let jwt = sign(&self.state, row)?;
+        outbox::post(&self.http, &row.target_uri, CONTENT_TYPE, jwt).await
     }
 }
 
