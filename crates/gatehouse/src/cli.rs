@@ -14,6 +14,8 @@ use std::path::PathBuf;
 use gatehouse_core::audit::{Actor, AuditEvent, AuditKind};
 use gatehouse_core::oauth::client::SigningAlg;
 use gatehouse_core::{Account, AccountId, Email, Secret, Timestamp, password};
+use gatehouse_idp::Settings;
+use gatehouse_idp::flows::{self, ban::BanRequest};
 use gatehouse_idp::keys::{self, RETIRED_KEY_GRACE};
 use gatehouse_store::{Store, StoreError};
 
@@ -241,40 +243,16 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 ),
                 None => None,
             };
-            let store = server::open_store(&config).await?;
-            let request = gatehouse_idp::admin::BanRequest {
+            let deps = flows_deps(&config).await?;
+            let request = BanRequest {
                 client_id: client.clone(),
                 until,
                 reason,
             };
-            let now = Timestamp::now();
             // A ban everywhere ends the sessions: their clients get
             // back-channel logout tokens; the account's clients (or the one
             // client) get security events. A running server delivers them.
-            let keys = keys::KeyRing::load_for(store.clone(), &server::instance_secret(&config)?, config.jwks_max_age)
-                .await
-                .context("cannot load the signing keys")?;
-            let issuer = cli_issuer(&config);
-            let signer = gatehouse_idp::outbox::Signer {
-                store: store.as_ref(),
-                keys: &keys,
-                issuer: &issuer,
-                logout_token_lifetime: config.logout_token_lifetime,
-            };
-            let mut outbox = if client.is_none() {
-                signer
-                    .account(&AccountId(uid.clone()), None, now)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("cannot build the logout tokens: {e}"))?
-            } else {
-                Vec::new()
-            };
-            outbox.extend(
-                gatehouse_idp::admin::ban_events(&signer, &uid, &request, now)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("cannot build the security events: {e}"))?,
-            );
-            let ban = gatehouse_idp::admin::ban_account(store.as_ref(), &uid, &request, "cli", now, &outbox).await?;
+            let ban = flows::ban::ban(&deps, &uid, &request, "cli", Timestamp::now()).await?;
             let scope = client
                 .as_deref()
                 .map_or("everywhere".to_owned(), |c| format!("at client {c}"));
@@ -295,22 +273,8 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::User {
             command: UserCommand::Unban { uid, client },
         } => {
-            let store = server::open_store(&config).await?;
-            let keys = keys::KeyRing::load_for(store.clone(), &server::instance_secret(&config)?, config.jwks_max_age)
-                .await
-                .context("cannot load the signing keys")?;
-            let issuer = cli_issuer(&config);
-            let signer = gatehouse_idp::outbox::Signer {
-                store: store.as_ref(),
-                keys: &keys,
-                issuer: &issuer,
-                logout_token_lifetime: config.logout_token_lifetime,
-            };
-            let now = Timestamp::now();
-            let outbox = gatehouse_idp::admin::unban_events(&signer, &uid, client.as_deref(), now)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot build the security events: {e}"))?;
-            gatehouse_idp::admin::unban_account(store.as_ref(), &uid, client.as_deref(), "cli", now, &outbox).await?;
+            let deps = flows_deps(&config).await?;
+            flows::ban::unban(&deps, &uid, client.as_deref(), "cli", Timestamp::now()).await?;
             report(
                 cli.json,
                 &json!({ "uid": uid, "client_id": client, "banned": false }),
@@ -463,11 +427,21 @@ fn cli_default_data_dir(config: &Config) -> bool {
     config.data_dir == std::path::Path::new("gatehouse-data")
 }
 
-/// The issuer identifier as the server states it (for tokens the command
-/// line signs).
-fn cli_issuer(config: &crate::config::Config) -> String {
-    match &config.issuer {
-        Some(issuer) => issuer.as_str().trim_end_matches('/').to_owned(),
-        None => format!("http://{}", config.listen),
-    }
+/// What the use cases need, without a server: the store, the signing keys
+/// (messages to reliers are signed tokens) and the settings they are signed
+/// with (the issuer as the server states it).
+async fn flows_deps(config: &Config) -> anyhow::Result<flows::Deps> {
+    let store = server::open_store(config).await?;
+    let keys = keys::KeyRing::load_for(store.clone(), &server::instance_secret(config)?, config.jwks_max_age)
+        .await
+        .context("cannot load the signing keys")?;
+    let issuer = match &config.issuer {
+        Some(issuer) => issuer.clone(),
+        None => url::Url::parse(&format!("http://{}", config.listen)).context("issuer from the listen address")?,
+    };
+    let mut settings = Settings::new(issuer);
+    settings.logout_token_lifetime = config.logout_token_lifetime;
+    settings.outbox_max_age = config.outbox_max_age;
+    settings.jwks_max_age = config.jwks_max_age;
+    Ok(flows::Deps::new(store, keys, settings))
 }

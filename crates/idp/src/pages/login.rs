@@ -12,7 +12,7 @@ use axum_extra::extract::CookieJar;
 use serde::Deserialize;
 
 use gatehouse_core::audit::{AuditEvent, AuditKind};
-use gatehouse_core::session::{AuthMethod, SessionSelector, SessionState};
+use gatehouse_core::session::{AuthMethod, SessionState};
 use gatehouse_core::throttle;
 use gatehouse_core::{Email, Secret, Timestamp};
 
@@ -20,6 +20,8 @@ use super::render::{LoginPage, notice, render};
 use super::{current, start_session, verify_password};
 use crate::AppState;
 use crate::error::AppError;
+use crate::flows;
+use crate::flows::sessions::LogoutReason;
 use crate::throttle::Reservation;
 use crate::web::client::Client;
 use crate::web::cookies;
@@ -194,19 +196,15 @@ pub async fn submit(
             return Ok(Redirect::to(&next).into_response());
         }
         // Someone else, or a stale session: it ends, a new one begins.
-        let audit = AuditEvent::new(AuditKind::Logout, Some(&c.account.id), &actor, now)
-            .with_detail(serde_json::json!({ "session": c.session.handle, "reason": "replaced" }));
-        let outbox = crate::outbox::logout_messages(&state, &c.account.id, c.digest(), &c.session.handle, now).await?;
-        state
-            .store
-            .end_sessions_notify(
-                &c.account.id,
-                &SessionSelector::ById(c.digest().clone()),
-                &audit,
-                &outbox,
-            )
-            .await?;
-        crate::outbox::wake(&state, &outbox);
+        flows::sessions::log_out(
+            &state.flows,
+            &c.account.id,
+            &c.session,
+            LogoutReason::Replaced,
+            &actor,
+            now,
+        )
+        .await?;
     }
     let jar = start_session(&state, jar, &account, &actor, now).await?;
     let to = if account.is_ready() {
@@ -225,19 +223,15 @@ pub async fn logout(
 ) -> Result<Response, AppError> {
     let now = Timestamp::now();
     if let Some(c) = current(&state, &jar, now).await? {
-        let audit = AuditEvent::new(AuditKind::Logout, Some(&c.account.id), &actor, now)
-            .with_detail(serde_json::json!({ "session": c.session.handle }));
-        let outbox = crate::outbox::logout_messages(&state, &c.account.id, c.digest(), &c.session.handle, now).await?;
-        state
-            .store
-            .end_sessions_notify(
-                &c.account.id,
-                &SessionSelector::ById(c.digest().clone()),
-                &audit,
-                &outbox,
-            )
-            .await?;
-        crate::outbox::wake(&state, &outbox);
+        flows::sessions::log_out(
+            &state.flows,
+            &c.account.id,
+            &c.session,
+            LogoutReason::SignedOut,
+            &actor,
+            now,
+        )
+        .await?;
     }
     let jar = jar.add(cookies::removal(&state.settings, cookies::SESSION));
     Ok((jar, Redirect::to(&format!("/login?notice={}", q("signed_out")))).into_response())

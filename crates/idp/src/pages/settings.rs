@@ -12,7 +12,6 @@ use serde::Deserialize;
 
 use gatehouse_core::audit::{AuditEvent, AuditKind};
 use gatehouse_core::code::{CodeEffect, CodeError, CodePurpose, OneTimeCode};
-use gatehouse_core::session::SessionSelector;
 use gatehouse_core::{Email, ProfileInput, Secret, Timestamp, password};
 use gatehouse_store::Redeemed;
 
@@ -23,6 +22,8 @@ use super::signup::{TokenQuery, lookup_link};
 use super::{format_time, hash_password, verify_password};
 use crate::AppState;
 use crate::error::AppError;
+use crate::flows;
+use crate::flows::sessions::EndOtherError;
 use crate::mail::{render as render_mail, templates};
 use crate::web::auth::{Current, Ready};
 use crate::web::client::Client;
@@ -446,37 +447,20 @@ pub async fn end_session(
     CsrfForm(form): CsrfForm<HandleForm>,
 ) -> Result<Response, AppError> {
     let now = Timestamp::now();
-    if form.handle.is_empty() || form.handle.len() > 64 || form.handle == current.session.handle {
-        return refuse(
-            &state,
-            &current,
-            &csrf,
-            "Choose one of your other sessions, or use Sign out.".to_owned(),
-        )
-        .await;
-    }
-    let audit = AuditEvent::new(AuditKind::SessionRevoked, Some(&current.account.id), &actor, now)
-        .with_detail(serde_json::json!({ "session": form.handle }));
-    let mut outbox = Vec::new();
-    for session in state.store.sessions_of(&current.account.id).await? {
-        if session.handle == form.handle {
-            outbox =
-                crate::outbox::logout_messages(&state, &current.account.id, &session.id_digest, &session.handle, now)
-                    .await?;
+    match flows::sessions::end_other(&state.flows, &current, &form.handle, &actor, now).await? {
+        Ok(()) => {}
+        Err(EndOtherError::NotOther) => {
+            return refuse(
+                &state,
+                &current,
+                &csrf,
+                "Choose one of your other sessions, or use Sign out.".to_owned(),
+            )
+            .await;
         }
-    }
-    let ended = state
-        .store
-        .end_sessions_notify(
-            &current.account.id,
-            &SessionSelector::ByHandle(form.handle),
-            &audit,
-            &outbox,
-        )
-        .await?;
-    crate::outbox::wake(&state, &outbox);
-    if ended == 0 {
-        return refuse(&state, &current, &csrf, "That session has already ended.".to_owned()).await;
+        Err(EndOtherError::AlreadyEnded) => {
+            return refuse(&state, &current, &csrf, "That session has already ended.".to_owned()).await;
+        }
     }
     Ok(Redirect::to("/settings?notice=session_ended").into_response())
 }
@@ -488,20 +472,7 @@ pub async fn end_other_sessions(
     CsrfForm(_): CsrfForm<NoFields>,
 ) -> Result<Response, AppError> {
     let now = Timestamp::now();
-    let audit = AuditEvent::new(AuditKind::SessionRevoked, Some(&current.account.id), &actor, now)
-        .with_detail(serde_json::json!({ "sessions": "all_others" }));
-    let outbox =
-        crate::outbox::logout_messages_for_account(&state, &current.account.id, Some(current.digest()), now).await?;
-    state
-        .store
-        .end_sessions_notify(
-            &current.account.id,
-            &SessionSelector::AllExcept(current.digest().clone()),
-            &audit,
-            &outbox,
-        )
-        .await?;
-    crate::outbox::wake(&state, &outbox);
+    flows::sessions::end_all_others(&state.flows, &current, &actor, now).await?;
     Ok(Redirect::to("/settings?notice=others_ended").into_response())
 }
 
