@@ -11,13 +11,12 @@ use serde_json::{Value, json};
 use std::io::Read;
 use std::path::PathBuf;
 
-use gatehouse_core::audit::{Actor, AuditEvent, AuditKind};
 use gatehouse_core::oauth::client::SigningAlg;
-use gatehouse_core::{Account, AccountId, Email, Secret, Timestamp, password};
+use gatehouse_core::{AccountId, Timestamp};
 use gatehouse_idp::Settings;
-use gatehouse_idp::flows::{self, ban::BanRequest};
+use gatehouse_idp::flows::{self, ban::BanRequest, sign_up::CreateError};
 use gatehouse_idp::keys::{self, RETIRED_KEY_GRACE};
-use gatehouse_store::{Store, StoreError};
+use gatehouse_store::Store;
 
 use crate::config::Config;
 use crate::server;
@@ -301,7 +300,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                     jwks_max_age: config.jwks_max_age,
                 }
             };
-            let rotated = keys::rotate(store.as_ref(), &secret, alg, Timestamp::now(), how).await?;
+            let rotated = flows::admin::rotate_keys(store.as_ref(), &secret, alg, how, "cli").await?;
             let text = if now {
                 format!(
                     "New {} signing key {}: it signs from now on (running servers switch within seconds). \
@@ -336,8 +335,9 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     }
 }
 
-/// Creates an account the way an administrator does: the password policy
-/// applies, the event is audited.
+/// Creates an account the way an administrator does
+/// (`flows::sign_up::create_account`: the password policy applies, the
+/// event is audited), its refusals worded for the command line.
 pub async fn create_user(
     store: &dyn Store,
     email: &str,
@@ -345,35 +345,10 @@ pub async fn create_user(
     verified: bool,
     by: &str,
 ) -> anyhow::Result<AccountId> {
-    let email = Email::parse(email).map_err(|e| anyhow::anyhow!("--email: {e}"))?;
-    let secret = match password {
-        Some(p) => {
-            password::check_policy(&p, Some(&email)).map_err(|e| anyhow::anyhow!("password: {e}"))?;
-            Secret::new(p)
-        }
-        // A random password nobody knows: the account signs in after a reset.
-        None => Secret::new(gatehouse_core::OpaqueToken::generate().expose().to_owned()),
-    };
-    let hash = tokio::task::spawn_blocking(move || password::hash(&secret)).await??;
-    let now = Timestamp::now();
-    let account = Account {
-        id: AccountId::generate(),
-        email: email.clone(),
-        email_verified: verified,
-        password_hash: hash,
-        created_at: now,
-        updated_at: now,
-        profile: Default::default(),
-    };
-    let actor = Actor {
-        ip: "local".to_owned(),
-        user_agent: format!("gatehouse {by}"),
-    };
-    let audit = AuditEvent::new(AuditKind::SignUp, Some(&account.id), &actor, now)
-        .with_detail(json!({ "email": email, "by": by, "verified": verified }));
-    match store.create_account(&account, &audit).await {
-        Ok(()) => Ok(account.id),
-        Err(StoreError::Conflict(_)) => bail!("an account with the email {email} already exists"),
+    match flows::sign_up::create_account(store, email, password, verified, by).await {
+        Ok(uid) => Ok(uid),
+        Err(CreateError::BadEmail(e)) => bail!("--email: {e}"),
+        Err(CreateError::Password(e)) => bail!("password: {e}"),
         Err(e) => Err(e.into()),
     }
 }

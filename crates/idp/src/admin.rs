@@ -22,6 +22,7 @@ use gatehouse_store::StoreError;
 
 use crate::AppState;
 use crate::flows;
+use crate::flows::admin::{ClientChangeError, NoSuchMessage};
 use crate::flows::ban::{BanError, BanRequest};
 use crate::oauth::bearer::{active_access_token, from_header};
 use crate::oauth::error::{Scheme, bearer_challenge, challenge, internal, json_error};
@@ -163,24 +164,12 @@ async fn redeliver_outbox(State(state): State<AppState>, headers: HeaderMap, Pat
     if let Err(r) = admin(&state, &headers).await {
         return r;
     }
-    let now = Timestamp::now();
     let not_found = || problem(StatusCode::NOT_FOUND, "not_found", "no such undelivered message");
-    let message = match state.store.outbox_message(&id).await {
-        Ok(Some(m)) if m.delivered_at.is_none() => m,
-        Ok(_) => return not_found(),
-        Err(e) => return store_error(e),
-    };
-    let payload = match crate::outbox::Signer::of(&state).resign(&message, now).await {
-        Ok(payload) => payload,
-        Err(e) => return e.into_response(),
-    };
-    match state.store.outbox_redeliver(&id, now, &payload).await {
-        Ok(true) => {
-            state.outbox_wake.notify_one();
-            StatusCode::ACCEPTED.into_response()
-        }
-        Ok(false) => not_found(),
-        Err(e) => store_error(e),
+    match flows::admin::redeliver(&state.flows, &id, Timestamp::now()).await {
+        Ok(Ok(())) => StatusCode::ACCEPTED.into_response(),
+        Ok(Err(NoSuchMessage)) => not_found(),
+        Err(flows::Error::Store(e)) => store_error(e),
+        Err(e) => crate::error::AppError::from(e).into_response(),
     }
 }
 
@@ -214,9 +203,10 @@ fn malformed(e: serde_json::Error) -> Response {
 }
 
 async fn create_client(State(state): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    if let Err(r) = admin(&state, &headers).await {
-        return r;
-    }
+    let claims = match admin(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let input: CreateClient = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return malformed(e),
@@ -234,18 +224,20 @@ async fn create_client(State(state): State<AppState>, headers: HeaderMap, body: 
             }
         }
     }
-    let redirects = input.settings.redirect_uris.clone().unwrap_or_default();
-    let made = Client::new(&input.name, input.public, redirects, grants, Timestamp::now());
-    let (mut client, secret) = match made {
+    let by = format!("admin:{}", claims.client_id);
+    let made = flows::admin::create_client(
+        state.store.as_ref(),
+        &input.name,
+        input.public,
+        grants,
+        &input.settings,
+        &by,
+    )
+    .await;
+    let (client, secret) = match made {
         Ok(v) => v,
-        Err(e) => return problem(StatusCode::BAD_REQUEST, "invalid_client_metadata", &e.to_string()),
+        Err(e) => return client_change_error(e),
     };
-    if let Err(e) = client.apply(&input.settings) {
-        return problem(StatusCode::BAD_REQUEST, "invalid_client_metadata", &e.to_string());
-    }
-    if let Err(e) = state.store.create_client(&client).await {
-        return store_error(e);
-    }
     let mut body = client.to_json();
     body["client_secret"] = json!(secret.as_ref().map(|s| s.expose()));
     let mut response = (StatusCode::CREATED, Json(body)).into_response();
@@ -261,36 +253,39 @@ async fn update_client(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = admin(&state, &headers).await {
-        return r;
-    }
+    let claims = match admin(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let settings: ClientSettings = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return malformed(e),
     };
-    let mut client = match state.store.client(&ClientId(id)).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return problem(StatusCode::NOT_FOUND, "not_found", "no such client"),
-        Err(e) => return store_error(e),
-    };
-    if let Err(e) = client.apply(&settings) {
-        return problem(StatusCode::BAD_REQUEST, "invalid_client_metadata", &e.to_string());
-    }
-    match state.store.update_client(&client).await {
-        Ok(true) => Json(client.to_json()).into_response(),
-        Ok(false) => problem(StatusCode::NOT_FOUND, "not_found", "no such client"),
-        Err(e) => store_error(e),
+    let by = format!("admin:{}", claims.client_id);
+    match flows::admin::update_client(state.store.as_ref(), &id, &settings, &by).await {
+        Ok(client) => Json(client.to_json()).into_response(),
+        Err(e) => client_change_error(e),
     }
 }
 
 async fn delete_client(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Err(r) = admin(&state, &headers).await {
-        return r;
+    let claims = match admin(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let by = format!("admin:{}", claims.client_id);
+    match flows::admin::delete_client(state.store.as_ref(), &id, &by).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => client_change_error(e),
     }
-    match state.store.delete_client(&ClientId(id)).await {
-        Ok(true) => StatusCode::NO_CONTENT.into_response(),
-        Ok(false) => problem(StatusCode::NOT_FOUND, "not_found", "no such client"),
-        Err(e) => store_error(e),
+}
+
+/// A refused or failed client change as the admin API answers it.
+fn client_change_error(e: ClientChangeError) -> Response {
+    match e {
+        ClientChangeError::NotFound(_) => problem(StatusCode::NOT_FOUND, "not_found", "no such client"),
+        ClientChangeError::Invalid(e) => problem(StatusCode::BAD_REQUEST, "invalid_client_metadata", &e.to_string()),
+        ClientChangeError::Taken { cause, .. } | ClientChangeError::Store(cause) => store_error(cause),
     }
 }
 

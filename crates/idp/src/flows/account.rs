@@ -266,13 +266,19 @@ mod tests {
 
     #[test]
     fn refusals_read_as_the_pages_showed_them() {
-        assert_eq!(Refused::WrongPassword.to_string(), "Your current password is not right.");
+        assert_eq!(
+            Refused::WrongPassword.to_string(),
+            "Your current password is not right."
+        );
         assert_eq!(Refused::SameEmail.to_string(), "That is already your email address.");
         assert_eq!(Refused::CodeUsed.to_string(), "That code has already been used.");
         assert_eq!(
             Refused::EmailTaken.to_string(),
             "That address cannot be used. Choose another."
         );
-        assert_eq!(Refused::Code(CodeError::Wrong).to_string(), CodeError::Wrong.to_string());
+        assert_eq!(
+            Refused::Code(CodeError::Wrong).to_string(),
+            CodeError::Wrong.to_string()
+        );
     }
 }

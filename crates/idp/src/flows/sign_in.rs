@@ -147,9 +147,16 @@ pub async fn reserve_attempts(deps: &Deps, email: &Email, actor: &Actor, now: Ti
     ];
     match crate::throttle::reserve(deps.store.as_ref(), &counters, now).await? {
         Reservation::Reserved(r) => Ok(r),
-        Reservation::Refused { retry_after_secs } => {
-            Err(refuse(deps, "throttled", None, email, actor, now, Refused::Throttled { retry_after_secs }).await)
-        }
+        Reservation::Refused { retry_after_secs } => Err(refuse(
+            deps,
+            "throttled",
+            None,
+            email,
+            actor,
+            now,
+            Refused::Throttled { retry_after_secs },
+        )
+        .await),
     }
 }
 
@@ -174,7 +181,16 @@ pub async fn verify_password(
             } else {
                 "unknown_account"
             };
-            Err(refuse(deps, reason, other.as_ref(), email, actor, now, Refused::WrongCredentials).await)
+            Err(refuse(
+                deps,
+                reason,
+                other.as_ref(),
+                email,
+                actor,
+                now,
+                Refused::WrongCredentials,
+            )
+            .await)
         }
     }
 }
@@ -226,7 +242,15 @@ pub async fn start_or_resume_session(
             sessions::reauthenticate(deps, &c, input.actor, now).await?;
             return Ok(SignedIn::Resumed);
         }
-        sessions::log_out(deps, &c.account.id, &c.session, LogoutReason::Replaced, input.actor, now).await?;
+        sessions::log_out(
+            deps,
+            &c.account.id,
+            &c.session,
+            LogoutReason::Replaced,
+            input.actor,
+            now,
+        )
+        .await?;
     }
     let token = sessions::start(deps, account, input.actor, now).await?;
     Ok(SignedIn::Started {

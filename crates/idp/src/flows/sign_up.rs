@@ -58,8 +58,8 @@ pub async fn sign_up(
         updated_at: now,
         profile,
     };
-    let audit =
-        AuditEvent::new(AuditKind::SignUp, Some(&account.id), actor, now).with_detail(serde_json::json!({ "email": email }));
+    let audit = AuditEvent::new(AuditKind::SignUp, Some(&account.id), actor, now)
+        .with_detail(serde_json::json!({ "email": email }));
     // Mail is throttled per address and per client, counted the same way for
     // a new and a taken address; a throttled sign-up answers the same, and
     // only the mail is not sent (a new account can ask for its code again).

@@ -16,8 +16,8 @@ use gatehouse_core::session::SessionState;
 use gatehouse_core::throttle;
 use gatehouse_core::{Secret, Timestamp};
 
-use super::render::{LoginPage, notice, render};
 use super::current;
+use super::render::{LoginPage, notice, render};
 use crate::AppState;
 use crate::error::AppError;
 use crate::flows;

@@ -12,11 +12,11 @@ use serde::Deserialize;
 use gatehouse_core::code::CodePurpose;
 use gatehouse_core::{ProfileInput, Secret, Timestamp};
 
+use super::format_time;
 use super::render::{
     ConfirmLinkPage, ProfileFields, SessionRow, SettingsPage, SiteRow, error_page, message_page, notice, render,
 };
 use super::signup::{TokenQuery, lookup_link};
-use super::format_time;
 use crate::AppState;
 use crate::error::AppError;
 use crate::flows;
@@ -379,7 +379,9 @@ pub async fn delete_account(
     CsrfForm(form): CsrfForm<DeleteForm>,
 ) -> Result<Response, AppError> {
     let now = Timestamp::now();
-    if let Err(e) = flows::account::delete_account(&state.flows, &current, Secret::new(form.password), &actor, now).await? {
+    if let Err(e) =
+        flows::account::delete_account(&state.flows, &current, Secret::new(form.password), &actor, now).await?
+    {
         return refuse(&state, &current, &csrf, e.to_string()).await;
     }
     let jar = jar.add(cookies::removal(&state.settings, cookies::SESSION));

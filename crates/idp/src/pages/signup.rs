@@ -17,8 +17,8 @@ use serde::Deserialize;
 use gatehouse_core::code::{CodeError, CodePurpose, OneTimeCode};
 use gatehouse_core::{Email, ProfileInput, Secret, Timestamp};
 
-use super::render::{ConfirmLinkPage, SignupPage, VerifyPage, error_page, message_page, notice, render};
 use super::current;
+use super::render::{ConfirmLinkPage, SignupPage, VerifyPage, error_page, message_page, notice, render};
 use crate::AppState;
 use crate::error::AppError;
 use crate::flows;
