@@ -8,6 +8,8 @@
 //! Plain text search over the sources, comment lines skipped. To check
 //! another checkout, set `GATEHOUSE_LAYERING_ROOT` to its `crates` folder.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 
 /// What only a flow may write, with why.
