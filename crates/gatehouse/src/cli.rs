@@ -11,11 +11,12 @@ use serde_json::{Value, json};
 use std::io::Read;
 use std::path::PathBuf;
 
-use gatehouse_core::audit::{Actor, AuditEvent, AuditKind};
 use gatehouse_core::oauth::client::SigningAlg;
-use gatehouse_core::{Account, AccountId, Email, Secret, Timestamp, password};
+use gatehouse_core::{AccountId, Timestamp};
+use gatehouse_idp::Settings;
+use gatehouse_idp::flows::{self, ban::BanRequest, sign_up::CreateError};
 use gatehouse_idp::keys::{self, RETIRED_KEY_GRACE};
-use gatehouse_store::{Store, StoreError};
+use gatehouse_store::Store;
 
 use crate::config::Config;
 use crate::server;
@@ -241,40 +242,16 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 ),
                 None => None,
             };
-            let store = server::open_store(&config).await?;
-            let request = gatehouse_idp::admin::BanRequest {
+            let deps = flows_deps(&config).await?;
+            let request = BanRequest {
                 client_id: client.clone(),
                 until,
                 reason,
             };
-            let now = Timestamp::now();
             // A ban everywhere ends the sessions: their clients get
             // back-channel logout tokens; the account's clients (or the one
             // client) get security events. A running server delivers them.
-            let keys = keys::KeyRing::load_for(store.clone(), &server::instance_secret(&config)?, config.jwks_max_age)
-                .await
-                .context("cannot load the signing keys")?;
-            let issuer = cli_issuer(&config);
-            let signer = gatehouse_idp::outbox::Signer {
-                store: store.as_ref(),
-                keys: &keys,
-                issuer: &issuer,
-                logout_token_lifetime: config.logout_token_lifetime,
-            };
-            let mut outbox = if client.is_none() {
-                signer
-                    .account(&AccountId(uid.clone()), None, now)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("cannot build the logout tokens: {e}"))?
-            } else {
-                Vec::new()
-            };
-            outbox.extend(
-                gatehouse_idp::admin::ban_events(&signer, &uid, &request, now)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("cannot build the security events: {e}"))?,
-            );
-            let ban = gatehouse_idp::admin::ban_account(store.as_ref(), &uid, &request, "cli", now, &outbox).await?;
+            let ban = flows::ban::ban(&deps, &uid, &request, "cli", Timestamp::now()).await?;
             let scope = client
                 .as_deref()
                 .map_or("everywhere".to_owned(), |c| format!("at client {c}"));
@@ -295,22 +272,8 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::User {
             command: UserCommand::Unban { uid, client },
         } => {
-            let store = server::open_store(&config).await?;
-            let keys = keys::KeyRing::load_for(store.clone(), &server::instance_secret(&config)?, config.jwks_max_age)
-                .await
-                .context("cannot load the signing keys")?;
-            let issuer = cli_issuer(&config);
-            let signer = gatehouse_idp::outbox::Signer {
-                store: store.as_ref(),
-                keys: &keys,
-                issuer: &issuer,
-                logout_token_lifetime: config.logout_token_lifetime,
-            };
-            let now = Timestamp::now();
-            let outbox = gatehouse_idp::admin::unban_events(&signer, &uid, client.as_deref(), now)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot build the security events: {e}"))?;
-            gatehouse_idp::admin::unban_account(store.as_ref(), &uid, client.as_deref(), "cli", now, &outbox).await?;
+            let deps = flows_deps(&config).await?;
+            flows::ban::unban(&deps, &uid, client.as_deref(), "cli", Timestamp::now()).await?;
             report(
                 cli.json,
                 &json!({ "uid": uid, "client_id": client, "banned": false }),
@@ -337,7 +300,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                     jwks_max_age: config.jwks_max_age,
                 }
             };
-            let rotated = keys::rotate(store.as_ref(), &secret, alg, Timestamp::now(), how).await?;
+            let rotated = flows::admin::rotate_keys(store.as_ref(), &secret, alg, how, "cli").await?;
             let text = if now {
                 format!(
                     "New {} signing key {}: it signs from now on (running servers switch within seconds). \
@@ -372,8 +335,9 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     }
 }
 
-/// Creates an account the way an administrator does: the password policy
-/// applies, the event is audited.
+/// Creates an account the way an administrator does
+/// (`flows::sign_up::create_account`: the password policy applies, the
+/// event is audited), its refusals worded for the command line.
 pub async fn create_user(
     store: &dyn Store,
     email: &str,
@@ -381,35 +345,10 @@ pub async fn create_user(
     verified: bool,
     by: &str,
 ) -> anyhow::Result<AccountId> {
-    let email = Email::parse(email).map_err(|e| anyhow::anyhow!("--email: {e}"))?;
-    let secret = match password {
-        Some(p) => {
-            password::check_policy(&p, Some(&email)).map_err(|e| anyhow::anyhow!("password: {e}"))?;
-            Secret::new(p)
-        }
-        // A random password nobody knows: the account signs in after a reset.
-        None => Secret::new(gatehouse_core::OpaqueToken::generate().expose().to_owned()),
-    };
-    let hash = tokio::task::spawn_blocking(move || password::hash(&secret)).await??;
-    let now = Timestamp::now();
-    let account = Account {
-        id: AccountId::generate(),
-        email: email.clone(),
-        email_verified: verified,
-        password_hash: hash,
-        created_at: now,
-        updated_at: now,
-        profile: Default::default(),
-    };
-    let actor = Actor {
-        ip: "local".to_owned(),
-        user_agent: format!("gatehouse {by}"),
-    };
-    let audit = AuditEvent::new(AuditKind::SignUp, Some(&account.id), &actor, now)
-        .with_detail(json!({ "email": email, "by": by, "verified": verified }));
-    match store.create_account(&account, &audit).await {
-        Ok(()) => Ok(account.id),
-        Err(StoreError::Conflict(_)) => bail!("an account with the email {email} already exists"),
+    match flows::sign_up::create_account(store, email, password, verified, by).await {
+        Ok(uid) => Ok(uid),
+        Err(CreateError::BadEmail(e)) => bail!("--email: {e}"),
+        Err(CreateError::Password(e)) => bail!("password: {e}"),
         Err(e) => Err(e.into()),
     }
 }
@@ -463,11 +402,21 @@ fn cli_default_data_dir(config: &Config) -> bool {
     config.data_dir == std::path::Path::new("gatehouse-data")
 }
 
-/// The issuer identifier as the server states it (for tokens the command
-/// line signs).
-fn cli_issuer(config: &crate::config::Config) -> String {
-    match &config.issuer {
-        Some(issuer) => issuer.as_str().trim_end_matches('/').to_owned(),
-        None => format!("http://{}", config.listen),
-    }
+/// What the use cases need, without a server: the store, the signing keys
+/// (messages to reliers are signed tokens) and the settings they are signed
+/// with (the issuer as the server states it).
+async fn flows_deps(config: &Config) -> anyhow::Result<flows::Deps> {
+    let store = server::open_store(config).await?;
+    let keys = keys::KeyRing::load_for(store.clone(), &server::instance_secret(config)?, config.jwks_max_age)
+        .await
+        .context("cannot load the signing keys")?;
+    let issuer = match &config.issuer {
+        Some(issuer) => issuer.clone(),
+        None => url::Url::parse(&format!("http://{}", config.listen)).context("issuer from the listen address")?,
+    };
+    let mut settings = Settings::new(issuer);
+    settings.logout_token_lifetime = config.logout_token_lifetime;
+    settings.outbox_max_age = config.outbox_max_age;
+    settings.jwks_max_age = config.jwks_max_age;
+    Ok(flows::Deps::new(store, keys, settings))
 }

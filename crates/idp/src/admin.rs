@@ -21,6 +21,9 @@ use gatehouse_core::oauth::{ClientId, ErrorCode, OAuthError, Scopes};
 use gatehouse_store::StoreError;
 
 use crate::AppState;
+use crate::flows;
+use crate::flows::admin::{ClientChangeError, NoSuchMessage};
+use crate::flows::ban::{BanError, BanRequest};
 use crate::oauth::bearer::{active_access_token, from_header};
 use crate::oauth::error::{Scheme, bearer_challenge, challenge, internal, json_error};
 
@@ -161,24 +164,12 @@ async fn redeliver_outbox(State(state): State<AppState>, headers: HeaderMap, Pat
     if let Err(r) = admin(&state, &headers).await {
         return r;
     }
-    let now = Timestamp::now();
     let not_found = || problem(StatusCode::NOT_FOUND, "not_found", "no such undelivered message");
-    let message = match state.store.outbox_message(&id).await {
-        Ok(Some(m)) if m.delivered_at.is_none() => m,
-        Ok(_) => return not_found(),
-        Err(e) => return store_error(e),
-    };
-    let payload = match crate::outbox::Signer::of(&state).resign(&message, now).await {
-        Ok(payload) => payload,
-        Err(e) => return e.into_response(),
-    };
-    match state.store.outbox_redeliver(&id, now, &payload).await {
-        Ok(true) => {
-            state.outbox_wake.notify_one();
-            StatusCode::ACCEPTED.into_response()
-        }
-        Ok(false) => not_found(),
-        Err(e) => store_error(e),
+    match flows::admin::redeliver(&state.flows, &id, Timestamp::now()).await {
+        Ok(Ok(())) => StatusCode::ACCEPTED.into_response(),
+        Ok(Err(NoSuchMessage)) => not_found(),
+        Err(flows::Error::Store(e)) => store_error(e),
+        Err(e) => crate::error::AppError::from(e).into_response(),
     }
 }
 
@@ -212,9 +203,10 @@ fn malformed(e: serde_json::Error) -> Response {
 }
 
 async fn create_client(State(state): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    if let Err(r) = admin(&state, &headers).await {
-        return r;
-    }
+    let claims = match admin(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let input: CreateClient = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return malformed(e),
@@ -232,18 +224,20 @@ async fn create_client(State(state): State<AppState>, headers: HeaderMap, body: 
             }
         }
     }
-    let redirects = input.settings.redirect_uris.clone().unwrap_or_default();
-    let made = Client::new(&input.name, input.public, redirects, grants, Timestamp::now());
-    let (mut client, secret) = match made {
+    let by = format!("admin:{}", claims.client_id);
+    let made = flows::admin::create_client(
+        state.store.as_ref(),
+        &input.name,
+        input.public,
+        grants,
+        &input.settings,
+        &by,
+    )
+    .await;
+    let (client, secret) = match made {
         Ok(v) => v,
-        Err(e) => return problem(StatusCode::BAD_REQUEST, "invalid_client_metadata", &e.to_string()),
+        Err(e) => return client_change_error(e),
     };
-    if let Err(e) = client.apply(&input.settings) {
-        return problem(StatusCode::BAD_REQUEST, "invalid_client_metadata", &e.to_string());
-    }
-    if let Err(e) = state.store.create_client(&client).await {
-        return store_error(e);
-    }
     let mut body = client.to_json();
     body["client_secret"] = json!(secret.as_ref().map(|s| s.expose()));
     let mut response = (StatusCode::CREATED, Json(body)).into_response();
@@ -259,36 +253,39 @@ async fn update_client(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = admin(&state, &headers).await {
-        return r;
-    }
+    let claims = match admin(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let settings: ClientSettings = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return malformed(e),
     };
-    let mut client = match state.store.client(&ClientId(id)).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return problem(StatusCode::NOT_FOUND, "not_found", "no such client"),
-        Err(e) => return store_error(e),
-    };
-    if let Err(e) = client.apply(&settings) {
-        return problem(StatusCode::BAD_REQUEST, "invalid_client_metadata", &e.to_string());
-    }
-    match state.store.update_client(&client).await {
-        Ok(true) => Json(client.to_json()).into_response(),
-        Ok(false) => problem(StatusCode::NOT_FOUND, "not_found", "no such client"),
-        Err(e) => store_error(e),
+    let by = format!("admin:{}", claims.client_id);
+    match flows::admin::update_client(state.store.as_ref(), &id, &settings, &by).await {
+        Ok(client) => Json(client.to_json()).into_response(),
+        Err(e) => client_change_error(e),
     }
 }
 
 async fn delete_client(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Err(r) = admin(&state, &headers).await {
-        return r;
+    let claims = match admin(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let by = format!("admin:{}", claims.client_id);
+    match flows::admin::delete_client(state.store.as_ref(), &id, &by).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => client_change_error(e),
     }
-    match state.store.delete_client(&ClientId(id)).await {
-        Ok(true) => StatusCode::NO_CONTENT.into_response(),
-        Ok(false) => problem(StatusCode::NOT_FOUND, "not_found", "no such client"),
-        Err(e) => store_error(e),
+}
+
+/// A refused or failed client change as the admin API answers it.
+fn client_change_error(e: ClientChangeError) -> Response {
+    match e {
+        ClientChangeError::NotFound(_) => problem(StatusCode::NOT_FOUND, "not_found", "no such client"),
+        ClientChangeError::Invalid(e) => problem(StatusCode::BAD_REQUEST, "invalid_client_metadata", &e.to_string()),
+        ClientChangeError::Taken { cause, .. } | ClientChangeError::Store(cause) => store_error(cause),
     }
 }
 
@@ -299,184 +296,6 @@ async fn openapi(State(state): State<AppState>) -> Response {
     };
     doc["servers"] = json!([{ "url": state.settings.issuer_str() }]);
     Json(doc).into_response()
-}
-
-/// A ban as an administrator asks for it, from the CLI or the API.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BanRequest {
-    /// Only at this client; absent for everywhere.
-    pub client_id: Option<String>,
-    /// A suspension: Unix seconds when it lifts by itself.
-    pub until: Option<i64>,
-    #[serde(default)]
-    pub reason: String,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum BanError {
-    #[error("no account with the id {0}")]
-    NoAccount(String),
-    #[error("no client with the id {0}")]
-    NoClient(String),
-    #[error("the suspension must end in the future")]
-    PastUntil,
-    #[error("the reason is too long (at most 500 characters)")]
-    LongReason,
-    #[error("no such ban")]
-    NoBan,
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// Bans (or suspends) an account: sessions and tokens are revoked in the
-/// same transaction as the ban and its audit event. `by` says who did it.
-pub async fn ban_account(
-    store: &dyn gatehouse_store::Store,
-    uid: &str,
-    req: &BanRequest,
-    by: &str,
-    now: Timestamp,
-    outbox: &[gatehouse_store::OutboxMessage],
-) -> Result<gatehouse_core::ban::Ban, BanError> {
-    let account_id = gatehouse_core::AccountId(uid.to_owned());
-    if store.account_by_id(&account_id).await?.is_none() {
-        return Err(BanError::NoAccount(uid.to_owned()));
-    }
-    let client_id = match &req.client_id {
-        Some(id) => {
-            let id = ClientId(id.clone());
-            if store.client(&id).await?.is_none() {
-                return Err(BanError::NoClient(id.to_string()));
-            }
-            Some(id)
-        }
-        None => None,
-    };
-    if req.until.is_some_and(|u| u <= now.0) {
-        return Err(BanError::PastUntil);
-    }
-    if req.reason.chars().count() > gatehouse_core::ban::MAX_REASON_LEN {
-        return Err(BanError::LongReason);
-    }
-    let ban = gatehouse_core::ban::Ban {
-        account_id: account_id.clone(),
-        client_id,
-        until: req.until.map(Timestamp),
-        reason: req.reason.clone(),
-        by: by.to_owned(),
-        created_at: now,
-    };
-    let actor = gatehouse_core::audit::Actor {
-        ip: String::new(),
-        user_agent: by.to_owned(),
-    };
-    let audit = gatehouse_core::audit::AuditEvent::new(
-        gatehouse_core::audit::AuditKind::AccountBanned,
-        Some(&account_id),
-        &actor,
-        now,
-    )
-    .with_detail(json!({ "client_id": ban.client_id, "until": req.until, "reason": ban.reason, "by": by }));
-    // Back-channel logout tokens only go with a ban everywhere (the one
-    // that ends sessions); security events go with every ban.
-    let outbox: Vec<_> = outbox
-        .iter()
-        .filter(|m| ban.client_id.is_none() || m.kind == gatehouse_store::OutboxKind::SecurityEvent)
-        .cloned()
-        .collect();
-    store.ban_notify(&ban, now, &audit, &outbox).await?;
-    Ok(ban)
-}
-
-/// The security events a ban sends: account-disabled to the account's
-/// clients (only to the one client for a ban there), and for a suspension
-/// also account-enabled, due when it lifts. Lifted early (the unban sends
-/// its own account-enabled at once) or replaced by another ban, the store
-/// deletes that scheduled message: it carries the ban's
-/// [`gatehouse_store::suspension_end_key`].
-pub async fn ban_events(
-    signer: &crate::outbox::Signer<'_>,
-    uid: &str,
-    req: &BanRequest,
-    now: Timestamp,
-) -> Result<Vec<gatehouse_store::OutboxMessage>, crate::error::AppError> {
-    use crate::events::SecurityEvent;
-    let account = gatehouse_core::AccountId(uid.to_owned());
-    let client = req.client_id.clone().map(ClientId);
-    let disabled = [SecurityEvent::AccountDisabled {
-        reason: req.reason.clone(),
-    }];
-    let mut out = signer
-        .security_events(&account, client.as_ref(), &disabled, now, now)
-        .await?;
-    if let Some(until) = req.until.filter(|u| *u > now.0) {
-        let key = gatehouse_store::suspension_end_key(&account, client.as_ref());
-        let enabled = signer
-            .security_events(
-                &account,
-                client.as_ref(),
-                &[SecurityEvent::AccountEnabled],
-                now,
-                Timestamp(until),
-            )
-            .await?;
-        out.extend(enabled.into_iter().map(|m| gatehouse_store::OutboxMessage {
-            withdraw_key: Some(key.clone()),
-            ..m
-        }));
-    }
-    Ok(out)
-}
-
-/// The security events lifting a ban sends: account-enabled to the
-/// account's clients (only to the one client for a ban there).
-pub async fn unban_events(
-    signer: &crate::outbox::Signer<'_>,
-    uid: &str,
-    client_id: Option<&str>,
-    now: Timestamp,
-) -> Result<Vec<gatehouse_store::OutboxMessage>, crate::error::AppError> {
-    let account = gatehouse_core::AccountId(uid.to_owned());
-    let client = client_id.map(|c| ClientId(c.to_owned()));
-    signer
-        .security_events(
-            &account,
-            client.as_ref(),
-            &[crate::events::SecurityEvent::AccountEnabled],
-            now,
-            now,
-        )
-        .await
-}
-
-/// Lifts a ban everywhere (`client_id` None) or at one client.
-pub async fn unban_account(
-    store: &dyn gatehouse_store::Store,
-    uid: &str,
-    client_id: Option<&str>,
-    by: &str,
-    now: Timestamp,
-    outbox: &[gatehouse_store::OutboxMessage],
-) -> Result<(), BanError> {
-    let account_id = gatehouse_core::AccountId(uid.to_owned());
-    let client = client_id.map(|c| ClientId(c.to_owned()));
-    let actor = gatehouse_core::audit::Actor {
-        ip: String::new(),
-        user_agent: by.to_owned(),
-    };
-    let audit = gatehouse_core::audit::AuditEvent::new(
-        gatehouse_core::audit::AuditKind::AccountUnbanned,
-        Some(&account_id),
-        &actor,
-        now,
-    )
-    .with_detail(json!({ "client_id": client, "by": by }));
-    if store.unban_notify(&account_id, client.as_ref(), &audit, outbox).await? {
-        Ok(())
-    } else {
-        Err(BanError::NoBan)
-    }
 }
 
 fn ban_json(b: &gatehouse_core::ban::Ban) -> serde_json::Value {
@@ -494,6 +313,7 @@ fn ban_error(e: BanError) -> Response {
     match e {
         BanError::NoAccount(_) | BanError::NoBan => problem(StatusCode::NOT_FOUND, "not_found", &e.to_string()),
         BanError::Store(e) => store_error(e),
+        BanError::Failed(e) => crate::error::AppError::from(e).into_response(),
         other => problem(StatusCode::BAD_REQUEST, "invalid_request", &other.to_string()),
     }
 }
@@ -537,34 +357,9 @@ async fn ban_user(
         Ok(v) => v,
         Err(e) => return malformed(e),
     };
-    let now = Timestamp::now();
-    let mut outbox = if req.client_id.is_none() {
-        let account = gatehouse_core::AccountId(uid.clone());
-        match crate::outbox::logout_messages_for_account(&state, &account, None, now).await {
-            Ok(m) => m,
-            Err(e) => return e.into_response(),
-        }
-    } else {
-        Vec::new()
-    };
-    match ban_events(&crate::outbox::Signer::of(&state), &uid, &req, now).await {
-        Ok(m) => outbox.extend(m),
-        Err(e) => return e.into_response(),
-    }
-    match ban_account(
-        state.store.as_ref(),
-        &uid,
-        &req,
-        &format!("admin:{}", claims.client_id),
-        now,
-        &outbox,
-    )
-    .await
-    {
-        Ok(ban) => {
-            crate::outbox::wake(&state, &outbox);
-            (StatusCode::CREATED, Json(ban_json(&ban))).into_response()
-        }
+    let by = format!("admin:{}", claims.client_id);
+    match flows::ban::ban(&state.flows, &uid, &req, &by, Timestamp::now()).await {
+        Ok(ban) => (StatusCode::CREATED, Json(ban_json(&ban))).into_response(),
         Err(e) => ban_error(e),
     }
 }
@@ -584,25 +379,9 @@ async fn unban_user(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let now = Timestamp::now();
-    let outbox = match unban_events(&crate::outbox::Signer::of(&state), &uid, q.client_id.as_deref(), now).await {
-        Ok(m) => m,
-        Err(e) => return e.into_response(),
-    };
-    match unban_account(
-        state.store.as_ref(),
-        &uid,
-        q.client_id.as_deref(),
-        &format!("admin:{}", claims.client_id),
-        now,
-        &outbox,
-    )
-    .await
-    {
-        Ok(()) => {
-            crate::outbox::wake(&state, &outbox);
-            StatusCode::NO_CONTENT.into_response()
-        }
+    let by = format!("admin:{}", claims.client_id);
+    match flows::ban::unban(&state.flows, &uid, q.client_id.as_deref(), &by, Timestamp::now()).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => ban_error(e),
     }
 }

@@ -167,17 +167,6 @@ impl Signer<'_> {
     }
 }
 
-/// [`Signer::security_events`] with the server's store, keys and issuer.
-pub async fn security_events(
-    state: &crate::AppState,
-    account: &AccountId,
-    only: Option<&ClientId>,
-    events: &[SecurityEvent],
-    now: Timestamp,
-) -> Result<Vec<OutboxMessage>, AppError> {
-    Signer::of(state).security_events(account, only, events, now, now).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

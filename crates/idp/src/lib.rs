@@ -3,11 +3,13 @@
 //!
 //! [`router`] builds the whole application from an [`AppState`]; the binary
 //! and the tests both serve what it returns. Handlers stay thin: they parse
-//! the request, ask `gatehouse_core` for the decision, and call the store.
+//! the request and call a use case in [`flows`], which decides with
+//! `gatehouse_core`'s rules and writes the change through the store.
 
 pub mod admin;
 pub mod error;
 pub mod events;
+pub mod flows;
 pub mod housekeeping;
 pub mod keys;
 pub mod mail;

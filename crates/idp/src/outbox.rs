@@ -1,6 +1,6 @@
 //! The outbox's two ends: building back-channel logout messages (OpenID
-//! Connect Back-Channel Logout 1.0) before the store call that ends the
-//! sessions writes them, and the delivery worker that POSTs due messages
+//! Connect Back-Channel Logout 1.0) for the flows (`crate::flows`) to write
+//! with the store call that ends the sessions, and the delivery worker that POSTs due messages
 //! (the kit's loop, [`gatehouse_kit::outbox`], over the store's outbox),
 //! retrying with exponential backoff and jitter until they are accepted or
 //! too old. A logout token lives two minutes (`exp`), so every retry sends
@@ -73,33 +73,9 @@ fn random_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-/// The back-channel logout messages for ending one IdP session: one per
-/// client the session served that registered a `backchannel_logout_uri`.
-/// Call before the store call that ends the session (its client links go
-/// with it), and pass the result to that call.
-pub async fn logout_messages(
-    state: &AppState,
-    account: &AccountId,
-    session_digest: &TokenDigest,
-    sid: &str,
-    now: Timestamp,
-) -> Result<Vec<OutboxMessage>, AppError> {
-    Signer::of(state).session(account, session_digest, sid, now).await
-}
-
-/// The messages for ending every session of the account (a ban everywhere,
-/// the account deleted, "sign out everywhere else" minus `except`).
-pub async fn logout_messages_for_account(
-    state: &AppState,
-    account: &AccountId,
-    except: Option<&TokenDigest>,
-    now: Timestamp,
-) -> Result<Vec<OutboxMessage>, AppError> {
-    Signer::of(state).account(account, except, now).await
-}
-
-/// What building logout tokens needs, without a whole [`AppState`] (the
-/// command line has a store and the keys, no server).
+/// What building logout tokens and security events needs, without a whole
+/// [`AppState`]: the flows get one from [`crate::flows::Deps::signer`]
+/// (the command line's too, with no server).
 pub struct Signer<'a> {
     pub store: &'a dyn Store,
     pub keys: &'a KeyRing,
@@ -165,7 +141,10 @@ impl Signer<'_> {
         }
     }
 
-    /// See [`logout_messages`].
+    /// The back-channel logout messages for ending one IdP session: one per
+    /// client the session served that registered a `backchannel_logout_uri`.
+    /// Call before the store call that ends the session (its client links go
+    /// with it), and pass the result to that call.
     pub async fn session(
         &self,
         account: &AccountId,
@@ -211,7 +190,9 @@ impl Signer<'_> {
         Ok(out)
     }
 
-    /// See [`logout_messages_for_account`].
+    /// The messages for ending every session of the account (a ban
+    /// everywhere, the account deleted, "sign out everywhere else" minus
+    /// `except`).
     pub async fn account(
         &self,
         account: &AccountId,
@@ -368,13 +349,6 @@ async fn attempt_payload(state: &AppState, message: &OutboxMessage, now: Timesta
 
 fn secs(duration: Duration) -> i64 {
     i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
-}
-
-/// Wakes the worker after messages were written (no-op for none).
-pub fn wake(state: &AppState, written: &[OutboxMessage]) {
-    if !written.is_empty() {
-        state.outbox_wake.notify_one();
-    }
 }
 
 #[cfg(test)]

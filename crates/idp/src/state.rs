@@ -69,17 +69,22 @@ pub struct AppState {
     pub keys: KeyRing,
     /// Wakes the outbox worker when messages were written.
     pub outbox_wake: Arc<tokio::sync::Notify>,
+    /// What the use cases ([`crate::flows`]) need: the same store, keys,
+    /// settings, metrics and wake-up as above.
+    pub flows: crate::flows::Deps,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, mailer: Mailer, settings: Settings, keys: KeyRing) -> Self {
+        let flows = crate::flows::Deps::new(store, keys, settings);
         Self {
-            store,
+            store: flows.store.clone(),
             mailer,
-            settings: Arc::new(settings),
-            metrics: Arc::new(Metrics::new()),
-            keys,
-            outbox_wake: Arc::new(tokio::sync::Notify::new()),
+            settings: flows.settings.clone(),
+            metrics: flows.metrics.clone(),
+            keys: flows.keys.clone(),
+            outbox_wake: flows.waker.clone(),
+            flows,
         }
     }
 }

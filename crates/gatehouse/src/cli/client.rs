@@ -2,14 +2,17 @@
 //! line. The same rules as the admin API (`Client::apply`), on the same
 //! database, so a running server sees a change on its next request.
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use gatehouse_core::Timestamp;
 use gatehouse_core::oauth::client::{Client, ClientSettings};
 use gatehouse_core::oauth::{ClientId, GrantType};
-use gatehouse_store::{Store, StoreError};
+use gatehouse_idp::flows;
+use gatehouse_store::Store;
+
+/// Who acts, as the flows record it.
+const BY: &str = "cli";
 
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
@@ -123,14 +126,8 @@ pub async fn run(store: &dyn Store, command: ClientCommand) -> anyhow::Result<(s
                 .iter()
                 .map(|g| GrantType::parse(g).with_context(|| format!("--grant-type: unknown grant type {g:?}")))
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let (mut client, secret) =
-                Client::new(&name, public, options.redirect_uris.clone(), grants, Timestamp::now())?;
-            client.apply(&options.settings(None))?;
-            match store.create_client(&client).await {
-                Ok(()) => {}
-                Err(StoreError::Conflict(_)) => bail!("a client with the id {} already exists", client.id),
-                Err(e) => return Err(e.into()),
-            }
+            let made = flows::admin::create_client(store, &name, public, grants, &options.settings(None), BY).await;
+            let (client, secret) = made?;
             let secret = secret.map(|s| s.expose().to_owned());
             let text = match &secret {
                 Some(s) => format!("Created client {}.\nClient secret (shown only now): {s}", client.id),
@@ -159,17 +156,11 @@ pub async fn run(store: &dyn Store, command: ClientCommand) -> anyhow::Result<(s
             name,
             options,
         } => {
-            let mut client = find(store, &client_id).await?;
-            client.apply(&options.settings(name))?;
-            if !store.update_client(&client).await? {
-                bail!("no client with the id {client_id}");
-            }
+            let client = flows::admin::update_client(store, &client_id, &options.settings(name), BY).await?;
             Ok((client.to_json(), format!("Updated.\n{}", describe(&client))))
         }
         ClientCommand::Delete { client_id } => {
-            if !store.delete_client(&ClientId(client_id.clone())).await? {
-                bail!("no client with the id {client_id}");
-            }
+            flows::admin::delete_client(store, &client_id, BY).await?;
             Ok((
                 json!({ "deleted": client_id }),
                 format!("Deleted client {client_id} and everything issued to it."),

@@ -16,11 +16,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
 use serde::Deserialize;
 
-use gatehouse_core::audit::{AuditEvent, AuditKind};
 use gatehouse_core::oauth::authorize::{
     self, AuthorizationRequest, AuthorizeParams, ConsentView, Next, Rejection, SessionView,
 };
-use gatehouse_core::oauth::grant::{self, AuthCode, Consent, Interaction};
+use gatehouse_core::oauth::grant::{self, AuthCode, Interaction};
 use gatehouse_core::oauth::{ClientId, OAuthError};
 use gatehouse_core::session::SessionState;
 use gatehouse_core::{OpaqueToken, Timestamp};
@@ -400,19 +399,14 @@ pub async fn consent(
             &e,
         ));
     }
-    let previous = state.store.consent(&current.account.id, &req.client.id).await?;
-    let scopes = match previous {
-        Some(p) => p.scopes.union(&req.scopes),
-        None => req.scopes.clone(),
-    };
-    let record = Consent {
-        account_id: current.account.id.clone(),
-        client_id: req.client.id.clone(),
-        scopes,
-        granted_at: now,
-    };
-    let audit = AuditEvent::new(AuditKind::ConsentGranted, Some(&current.account.id), &actor, now)
-        .with_detail(serde_json::json!({ "client_id": req.client.id, "scope": record.scopes.to_string() }));
-    state.store.put_consent(&record, &audit).await?;
+    crate::flows::consent::grant(
+        &state.flows,
+        &current.account.id,
+        &req.client.id,
+        &req.scopes,
+        &actor,
+        now,
+    )
+    .await?;
     Ok(Redirect::to(&format!("/authorize/resume?interaction={}", token.expose())).into_response())
 }

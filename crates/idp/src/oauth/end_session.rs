@@ -15,12 +15,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use gatehouse_core::Timestamp;
-use gatehouse_core::audit::{AuditEvent, AuditKind};
 use gatehouse_core::oauth::{Client, ClientId};
-use gatehouse_core::session::SessionSelector;
 
 use crate::AppState;
 use crate::error::AppError;
+use crate::flows;
 use crate::keys::KeyError;
 use crate::pages::current;
 use crate::pages::render::{EndSessionPage, error_page, message_page, render};
@@ -165,19 +164,15 @@ async fn logout_current(
 ) -> Result<(), AppError> {
     let now = Timestamp::now();
     if let Some(c) = current(state, jar, now).await? {
-        let audit = AuditEvent::new(AuditKind::Logout, Some(&c.account.id), actor, now)
-            .with_detail(serde_json::json!({ "session": c.session.handle, "reason": "rp_initiated" }));
-        let outbox = crate::outbox::logout_messages(state, &c.account.id, c.digest(), &c.session.handle, now).await?;
-        state
-            .store
-            .end_sessions_notify(
-                &c.account.id,
-                &SessionSelector::ById(c.digest().clone()),
-                &audit,
-                &outbox,
-            )
-            .await?;
-        crate::outbox::wake(state, &outbox);
+        flows::sessions::log_out(
+            &state.flows,
+            &c.account.id,
+            &c.session,
+            flows::sessions::LogoutReason::RpInitiated,
+            actor,
+            now,
+        )
+        .await?;
     }
     Ok(())
 }

@@ -8,14 +8,15 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use gatehouse_core::oauth::claims::AccessTokenClaims;
+use gatehouse_core::Timestamp;
 use gatehouse_core::oauth::{ErrorCode, OAuthError};
-use gatehouse_core::{OpaqueToken, Timestamp};
 
 use super::client_auth;
 use super::error::{internal, json_error_to, no_store};
 use super::token::parse_form;
 use crate::AppState;
+use crate::flows;
+use crate::flows::tokens::NotYours;
 
 pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     match handle(&state, &headers, &body).await {
@@ -34,36 +35,9 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<()
     let token = params
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
-    let now = Timestamp::now();
-    if token.bytes().filter(|b| *b == b'.').count() == 2 {
-        // Only a token we signed, not yet expired, is worth remembering.
-        let Ok((_, value)) = state.keys.verify(token, state.settings.issuer_str()).await else {
-            return Ok(());
-        };
-        let Ok(claims) = serde_json::from_value::<AccessTokenClaims>(value) else {
-            return Ok(());
-        };
-        if claims.client_id != client.id.as_str() {
-            return Err(not_yours());
-        }
-        state
-            .store
-            .revoke_jti(&claims.jti, Timestamp(claims.exp))
-            .await
-            .map_err(internal)?;
-        return Ok(());
+    match flows::tokens::revoke(&state.flows, &client.id, token, Timestamp::now()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(NotYours)) => Err(not_yours()),
+        Err(e) => Err(internal(e)),
     }
-    let Some(token) = OpaqueToken::parse(token) else {
-        return Ok(());
-    };
-    let Some(record) = state.store.refresh_token(&token.digest()).await.map_err(internal)? else {
-        return Ok(());
-    };
-    let Some(grant) = state.store.grant(&record.grant_id).await.map_err(internal)? else {
-        return Ok(());
-    };
-    if grant.client_id != client.id {
-        return Err(not_yours());
-    }
-    state.store.revoke_grant(&grant.id, now).await.map_err(internal)
 }

@@ -1,9 +1,10 @@
 //! Log in (and re-authenticate a session that must enter the password
 //! again), and log out.
 //!
-//! Login is throttled per account and per address with counters in the
-//! store, each attempt reserved before the password is checked; a wrong
-//! password and an unknown email get the same answer in the same time.
+//! The steps of a login (throttled per account and per address, each
+//! attempt reserved before the password is checked; a wrong password and an
+//! unknown email get the same answer in the same time; bans; the session)
+//! are `flows::sign_in`; this page maps its outcome to an answer.
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -11,16 +12,18 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
 use serde::Deserialize;
 
-use gatehouse_core::audit::{AuditEvent, AuditKind};
-use gatehouse_core::session::{AuthMethod, SessionSelector, SessionState};
+use gatehouse_core::session::SessionState;
 use gatehouse_core::throttle;
-use gatehouse_core::{Email, Secret, Timestamp};
+use gatehouse_core::{Secret, Timestamp};
 
+use super::current;
 use super::render::{LoginPage, notice, render};
-use super::{current, start_session, verify_password};
 use crate::AppState;
 use crate::error::AppError;
-use crate::throttle::Reservation;
+use crate::flows;
+use crate::flows::sessions::LogoutReason;
+use crate::flows::sign_in::{Refused, SignIn, SignedIn};
+use crate::web::auth::session_digest;
 use crate::web::client::Client;
 use crate::web::cookies;
 use crate::web::csrf::{CsrfForm, CsrfToken, NoFields};
@@ -101,31 +104,26 @@ pub async fn submit(
             },
         )
     };
-    let email = match Email::parse(&form.email) {
-        Ok(e) => e,
-        Err(e) => return Ok(fail(StatusCode::BAD_REQUEST, e.to_string())),
+    let attempt = SignIn {
+        email: &form.email,
+        password: Secret::new(form.password.clone()),
+        browser_session: session_digest(&jar),
+        actor: &actor,
     };
-    if form.password.is_empty() {
-        return Ok(fail(StatusCode::BAD_REQUEST, "Enter your password.".to_owned()));
-    }
-
-    // Reserve the attempt before doing any work for it: at most the limit
-    // is ever checked, however many arrive at once.
-    // The address first: a refused address touches no account's counter, so
-    // a flood of made-up emails adds no rows.
-    let account_key = throttle::account_key(&email);
-    let counters = [
-        (throttle::address_key(&actor.ip), throttle::PER_ADDRESS),
-        (account_key.clone(), throttle::PER_ACCOUNT),
-    ];
-    let reserved = match crate::throttle::reserve(state.store.as_ref(), &counters, now).await? {
-        Reservation::Reserved(r) => r,
-        Reservation::Refused { retry_after_secs } => {
-            state.metrics.login("throttled");
-            let audit = AuditEvent::new(AuditKind::LoginFailed, None, &actor, now)
-                .failed("throttled")
-                .with_detail(serde_json::json!({ "reason": "throttled", "email": email }));
-            state.store.append_audit(&audit).await?;
+    match flows::sign_in::sign_in(&state.flows, attempt, now).await? {
+        Ok(SignedIn::Resumed) => Ok(Redirect::to(&next).into_response()),
+        Ok(SignedIn::Started { token, ready }) => {
+            let jar = jar.add(cookies::session(&state.settings, token.expose()));
+            let to = if ready {
+                next
+            } else {
+                format!("/verify?next={}", q(&next))
+            };
+            Ok((jar, Redirect::to(&to)).into_response())
+        }
+        Err(Refused::BadEmail(message)) => Ok(fail(StatusCode::BAD_REQUEST, message)),
+        Err(Refused::NoPassword) => Ok(fail(StatusCode::BAD_REQUEST, "Enter your password.".to_owned())),
+        Err(Refused::Throttled { retry_after_secs }) => {
             let minutes = throttle::minutes(retry_after_secs);
             let mut response = fail(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -137,84 +135,14 @@ pub async fn submit(
             if let Ok(v) = retry_after_secs.to_string().parse() {
                 response.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
             }
-            return Ok(response);
+            Ok(response)
         }
-    };
-
-    let account = state.store.account_by_email(&email).await?;
-    let stored = account.as_ref().map(|a| a.password_hash.clone());
-    let ok = verify_password(Secret::new(form.password.clone()), stored).await?;
-    let account = match account {
-        Some(a) if ok => a,
-        other => {
-            let reason = if other.is_some() {
-                "bad_password"
-            } else {
-                "unknown_account"
-            };
-            // The reserved attempts stay counted: they are the failures.
-            state.metrics.login(reason);
-            let audit = AuditEvent::new(AuditKind::LoginFailed, other.as_ref().map(|a| &a.id), &actor, now)
-                .failed(reason)
-                .with_detail(serde_json::json!({ "reason": reason, "email": email }));
-            state.store.append_audit(&audit).await?;
-            return Ok(fail(
-                StatusCode::BAD_REQUEST,
-                "The email or password is not right.".to_owned(),
-            ));
-        }
-    };
-    // The right password: its reservations are given back, and the account's
-    // earlier failures are forgiven (its counter is cleared).
-    crate::throttle::release(state.store.as_ref(), reserved).await?;
-    state.store.throttle_clear(&account_key).await?;
-    // The right password, but an administrator banned or suspended the account.
-    let bans = state.store.bans_of(&account.id).await?;
-    if let Some(ban) = gatehouse_core::ban::blocking(&bans, None, now) {
-        state.metrics.login("banned");
-        let audit = AuditEvent::new(AuditKind::LoginFailed, Some(&account.id), &actor, now)
-            .failed("banned")
-            .with_detail(serde_json::json!({ "reason": "banned", "email": email }));
-        state.store.append_audit(&audit).await?;
-        return Ok(fail(StatusCode::FORBIDDEN, ban.message()));
+        Err(Refused::WrongCredentials) => Ok(fail(
+            StatusCode::BAD_REQUEST,
+            "The email or password is not right.".to_owned(),
+        )),
+        Err(Refused::Banned { message }) => Ok(fail(StatusCode::FORBIDDEN, message)),
     }
-    state.metrics.login("success");
-
-    // The same person entering the password again (a reset elsewhere, or a
-    // site asking for a fresh login): the same session resumes, with a new
-    // authentication time.
-    if let Some(c) = current(&state, &jar, now).await? {
-        if c.account.id == account.id {
-            let audit = AuditEvent::new(AuditKind::Reauthenticated, Some(&account.id), &actor, now)
-                .with_detail(serde_json::json!({ "session": c.session.handle }));
-            state
-                .store
-                .reauthenticate_session(c.digest(), now, &[AuthMethod::Pwd], &audit)
-                .await?;
-            return Ok(Redirect::to(&next).into_response());
-        }
-        // Someone else, or a stale session: it ends, a new one begins.
-        let audit = AuditEvent::new(AuditKind::Logout, Some(&c.account.id), &actor, now)
-            .with_detail(serde_json::json!({ "session": c.session.handle, "reason": "replaced" }));
-        let outbox = crate::outbox::logout_messages(&state, &c.account.id, c.digest(), &c.session.handle, now).await?;
-        state
-            .store
-            .end_sessions_notify(
-                &c.account.id,
-                &SessionSelector::ById(c.digest().clone()),
-                &audit,
-                &outbox,
-            )
-            .await?;
-        crate::outbox::wake(&state, &outbox);
-    }
-    let jar = start_session(&state, jar, &account, &actor, now).await?;
-    let to = if account.is_ready() {
-        next
-    } else {
-        format!("/verify?next={}", q(&next))
-    };
-    Ok((jar, Redirect::to(&to)).into_response())
 }
 
 pub async fn logout(
@@ -225,19 +153,15 @@ pub async fn logout(
 ) -> Result<Response, AppError> {
     let now = Timestamp::now();
     if let Some(c) = current(&state, &jar, now).await? {
-        let audit = AuditEvent::new(AuditKind::Logout, Some(&c.account.id), &actor, now)
-            .with_detail(serde_json::json!({ "session": c.session.handle }));
-        let outbox = crate::outbox::logout_messages(&state, &c.account.id, c.digest(), &c.session.handle, now).await?;
-        state
-            .store
-            .end_sessions_notify(
-                &c.account.id,
-                &SessionSelector::ById(c.digest().clone()),
-                &audit,
-                &outbox,
-            )
-            .await?;
-        crate::outbox::wake(&state, &outbox);
+        flows::sessions::log_out(
+            &state.flows,
+            &c.account.id,
+            &c.session,
+            LogoutReason::SignedOut,
+            &actor,
+            now,
+        )
+        .await?;
     }
     let jar = jar.add(cookies::removal(&state.settings, cookies::SESSION));
     Ok((jar, Redirect::to(&format!("/login?notice={}", q("signed_out")))).into_response())

@@ -1,5 +1,6 @@
-//! The account pages. One module per flow; each handler parses the form,
-//! asks `gatehouse_core` for the rule, and calls the store.
+//! The account pages. One module per group of pages; each handler parses
+//! the form, calls its use case in `crate::flows`, and maps the outcome to
+//! a page or a redirect.
 //!
 //! | path | module |
 //! |---|---|
@@ -18,16 +19,10 @@ use axum::Router;
 use axum::http::header;
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
-use axum_extra::extract::CookieJar;
 
-use gatehouse_core::audit::{Actor, AuditEvent, AuditKind};
-use gatehouse_core::code::{CodeError, OneTimeCode};
-use gatehouse_core::session::{AuthMethod, Session};
-use gatehouse_core::{Account, OpaqueToken, Secret, Timestamp, password};
+use gatehouse_core::Timestamp;
 
 use crate::AppState;
-use crate::error::AppError;
-use crate::web::cookies;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -71,69 +66,7 @@ async fn stylesheet() -> impl IntoResponse {
     )
 }
 
-/// Hashes a new password on a blocking thread (Argon2 takes tens of ms).
-pub async fn hash_password(password: Secret<String>) -> Result<Secret<String>, AppError> {
-    tokio::task::spawn_blocking(move || password::hash(&password))
-        .await
-        .map_err(AppError::internal)?
-        .map_err(AppError::internal)
-}
-
-/// Checks a password on a blocking thread; with no account, against a dummy
-/// hash, so the answer takes as long either way.
-pub async fn verify_password(password: Secret<String>, stored: Option<Secret<String>>) -> Result<bool, AppError> {
-    tokio::task::spawn_blocking(move || password::verify(&password, stored.as_ref()))
-        .await
-        .map_err(AppError::internal)
-}
-
-/// Starts a new session for the account and returns the cookie jar that
-/// carries it (dropping any session cookie the browser had).
-pub async fn start_session(
-    state: &AppState,
-    jar: CookieJar,
-    account: &Account,
-    actor: &Actor,
-    now: Timestamp,
-) -> Result<CookieJar, AppError> {
-    let token = OpaqueToken::generate();
-    let session = Session {
-        id_digest: token.digest(),
-        handle: OpaqueToken::generate().expose().chars().take(22).collect(),
-        account_id: account.id.clone(),
-        created_at: now,
-        auth_time: now,
-        amr: vec![AuthMethod::Pwd],
-        last_seen_at: now,
-        user_agent: actor.user_agent.clone(),
-        ip: actor.ip.clone(),
-        needs_reauth: false,
-    };
-    let audit = AuditEvent::new(AuditKind::LoginSucceeded, Some(&account.id), actor, now)
-        .with_detail(serde_json::json!({ "session": session.handle }));
-    state.store.create_session(&session, &audit).await?;
-    Ok(jar.add(cookies::session(&state.settings, token.expose())))
-}
-
 pub use crate::web::auth::current;
-
-/// Checks a code a signed-in person typed against their latest mailed
-/// code, reserving the guess first (`Store::reserve_code_attempt`): at most
-/// `MAX_ATTEMPTS` guesses are ever checked, however many arrive at once.
-pub async fn guess_code(
-    state: &AppState,
-    code: &OneTimeCode,
-    typed: &str,
-    now: Timestamp,
-) -> Result<Result<(), CodeError>, AppError> {
-    if let Err(e) = code.check_usable(now) {
-        return Ok(Err(e));
-    }
-    if !state.store.reserve_code_attempt(&code.id).await? {
-        return Ok(Err(CodeError::TooManyAttempts));
-    }
-    Ok(code.check_code(typed, now))
-}
 
 /// Human-readable UTC time for pages.
 pub fn format_time(t: Timestamp) -> String {

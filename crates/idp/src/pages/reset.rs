@@ -11,17 +11,16 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
 use serde::Deserialize;
 
-use gatehouse_core::audit::{Actor, AuditEvent, AuditKind};
-use gatehouse_core::code::{CodeEffect, CodeError, CodePurpose, OneTimeCode};
-use gatehouse_core::{Email, Secret, Timestamp, password};
-use gatehouse_store::Redeemed;
+use gatehouse_core::code::{CodeError, CodePurpose};
+use gatehouse_core::{Secret, Timestamp};
 
 use super::render::{ResetFormPage, ResetRequestPage, error_page, message_page, notice, render};
 use super::signup::{TokenQuery, lookup_link};
-use super::{current, hash_password};
 use crate::AppState;
 use crate::error::AppError;
-use crate::mail::{render as render_mail, templates};
+use crate::flows;
+use crate::flows::reset::NotReset;
+use crate::web::auth::session_digest;
 use crate::web::client::Client;
 use crate::web::csrf::{CsrfForm, CsrfToken};
 use crate::web::q;
@@ -57,63 +56,18 @@ pub async fn submit(
     CsrfForm(form): CsrfForm<ResetForm>,
 ) -> Result<Response, AppError> {
     let now = Timestamp::now();
-    let email = match Email::parse(&form.email) {
-        Ok(e) => e,
-        Err(e) => {
-            return Ok(render(
-                StatusCode::BAD_REQUEST,
-                &ResetRequestPage {
-                    csrf: csrf.value(),
-                    email: form.email.trim(),
-                    notice: None,
-                    error: Some(e.to_string()),
-                },
-            ));
-        }
-    };
-    // The same work for every address, known or not: the mail counters
-    // (per client address and per target, whether or not it has an account)
-    // are reserved here, and everything that depends on the account (the
-    // lookup, the code, its audit event, the mail) happens in a task after
-    // the answer. A throttled request answers the same; no mail is sent, and
-    // no task is started (so a flood queues no work behind its answers).
-    let redirect = Redirect::to(&format!("/reset/sent?email={}", q(email.as_str()))).into_response();
-    if crate::throttle::may_mail(state.store.as_ref(), &email, &actor.ip, now).await? {
-        tokio::spawn(async move {
-            if let Err(e) = request_reset(&state, &email, &actor, now).await {
-                tracing::error!(error = %e, "password reset request failed");
-            }
-        });
-    } else {
-        let audit = AuditEvent::new(AuditKind::PasswordResetRequested, None, &actor, now)
-            .failed("throttled")
-            .with_detail(serde_json::json!({ "reason": "throttled", "email": email }));
-        state.store.append_audit(&audit).await?;
+    match flows::reset::request(&state.flows, &state.mailer, &form.email, &actor, now).await? {
+        Ok(email) => Ok(Redirect::to(&format!("/reset/sent?email={}", q(email.as_str()))).into_response()),
+        Err(message) => Ok(render(
+            StatusCode::BAD_REQUEST,
+            &ResetRequestPage {
+                csrf: csrf.value(),
+                email: form.email.trim(),
+                notice: None,
+                error: Some(message),
+            },
+        )),
     }
-    Ok(redirect)
-}
-
-/// What a reset request does behind its answer.
-async fn request_reset(state: &AppState, email: &Email, actor: &Actor, now: Timestamp) -> Result<(), AppError> {
-    match state.store.account_by_email(email).await? {
-        Some(account) => {
-            let issued = OneTimeCode::issue(CodePurpose::ResetPassword, account.id.clone(), email.clone(), now);
-            let audit = AuditEvent::new(AuditKind::PasswordResetRequested, Some(&account.id), actor, now)
-                .with_detail(serde_json::json!({ "email": email }));
-            state.store.insert_code(&issued.record, Some(&audit)).await?;
-            let link = state
-                .settings
-                .url(&format!("/reset/link?token={}", issued.link_token.expose()));
-            state.mailer.send(email, render_mail(&templates::Reset { link: &link }));
-        }
-        None => {
-            let audit = AuditEvent::new(AuditKind::PasswordResetRequested, None, actor, now)
-                .failed("unknown_account")
-                .with_detail(serde_json::json!({ "reason": "unknown_account", "email": email }));
-            state.store.append_audit(&audit).await?;
-        }
-    }
-    Ok(())
 }
 
 pub async fn sent(Query(query): Query<EmailQuery>) -> Response {
@@ -170,52 +124,25 @@ pub async fn complete(
         Ok(code) => code,
         Err(response) => return Ok(response),
     };
-    if let Err(e) = password::check_policy(&form.password, Some(&code.email)) {
-        return Ok(render(
+    let password = Secret::new(form.password.clone());
+    let browser_session = session_digest(&jar);
+    match flows::reset::complete(&state.flows, &code, password, browser_session.as_ref(), &actor, now).await? {
+        Ok(()) => Ok(Redirect::to(&format!(
+            "/login?notice=password_reset&email={}",
+            q(code.email.as_str())
+        ))
+        .into_response()),
+        Err(NotReset::Password(message)) => Ok(render(
             StatusCode::BAD_REQUEST,
             &ResetFormPage {
                 csrf: csrf.value(),
                 token: &form.token,
                 email: code.email.as_str(),
                 notice: None,
-                error: Some(e.to_string()),
+                error: Some(message),
             },
-        ));
-    }
-    let new_hash = hash_password(Secret::new(form.password)).await?;
-    // The browser that resets keeps its own session, if it has one for this account.
-    let keep = current(&state, &jar, now)
-        .await?
-        .filter(|c| c.account.id == code.account_id)
-        .map(|c| c.session.id_digest);
-    let audit = AuditEvent::new(AuditKind::PasswordResetCompleted, Some(&code.account_id), &actor, now)
-        .with_detail(serde_json::json!({ "email": code.email }));
-    let effect = CodeEffect::ResetPassword { new_hash, keep };
-    let outbox = crate::events::security_events(
-        &state,
-        &code.account_id,
-        None,
-        &[
-            crate::events::SecurityEvent::CredentialChange,
-            crate::events::SecurityEvent::SessionRevoked,
-        ],
-        now,
-    )
-    .await?;
-    let redeemed = state
-        .store
-        .redeem_code_notify(&code, &effect, now, &audit, &outbox)
-        .await?;
-    if redeemed == Redeemed::Done {
-        crate::outbox::wake(&state, &outbox);
-    }
-    match redeemed {
-        Redeemed::Done => Ok(Redirect::to(&format!(
-            "/login?notice=password_reset&email={}",
-            q(code.email.as_str())
-        ))
-        .into_response()),
-        Redeemed::AlreadyUsed | Redeemed::EmailTaken => Ok(error_page(
+        )),
+        Err(NotReset::AlreadyUsed) => Ok(error_page(
             StatusCode::BAD_REQUEST,
             "This link does not work",
             &CodeError::AlreadyUsed.to_string(),

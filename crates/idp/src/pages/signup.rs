@@ -14,16 +14,15 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
 use serde::Deserialize;
 
-use gatehouse_core::audit::{AuditEvent, AuditKind};
-use gatehouse_core::code::{CodeEffect, CodeError, CodePurpose, OneTimeCode};
-use gatehouse_core::{Account, AccountId, Email, Profile, ProfileInput, Secret, Timestamp, password};
-use gatehouse_store::{Redeemed, StoreError};
+use gatehouse_core::code::{CodeError, CodePurpose, OneTimeCode};
+use gatehouse_core::{Email, ProfileInput, Secret, Timestamp};
 
+use super::current;
 use super::render::{ConfirmLinkPage, SignupPage, VerifyPage, error_page, message_page, notice, render};
-use super::{current, hash_password};
 use crate::AppState;
 use crate::error::AppError;
-use crate::mail::{render as render_mail, templates};
+use crate::flows;
+use crate::flows::sign_up::{SignUp, Verified};
 use crate::web::client::Client;
 use crate::web::csrf::{CsrfForm, CsrfToken, NoFields};
 use crate::web::{q, safe_next};
@@ -87,89 +86,22 @@ pub async fn submit(
             },
         )
     };
-    let email = match Email::parse(&form.email) {
-        Ok(e) => e,
-        Err(e) => return Ok(fail(e.to_string())),
+    let input = SignUp {
+        email: &form.email,
+        password: Secret::new(form.password.clone()),
+        profile: &form.profile,
+        actor: &actor,
     };
-    if let Err(e) = password::check_policy(&form.password, Some(&email)) {
-        return Ok(fail(e.to_string()));
-    }
-    let profile = match Profile::default().edited(&form.profile, now) {
-        Ok(p) => p.unwrap_or_default(),
-        Err(e) => return Ok(fail(e.to_string())),
+    let email = match flows::sign_up::sign_up(&state.flows, &state.mailer, input, now).await? {
+        Ok(email) => email,
+        Err(message) => return Ok(fail(message)),
     };
-    // Hash first, whatever happens next, so both branches take as long.
-    let hash = hash_password(Secret::new(form.password)).await?;
-    let account = Account {
-        id: AccountId::generate(),
-        email: email.clone(),
-        email_verified: false,
-        password_hash: hash,
-        created_at: now,
-        updated_at: now,
-        profile,
-    };
-    let audit = AuditEvent::new(AuditKind::SignUp, Some(&account.id), &actor, now)
-        .with_detail(serde_json::json!({ "email": email }));
-    // Mail is throttled per address and per client, counted the same way for
-    // a new and a taken address; a throttled sign-up answers the same, and
-    // only the mail is not sent (a new account can ask for its code again).
-    let may_mail = crate::throttle::may_mail(state.store.as_ref(), &email, &actor.ip, now).await?;
-    match state.store.create_account(&account, &audit).await {
-        Ok(()) => {
-            state.metrics.signups.inc();
-            if may_mail {
-                send_verification(&state, &account.id, &email, now).await?;
-            }
-        }
-        Err(StoreError::Conflict(_)) => {
-            let existing = state.store.account_by_email(&email).await?.map(|a| a.id);
-            let audit = AuditEvent::new(AuditKind::SignUp, existing.as_ref(), &actor, now)
-                .failed("email_taken")
-                .with_detail(serde_json::json!({ "reason": "email_taken", "email": email }));
-            state.store.append_audit(&audit).await?;
-            if may_mail {
-                let login_link = state.settings.url(&format!("/login?email={}", q(email.as_str())));
-                let reset_link = state.settings.url(&format!("/reset?email={}", q(email.as_str())));
-                state.mailer.send(
-                    &email,
-                    render_mail(&templates::AlreadyRegistered {
-                        login_link: &login_link,
-                        reset_link: &reset_link,
-                    }),
-                );
-            }
-        }
-        Err(e) => return Err(e.into()),
-    }
     Ok(Redirect::to(&format!(
         "/verify?email={}{}",
         q(email.as_str()),
         next_param(form.next.as_deref())
     ))
     .into_response())
-}
-
-/// Issues a verification code (ending earlier ones) and mails it.
-pub async fn send_verification(
-    state: &AppState,
-    account: &AccountId,
-    email: &Email,
-    now: Timestamp,
-) -> Result<(), AppError> {
-    let issued = OneTimeCode::issue(CodePurpose::VerifyEmail, account.clone(), email.clone(), now);
-    state.store.insert_code(&issued.record, None).await?;
-    let link = state
-        .settings
-        .url(&format!("/verify/link?token={}", issued.link_token.expose()));
-    state.mailer.send(
-        email,
-        render_mail(&templates::Verify {
-            code: issued.code.expose(),
-            link: &link,
-        }),
-    );
-    Ok(())
 }
 
 pub async fn verify_page(
@@ -240,98 +172,19 @@ pub async fn verify_code(
             },
         )
     };
-    let account = match &signed_in {
-        Some(c) if c.account.is_ready() => return Ok(Redirect::to("/settings").into_response()),
-        Some(c) => c.account.clone(),
-        None => {
-            // Nobody signed in: every failure is the same page, showing the
-            // address as typed, and the work is the same whether the address
-            // has an account, a verified one or none (see `anonymous_code`).
-            let shown_email = form.email.trim();
-            return Ok(match anonymous_code(&state, &form, now).await? {
-                Some((account, code)) => match redeem(&state, &actor, &account, &code, now).await? {
-                    Ok(()) => after_verification(false, &account.email, form.next.as_deref()),
-                    Err(e) => fail(e, shown_email),
-                },
-                None => fail(CodeError::Wrong, shown_email),
-            });
-        }
+    let shown_email = match &signed_in {
+        Some(c) => c.account.email.to_string(),
+        // Nobody signed in: every failure is the same page, showing the
+        // address as typed, and the work is the same whether the address
+        // has an account, a verified one or none.
+        None => form.email.trim().to_owned(),
     };
-    let shown_email = account.email.to_string();
-    let Some(code) = state.store.latest_code(&account.id, CodePurpose::VerifyEmail).await? else {
-        return Ok(fail(CodeError::Wrong, &shown_email));
-    };
-    if let Err(e) = super::guess_code(&state, &code, &form.code, now).await? {
-        return Ok(fail(e, &shown_email));
-    }
-    Ok(match redeem(&state, &actor, &account, &code, now).await? {
-        Ok(()) => after_verification(true, &account.email, form.next.as_deref()),
-        Err(e) => fail(e, &shown_email),
-    })
-}
-
-/// The unverified account and its code that the anonymous form's address
-/// and code name, if the code is right. The store and the hashing do the
-/// same work for every address: one account lookup, one code lookup (for a
-/// verified or unknown address, of an id that names nothing), one guess
-/// reserved (the same statement, changing no row), one code checked (a
-/// throwaway one). Only a code of the right shape gets this far, for any
-/// address.
-async fn anonymous_code(
-    state: &AppState,
-    form: &CodeForm,
-    now: Timestamp,
-) -> Result<Option<(Account, OneTimeCode)>, AppError> {
-    if gatehouse_core::code::normalise_code(&form.code).is_none() {
-        return Ok(None);
-    }
-    let account = match Email::parse(&form.email) {
-        Ok(email) => state.store.account_by_email(&email).await?,
-        Err(_) => None,
-    };
-    let account = account.filter(|a| !a.is_ready());
-    let nobody = AccountId::generate();
-    let code = state
-        .store
-        .latest_code(account.as_ref().map_or(&nobody, |a| &a.id), CodePurpose::VerifyEmail)
-        .await?;
-    let throwaway = OneTimeCode::issue(
-        CodePurpose::VerifyEmail,
-        nobody.clone(),
-        Email::parse("nobody@example.com").map_err(|e| AppError::Internal(e.to_string()))?,
-        now,
-    )
-    .record;
-    let usable = code.as_ref().is_some_and(|c| c.check_usable(now).is_ok());
-    let reserved = state
-        .store
-        .reserve_code_attempt(code.as_ref().filter(|_| usable).map_or(&throwaway.id, |c| &c.id))
-        .await?;
-    let right = code.as_ref().unwrap_or(&throwaway).check_code(&form.code, now).is_ok();
-    Ok(match (account, code) {
-        (Some(account), Some(code)) if usable && reserved && right => Some((account, code)),
-        _ => None,
-    })
-}
-
-/// Redeems a checked verification code.
-async fn redeem(
-    state: &AppState,
-    actor: &gatehouse_core::audit::Actor,
-    account: &Account,
-    code: &OneTimeCode,
-    now: Timestamp,
-) -> Result<Result<(), CodeError>, AppError> {
-    let audit = AuditEvent::new(AuditKind::EmailVerified, Some(&account.id), actor, now)
-        .with_detail(serde_json::json!({ "email": code.email, "by": "code" }));
+    let account = signed_in.as_ref().map(|c| &c.account);
     Ok(
-        match state
-            .store
-            .redeem_code(code, &CodeEffect::VerifyEmail, now, &audit)
-            .await?
-        {
-            Redeemed::Done => Ok(()),
-            Redeemed::AlreadyUsed | Redeemed::EmailTaken => Err(CodeError::AlreadyUsed),
+        match flows::sign_up::verify_code(&state.flows, account, &form.email, &form.code, &actor, now).await? {
+            Verified::Already => Redirect::to("/settings").into_response(),
+            Verified::Now { email } => after_verification(signed_in.is_some(), &email, form.next.as_deref()),
+            Verified::Refused(e) => fail(e, &shown_email),
         },
     )
 }
@@ -382,14 +235,8 @@ pub async fn verify_link(
         Ok(code) => code,
         Err(response) => return Ok(response),
     };
-    let audit = AuditEvent::new(AuditKind::EmailVerified, Some(&code.account_id), &actor, now)
-        .with_detail(serde_json::json!({ "email": code.email, "by": "link" }));
-    match state
-        .store
-        .redeem_code(&code, &CodeEffect::VerifyEmail, now, &audit)
-        .await?
-    {
-        Redeemed::Done => {
+    match flows::sign_up::verify_link(&state.flows, &code, &actor, now).await? {
+        Ok(()) => {
             let signed_in = current(&state, &jar, now)
                 .await?
                 .is_some_and(|c| c.account.id == code.account_id);
@@ -405,7 +252,7 @@ pub async fn verify_link(
                 Some(link),
             ))
         }
-        Redeemed::AlreadyUsed | Redeemed::EmailTaken => Ok(link_error(CodeError::AlreadyUsed)),
+        Err(e) => Ok(link_error(e)),
     }
 }
 
@@ -462,8 +309,6 @@ pub async fn resend(
     if c.account.is_ready() {
         return Ok(Redirect::to("/settings").into_response());
     }
-    if crate::throttle::may_mail(state.store.as_ref(), &c.account.email, &actor.ip, now).await? {
-        send_verification(&state, &c.account.id, &c.account.email, now).await?;
-    }
+    flows::sign_up::resend_code(&state.flows, &state.mailer, &c.account, &actor, now).await?;
     Ok(Redirect::to("/verify?notice=code_sent").into_response())
 }

@@ -11,54 +11,28 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
 
-use gatehouse_core::ban::Ban;
-use gatehouse_core::session::{Session, SessionState};
-use gatehouse_core::{Account, OpaqueToken, Timestamp, TokenDigest};
-use gatehouse_store::AccountBans;
+use gatehouse_core::session::SessionState;
+use gatehouse_core::{OpaqueToken, Timestamp, TokenDigest};
 
 use crate::AppState;
 use crate::error::AppError;
 use crate::web::{cookies, q};
 
-/// A session from the cookie, whatever its state, with its account.
-#[derive(Clone, Debug)]
-pub struct Current {
-    pub session: Session,
-    pub account: Account,
-    /// Every ban on the account, lifted by time or not.
-    pub bans: Vec<Ban>,
-    pub state: SessionState,
-}
+pub use crate::flows::sessions::Current;
 
-impl Current {
-    pub fn digest(&self) -> &TokenDigest {
-        &self.session.id_digest
-    }
+/// The digest of the session the cookie names, if it names one.
+pub fn session_digest(jar: &CookieJar) -> Option<TokenDigest> {
+    jar.get(cookies::SESSION)
+        .and_then(|c| OpaqueToken::parse(c.value()))
+        .map(|t| t.digest())
 }
 
 /// Loads the session named by the cookie, if it exists and has not expired.
 pub async fn current(state: &AppState, jar: &CookieJar, now: Timestamp) -> Result<Option<Current>, AppError> {
-    let Some(token) = jar.get(cookies::SESSION).and_then(|c| OpaqueToken::parse(c.value())) else {
+    let Some(digest) = session_digest(jar) else {
         return Ok(None);
     };
-    // One read: the session, its account and the account's bans.
-    let Some((session, AccountBans { account, bans })) = state.store.session_with_account(&token.digest()).await?
-    else {
-        return Ok(None);
-    };
-    let session_state = session.state(now);
-    if session_state == SessionState::Expired {
-        return Ok(None);
-    }
-    if session_state == SessionState::Active && session.should_touch(now) {
-        state.store.touch_session(&session.id_digest, now).await?;
-    }
-    Ok(Some(Current {
-        session,
-        account,
-        bans,
-        state: session_state,
-    }))
+    Ok(crate::flows::sessions::current(&state.flows, &digest, now).await?)
 }
 
 /// Why a guarded page was not shown.

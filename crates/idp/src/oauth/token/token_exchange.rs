@@ -10,7 +10,6 @@
 //! its own key, and the narrowed token stays bound to it (`narrow`, check 3).
 
 use gatehouse_core::Timestamp;
-use gatehouse_core::audit::{Actor, AuditEvent, AuditKind};
 use gatehouse_core::oauth::dpop::VerifiedProof;
 use gatehouse_core::oauth::exchange::{self, ACCESS_TOKEN_TYPE, JWT_TYPE};
 use gatehouse_core::oauth::grant::ACCESS_TOKEN_LIFETIME;
@@ -89,25 +88,9 @@ pub async fn exchange(
     )
     .await?;
     // Who, for which audience, which scopes.
-    let account = subject
-        .gid
-        .as_ref()
-        .map(|_| gatehouse_core::AccountId(subject.sub.clone()));
-    let actor_info = Actor {
-        ip: String::new(),
-        user_agent: format!("client {}", client.id),
-    };
-    let audit =
-        AuditEvent::new(AuditKind::TokenExchanged, account.as_ref(), &actor_info, now).with_detail(serde_json::json!({
-            "client_id": client.id,
-            "audience": narrowed.audience,
-            "scope": narrowed.scopes.to_string(),
-            "subject_jti": subject.jti,
-            "jti": claims.jti,
-            "actor": claims.act,
-            "cnf": claims.cnf,
-        }));
-    state.store.append_audit(&audit).await.map_err(internal)?;
+    crate::flows::tokens::record_exchange(&state.flows, &client.id, &subject, &narrowed, &claims, now)
+        .await
+        .map_err(internal)?;
     Ok(TokenResponse {
         access_token,
         token_type,

@@ -1,0 +1,90 @@
+//! What a client does to tokens outside the grants: revoking one
+//! (RFC 7009), and the record of a token exchange (RFC 8693) the token
+//! endpoint made.
+
+use gatehouse_core::audit::{Actor, AuditEvent, AuditKind};
+use gatehouse_core::oauth::ClientId;
+use gatehouse_core::oauth::claims::AccessTokenClaims;
+use gatehouse_core::oauth::exchange::Narrowed;
+use gatehouse_core::{AccountId, OpaqueToken, Timestamp};
+
+use super::{Deps, Error};
+
+/// The token was issued to another client than the one revoking it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotYours;
+
+/// Revokes a token the client presents. A refresh token revokes its whole
+/// family (grant); an access token, its `jti` until it would have expired
+/// anyway. A token we did not issue, one expired, malformed or unknown is
+/// nothing to revoke (RFC 7009 §2.2 answers it as done); another client's
+/// token is refused.
+pub async fn revoke(
+    deps: &Deps,
+    client: &ClientId,
+    token: &str,
+    now: Timestamp,
+) -> Result<Result<(), NotYours>, Error> {
+    if token.bytes().filter(|b| *b == b'.').count() == 2 {
+        // Only a token we signed, not yet expired, is worth remembering.
+        let Ok((_, value)) = deps.keys.verify(token, deps.settings.issuer_str()).await else {
+            return Ok(Ok(()));
+        };
+        let Ok(claims) = serde_json::from_value::<AccessTokenClaims>(value) else {
+            return Ok(Ok(()));
+        };
+        if claims.client_id != client.as_str() {
+            return Ok(Err(NotYours));
+        }
+        // audit: TokenRevoked by the client (its `jti`), once the store's
+        // revoke_jti takes the event.
+        deps.store.revoke_jti(&claims.jti, Timestamp(claims.exp)).await?;
+        return Ok(Ok(()));
+    }
+    let Some(token) = OpaqueToken::parse(token) else {
+        return Ok(Ok(()));
+    };
+    let Some(record) = deps.store.refresh_token(&token.digest()).await? else {
+        return Ok(Ok(()));
+    };
+    let Some(grant) = deps.store.grant(&record.grant_id).await? else {
+        return Ok(Ok(()));
+    };
+    if &grant.client_id != client {
+        return Ok(Err(NotYours));
+    }
+    // audit: GrantRevoked by the client (the grant id, the account), once
+    // the store's revoke_grant takes the event.
+    deps.store.revoke_grant(&grant.id, now).await?;
+    Ok(Ok(()))
+}
+
+/// Records a token exchange: who asked, for which audience and scopes,
+/// from which subject token (and actor), the token issued.
+pub async fn record_exchange(
+    deps: &Deps,
+    client: &ClientId,
+    subject: &AccessTokenClaims,
+    narrowed: &Narrowed,
+    issued: &AccessTokenClaims,
+    now: Timestamp,
+) -> Result<(), Error> {
+    // A token for a person (it has a family); a client's own token has none.
+    let account = subject.gid.as_ref().map(|_| AccountId(subject.sub.clone()));
+    let actor = Actor {
+        ip: String::new(),
+        user_agent: format!("client {client}"),
+    };
+    let audit =
+        AuditEvent::new(AuditKind::TokenExchanged, account.as_ref(), &actor, now).with_detail(serde_json::json!({
+            "client_id": client,
+            "audience": narrowed.audience,
+            "scope": narrowed.scopes.to_string(),
+            "subject_jti": subject.jti,
+            "jti": issued.jti,
+            "actor": issued.act,
+            "cnf": issued.cnf,
+        }));
+    deps.store.append_audit(&audit).await?;
+    Ok(())
+}
