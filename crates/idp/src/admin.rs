@@ -15,6 +15,7 @@ use axum::routing::get;
 use serde_json::json;
 
 use gatehouse_core::Timestamp;
+use gatehouse_core::audit::{self, Actor, AuditEvent, AuditKind};
 use gatehouse_core::oauth::claims::AccessTokenClaims;
 use gatehouse_core::oauth::client::{Client, ClientSettings};
 use gatehouse_core::oauth::{ClientId, ErrorCode, OAuthError, Scopes};
@@ -91,6 +92,11 @@ async fn admin(state: &AppState, headers: &HeaderMap) -> Result<AccessTokenClaim
     Ok(claims)
 }
 
+/// The audit event of an admin API call made with `claims`' token.
+fn admin_audit(kind: AuditKind, claims: &AccessTokenClaims, now: Timestamp) -> AuditEvent {
+    AuditEvent::new(kind, None, &Actor::default(), now).by(audit::by_admin(&claims.client_id))
+}
+
 async fn list_clients(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Err(r) = admin(&state, &headers).await {
         return r;
@@ -158,9 +164,10 @@ async fn list_outbox(
 }
 
 async fn redeliver_outbox(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Err(r) = admin(&state, &headers).await {
-        return r;
-    }
+    let claims = match admin(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let now = Timestamp::now();
     let not_found = || problem(StatusCode::NOT_FOUND, "not_found", "no such undelivered message");
     let message = match state.store.outbox_message(&id).await {
@@ -172,7 +179,10 @@ async fn redeliver_outbox(State(state): State<AppState>, headers: HeaderMap, Pat
         Ok(payload) => payload,
         Err(e) => return e.into_response(),
     };
-    match state.store.outbox_redeliver(&id, now, &payload).await {
+    let audit = admin_audit(AuditKind::OutboxRedelivered, &claims, now)
+        .for_client(&message.client_id)
+        .with_detail(json!({ "message_id": id }));
+    match state.store.outbox_redeliver(&id, now, &payload, &audit).await {
         Ok(true) => {
             state.outbox_wake.notify_one();
             StatusCode::ACCEPTED.into_response()
@@ -212,9 +222,10 @@ fn malformed(e: serde_json::Error) -> Response {
 }
 
 async fn create_client(State(state): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    if let Err(r) = admin(&state, &headers).await {
-        return r;
-    }
+    let claims = match admin(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let input: CreateClient = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return malformed(e),
@@ -241,7 +252,8 @@ async fn create_client(State(state): State<AppState>, headers: HeaderMap, body: 
     if let Err(e) = client.apply(&input.settings) {
         return problem(StatusCode::BAD_REQUEST, "invalid_client_metadata", &e.to_string());
     }
-    if let Err(e) = state.store.create_client(&client).await {
+    let audit = admin_audit(AuditKind::ClientCreated, &claims, client.created_at).for_client(&client.id);
+    if let Err(e) = state.store.create_client(&client, &audit).await {
         return store_error(e);
     }
     let mut body = client.to_json();
@@ -259,9 +271,10 @@ async fn update_client(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = admin(&state, &headers).await {
-        return r;
-    }
+    let claims = match admin(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let settings: ClientSettings = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return malformed(e),
@@ -274,7 +287,8 @@ async fn update_client(
     if let Err(e) = client.apply(&settings) {
         return problem(StatusCode::BAD_REQUEST, "invalid_client_metadata", &e.to_string());
     }
-    match state.store.update_client(&client).await {
+    let audit = admin_audit(AuditKind::ClientUpdated, &claims, Timestamp::now()).for_client(&client.id);
+    match state.store.update_client(&client, &audit).await {
         Ok(true) => Json(client.to_json()).into_response(),
         Ok(false) => problem(StatusCode::NOT_FOUND, "not_found", "no such client"),
         Err(e) => store_error(e),
@@ -282,10 +296,13 @@ async fn update_client(
 }
 
 async fn delete_client(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Err(r) = admin(&state, &headers).await {
-        return r;
-    }
-    match state.store.delete_client(&ClientId(id)).await {
+    let claims = match admin(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let id = ClientId(id);
+    let audit = admin_audit(AuditKind::ClientDeleted, &claims, Timestamp::now()).for_client(&id);
+    match state.store.delete_client(&id, &audit).await {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
         Ok(false) => problem(StatusCode::NOT_FOUND, "not_found", "no such client"),
         Err(e) => store_error(e),
@@ -377,7 +394,12 @@ pub async fn ban_account(
         &actor,
         now,
     )
-    .with_detail(json!({ "client_id": ban.client_id, "until": req.until, "reason": ban.reason, "by": by }));
+    .with_detail(json!({ "client_id": ban.client_id, "until": req.until, "reason": ban.reason, "by": by }))
+    .by(by);
+    let audit = match &ban.client_id {
+        Some(client) => audit.for_client(client),
+        None => audit,
+    };
     // Back-channel logout tokens only go with a ban everywhere (the one
     // that ends sessions); security events go with every ban.
     let outbox: Vec<_> = outbox
@@ -385,7 +407,7 @@ pub async fn ban_account(
         .filter(|m| ban.client_id.is_none() || m.kind == gatehouse_store::OutboxKind::SecurityEvent)
         .cloned()
         .collect();
-    store.ban_notify(&ban, now, &audit, &outbox).await?;
+    store.ban(&ban, now, &audit, &outbox).await?;
     Ok(ban)
 }
 
@@ -471,8 +493,13 @@ pub async fn unban_account(
         &actor,
         now,
     )
-    .with_detail(json!({ "client_id": client, "by": by }));
-    if store.unban_notify(&account_id, client.as_ref(), &audit, outbox).await? {
+    .with_detail(json!({ "client_id": client, "by": by }))
+    .by(by);
+    let audit = match &client {
+        Some(client) => audit.for_client(client),
+        None => audit,
+    };
+    if store.unban(&account_id, client.as_ref(), &audit, outbox).await? {
         Ok(())
     } else {
         Err(BanError::NoBan)

@@ -56,6 +56,7 @@ use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 use zeroize::Zeroizing;
 
+use gatehouse_core::audit::{Actor, AuditEvent, AuditKind, BY_CLI};
 use gatehouse_core::oauth::client::SigningAlg;
 use gatehouse_core::oauth::grant::{ACCESS_TOKEN_LIFETIME, ID_TOKEN_LIFETIME, StoredKey};
 use gatehouse_core::time::MINUTE;
@@ -682,23 +683,41 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// What the keys need of the [`Store`]: a seam, so the tests run on memory.
 trait KeyStore: Send + Sync {
     fn signing_keys(&self) -> BoxFuture<'_, Result<Vec<StoredKey>, StoreError>>;
-    fn add_signing_key<'a>(&'a self, key: &'a StoredKey) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn add_signing_key<'a>(
+        &'a self,
+        key: &'a StoredKey,
+        audit: &'a AuditEvent,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
     fn purge_signing_keys(&self, before: Timestamp) -> BoxFuture<'_, Result<u64, StoreError>>;
-    fn withdraw_signing_keys<'a>(&'a self, alg: SigningAlg, keep: &'a str) -> BoxFuture<'a, Result<u64, StoreError>>;
+    fn withdraw_signing_keys<'a>(
+        &'a self,
+        alg: SigningAlg,
+        keep: &'a str,
+        audit: &'a AuditEvent,
+    ) -> BoxFuture<'a, Result<u64, StoreError>>;
 }
 
 impl KeyStore for dyn Store {
     fn signing_keys(&self) -> BoxFuture<'_, Result<Vec<StoredKey>, StoreError>> {
         Store::signing_keys(self)
     }
-    fn add_signing_key<'a>(&'a self, key: &'a StoredKey) -> BoxFuture<'a, Result<(), StoreError>> {
-        Store::add_signing_key(self, key)
+    fn add_signing_key<'a>(
+        &'a self,
+        key: &'a StoredKey,
+        audit: &'a AuditEvent,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Store::add_signing_key(self, key, audit)
     }
     fn purge_signing_keys(&self, before: Timestamp) -> BoxFuture<'_, Result<u64, StoreError>> {
         Store::purge_signing_keys(self, before)
     }
-    fn withdraw_signing_keys<'a>(&'a self, alg: SigningAlg, keep: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
-        Store::withdraw_signing_keys(self, alg, keep)
+    fn withdraw_signing_keys<'a>(
+        &'a self,
+        alg: SigningAlg,
+        keep: &'a str,
+        audit: &'a AuditEvent,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Store::withdraw_signing_keys(self, alg, keep, audit)
     }
 }
 
@@ -706,14 +725,34 @@ impl<S: KeyStore + ?Sized> KeyStore for Arc<S> {
     fn signing_keys(&self) -> BoxFuture<'_, Result<Vec<StoredKey>, StoreError>> {
         (**self).signing_keys()
     }
-    fn add_signing_key<'a>(&'a self, key: &'a StoredKey) -> BoxFuture<'a, Result<(), StoreError>> {
-        (**self).add_signing_key(key)
+    fn add_signing_key<'a>(
+        &'a self,
+        key: &'a StoredKey,
+        audit: &'a AuditEvent,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        (**self).add_signing_key(key, audit)
     }
     fn purge_signing_keys(&self, before: Timestamp) -> BoxFuture<'_, Result<u64, StoreError>> {
         (**self).purge_signing_keys(before)
     }
-    fn withdraw_signing_keys<'a>(&'a self, alg: SigningAlg, keep: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
-        (**self).withdraw_signing_keys(alg, keep)
+    fn withdraw_signing_keys<'a>(
+        &'a self,
+        alg: SigningAlg,
+        keep: &'a str,
+        audit: &'a AuditEvent,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        (**self).withdraw_signing_keys(alg, keep, audit)
+    }
+}
+
+/// The audit event of `key`'s addition (by the IdP itself unless `by`
+/// says who: the command line).
+fn key_added(key: &StoredKey, by: Option<&str>) -> AuditEvent {
+    let event = AuditEvent::new(AuditKind::SigningKeyAdded, None, &Actor::default(), key.created_at)
+        .with_detail(serde_json::json!({ "kid": key.kid, "alg": key.alg.as_str(), "signs_from": key.signs_from.0 }));
+    match by {
+        Some(by) => event.by(by),
+        None => event,
     }
 }
 
@@ -947,7 +986,7 @@ impl KeyRing {
             reason: e.to_string(),
         })??;
         for key in &keys {
-            self.inner.store.add_signing_key(key).await?;
+            self.inner.store.add_signing_key(key, &key_added(key, None)).await?;
             tracing::info!(
                 kid = %key.kid,
                 alg = key.alg.as_str(),
@@ -1214,9 +1253,17 @@ async fn rotate_in<S: KeyStore + ?Sized>(
         Rotation::Now => now,
     };
     let stored = new_key_blocking(alg, secret, now, signs_from).await?;
-    store.add_signing_key(&stored).await?;
+    // `rotate` is the command line's (`gatehouse keys rotate`).
+    store
+        .add_signing_key(&stored, &key_added(&stored, Some(BY_CLI)))
+        .await?;
     let withdrawn = match how {
-        Rotation::Now => store.withdraw_signing_keys(alg, &stored.kid).await?,
+        Rotation::Now => {
+            let audit = AuditEvent::new(AuditKind::SigningKeysWithdrawn, None, &Actor::default(), now)
+                .with_detail(serde_json::json!({ "alg": alg.as_str(), "kept": stored.kid }))
+                .by(BY_CLI);
+            store.withdraw_signing_keys(alg, &stored.kid, &audit).await?
+        }
         Rotation::Prepublish { .. } => 0,
     };
     let purged = store.purge_signing_keys(now.minus(RETIRED_KEY_GRACE)).await?;
@@ -1263,7 +1310,11 @@ mod tests {
             keys.sort_by_key(|k| std::cmp::Reverse(k.created_at));
             Box::pin(async move { Ok(keys) })
         }
-        fn add_signing_key<'a>(&'a self, key: &'a StoredKey) -> BoxFuture<'a, Result<(), StoreError>> {
+        fn add_signing_key<'a>(
+            &'a self,
+            key: &'a StoredKey,
+            _audit: &'a AuditEvent,
+        ) -> BoxFuture<'a, Result<(), StoreError>> {
             let mut keys = self.keys.lock().expect("lock");
             for old in keys
                 .iter_mut()
@@ -1286,6 +1337,7 @@ mod tests {
             &'a self,
             alg: SigningAlg,
             keep: &'a str,
+            _audit: &'a AuditEvent,
         ) -> BoxFuture<'a, Result<u64, StoreError>> {
             let mut keys = self.keys.lock().expect("lock");
             let len = keys.len();
@@ -1360,10 +1412,8 @@ mod tests {
         let store = Arc::new(FakeStore::default());
         let secret = InstanceSecret::generate();
         let then = Timestamp::now().minus(1000);
-        store
-            .add_signing_key(&new_key(SigningAlg::ES256, &secret, then, then).expect("key"))
-            .await
-            .expect("add");
+        let key = new_key(SigningAlg::ES256, &secret, then, then).expect("key");
+        store.add_signing_key(&key, &key_added(&key, None)).await.expect("add");
         let ring = KeyRing::load_from(store.clone(), &secret, DELAY).await.expect("load");
         let rows = store.rows();
         assert_eq!(rows.len(), 3);
@@ -1468,7 +1518,10 @@ mod tests {
         // Once its key is no longer published, the token is refused.
         let long_ago = Timestamp(Timestamp::now().0 - RETIRED_KEY_GRACE - 10);
         let newer = new_key(SigningAlg::ES256, &secret, long_ago, long_ago).expect("key");
-        store.add_signing_key(&newer).await.expect("add");
+        store
+            .add_signing_key(&newer, &key_added(&newer, None))
+            .await
+            .expect("add");
         ring.refresh().await.expect("refresh");
         assert_eq!(rejection(ring.verify(&token, ISS).await), Rejection::UnknownKid);
     }
@@ -1981,17 +2034,13 @@ mod tests {
         assert!(err.to_string().contains(&path.display().to_string()), "{err}");
     }
 
-    /// The real store, once it implements the signing-key methods.
+    /// The real store.
     #[tokio::test]
     async fn with_the_sqlite_store() {
         let dir = tempfile::tempdir().expect("dir");
         let url = format!("sqlite://{}", dir.path().join("gatehouse.db").display());
         let store = gatehouse_store::connect(&url).await.expect("connect");
         store.migrate().await.expect("migrate");
-        if let Err(StoreError::NotImplemented) = store.signing_keys().await {
-            eprintln!("skipped: the store does not implement signing keys yet");
-            return;
-        }
         let secret = InstanceSecret::generate();
         let ring = KeyRing::load(store.clone(), &secret).await.expect("load");
         let old_kid = ring.current_kid(SigningAlg::ES256).expect("kid");

@@ -50,10 +50,6 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    /// A method this backend does not implement (test doubles; both real
-    /// backends implement every method).
-    #[error("not implemented by this store")]
-    NotImplemented,
     /// A stored value could not be read back (a bug or a hand-edited row).
     #[error("corrupt row: {0}")]
     Corrupt(String),
@@ -240,18 +236,9 @@ pub trait Store: Send + Sync + 'static {
         audit: &AuditEvent,
     ) -> Result<bool, StoreError>;
     /// Replaces the password hash; every session of the account except `keep`
-    /// is marked as needing re-authentication.
+    /// is marked as needing re-authentication. Writes `outbox` (security
+    /// events to the account's clients) in the same transaction.
     async fn change_password(
-        &self,
-        id: &AccountId,
-        new_hash: &str,
-        keep: Option<&TokenDigest>,
-        now: Timestamp,
-        audit: &AuditEvent,
-    ) -> Result<(), StoreError>;
-    /// [`Store::change_password`] that also writes `outbox` in the same
-    /// transaction (security events to the account's clients).
-    async fn change_password_notify(
         &self,
         id: &AccountId,
         new_hash: &str,
@@ -260,11 +247,9 @@ pub trait Store: Send + Sync + 'static {
         audit: &AuditEvent,
         outbox: &[OutboxMessage],
     ) -> Result<(), StoreError>;
-    /// Deletes the account, its sessions and its codes. Audit events stay.
-    async fn delete_account(&self, id: &AccountId, audit: &AuditEvent) -> Result<(), StoreError>;
-    /// [`Store::delete_account`] that also writes `outbox` in the same
-    /// transaction.
-    async fn delete_account_notify(
+    /// Deletes the account, its sessions and its codes, and writes `outbox`
+    /// in the same transaction. Audit events stay.
+    async fn delete_account(
         &self,
         id: &AccountId,
         audit: &AuditEvent,
@@ -285,17 +270,9 @@ pub trait Store: Send + Sync + 'static {
     /// (`false` for an unknown id too: the same statement runs either way).
     async fn reserve_code_attempt(&self, code_id: &str) -> Result<bool, StoreError>;
     /// Marks the code used (only if still unused) and applies `effect` to
-    /// the code's account, in one transaction with `audit`.
+    /// the code's account, in one transaction with `audit` and, only if the
+    /// effect was applied ([`Redeemed::Done`]), `outbox`.
     async fn redeem_code(
-        &self,
-        code: &OneTimeCode,
-        effect: &CodeEffect,
-        now: Timestamp,
-        audit: &AuditEvent,
-    ) -> Result<Redeemed, StoreError>;
-    /// [`Store::redeem_code`] that also writes `outbox` in the same
-    /// transaction, only if the effect was applied ([`Redeemed::Done`]).
-    async fn redeem_code_notify(
         &self,
         code: &OneTimeCode,
         effect: &CodeEffect,
@@ -322,16 +299,10 @@ pub trait Store: Send + Sync + 'static {
         amr: &[AuthMethod],
         audit: &AuditEvent,
     ) -> Result<(), StoreError>;
-    /// Deletes the selected sessions of the account; returns how many.
+    /// Deletes the selected sessions of the account and writes `outbox`
+    /// (the back-channel logout tokens for the sessions' clients) in the
+    /// same transaction; returns how many sessions went.
     async fn end_sessions(
-        &self,
-        account: &AccountId,
-        which: &SessionSelector,
-        audit: &AuditEvent,
-    ) -> Result<u64, StoreError>;
-    /// [`Store::end_sessions`] that also writes `outbox` (the back-channel
-    /// logout tokens for the sessions' clients) in the same transaction.
-    async fn end_sessions_notify(
         &self,
         account: &AccountId,
         which: &SessionSelector,
@@ -359,8 +330,8 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
 
     // --- OAuth clients ----------------------------------------------------
-    /// `Conflict("client")` if the id exists.
-    async fn create_client(&self, client: &Client) -> Result<(), StoreError>;
+    /// `Conflict("client")` if the id exists (nothing written).
+    async fn create_client(&self, client: &Client, audit: &AuditEvent) -> Result<(), StoreError>;
     async fn client(&self, id: &ClientId) -> Result<Option<Client>, StoreError>;
     /// Ordered by creation time.
     async fn clients(&self) -> Result<Vec<Client>, StoreError>;
@@ -369,11 +340,13 @@ pub trait Store: Send + Sync + 'static {
     /// call the token endpoint, UserInfo and revocation cross-origin. One
     /// cached set, kept as fresh as the client records.
     async fn is_public_client_origin(&self, origin: &str) -> Result<bool, StoreError>;
-    /// Replaces every field but `id` and `created_at`; false if no such client.
-    async fn update_client(&self, client: &Client) -> Result<bool, StoreError>;
+    /// Replaces every field but `id` and `created_at`; false if no such
+    /// client (nothing written, not even `audit`).
+    async fn update_client(&self, client: &Client, audit: &AuditEvent) -> Result<bool, StoreError>;
     /// Deletes the client and everything issued to it (codes, grants,
-    /// refresh tokens, consents); false if no such client.
-    async fn delete_client(&self, id: &ClientId) -> Result<bool, StoreError>;
+    /// refresh tokens, consents); false if no such client (nothing
+    /// written, not even `audit`).
+    async fn delete_client(&self, id: &ClientId, audit: &AuditEvent) -> Result<bool, StoreError>;
 
     // --- signing keys -----------------------------------------------------
     /// Every key, newest first.
@@ -381,11 +354,11 @@ pub trait Store: Send + Sync + 'static {
     /// Adds a key; every other key of the same algorithm still signing at
     /// `key.signs_from` is retired then (it signs until the new key takes
     /// over), in the same transaction. `Conflict("signing key")` if the kid
-    /// exists (nothing is retired then).
-    async fn add_signing_key(&self, key: &StoredKey) -> Result<(), StoreError>;
+    /// exists (nothing is retired then, nor audited).
+    async fn add_signing_key(&self, key: &StoredKey, audit: &AuditEvent) -> Result<(), StoreError>;
     /// Deletes every key of `alg` but `keep` (a compromised key leaves the
-    /// JWKS at once); how many went.
-    async fn withdraw_signing_keys(&self, alg: SigningAlg, keep: &str) -> Result<u64, StoreError>;
+    /// JWKS at once), with its audit event; how many went.
+    async fn withdraw_signing_keys(&self, alg: SigningAlg, keep: &str, audit: &AuditEvent) -> Result<u64, StoreError>;
     /// Deletes keys retired before `before` (they signed nothing still valid).
     async fn purge_signing_keys(&self, before: Timestamp) -> Result<u64, StoreError>;
 
@@ -446,10 +419,8 @@ pub trait Store: Send + Sync + 'static {
     /// the account and revokes every grant; for a ban at one client, revokes
     /// the grants of that client; and deletes the replaced ban's
     /// account-enabled messages not yet due ([`suspension_end_key`]). With
-    /// its audit event.
-    async fn ban(&self, ban: &Ban, now: Timestamp, audit: &AuditEvent) -> Result<(), StoreError>;
-    /// [`Store::ban`] that also writes `outbox` in the same transaction.
-    async fn ban_notify(
+    /// its audit event and `outbox`.
+    async fn ban(
         &self,
         ban: &Ban,
         now: Timestamp,
@@ -459,16 +430,8 @@ pub trait Store: Send + Sync + 'static {
     /// Lifts the ban of the account everywhere (`None`) or at one client,
     /// deleting its account-enabled messages not yet due
     /// ([`suspension_end_key`]); false if there was none. With its audit
-    /// event.
+    /// event and, only if there was a ban to lift, `outbox`.
     async fn unban(
-        &self,
-        account: &AccountId,
-        client: Option<&ClientId>,
-        audit: &AuditEvent,
-    ) -> Result<bool, StoreError>;
-    /// [`Store::unban`] that also writes `outbox` in the same transaction,
-    /// only if there was a ban to lift.
-    async fn unban_notify(
         &self,
         account: &AccountId,
         client: Option<&ClientId>,
@@ -487,8 +450,9 @@ pub trait Store: Send + Sync + 'static {
     /// An unknown grant counts as revoked, and so does one whose ancestor is
     /// gone (deleted with its client or account).
     async fn grant_revoked(&self, id: &str) -> Result<bool, StoreError>;
-    /// Revokes the grant and every grant descending from it (`parent_id`).
-    async fn revoke_grant(&self, id: &str, now: Timestamp) -> Result<(), StoreError>;
+    /// Revokes the grant and every grant descending from it (`parent_id`),
+    /// with its audit event.
+    async fn revoke_grant(&self, id: &str, now: Timestamp, audit: &AuditEvent) -> Result<(), StoreError>;
     async fn refresh_token(&self, digest: &TokenDigest) -> Result<Option<RefreshToken>, StoreError>;
     /// Marks `old` used and writes `new`, in one transaction, if `old` was
     /// unused. If `old` was used before, its grant's family is revoked at
@@ -499,8 +463,9 @@ pub trait Store: Send + Sync + 'static {
         new: &RefreshToken,
         now: Timestamp,
     ) -> Result<Redemption, StoreError>;
-    /// Remembers a revoked access token id until `expires_at`.
-    async fn revoke_jti(&self, jti: &str, expires_at: Timestamp) -> Result<(), StoreError>;
+    /// Remembers a revoked access token id until `expires_at`, with its
+    /// audit event.
+    async fn revoke_jti(&self, jti: &str, expires_at: Timestamp, audit: &AuditEvent) -> Result<(), StoreError>;
     async fn jti_revoked(&self, jti: &str) -> Result<bool, StoreError>;
 
     // --- DPoP ---------------------------------------------------------------
@@ -538,8 +503,15 @@ pub trait Store: Send + Sync + 'static {
     async fn outbox_message(&self, id: &str) -> Result<Option<OutboxMessage>, StoreError>;
     /// Makes a failed or dead message due again at `now` (attempts kept, not
     /// dead, not leased), sending `payload` from then on (the message signed
-    /// again); false if there is no such undelivered message.
-    async fn outbox_redeliver(&self, id: &str, now: Timestamp, payload: &str) -> Result<bool, StoreError>;
+    /// again), with its audit event; false if there is no such undelivered
+    /// message (nothing written).
+    async fn outbox_redeliver(
+        &self,
+        id: &str,
+        now: Timestamp,
+        payload: &str,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Opens the store named by `url`: `sqlite://path` (created if missing) or

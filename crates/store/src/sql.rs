@@ -182,26 +182,26 @@ pub const THROTTLE_CLEAR: &str = "DELETE FROM throttle WHERE key = $1";
 // --- audit log --------------------------------------------------------------
 
 pub const INSERT_AUDIT: &str = "\
-    INSERT INTO audit_events (at, kind, account_id, ip, user_agent, outcome, detail) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7)";
+    INSERT INTO audit_events (at, kind, account_id, ip, user_agent, outcome, detail, by_whom, client_id) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 // One statement per combination of filters (rather than `$1 IS NULL OR ...`)
 // so each can use its index. Parameters: the filters present, in the order
 // account then kind, then `after_seq`, then the limit.
 const AUDIT_ALL: &str = "\
-    SELECT seq, at, kind, account_id, ip, user_agent, outcome, detail FROM audit_events \
+    SELECT seq, at, kind, account_id, ip, user_agent, outcome, detail, by_whom, client_id FROM audit_events \
     WHERE seq > $1 \
     ORDER BY seq LIMIT $2";
 const AUDIT_BY_ACCOUNT: &str = "\
-    SELECT seq, at, kind, account_id, ip, user_agent, outcome, detail FROM audit_events \
+    SELECT seq, at, kind, account_id, ip, user_agent, outcome, detail, by_whom, client_id FROM audit_events \
     WHERE account_id = $1 AND seq > $2 \
     ORDER BY seq LIMIT $3";
 const AUDIT_BY_KIND: &str = "\
-    SELECT seq, at, kind, account_id, ip, user_agent, outcome, detail FROM audit_events \
+    SELECT seq, at, kind, account_id, ip, user_agent, outcome, detail, by_whom, client_id FROM audit_events \
     WHERE kind = $1 AND seq > $2 \
     ORDER BY seq LIMIT $3";
 const AUDIT_BY_ACCOUNT_AND_KIND: &str = "\
-    SELECT seq, at, kind, account_id, ip, user_agent, outcome, detail FROM audit_events \
+    SELECT seq, at, kind, account_id, ip, user_agent, outcome, detail, by_whom, client_id FROM audit_events \
     WHERE account_id = $1 AND kind = $2 AND seq > $3 \
     ORDER BY seq LIMIT $4";
 
@@ -765,6 +765,8 @@ pub struct AuditRow {
     user_agent: String,
     outcome: String,
     detail: String,
+    by_whom: Option<String>,
+    client_id: Option<String>,
 }
 
 impl TryFrom<AuditRow> for AuditRecord {
@@ -788,6 +790,8 @@ impl TryFrom<AuditRow> for AuditRecord {
                 user_agent: row.user_agent,
                 outcome,
                 detail,
+                by: row.by_whom,
+                client_id: row.client_id.map(ClientId),
             },
         })
     }

@@ -53,6 +53,8 @@ macro_rules! impl_store {
                     .bind(event.user_agent.as_str())
                     .bind(event.outcome.as_str())
                     .bind(event.detail.to_string())
+                    .bind(event.by.as_deref())
+                    .bind(event.client_id.as_ref().map(ClientId::as_str))
                     .execute(conn)
                     .await?;
                 Ok(())
@@ -620,18 +622,6 @@ macro_rules! impl_store {
                     keep: Option<&TokenDigest>,
                     now: Timestamp,
                     audit: &AuditEvent,
-                ) -> Result<(), StoreError> {
-                    self.change_password_notify(id, new_hash, keep, now, audit, &[])
-                        .await
-                }
-
-                async fn change_password_notify(
-                    &self,
-                    id: &AccountId,
-                    new_hash: &str,
-                    keep: Option<&TokenDigest>,
-                    now: Timestamp,
-                    audit: &AuditEvent,
                     outbox: &[OutboxMessage],
                 ) -> Result<(), StoreError> {
                     let mut tx = self.writer.begin().await?;
@@ -642,11 +632,7 @@ macro_rules! impl_store {
                     Ok(())
                 }
 
-                async fn delete_account(&self, id: &AccountId, audit: &AuditEvent) -> Result<(), StoreError> {
-                    self.delete_account_notify(id, audit, &[]).await
-                }
-
-                async fn delete_account_notify(
+                async fn delete_account(
                     &self,
                     id: &AccountId,
                     audit: &AuditEvent,
@@ -742,16 +728,6 @@ macro_rules! impl_store {
                 }
 
                 async fn redeem_code(
-                    &self,
-                    code: &OneTimeCode,
-                    effect: &CodeEffect,
-                    now: Timestamp,
-                    audit: &AuditEvent,
-                ) -> Result<Redeemed, StoreError> {
-                    self.redeem_code_notify(code, effect, now, audit, &[]).await
-                }
-
-                async fn redeem_code_notify(
                     &self,
                     code: &OneTimeCode,
                     effect: &CodeEffect,
@@ -897,15 +873,6 @@ macro_rules! impl_store {
                     account: &AccountId,
                     which: &SessionSelector,
                     audit: &AuditEvent,
-                ) -> Result<u64, StoreError> {
-                    self.end_sessions_notify(account, which, audit, &[]).await
-                }
-
-                async fn end_sessions_notify(
-                    &self,
-                    account: &AccountId,
-                    which: &SessionSelector,
-                    audit: &AuditEvent,
                     outbox: &[OutboxMessage],
                 ) -> Result<u64, StoreError> {
                     let (statement, selected) = sql::end_sessions(which);
@@ -992,7 +959,7 @@ macro_rules! impl_store {
 
                 // --- OAuth clients ------------------------------------------
 
-                async fn create_client(&self, client: &Client) -> Result<(), StoreError> {
+                async fn create_client(&self, client: &Client, audit: &AuditEvent) -> Result<(), StoreError> {
                     // A new id is in no cache (unknown ids are not remembered,
                     // see `client`), but a public client's redirect URIs add
                     // to the cached origins: then the counter moves.
@@ -1005,6 +972,7 @@ macro_rules! impl_store {
                         Err(e) if sql::is_unique_violation(&e) => return Err(StoreError::Conflict("client")),
                         other => other.map_err(StoreError::from)?,
                     };
+                    insert_audit(&mut tx, audit).await?;
                     if client.is_public() {
                         clients_changed(tx, &self.caches).await
                     } else {
@@ -1049,17 +1017,22 @@ macro_rules! impl_store {
                         .collect()
                 }
 
-                async fn update_client(&self, client: &Client) -> Result<bool, StoreError> {
+                async fn update_client(&self, client: &Client, audit: &AuditEvent) -> Result<bool, StoreError> {
                     let mut tx = self.writer.begin().await?;
                     let updated = client_query(sql::UPDATE_CLIENT, client)
                         .execute(&mut *tx)
                         .await?
                         .rows_affected();
+                    if updated == 0 {
+                        tx.rollback().await?;
+                        return Ok(false);
+                    }
+                    insert_audit(&mut tx, audit).await?;
                     clients_changed(tx, &self.caches).await?;
-                    Ok(updated > 0)
+                    Ok(true)
                 }
 
-                async fn delete_client(&self, id: &ClientId) -> Result<bool, StoreError> {
+                async fn delete_client(&self, id: &ClientId, audit: &AuditEvent) -> Result<bool, StoreError> {
                     let mut tx = self.writer.begin().await?;
                     sqlx::query(sql::DELETE_AUTH_CODES_OF_CLIENT)
                         .bind(id.as_str())
@@ -1070,8 +1043,13 @@ macro_rules! impl_store {
                         .execute(&mut *tx)
                         .await?
                         .rows_affected();
+                    if deleted == 0 {
+                        tx.rollback().await?;
+                        return Ok(false);
+                    }
+                    insert_audit(&mut tx, audit).await?;
                     clients_changed(tx, &self.caches).await?;
-                    Ok(deleted > 0)
+                    Ok(true)
                 }
 
                 // --- signing keys -------------------------------------------
@@ -1085,7 +1063,7 @@ macro_rules! impl_store {
                         .collect()
                 }
 
-                async fn add_signing_key(&self, key: &StoredKey) -> Result<(), StoreError> {
+                async fn add_signing_key(&self, key: &StoredKey, audit: &AuditEvent) -> Result<(), StoreError> {
                     let mut tx = self.writer.begin().await?;
                     sqlx::query(sql::RETIRE_SIGNING_KEYS)
                         .bind(key.alg.as_str())
@@ -1109,17 +1087,26 @@ macro_rules! impl_store {
                         }
                         other => other?,
                     };
+                    insert_audit(&mut tx, audit).await?;
                     tx.commit().await?;
                     Ok(())
                 }
 
-                async fn withdraw_signing_keys(&self, alg: SigningAlg, keep: &str) -> Result<u64, StoreError> {
+                async fn withdraw_signing_keys(
+                    &self,
+                    alg: SigningAlg,
+                    keep: &str,
+                    audit: &AuditEvent,
+                ) -> Result<u64, StoreError> {
+                    let mut tx = self.writer.begin().await?;
                     let withdrawn = sqlx::query(sql::WITHDRAW_SIGNING_KEYS)
                         .bind(alg.as_str())
                         .bind(keep)
-                        .execute(&self.writer)
+                        .execute(&mut *tx)
                         .await?
                         .rows_affected();
+                    insert_audit(&mut tx, audit).await?;
+                    tx.commit().await?;
                     Ok(withdrawn)
                 }
 
@@ -1354,11 +1341,7 @@ macro_rules! impl_store {
 
                 // --- bans -----------------------------------------------------
 
-                async fn ban(&self, ban: &Ban, now: Timestamp, audit: &AuditEvent) -> Result<(), StoreError> {
-                    self.ban_notify(ban, now, audit, &[]).await
-                }
-
-                async fn ban_notify(
+                async fn ban(
                     &self,
                     ban: &Ban,
                     now: Timestamp,
@@ -1405,15 +1388,6 @@ macro_rules! impl_store {
                 }
 
                 async fn unban(
-                    &self,
-                    account: &AccountId,
-                    client: Option<&ClientId>,
-                    audit: &AuditEvent,
-                ) -> Result<bool, StoreError> {
-                    self.unban_notify(account, client, audit, &[]).await
-                }
-
-                async fn unban_notify(
                     &self,
                     account: &AccountId,
                     client: Option<&ClientId>,
@@ -1471,9 +1445,12 @@ macro_rules! impl_store {
                     Ok(sql::chain_revoked(&chain))
                 }
 
-                async fn revoke_grant(&self, id: &str, now: Timestamp) -> Result<(), StoreError> {
-                    let mut conn = self.writer.acquire().await?;
-                    revoke_family(&mut conn, id, now).await
+                async fn revoke_grant(&self, id: &str, now: Timestamp, audit: &AuditEvent) -> Result<(), StoreError> {
+                    let mut tx = self.writer.begin().await?;
+                    revoke_family(&mut tx, id, now).await?;
+                    insert_audit(&mut tx, audit).await?;
+                    tx.commit().await?;
+                    Ok(())
                 }
 
                 async fn refresh_token(&self, digest: &TokenDigest) -> Result<Option<RefreshToken>, StoreError> {
@@ -1505,13 +1482,19 @@ macro_rules! impl_store {
                     Ok(Redemption::Issued)
                 }
 
-                async fn revoke_jti(&self, jti: &str, expires_at: Timestamp) -> Result<(), StoreError> {
+                async fn revoke_jti(
+                    &self,
+                    jti: &str,
+                    expires_at: Timestamp,
+                    audit: &AuditEvent,
+                ) -> Result<(), StoreError> {
                     let mut tx = self.writer.begin().await?;
                     sqlx::query(sql::REVOKE_JTI)
                         .bind(jti)
                         .bind(expires_at.0)
                         .execute(&mut *tx)
                         .await?;
+                    insert_audit(&mut tx, audit).await?;
                     changed(tx, &self.caches.revoked_jtis, || ()).await
                 }
 
@@ -1642,15 +1625,28 @@ macro_rules! impl_store {
                         .transpose()
                 }
 
-                async fn outbox_redeliver(&self, id: &str, now: Timestamp, payload: &str) -> Result<bool, StoreError> {
+                async fn outbox_redeliver(
+                    &self,
+                    id: &str,
+                    now: Timestamp,
+                    payload: &str,
+                    audit: &AuditEvent,
+                ) -> Result<bool, StoreError> {
+                    let mut tx = self.writer.begin().await?;
                     let changed = sqlx::query(sql::OUTBOX_REDELIVER)
                         .bind(id)
                         .bind(now.0)
                         .bind(payload)
-                        .execute(&self.writer)
+                        .execute(&mut *tx)
                         .await?
                         .rows_affected();
-                    Ok(changed > 0)
+                    if changed == 0 {
+                        tx.rollback().await?;
+                        return Ok(false);
+                    }
+                    insert_audit(&mut tx, audit).await?;
+                    tx.commit().await?;
+                    Ok(true)
                 }
             }
         };

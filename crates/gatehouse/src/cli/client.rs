@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use gatehouse_core::Timestamp;
+use gatehouse_core::audit::{AuditEvent, AuditKind, BY_CLI};
 use gatehouse_core::oauth::client::{Client, ClientSettings};
 use gatehouse_core::oauth::{ClientId, GrantType};
 use gatehouse_store::{Store, StoreError};
@@ -126,7 +127,8 @@ pub async fn run(store: &dyn Store, command: ClientCommand) -> anyhow::Result<(s
             let (mut client, secret) =
                 Client::new(&name, public, options.redirect_uris.clone(), grants, Timestamp::now())?;
             client.apply(&options.settings(None))?;
-            match store.create_client(&client).await {
+            let audit = AuditEvent::client_changed(AuditKind::ClientCreated, &client.id, BY_CLI, client.created_at);
+            match store.create_client(&client, &audit).await {
                 Ok(()) => {}
                 Err(StoreError::Conflict(_)) => bail!("a client with the id {} already exists", client.id),
                 Err(e) => return Err(e.into()),
@@ -161,13 +163,16 @@ pub async fn run(store: &dyn Store, command: ClientCommand) -> anyhow::Result<(s
         } => {
             let mut client = find(store, &client_id).await?;
             client.apply(&options.settings(name))?;
-            if !store.update_client(&client).await? {
+            let audit = AuditEvent::client_changed(AuditKind::ClientUpdated, &client.id, BY_CLI, Timestamp::now());
+            if !store.update_client(&client, &audit).await? {
                 bail!("no client with the id {client_id}");
             }
             Ok((client.to_json(), format!("Updated.\n{}", describe(&client))))
         }
         ClientCommand::Delete { client_id } => {
-            if !store.delete_client(&ClientId(client_id.clone())).await? {
+            let id = ClientId(client_id.clone());
+            let audit = AuditEvent::client_changed(AuditKind::ClientDeleted, &id, BY_CLI, Timestamp::now());
+            if !store.delete_client(&id, &audit).await? {
                 bail!("no client with the id {client_id}");
             }
             Ok((

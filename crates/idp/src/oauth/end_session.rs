@@ -170,7 +170,7 @@ async fn logout_current(
         let outbox = crate::outbox::logout_messages(state, &c.account.id, c.digest(), &c.session.handle, now).await?;
         state
             .store
-            .end_sessions_notify(
+            .end_sessions(
                 &c.account.id,
                 &SessionSelector::ById(c.digest().clone()),
                 &audit,

@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use gatehouse_core::audit::{AuditEvent, AuditKind};
 use gatehouse_core::oauth::claims::AccessTokenClaims;
 use gatehouse_core::oauth::{ErrorCode, OAuthError};
 use gatehouse_core::{OpaqueToken, Timestamp};
@@ -46,9 +47,11 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<()
         if claims.client_id != client.id.as_str() {
             return Err(not_yours());
         }
+        let audit = AuditEvent::revoked_by_client(AuditKind::TokenRevoked, None, &client.id, now)
+            .with_detail(serde_json::json!({ "jti": claims.jti }));
         state
             .store
-            .revoke_jti(&claims.jti, Timestamp(claims.exp))
+            .revoke_jti(&claims.jti, Timestamp(claims.exp), &audit)
             .await
             .map_err(internal)?;
         return Ok(());
@@ -65,5 +68,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<()
     if grant.client_id != client.id {
         return Err(not_yours());
     }
-    state.store.revoke_grant(&grant.id, now).await.map_err(internal)
+    let audit = AuditEvent::revoked_by_client(AuditKind::GrantRevoked, grant.account_id.as_ref(), &client.id, now)
+        .with_detail(serde_json::json!({ "grant_id": grant.id, "reason": "revoked" }));
+    state.store.revoke_grant(&grant.id, now, &audit).await.map_err(internal)
 }

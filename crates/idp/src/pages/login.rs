@@ -199,7 +199,7 @@ pub async fn submit(
         let outbox = crate::outbox::logout_messages(&state, &c.account.id, c.digest(), &c.session.handle, now).await?;
         state
             .store
-            .end_sessions_notify(
+            .end_sessions(
                 &c.account.id,
                 &SessionSelector::ById(c.digest().clone()),
                 &audit,
@@ -230,7 +230,7 @@ pub async fn logout(
         let outbox = crate::outbox::logout_messages(&state, &c.account.id, c.digest(), &c.session.handle, now).await?;
         state
             .store
-            .end_sessions_notify(
+            .end_sessions(
                 &c.account.id,
                 &SessionSelector::ById(c.digest().clone()),
                 &audit,

@@ -202,10 +202,7 @@ pub async fn complete(
         now,
     )
     .await?;
-    let redeemed = state
-        .store
-        .redeem_code_notify(&code, &effect, now, &audit, &outbox)
-        .await?;
+    let redeemed = state.store.redeem_code(&code, &effect, now, &audit, &outbox).await?;
     if redeemed == Redeemed::Done {
         crate::outbox::wake(&state, &outbox);
     }

@@ -218,7 +218,7 @@ pub async fn change_password(
     .await?;
     state
         .store
-        .change_password_notify(
+        .change_password(
             &current.account.id,
             hash.expose(),
             Some(current.digest()),
@@ -370,7 +370,7 @@ async fn redeem_email_change(
     Ok(
         match state
             .store
-            .redeem_code_notify(code, &CodeEffect::ChangeEmail, now, &audit, &outbox)
+            .redeem_code(code, &CodeEffect::ChangeEmail, now, &audit, &outbox)
             .await?
         {
             Redeemed::Done => {
@@ -467,7 +467,7 @@ pub async fn end_session(
     }
     let ended = state
         .store
-        .end_sessions_notify(
+        .end_sessions(
             &current.account.id,
             &SessionSelector::ByHandle(form.handle),
             &audit,
@@ -494,7 +494,7 @@ pub async fn end_other_sessions(
         crate::outbox::logout_messages_for_account(&state, &current.account.id, Some(current.digest()), now).await?;
     state
         .store
-        .end_sessions_notify(
+        .end_sessions(
             &current.account.id,
             &SessionSelector::AllExcept(current.digest().clone()),
             &audit,
@@ -566,10 +566,7 @@ pub async fn delete_account(
     outbox.extend(
         crate::events::security_events(&state, &current.account.id, None, &[SecurityEvent::AccountPurged], now).await?,
     );
-    state
-        .store
-        .delete_account_notify(&current.account.id, &audit, &outbox)
-        .await?;
+    state.store.delete_account(&current.account.id, &audit, &outbox).await?;
     crate::outbox::wake(&state, &outbox);
     let jar = jar.add(cookies::removal(&state.settings, cookies::SESSION));
     Ok((

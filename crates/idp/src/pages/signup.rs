@@ -327,7 +327,7 @@ async fn redeem(
     Ok(
         match state
             .store
-            .redeem_code(code, &CodeEffect::VerifyEmail, now, &audit)
+            .redeem_code(code, &CodeEffect::VerifyEmail, now, &audit, &[])
             .await?
         {
             Redeemed::Done => Ok(()),
@@ -386,7 +386,7 @@ pub async fn verify_link(
         .with_detail(serde_json::json!({ "email": code.email, "by": "link" }));
     match state
         .store
-        .redeem_code(&code, &CodeEffect::VerifyEmail, now, &audit)
+        .redeem_code(&code, &CodeEffect::VerifyEmail, now, &audit, &[])
         .await?
     {
         Redeemed::Done => {
