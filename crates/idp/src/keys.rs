@@ -699,17 +699,17 @@ trait KeyStore: Send + Sync {
 
 impl KeyStore for dyn Store {
     fn signing_keys(&self) -> BoxFuture<'_, Result<Vec<StoredKey>, StoreError>> {
-        Store::signing_keys(self)
+        gatehouse_store::KeyStore::signing_keys(self)
     }
     fn add_signing_key<'a>(
         &'a self,
         key: &'a StoredKey,
         audit: &'a AuditEvent,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Store::add_signing_key(self, key, audit)
+        gatehouse_store::KeyStore::add_signing_key(self, key, audit)
     }
     fn purge_signing_keys(&self, before: Timestamp) -> BoxFuture<'_, Result<u64, StoreError>> {
-        Store::purge_signing_keys(self, before)
+        gatehouse_store::KeyStore::purge_signing_keys(self, before)
     }
     fn withdraw_signing_keys<'a>(
         &'a self,
@@ -717,7 +717,7 @@ impl KeyStore for dyn Store {
         keep: &'a str,
         audit: &'a AuditEvent,
     ) -> BoxFuture<'a, Result<u64, StoreError>> {
-        Store::withdraw_signing_keys(self, alg, keep, audit)
+        gatehouse_store::KeyStore::withdraw_signing_keys(self, alg, keep, audit)
     }
 }
 
