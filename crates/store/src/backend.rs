@@ -40,7 +40,7 @@ macro_rules! impl_store {
             use $crate::cache::{CHECK_EVERY, GenerationCache, Lookup};
             use $crate::keys::KeyRow;
             use $crate::oauth::sql::{
-                AuthCodeRow, ChainRow, ClientColumns, ClientRow, ConsentRow, GrantRow, InteractionRow, RefreshRow,
+                ChainRow, ClientColumns, ClientRow, ConsentRow, GrantRow, InteractionRow, RefreshRow,
             };
             use $crate::sessions::SessionRow;
             use $crate::throttle::WindowRow;

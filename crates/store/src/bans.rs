@@ -14,7 +14,7 @@ pub trait BanStore: Send + Sync {
     /// in the same transaction: for a ban everywhere, ends every session of
     /// the account and revokes every grant; for a ban at one client, revokes
     /// the grants of that client; and deletes the replaced ban's
-    /// account-enabled messages not yet due ([`suspension_end_key`]). With
+    /// account-enabled messages not yet due ([`crate::suspension_end_key`]). With
     /// its audit event and `outbox`.
     async fn ban(
         &self,
@@ -26,7 +26,7 @@ pub trait BanStore: Send + Sync {
 
     /// Lifts the ban of the account everywhere (`None`) or at one client,
     /// deleting its account-enabled messages not yet due
-    /// ([`suspension_end_key`]); false if there was none. With its audit
+    /// ([`crate::suspension_end_key`]); false if there was none. With its audit
     /// event and, only if there was a ban to lift, `outbox`.
     async fn unban(
         &self,

@@ -115,7 +115,7 @@ macro_rules! batch_runner {
             }
         }
 
-        /// The batch task (see `batch.rs`): every hot write queued
+        /// The batch task (see the top of this file): every hot write queued
         /// while the last batch ran goes into the next transaction.
         async fn batch_writer(writer: sqlx::Pool<Db>, mut jobs: tokio::sync::mpsc::UnboundedReceiver<HotWrite>) {
             // Writes to run again: they shared a transaction with one

@@ -257,8 +257,9 @@ pub trait MaintenanceStore: Send + Sync {
 }
 
 /// The whole store: every role. `Arc<dyn Store>` is what the services
-/// hold; a caller names the methods it uses by importing [`prelude`] (a
-/// role's methods need its trait in scope).
+/// hold; on it, every role's methods are callable without an import (a
+/// trait object's supertraits count as its own). Code that is generic over
+/// a store, or holds a concrete one, imports [`prelude`].
 pub trait Store:
     MaintenanceStore
     + AccountStore

@@ -1306,6 +1306,11 @@ fn bare_grant(client: &Client, account: Option<&AccountId>, parent: Option<&str>
     }
 }
 
+/// The stored code (the store reads codes only with their account).
+async fn auth_code_of(store: &dyn Store, digest: &TokenDigest) -> Result<Option<AuthCode>, StoreError> {
+    Ok(store.auth_code_with_account(digest).await?.map(|(code, _)| code))
+}
+
 async fn revoked_at(store: &dyn Store, grant: &str) -> Option<Timestamp> {
     store.grant(grant).await.unwrap().expect("grant exists").revoked_at
 }
@@ -1548,7 +1553,7 @@ async fn clients_round_trip_conflict_and_cascade(db: Arc<TestDb>) {
     );
     assert_eq!(s.client(&first.id).await.unwrap(), None);
     let (code, grant, refresh) = &issued[0];
-    assert_eq!(s.auth_code(&code.digest).await.unwrap(), None);
+    assert_eq!(auth_code_of(s, &code.digest).await.unwrap(), None);
     assert_eq!(s.grant(&grant.id).await.unwrap(), None);
     assert!(
         s.grant_revoked(&grant.id).await.unwrap(),
@@ -1561,7 +1566,7 @@ async fn clients_round_trip_conflict_and_cascade(db: Arc<TestDb>) {
         vec![later.id.clone()]
     );
     let (code, grant, refresh) = &issued[1];
-    assert!(s.auth_code(&code.digest).await.unwrap().is_some());
+    assert!(auth_code_of(s, &code.digest).await.unwrap().is_some());
     assert!(s.grant(&grant.id).await.unwrap().is_some());
     assert!(s.refresh_token(&refresh.digest).await.unwrap().is_some());
     assert!(s.consent(&a.id, &later.id).await.unwrap().is_some());
@@ -1814,9 +1819,9 @@ async fn expired_codes_tokens_and_interactions_are_purged(db: Arc<TestDb>) {
     assert!(s.grant(&grant.id).await.unwrap().is_some(), "the grant stays");
     assert_eq!(s.interaction(&gone.digest).await.unwrap(), None);
     assert_eq!(s.interaction(&live.digest).await.unwrap(), Some(live.clone()));
-    assert_eq!(s.auth_code(&old.digest).await.unwrap(), None);
-    assert_eq!(s.auth_code(&many[0].digest).await.unwrap(), None);
-    assert_eq!(s.auth_code(&kept.digest).await.unwrap(), Some(kept.clone()));
+    assert_eq!(auth_code_of(s, &old.digest).await.unwrap(), None);
+    assert_eq!(auth_code_of(s, &many[0].digest).await.unwrap(), None);
+    assert_eq!(auth_code_of(s, &kept.digest).await.unwrap(), Some(kept.clone()));
     // The session still knows it served the client.
     assert_eq!(s.session_clients(&session.id_digest).await.unwrap(), vec![c.id.clone()]);
     // Again: nothing left to purge.
@@ -1832,8 +1837,8 @@ async fn auth_code_redeems_once_then_replay_revokes_family(db: Arc<TestDb>) {
     let session = new_session(s, &a.id, T0).await;
     let code = auth_code(&c, &a.id, &session, T0);
     s.insert_auth_code(&code).await.unwrap();
-    assert_eq!(s.auth_code(&code.digest).await.unwrap(), Some(code.clone()));
-    assert_eq!(s.auth_code(&TokenDigest::of("nope")).await.unwrap(), None);
+    assert_eq!(auth_code_of(s, &code.digest).await.unwrap(), Some(code.clone()));
+    assert_eq!(auth_code_of(s, &TokenDigest::of("nope")).await.unwrap(), None);
     // The optional fields can be empty too.
     let plain = AuthCode {
         nonce: None,
@@ -1846,7 +1851,7 @@ async fn auth_code_redeems_once_then_replay_revokes_family(db: Arc<TestDb>) {
         ..auth_code(&c, &a.id, &session, T0)
     };
     s.insert_auth_code(&plain).await.unwrap();
-    assert_eq!(s.auth_code(&plain.digest).await.unwrap(), Some(plain));
+    assert_eq!(auth_code_of(s, &plain.digest).await.unwrap(), Some(plain));
     let err = s.insert_auth_code(&code).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "got {err:?}");
 
@@ -1859,7 +1864,7 @@ async fn auth_code_redeems_once_then_replay_revokes_family(db: Arc<TestDb>) {
             .unwrap(),
         Redemption::Issued
     );
-    assert_eq!(s.auth_code(&code.digest).await.unwrap().unwrap().used_at, Some(now));
+    assert_eq!(auth_code_of(s, &code.digest).await.unwrap().unwrap().used_at, Some(now));
     assert_eq!(s.grant(&grant.id).await.unwrap(), Some(grant.clone()));
     assert_eq!(s.refresh_token(&refresh.digest).await.unwrap(), Some(refresh.clone()));
     assert!(!s.grant_revoked(&grant.id).await.unwrap());
@@ -1887,7 +1892,7 @@ async fn auth_code_redeems_once_then_replay_revokes_family(db: Arc<TestDb>) {
     );
     assert_eq!(s.grant(&second.id).await.unwrap(), None);
     assert_eq!(s.refresh_token(&second_refresh.digest).await.unwrap(), None);
-    assert_eq!(s.auth_code(&code.digest).await.unwrap().unwrap().used_at, Some(now));
+    assert_eq!(auth_code_of(s, &code.digest).await.unwrap().unwrap().used_at, Some(now));
     for g in [&grant.id, &child.id, &grandchild.id] {
         assert_eq!(revoked_at(s, g).await, Some(replay_at), "{g}");
         assert!(s.grant_revoked(g).await.unwrap());
@@ -2224,7 +2229,7 @@ async fn session_clients_follow_sessions(db: Arc<TestDb>) {
     };
     let orphan = auth_code(&c1, &a.id, &ghost, T0);
     assert!(s.insert_auth_code(&orphan).await.is_err());
-    assert_eq!(s.auth_code(&orphan.digest).await.unwrap(), None);
+    assert_eq!(auth_code_of(s, &orphan.digest).await.unwrap(), None);
 
     // Ending a session forgets its clients.
     let out = ev(AuditKind::Logout, Some(&a.id), T0.plus(5));
@@ -2244,7 +2249,7 @@ async fn session_clients_follow_sessions(db: Arc<TestDb>) {
     // And its authorization codes (deleted by the store: they have no
     // foreign keys), not the other account's.
     for code in &codes {
-        let kept = s.auth_code(&code.digest).await.unwrap().is_some();
+        let kept = auth_code_of(s, &code.digest).await.unwrap().is_some();
         assert_eq!(kept, code.account_id == b.id, "{:?}", code.account_id);
     }
 }
@@ -2393,7 +2398,7 @@ async fn oauth_corrupt_rows_are_errors(db: Arc<TestDb>) {
     db.raw("UPDATE auth_codes SET resources = '{\"not\": \"a list\"}'")
         .await
         .unwrap();
-    expect_corrupt(s.auth_code(&code.digest).await.map(|_| ()), "auth code");
+    expect_corrupt(auth_code_of(s, &code.digest).await.map(|_| ()), "auth code");
 
     let grant = bare_grant(&c, Some(&a.id), None, T0);
     s.insert_grant(&grant, None).await.unwrap();
@@ -2968,7 +2973,7 @@ async fn concurrent_codes_fail_alone(db: Arc<TestDb>) {
     for task in tasks {
         let (i, code, written) = task.await.unwrap();
         assert_eq!(written, i % 3 != 0, "code {i}");
-        let stored = s.auth_code(&code.digest).await.unwrap();
+        let stored = auth_code_of(s.as_ref(), &code.digest).await.unwrap();
         assert_eq!(stored.is_some(), written, "code {i}");
     }
 }

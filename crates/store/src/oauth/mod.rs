@@ -52,8 +52,6 @@ pub trait OAuthStore: Send + Sync {
     /// (idempotently), in one transaction. The session must exist.
     async fn insert_auth_code(&self, code: &AuthCode) -> Result<(), StoreError>;
 
-    async fn auth_code(&self, digest: &TokenDigest) -> Result<Option<AuthCode>, StoreError>;
-
     /// The code with its account (`None` if it is gone) and the account's
     /// bans, in one read.
     async fn auth_code_with_account(
@@ -282,15 +280,6 @@ macro_rules! impl_oauth_store {
                 }
                 let mut conn = self.writer.acquire().await?;
                 insert_code(&mut conn, $crate::oauth::sql::INSERT_AUTH_CODE_POSTGRES, code).await
-            }
-
-            async fn auth_code(&self, digest: &TokenDigest) -> Result<Option<AuthCode>, StoreError> {
-                sqlx::query_as::<_, AuthCodeRow>($crate::oauth::sql::AUTH_CODE)
-                    .bind(digest.as_str())
-                    .fetch_optional(&self.pool)
-                    .await?
-                    .map(AuthCode::try_from)
-                    .transpose()
             }
 
             async fn auth_code_with_account(

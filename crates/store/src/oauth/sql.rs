@@ -149,12 +149,6 @@ pub const REDEEM_AUTH_CODE_POSTGRES: &str = concat!(
      SELECT id FROM issued"
 );
 
-pub const AUTH_CODE: &str = "\
-    SELECT digest, client_id, account_id, session_digest, sid, redirect_uri, scopes, nonce, \
-           code_challenge, auth_time, amr, acr_values, resources, created_at, expires_at, \
-           used_at, grant_id, dpop_jkt \
-    FROM auth_codes WHERE digest = $1";
-
 pub const AUTH_CODE_GRANT: &str = "SELECT grant_id FROM auth_codes WHERE digest = $1";
 
 /// Sorted by the caller (byte order, whatever the database's collation).
@@ -239,7 +233,7 @@ pub const REVOKE_GRANTS_OF_ACCOUNT: &str = "\
     WHERE id IN (SELECT id FROM family)";
 
 /// A code, its account (NULL columns if it is gone) and the account's bans,
-/// in one read, shaped as [`SESSION_WITH_ACCOUNT`].
+/// in one read, shaped as [`crate::sessions::SESSION_WITH_ACCOUNT`].
 pub const AUTH_CODE_WITH_ACCOUNT: &str = concat!(
     "SELECT c.digest, c.client_id, c.account_id, c.session_digest, c.sid, c.redirect_uri, \
             c.scopes, c.nonce, c.code_challenge, c.auth_time, c.amr, c.acr_values, c.resources, \

@@ -5,7 +5,7 @@
 /// The helpers, for the backend `impl_store!` expands.
 macro_rules! oauth_writes {
     () => {
-        /// `statement` ([`$crate::oauth::sql::INSERT_CLIENT`] or [`$crate::oauth::sql::UPDATE_CLIENT`])
+        /// `statement` ([`crate::oauth::sql::INSERT_CLIENT`] or [`crate::oauth::sql::UPDATE_CLIENT`])
         /// with every column but `created_at` bound, `$1` to `$13`.
         fn client_query(statement: &'static str, client: &Client) -> Query {
             let columns = ClientColumns::of(client);
@@ -25,8 +25,8 @@ macro_rules! oauth_writes {
                 .bind(columns.resource_uris)
         }
 
-        /// `statement` ([`$crate::oauth::sql::INSERT_GRANT`] or
-        /// [`$crate::oauth::sql::REDEEM_AUTH_CODE_SQLITE`]) with the grant's columns
+        /// `statement` ([`crate::oauth::sql::INSERT_GRANT`] or
+        /// [`crate::oauth::sql::REDEEM_AUTH_CODE_SQLITE`]) with the grant's columns
         /// bound, `$1` to `$13`.
         fn grant_query(statement: &'static str, grant: &Grant) -> Query {
             let amr = grant.amr.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(" ");
@@ -90,8 +90,8 @@ macro_rules! oauth_writes {
         }
 
         /// After a use that changed no row (`used_at` was set): the grant
-        /// the first use issued, looked up by `lookup` ([`$crate::oauth::sql::AUTH_CODE_GRANT`]
-        /// or [`$crate::oauth::sql::REFRESH_TOKEN_GRANT`]), is revoked with its family and
+        /// the first use issued, looked up by `lookup` ([`crate::oauth::sql::AUTH_CODE_GRANT`]
+        /// or [`crate::oauth::sql::REFRESH_TOKEN_GRANT`]), is revoked with its family and
         /// the transaction committed: `Replayed`; no such row: `Unknown`.
         async fn replayed(
             mut tx: sqlx::Transaction<'static, Db>,
@@ -131,8 +131,8 @@ macro_rules! oauth_writes {
             }
         }
 
-        /// `statement` ([`$crate::oauth::sql::INSERT_AUTH_CODE_SQLITE`] or
-        /// [`$crate::oauth::sql::INSERT_AUTH_CODE_POSTGRES`]) with the code's columns
+        /// `statement` ([`crate::oauth::sql::INSERT_AUTH_CODE_SQLITE`] or
+        /// [`crate::oauth::sql::INSERT_AUTH_CODE_POSTGRES`]) with the code's columns
         /// bound, `$1` to `$18`.
         fn code_query(statement: &'static str, code: &AuthCode) -> Query {
             let amr = code.amr.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(" ");
@@ -157,8 +157,8 @@ macro_rules! oauth_writes {
                 .bind(code.dpop_jkt.as_deref())
         }
 
-        /// Stores `code` with `statement` ([`$crate::oauth::sql::INSERT_AUTH_CODE_SQLITE`]
-        /// or [`$crate::oauth::sql::INSERT_AUTH_CODE_POSTGRES`]) on `conn`.
+        /// Stores `code` with `statement` ([`crate::oauth::sql::INSERT_AUTH_CODE_SQLITE`]
+        /// or [`crate::oauth::sql::INSERT_AUTH_CODE_POSTGRES`]) on `conn`.
         async fn insert_code(conn: &mut Conn, statement: &'static str, code: &AuthCode) -> Result<(), StoreError> {
             match code_query(statement, code).execute(&mut *conn).await {
                 Err(e) if $crate::sql::is_unique_violation(&e) => Err(StoreError::Conflict("auth code")),
@@ -167,8 +167,8 @@ macro_rules! oauth_writes {
         }
 
         /// Redeems the code `digest` for `grant` (and `refresh`) with
-        /// `statement` ([`$crate::oauth::sql::REDEEM_AUTH_CODE_SQLITE`] or
-        /// [`$crate::oauth::sql::REDEEM_AUTH_CODE_POSTGRES`]) on `conn`: whether it
+        /// `statement` ([`crate::oauth::sql::REDEEM_AUTH_CODE_SQLITE`] or
+        /// [`crate::oauth::sql::REDEEM_AUTH_CODE_POSTGRES`]) on `conn`: whether it
         /// did (false: used before, never issued, or its account has
         /// gone since the code was read: codes have no foreign keys).
         async fn redeem_code(
