@@ -97,8 +97,10 @@ pub trait OAuthStore: Send + Sync {
         audit: &AuditEvent,
     ) -> Result<bool, StoreError>;
 
-    /// Writes a grant on its own (client credentials, token exchange) with an
-    /// optional refresh token.
+    /// Writes a grant on its own, with an optional refresh token. No
+    /// endpoint calls it today (client credentials and token exchange store
+    /// no grant; a code's redemption writes its own): the store's tests set
+    /// up grants with it.
     async fn insert_grant(&self, grant: &Grant, refresh: Option<&RefreshToken>) -> Result<(), StoreError>;
 
     async fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError>;
