@@ -12,7 +12,7 @@ use axum::routing::post;
 use serde::Serialize;
 
 use gatehouse_core::Timestamp;
-use gatehouse_core::audit::{Actor, AuditEvent, AuditKind};
+use gatehouse_core::audit::{Actor, AuditEvent, AuditKind, BY_CLI};
 use gatehouse_core::oauth::grant::Consent;
 use gatehouse_core::oauth::{Client, Scopes};
 
@@ -107,7 +107,8 @@ pub async fn run(
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?;
         client.events_uri = Some(url.clone());
-        store.create_client(&client).await?;
+        let audit = AuditEvent::client_changed(AuditKind::ClientCreated, &client.id, BY_CLI, client.created_at);
+        store.create_client(&client, &audit).await?;
         let consent = Consent {
             account_id: account.id.clone(),
             client_id: client.id.clone(),

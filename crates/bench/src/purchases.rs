@@ -36,6 +36,7 @@ use hyper::StatusCode;
 use hyper::header::HeaderValue;
 use serde::Serialize;
 
+use gatehouse_core::audit::{AuditEvent, AuditKind, BY_CLI};
 use gatehouse_core::oauth::GrantType;
 
 use crate::http::{self, Conn, Reply};
@@ -219,7 +220,11 @@ pub async fn prepare(
     )?;
     shop.audiences = vec![audience.clone()];
     for client in [&pay_client, &shop] {
-        store.create_client(client).await.context("registering a client")?;
+        let audit = AuditEvent::client_changed(AuditKind::ClientCreated, &client.id, BY_CLI, client.created_at);
+        store
+            .create_client(client, &audit)
+            .await
+            .context("registering a client")?;
     }
     let account = store
         .account_by_email(&gatehouse_core::Email::parse(setup::EMAIL).map_err(|e| anyhow::anyhow!("{e}"))?)

@@ -12,6 +12,7 @@ use hyper::StatusCode;
 use hyper::header::HeaderValue;
 
 use gatehouse_core::Timestamp;
+use gatehouse_core::audit::{AuditEvent, AuditKind, BY_CLI};
 use gatehouse_core::oauth::{Client, GrantType, Scopes};
 
 use crate::http::{self, Conn};
@@ -96,7 +97,11 @@ pub async fn prepare(
     // openid profile email offline_access; first party, so no consent page.
     let (relier, relier_secret) = register("Bench Relier B", vec![RELIER_REDIRECT.to_owned()], vec![], None)?;
     for client in [&service, &resource, &relier] {
-        store.create_client(client).await.context("registering a client")?;
+        let audit = AuditEvent::client_changed(AuditKind::ClientCreated, &client.id, BY_CLI, client.created_at);
+        store
+            .create_client(client, &audit)
+            .await
+            .context("registering a client")?;
     }
     drop(store);
 

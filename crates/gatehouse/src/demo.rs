@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use url::Url;
 
+use gatehouse_core::audit::{AuditEvent, AuditKind, BY_CLI};
 use gatehouse_core::oauth::Scopes;
 use gatehouse_core::oauth::client::{Client, ClientId, GrantType};
 use gatehouse_core::{Email, Timestamp};
@@ -277,7 +278,8 @@ async fn register(
         && let Some(mut client) = store.client(&ClientId(saved.client_id.clone())).await?
     {
         settings(&mut client);
-        store.update_client(&client).await?;
+        let audit = AuditEvent::client_changed(AuditKind::ClientUpdated, &client.id, BY_CLI, Timestamp::now());
+        store.update_client(&client, &audit).await?;
         return Ok(saved.clone());
     }
     let (mut client, secret) = Client::new(
@@ -288,7 +290,8 @@ async fn register(
         Timestamp::now(),
     )?;
     settings(&mut client);
-    store.create_client(&client).await?;
+    let audit = AuditEvent::client_changed(AuditKind::ClientCreated, &client.id, BY_CLI, client.created_at);
+    store.create_client(&client, &audit).await?;
     Ok(Registered {
         client_id: client.id.to_string(),
         client_secret: secret.map(|s| s.expose().to_owned()).unwrap_or_default(),

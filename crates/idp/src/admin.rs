@@ -161,11 +161,12 @@ async fn list_outbox(
 }
 
 async fn redeliver_outbox(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Err(r) = admin(&state, &headers).await {
-        return r;
-    }
+    let claims = match admin(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let not_found = || problem(StatusCode::NOT_FOUND, "not_found", "no such undelivered message");
-    match flows::admin::redeliver(&state.flows, &id, Timestamp::now()).await {
+    match flows::admin::redeliver(&state.flows, &id, &gatehouse_core::audit::by_admin(&claims.client_id), Timestamp::now()).await {
         Ok(Ok(())) => StatusCode::ACCEPTED.into_response(),
         Ok(Err(NoSuchMessage)) => not_found(),
         Err(flows::Error::Store(e)) => store_error(e),

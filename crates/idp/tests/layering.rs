@@ -23,7 +23,13 @@ const FLOW_ONLY: &[(&str, &str)] = &[
     ("security_events", "builds security events"),
     ("logout_messages", "builds back-channel logout messages"),
     ("ban_events", "builds security events"),
-    ("_notify(", "writes outbox messages"),
+    // The store's changes that take outbox messages.
+    (".end_sessions(", "writes a change with its outbox messages"),
+    (".ban(", "writes a change with its outbox messages"),
+    (".unban(", "writes a change with its outbox messages"),
+    (".change_password(", "writes a change with its outbox messages"),
+    (".redeem_code(", "writes a change with its outbox messages"),
+    (".delete_account(", "writes a change with its outbox messages"),
     ("outbox::wake", "wakes the outbox worker"),
     ("outbox_wake", "wakes the outbox worker"),
     ("notify_one", "wakes the outbox worker"),
@@ -125,11 +131,11 @@ fn the_check_catches_what_handlers_used_to_do() {
     let logout = r#"
         let audit = AuditEvent::new(AuditKind::Logout, Some(&c.account.id), &actor, now);
         let outbox = crate::outbox::logout_messages(&state, &c.account.id, c.digest(), &c.session.handle, now).await?;
-        state.store.end_sessions_notify(&c.account.id, &selector, &audit, &outbox).await?;
+        state.store.end_sessions(&c.account.id, &selector, &audit, &outbox).await?;
         crate::outbox::wake(&state, &outbox);
     "#;
     let found: Vec<String> = violations(logout, false).into_iter().map(|(_, what, _)| what).collect();
-    for expected in ["AuditEvent::", "logout_messages", "_notify(", "outbox::wake"] {
+    for expected in ["AuditEvent::", "logout_messages", ".end_sessions(", "outbox::wake"] {
         assert!(found.iter().any(|f| f == expected), "{expected} not caught: {found:?}");
     }
     // As the CLI banned before the flows.

@@ -1,4 +1,6 @@
-//! Storage: one trait, [`Store`], and two backends on sqlx: SQLite (the
+//! Storage: [`Store`], the sum of one trait per role ([`AccountStore`],
+//! [`SessionStore`], [`OAuthStore`], ...; import [`prelude`] for their
+//! methods), and two backends on sqlx: SQLite (the
 //! embedded default, one file, WAL mode) and PostgreSQL (several instances
 //! on one database). The backend is chosen by the URL scheme in [`connect`].
 //!
@@ -9,28 +11,52 @@
 use async_trait::async_trait;
 use std::sync::Arc;
 
-use gatehouse_core::audit::{AuditEvent, AuditKind, AuditRecord};
+use gatehouse_core::audit::AuditKind;
 use gatehouse_core::ban::Ban;
-use gatehouse_core::code::{CodeEffect, CodePurpose, OneTimeCode};
-use gatehouse_core::oauth::client::SigningAlg;
-use gatehouse_core::oauth::grant::{AuthCode, Consent, Grant, Interaction, Redemption, RefreshToken, StoredKey};
-use gatehouse_core::oauth::{Client, ClientId};
-use gatehouse_core::session::{AuthMethod, Session, SessionSelector};
-use gatehouse_core::throttle::{Policy, Window};
-use gatehouse_core::{Account, AccountId, Email, Profile, Timestamp, TokenDigest};
+use gatehouse_core::oauth::ClientId;
+use gatehouse_core::{Account, AccountId, Timestamp};
 
+// The areas, each with its role trait, its SQL and rows, and the macro
+// that implements the trait (`backend.rs` expands them all per backend).
+#[macro_use]
+mod accounts;
+#[macro_use]
+mod audit;
+#[macro_use]
+mod backend;
+#[macro_use]
+mod bans;
+#[macro_use]
 mod batch;
 mod cache;
 #[macro_use]
-mod store_impl;
+mod keys;
+#[macro_use]
+mod oauth;
+#[macro_use]
+mod outbox;
 /// The pools' settings live in the service kit, shared with the payments service.
 pub use gatehouse_kit::pools;
-mod postgres;
+#[macro_use]
+mod sessions;
 mod sql;
+#[macro_use]
+mod throttle;
+
+// The backends, after the macros they expand.
+mod postgres;
 mod sqlite;
 
+pub use accounts::AccountStore;
+pub use audit::AuditStore;
+pub use bans::BanStore;
+pub use keys::KeyStore;
+pub use oauth::OAuthStore;
+pub use outbox::OutboxStore;
 pub use postgres::PgStore;
+pub use sessions::SessionStore;
 pub use sqlite::SqliteStore;
+pub use throttle::ThrottleStore;
 
 /// An account with every ban on it (lifted by time or not), read together.
 #[derive(Clone, Debug)]
@@ -51,10 +77,6 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    /// A method this backend does not implement (test doubles; both real
-    /// backends implement every method).
-    #[error("not implemented by this store")]
-    NotImplemented,
     /// A stored value could not be read back (a bug or a hand-edited row).
     #[error("corrupt row: {0}")]
     Corrupt(String),
@@ -66,7 +88,7 @@ pub enum Backend {
     Postgres,
 }
 
-/// The outcome of [`Store::redeem_code`].
+/// The outcome of [`AccountStore::redeem_code`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Redeemed {
     /// The code was unused; it is now used and its effect applied.
@@ -127,7 +149,7 @@ pub struct OutboxMessage {
     pub withdraw_key: Option<String>,
 }
 
-/// What [`Store::purge_expired`] deletes: rows that expired before these
+/// What [`MaintenanceStore::purge_expired`] deletes: rows that expired before these
 /// times. Codes and refresh tokens are kept a while past their expiry, so
 /// that a replay still finds them used and revokes what their first use
 /// issued.
@@ -217,330 +239,62 @@ pub struct AuditQuery {
     pub limit: u32,
 }
 
+/// The database itself: which backend, migrations, a health check,
+/// housekeeping.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait MaintenanceStore: Send + Sync {
     fn backend(&self) -> Backend;
+
     /// Applies this backend's migrations (idempotent).
     async fn migrate(&self) -> Result<(), StoreError>;
+
     /// A cheap round trip, for `/health/ready`.
     async fn ping(&self) -> Result<(), StoreError>;
 
-    // --- accounts ---------------------------------------------------------
-    /// Inserts the account. `Conflict` if the email is taken (nothing written).
-    async fn create_account(&self, account: &Account, audit: &AuditEvent) -> Result<(), StoreError>;
-    async fn account_by_id(&self, id: &AccountId) -> Result<Option<Account>, StoreError>;
-    async fn account_by_email(&self, email: &Email) -> Result<Option<Account>, StoreError>;
-    /// Replaces the profile (its `updated_at` becomes `now`, as does the
-    /// account's), with its audit event; false if there is no such account
-    /// (nothing written).
-    async fn set_profile(
-        &self,
-        id: &AccountId,
-        profile: &Profile,
-        now: Timestamp,
-        audit: &AuditEvent,
-    ) -> Result<bool, StoreError>;
-    /// Replaces the password hash; every session of the account except `keep`
-    /// is marked as needing re-authentication.
-    async fn change_password(
-        &self,
-        id: &AccountId,
-        new_hash: &str,
-        keep: Option<&TokenDigest>,
-        now: Timestamp,
-        audit: &AuditEvent,
-    ) -> Result<(), StoreError>;
-    /// [`Store::change_password`] that also writes `outbox` in the same
-    /// transaction (security events to the account's clients).
-    async fn change_password_notify(
-        &self,
-        id: &AccountId,
-        new_hash: &str,
-        keep: Option<&TokenDigest>,
-        now: Timestamp,
-        audit: &AuditEvent,
-        outbox: &[OutboxMessage],
-    ) -> Result<(), StoreError>;
-    /// Deletes the account, its sessions and its codes. Audit events stay.
-    async fn delete_account(&self, id: &AccountId, audit: &AuditEvent) -> Result<(), StoreError>;
-    /// [`Store::delete_account`] that also writes `outbox` in the same
-    /// transaction.
-    async fn delete_account_notify(
-        &self,
-        id: &AccountId,
-        audit: &AuditEvent,
-        outbox: &[OutboxMessage],
-    ) -> Result<(), StoreError>;
-
-    // --- one-time codes ---------------------------------------------------
-    /// Stores a new code; earlier unused codes of the same account and purpose
-    /// stop working (they are marked used).
-    async fn insert_code(&self, code: &OneTimeCode, audit: Option<&AuditEvent>) -> Result<(), StoreError>;
-    async fn code_by_link(&self, purpose: CodePurpose, link: &TokenDigest) -> Result<Option<OneTimeCode>, StoreError>;
-    /// The newest unused code of this purpose for this account.
-    async fn latest_code(&self, account: &AccountId, purpose: CodePurpose) -> Result<Option<OneTimeCode>, StoreError>;
-    /// Reserves one guess of the short code before it is checked, in one
-    /// atomic statement: counted only while the code is unused and fewer
-    /// than `code::MAX_ATTEMPTS` are counted, so however many guesses arrive
-    /// at once, at most that many are checked. Whether it was counted
-    /// (`false` for an unknown id too: the same statement runs either way).
-    async fn reserve_code_attempt(&self, code_id: &str) -> Result<bool, StoreError>;
-    /// Marks the code used (only if still unused) and applies `effect` to
-    /// the code's account, in one transaction with `audit`.
-    async fn redeem_code(
-        &self,
-        code: &OneTimeCode,
-        effect: &CodeEffect,
-        now: Timestamp,
-        audit: &AuditEvent,
-    ) -> Result<Redeemed, StoreError>;
-    /// [`Store::redeem_code`] that also writes `outbox` in the same
-    /// transaction, only if the effect was applied ([`Redeemed::Done`]).
-    async fn redeem_code_notify(
-        &self,
-        code: &OneTimeCode,
-        effect: &CodeEffect,
-        now: Timestamp,
-        audit: &AuditEvent,
-        outbox: &[OutboxMessage],
-    ) -> Result<Redeemed, StoreError>;
-
-    // --- sessions ---------------------------------------------------------
-    async fn create_session(&self, session: &Session, audit: &AuditEvent) -> Result<(), StoreError>;
-    async fn session(&self, id: &TokenDigest) -> Result<Option<Session>, StoreError>;
-    /// The session with its account and the account's bans, in one read;
-    /// `None` if either is missing.
-    async fn session_with_account(&self, id: &TokenDigest) -> Result<Option<(Session, AccountBans)>, StoreError>;
-    /// Newest first.
-    async fn sessions_of(&self, account: &AccountId) -> Result<Vec<Session>, StoreError>;
-    async fn touch_session(&self, id: &TokenDigest, now: Timestamp) -> Result<(), StoreError>;
-    /// The password was entered again: clears `needs_reauth`, sets
-    /// `auth_time` and `amr`, keeps the same session.
-    async fn reauthenticate_session(
-        &self,
-        id: &TokenDigest,
-        now: Timestamp,
-        amr: &[AuthMethod],
-        audit: &AuditEvent,
-    ) -> Result<(), StoreError>;
-    /// Deletes the selected sessions of the account; returns how many.
-    async fn end_sessions(
-        &self,
-        account: &AccountId,
-        which: &SessionSelector,
-        audit: &AuditEvent,
-    ) -> Result<u64, StoreError>;
-    /// [`Store::end_sessions`] that also writes `outbox` (the back-channel
-    /// logout tokens for the sessions' clients) in the same transaction.
-    async fn end_sessions_notify(
-        &self,
-        account: &AccountId,
-        which: &SessionSelector,
-        audit: &AuditEvent,
-        outbox: &[OutboxMessage],
-    ) -> Result<u64, StoreError>;
-
-    // --- throttling -------------------------------------------------------
-    async fn throttle_window(&self, key: &str) -> Result<Option<Window>, StoreError>;
-    /// Reserves one attempt, in one atomic statement: starts a new window at
-    /// `now` if the stored one began `policy.window_secs` or more ago, else
-    /// counts one more if fewer than `policy.max_failures` are counted.
-    /// Returns the window with the attempt counted, or `None` (nothing
-    /// changed) if the window is full.
-    async fn throttle_reserve(&self, key: &str, now: Timestamp, policy: Policy) -> Result<Option<Window>, StoreError>;
-    /// Gives back an attempt reserved in the window that began at
-    /// `started_at`; nothing if that window has ended or been cleared since.
-    async fn throttle_release(&self, key: &str, started_at: Timestamp) -> Result<(), StoreError>;
-    async fn throttle_clear(&self, key: &str) -> Result<(), StoreError>;
-
-    // --- audit log --------------------------------------------------------
-    /// Appends an event that has no other change to go with (a failed login).
-    async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
-    /// Oldest first.
-    async fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
-
-    // --- OAuth clients ----------------------------------------------------
-    /// `Conflict("client")` if the id exists.
-    async fn create_client(&self, client: &Client) -> Result<(), StoreError>;
-    async fn client(&self, id: &ClientId) -> Result<Option<Client>, StoreError>;
-    /// Ordered by creation time.
-    async fn clients(&self) -> Result<Vec<Client>, StoreError>;
-    /// Whether `origin` (as a browser sends it in `Origin`) is the origin of
-    /// one of a public client's http(s) redirect URIs: the browsers that may
-    /// call the token endpoint, UserInfo and revocation cross-origin. One
-    /// cached set, kept as fresh as the client records.
-    async fn is_public_client_origin(&self, origin: &str) -> Result<bool, StoreError>;
-    /// Replaces every field but `id` and `created_at`; false if no such client.
-    async fn update_client(&self, client: &Client) -> Result<bool, StoreError>;
-    /// Deletes the client and everything issued to it (codes, grants,
-    /// refresh tokens, consents); false if no such client.
-    async fn delete_client(&self, id: &ClientId) -> Result<bool, StoreError>;
-
-    // --- signing keys -----------------------------------------------------
-    /// Every key, newest first.
-    async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
-    /// Adds a key; every other key of the same algorithm still signing at
-    /// `key.signs_from` is retired then (it signs until the new key takes
-    /// over), in the same transaction. `Conflict("signing key")` if the kid
-    /// exists (nothing is retired then).
-    async fn add_signing_key(&self, key: &StoredKey) -> Result<(), StoreError>;
-    /// Deletes every key of `alg` but `keep` (a compromised key leaves the
-    /// JWKS at once); how many went.
-    async fn withdraw_signing_keys(&self, alg: SigningAlg, keep: &str) -> Result<u64, StoreError>;
-    /// Deletes keys retired before `before` (they signed nothing still valid).
-    async fn purge_signing_keys(&self, before: Timestamp) -> Result<u64, StoreError>;
-
-    // --- authorization: interactions, codes, consents ---------------------
-    /// Inserts or replaces the interaction (also to record the account chosen).
-    async fn put_interaction(&self, interaction: &Interaction) -> Result<(), StoreError>;
-    async fn interaction(&self, digest: &TokenDigest) -> Result<Option<Interaction>, StoreError>;
-    async fn delete_interaction(&self, digest: &TokenDigest) -> Result<(), StoreError>;
     /// Deletes the interactions, authorization codes and refresh tokens
     /// that expired before the times in `before`, in chunks. Returns how
     /// many rows went.
     async fn purge_expired(&self, before: &PurgeBefore) -> Result<u64, StoreError>;
-    /// Stores the code and records that its session served its client
-    /// (idempotently), in one transaction. The session must exist.
-    async fn insert_auth_code(&self, code: &AuthCode) -> Result<(), StoreError>;
-    async fn auth_code(&self, digest: &TokenDigest) -> Result<Option<AuthCode>, StoreError>;
-    /// The code with its account (`None` if it is gone) and the account's
-    /// bans, in one read.
-    async fn auth_code_with_account(
-        &self,
-        digest: &TokenDigest,
-    ) -> Result<Option<(AuthCode, Option<AccountBans>)>, StoreError>;
-    /// Marks the code used and writes `grant` and `refresh` (if any), in one
-    /// transaction. If the code was used before, nothing is written and the
-    /// grant the first use created (`code.grant_id`) and everything in its
-    /// family is revoked at `now`: `Replayed`. No such code: `Unknown`.
-    async fn redeem_auth_code(
-        &self,
-        digest: &TokenDigest,
-        grant: &Grant,
-        refresh: Option<&RefreshToken>,
-        now: Timestamp,
-    ) -> Result<Redemption, StoreError>;
-    /// The clients an IdP session has served (for logout), sorted.
-    async fn session_clients(&self, session: &TokenDigest) -> Result<Vec<ClientId>, StoreError>;
-    /// The clients the account has used: those with a grant or a consent
-    /// for it, or served by one of its sessions; sorted, each once.
-    async fn clients_used_by(&self, account: &AccountId) -> Result<Vec<ClientId>, StoreError>;
-    async fn consent(&self, account: &AccountId, client: &ClientId) -> Result<Option<Consent>, StoreError>;
-    /// Inserts or replaces the consent, with its audit event.
-    async fn put_consent(&self, consent: &Consent, audit: &AuditEvent) -> Result<(), StoreError>;
-    /// Newest first.
-    async fn consents_of(&self, account: &AccountId) -> Result<Vec<Consent>, StoreError>;
-    /// Deletes the consent and revokes every grant of that account and
-    /// client, with its audit event; false if there was no consent (the
-    /// grants are revoked and the event written all the same).
-    async fn revoke_consent(
-        &self,
-        account: &AccountId,
-        client: &ClientId,
-        now: Timestamp,
-        audit: &AuditEvent,
-    ) -> Result<bool, StoreError>;
+}
 
-    // --- bans ---------------------------------------------------------------
-    /// Records the ban (replacing one for the same account and client) and,
-    /// in the same transaction: for a ban everywhere, ends every session of
-    /// the account and revokes every grant; for a ban at one client, revokes
-    /// the grants of that client; and deletes the replaced ban's
-    /// account-enabled messages not yet due ([`suspension_end_key`]). With
-    /// its audit event.
-    async fn ban(&self, ban: &Ban, now: Timestamp, audit: &AuditEvent) -> Result<(), StoreError>;
-    /// [`Store::ban`] that also writes `outbox` in the same transaction.
-    async fn ban_notify(
-        &self,
-        ban: &Ban,
-        now: Timestamp,
-        audit: &AuditEvent,
-        outbox: &[OutboxMessage],
-    ) -> Result<(), StoreError>;
-    /// Lifts the ban of the account everywhere (`None`) or at one client,
-    /// deleting its account-enabled messages not yet due
-    /// ([`suspension_end_key`]); false if there was none. With its audit
-    /// event.
-    async fn unban(
-        &self,
-        account: &AccountId,
-        client: Option<&ClientId>,
-        audit: &AuditEvent,
-    ) -> Result<bool, StoreError>;
-    /// [`Store::unban`] that also writes `outbox` in the same transaction,
-    /// only if there was a ban to lift.
-    async fn unban_notify(
-        &self,
-        account: &AccountId,
-        client: Option<&ClientId>,
-        audit: &AuditEvent,
-        outbox: &[OutboxMessage],
-    ) -> Result<bool, StoreError>;
-    /// Every ban of the account, lifted by time or not.
-    async fn bans_of(&self, account: &AccountId) -> Result<Vec<Ban>, StoreError>;
+/// The whole store: every role. `Arc<dyn Store>` is what the services
+/// hold; on it, every role's methods are callable without an import (a
+/// trait object's supertraits count as its own). Code that is generic over
+/// a store, or holds a concrete one, imports [`prelude`].
+pub trait Store:
+    MaintenanceStore
+    + AccountStore
+    + BanStore
+    + SessionStore
+    + ThrottleStore
+    + AuditStore
+    + OAuthStore
+    + KeyStore
+    + OutboxStore
+    + 'static
+{
+}
 
-    // --- grants and tokens --------------------------------------------------
-    /// Writes a grant on its own (client credentials, token exchange) with an
-    /// optional refresh token.
-    async fn insert_grant(&self, grant: &Grant, refresh: Option<&RefreshToken>) -> Result<(), StoreError>;
-    async fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError>;
-    /// Whether the grant or any ancestor (`parent_id` chain) is revoked.
-    /// An unknown grant counts as revoked, and so does one whose ancestor is
-    /// gone (deleted with its client or account).
-    async fn grant_revoked(&self, id: &str) -> Result<bool, StoreError>;
-    /// Revokes the grant and every grant descending from it (`parent_id`).
-    async fn revoke_grant(&self, id: &str, now: Timestamp) -> Result<(), StoreError>;
-    async fn refresh_token(&self, digest: &TokenDigest) -> Result<Option<RefreshToken>, StoreError>;
-    /// Marks `old` used and writes `new`, in one transaction, if `old` was
-    /// unused. If `old` was used before, its grant's family is revoked at
-    /// `now` and nothing is written: `Replayed`. No such token: `Unknown`.
-    async fn rotate_refresh_token(
-        &self,
-        old: &TokenDigest,
-        new: &RefreshToken,
-        now: Timestamp,
-    ) -> Result<Redemption, StoreError>;
-    /// Remembers a revoked access token id until `expires_at`.
-    async fn revoke_jti(&self, jti: &str, expires_at: Timestamp) -> Result<(), StoreError>;
-    async fn jti_revoked(&self, jti: &str) -> Result<bool, StoreError>;
+impl<T> Store for T where
+    T: MaintenanceStore
+        + AccountStore
+        + BanStore
+        + SessionStore
+        + ThrottleStore
+        + AuditStore
+        + OAuthStore
+        + KeyStore
+        + OutboxStore
+        + 'static
+{
+}
 
-    // --- DPoP ---------------------------------------------------------------
-    /// Remembers the DPoP proof `jti` of the key with thumbprint `jkt` until
-    /// `expires_at`, atomically: true if it was remembered already (a
-    /// replay), false if this is its first use. A remembered proof past its
-    /// `expires_at` counts as unseen; such rows are purged now and then.
-    async fn dpop_jti_seen(&self, jkt: &str, jti: &str, expires_at: Timestamp) -> Result<bool, StoreError>;
-
-    // --- the outbox -----------------------------------------------------------
-    /// Takes up to `limit` due messages (not delivered, not dead,
-    /// `next_attempt_at <= now`, not leased) and leases them until
-    /// `now + lease_secs`, atomically: two workers never take the same one.
-    async fn claim_outbox(&self, now: Timestamp, limit: i64, lease_secs: i64)
-    -> Result<Vec<OutboxMessage>, StoreError>;
-    /// The message was accepted: delivered at `now`, lease released.
-    async fn outbox_delivered(&self, id: &str, now: Timestamp) -> Result<(), StoreError>;
-    /// An attempt failed: counts it, records `error`, and either schedules the
-    /// next attempt or (`dead`) gives up at `now`. The lease is released.
-    async fn outbox_failed(
-        &self,
-        id: &str,
-        now: Timestamp,
-        next_attempt_at: Timestamp,
-        error: &str,
-        dead: bool,
-    ) -> Result<(), StoreError>;
-    /// Counts by status, of one client or of all.
-    async fn outbox_summary(&self, client: Option<&ClientId>) -> Result<OutboxSummary, StoreError>;
-    /// When the oldest message still waiting for delivery was written.
-    async fn outbox_oldest_waiting(&self) -> Result<Option<Timestamp>, StoreError>;
-    /// The newest `limit` messages, of one client or of all.
-    async fn outbox_messages(&self, client: Option<&ClientId>, limit: i64) -> Result<Vec<OutboxMessage>, StoreError>;
-    /// One message, delivered or not.
-    async fn outbox_message(&self, id: &str) -> Result<Option<OutboxMessage>, StoreError>;
-    /// Makes a failed or dead message due again at `now` (attempts kept, not
-    /// dead, not leased), sending `payload` from then on (the message signed
-    /// again); false if there is no such undelivered message.
-    async fn outbox_redeliver(&self, id: &str, now: Timestamp, payload: &str) -> Result<bool, StoreError>;
+/// The role traits, for one import: `use gatehouse_store::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        AccountStore, AuditStore, BanStore, KeyStore, MaintenanceStore, OAuthStore, OutboxStore, SessionStore, Store,
+        ThrottleStore,
+    };
 }
 
 /// Opens the store named by `url`: `sqlite://path` (created if missing) or

@@ -11,7 +11,7 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 pub struct SqliteStore {
     /// Readers (WAL: they never wait for the writer).
     pool: SqlitePool,
-    /// The one connection that writes (see `store_impl.rs`).
+    /// The one connection that writes (see `backend.rs`).
     writer: SqlitePool,
     /// What is kept in memory (see `cache.rs`).
     caches: std::sync::Arc<crate::cache::Caches>,

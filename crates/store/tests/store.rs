@@ -238,6 +238,7 @@ backend_tests!(
     a_lifted_or_replaced_suspension_withdraws_its_end,
     concurrent_outbox_claims_are_disjoint,
     outbox_rows_commit_with_the_logout,
+    client_key_and_revocation_writes_commit_their_audit_events,
 );
 
 // --- builders ---------------------------------------------------------------
@@ -255,6 +256,11 @@ fn actor() -> Actor {
 
 fn ev(kind: AuditKind, account: Option<&AccountId>, at: Timestamp) -> AuditEvent {
     AuditEvent::new(kind, account, &actor(), at)
+}
+
+/// A change to `client` by the command line.
+fn client_ev(kind: AuditKind, client: &ClientId) -> AuditEvent {
+    AuditEvent::client_changed(kind, client, gatehouse_core::audit::BY_CLI, T0)
 }
 
 fn account(address: &str, now: Timestamp) -> Account {
@@ -441,6 +447,7 @@ async fn change_password_marks_other_sessions(db: Arc<TestDb>) {
         Some(&kept.id_digest),
         now,
         &ev(AuditKind::PasswordChanged, Some(&a.id), now),
+        &[],
     )
     .await
     .unwrap();
@@ -464,6 +471,7 @@ async fn change_password_marks_other_sessions(db: Arc<TestDb>) {
         None,
         now.plus(1),
         &ev(AuditKind::PasswordChanged, Some(&a.id), now),
+        &[],
     )
     .await
     .unwrap();
@@ -500,6 +508,7 @@ async fn sessions_round_trip_touch_and_reauthenticate(db: Arc<TestDb>) {
         None,
         T0.plus(70),
         &ev(AuditKind::PasswordChanged, Some(&a.id), T0),
+        &[],
     )
     .await
     .unwrap();
@@ -541,19 +550,34 @@ async fn end_sessions_touches_only_that_account(db: Arc<TestDb>) {
 
     // Naming another account's session ends nothing.
     let n = s
-        .end_sessions(&a.id, &SessionSelector::ByHandle(b1.handle.clone()), &revoked(&a.id))
+        .end_sessions(
+            &a.id,
+            &SessionSelector::ByHandle(b1.handle.clone()),
+            &revoked(&a.id),
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(n, 0);
     let n = s
-        .end_sessions(&a.id, &SessionSelector::ById(b1.id_digest.clone()), &revoked(&a.id))
+        .end_sessions(
+            &a.id,
+            &SessionSelector::ById(b1.id_digest.clone()),
+            &revoked(&a.id),
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(n, 0);
     assert!(s.session(&b1.id_digest).await.unwrap().is_some());
 
     let n = s
-        .end_sessions(&a.id, &SessionSelector::ByHandle(a1.handle.clone()), &revoked(&a.id))
+        .end_sessions(
+            &a.id,
+            &SessionSelector::ByHandle(a1.handle.clone()),
+            &revoked(&a.id),
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(n, 1);
@@ -564,6 +588,7 @@ async fn end_sessions_touches_only_that_account(db: Arc<TestDb>) {
             &a.id,
             &SessionSelector::AllExcept(a2.id_digest.clone()),
             &revoked(&a.id),
+            &[],
         )
         .await
         .unwrap();
@@ -572,12 +597,17 @@ async fn end_sessions_touches_only_that_account(db: Arc<TestDb>) {
     assert_eq!(s.sessions_of(&a.id).await.unwrap(), vec![a2.clone()]);
 
     let n = s
-        .end_sessions(&a.id, &SessionSelector::ById(a2.id_digest.clone()), &revoked(&a.id))
+        .end_sessions(
+            &a.id,
+            &SessionSelector::ById(a2.id_digest.clone()),
+            &revoked(&a.id),
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(n, 1);
     let n = s
-        .end_sessions(&a.id, &SessionSelector::All, &revoked(&a.id))
+        .end_sessions(&a.id, &SessionSelector::All, &revoked(&a.id), &[])
         .await
         .unwrap();
     assert_eq!(n, 0);
@@ -587,7 +617,7 @@ async fn end_sessions_touches_only_that_account(db: Arc<TestDb>) {
     let b2 = new_session(s, &b.id, T0.plus(3)).await;
     assert_eq!(s.sessions_of(&b.id).await.unwrap(), vec![b2, b1]);
     let n = s
-        .end_sessions(&b.id, &SessionSelector::All, &revoked(&b.id))
+        .end_sessions(&b.id, &SessionSelector::All, &revoked(&b.id), &[])
         .await
         .unwrap();
     assert_eq!(n, 2);
@@ -643,7 +673,7 @@ async fn code_works_once(db: Arc<TestDb>) {
     let now = T0.plus(10);
     let verified = ev(AuditKind::EmailVerified, Some(&a.id), now);
     assert_eq!(
-        s.redeem_code(&code, &CodeEffect::VerifyEmail, now, &verified)
+        s.redeem_code(&code, &CodeEffect::VerifyEmail, now, &verified, &[])
             .await
             .unwrap(),
         Redeemed::Done
@@ -662,7 +692,7 @@ async fn code_works_once(db: Arc<TestDb>) {
     // A second click: nothing happens, no second event.
     let later = T0.plus(20);
     let again = s
-        .redeem_code(&code, &CodeEffect::VerifyEmail, later, &verified)
+        .redeem_code(&code, &CodeEffect::VerifyEmail, later, &verified, &[])
         .await
         .unwrap();
     assert_eq!(again, Redeemed::AlreadyUsed);
@@ -717,7 +747,7 @@ async fn new_code_retires_earlier_ones(db: Arc<TestDb>) {
     };
     let done = ev(AuditKind::PasswordResetCompleted, Some(&a.id), now);
     assert_eq!(
-        s.redeem_code(&first, &effect, now, &done).await.unwrap(),
+        s.redeem_code(&first, &effect, now, &done, &[]).await.unwrap(),
         Redeemed::AlreadyUsed
     );
     assert_eq!(
@@ -726,7 +756,7 @@ async fn new_code_retires_earlier_ones(db: Arc<TestDb>) {
     );
 
     assert_eq!(
-        s.redeem_code(&second, &effect, now, &done).await.unwrap(),
+        s.redeem_code(&second, &effect, now, &done, &[]).await.unwrap(),
         Redeemed::Done
     );
     assert_eq!(
@@ -753,7 +783,7 @@ async fn concurrent_redeems_succeed_once(db: Arc<TestDb>) {
         let event = ev(AuditKind::EmailVerified, Some(&a.id), T0.plus(i));
         tasks.push(tokio::spawn(async move {
             store
-                .redeem_code(&code, &CodeEffect::VerifyEmail, T0.plus(i), &event)
+                .redeem_code(&code, &CodeEffect::VerifyEmail, T0.plus(i), &event, &[])
                 .await
                 .unwrap()
         }));
@@ -784,7 +814,7 @@ async fn change_email_to_taken_address_changes_nothing(db: Arc<TestDb>) {
     let now = T0.plus(10);
     let changed = ev(AuditKind::EmailChanged, Some(&a.id), now);
     assert_eq!(
-        s.redeem_code(&code, &CodeEffect::ChangeEmail, now, &changed)
+        s.redeem_code(&code, &CodeEffect::ChangeEmail, now, &changed, &[])
             .await
             .unwrap(),
         Redeemed::EmailTaken
@@ -803,7 +833,7 @@ async fn change_email_to_taken_address_changes_nothing(db: Arc<TestDb>) {
     let new_address = email("jo.new@example.com");
     let code = new_code(s, CodePurpose::ChangeEmail, &a, &new_address, T0.plus(20)).await;
     assert_eq!(
-        s.redeem_code(&code, &CodeEffect::ChangeEmail, now, &changed)
+        s.redeem_code(&code, &CodeEffect::ChangeEmail, now, &changed, &[])
             .await
             .unwrap(),
         Redeemed::Done
@@ -824,7 +854,7 @@ async fn change_email_to_taken_address_changes_nothing(db: Arc<TestDb>) {
     let stale = new_code(s, CodePurpose::VerifyEmail, &c, &email("lee.old@example.com"), T0).await;
     let verified = ev(AuditKind::EmailVerified, Some(&c.id), now);
     assert_eq!(
-        s.redeem_code(&stale, &CodeEffect::VerifyEmail, now, &verified)
+        s.redeem_code(&stale, &CodeEffect::VerifyEmail, now, &verified, &[])
             .await
             .unwrap(),
         Redeemed::Done
@@ -985,7 +1015,7 @@ async fn code_attempts_are_reserved_atomically(db: Arc<TestDb>) {
 
     let fresh = new_code(s, CodePurpose::VerifyEmail, &a, &a.email, T0.plus(1)).await;
     let verified = ev(AuditKind::EmailVerified, Some(&a.id), T0.plus(2));
-    s.redeem_code(&fresh, &CodeEffect::VerifyEmail, T0.plus(2), &verified)
+    s.redeem_code(&fresh, &CodeEffect::VerifyEmail, T0.plus(2), &verified, &[])
         .await
         .unwrap();
     assert!(
@@ -1072,7 +1102,7 @@ async fn audit_log_is_append_only(db: Arc<TestDb>) {
         assert!(err.to_string().contains("append-only"), "TRUNCATE: {err}");
     }
     // Deleting the account leaves its events alone (no cascade into the log).
-    s.delete_account(&a.id, &ev(AuditKind::AccountDeleted, Some(&a.id), T0))
+    s.delete_account(&a.id, &ev(AuditKind::AccountDeleted, Some(&a.id), T0), &[])
         .await
         .unwrap();
     let after = audit(s, None, None).await;
@@ -1118,7 +1148,7 @@ async fn delete_account_keeps_audit_events(db: Arc<TestDb>) {
     let b_code = new_code(s, CodePurpose::VerifyEmail, &b, &b.email, T0).await;
     let events_before = audit(s, Some(&a.id), None).await;
 
-    s.delete_account(&a.id, &ev(AuditKind::AccountDeleted, Some(&a.id), T0.plus(9)))
+    s.delete_account(&a.id, &ev(AuditKind::AccountDeleted, Some(&a.id), T0.plus(9)), &[])
         .await
         .unwrap();
 
@@ -1217,7 +1247,10 @@ fn full_client(name: &str, now: Timestamp) -> Client {
 
 async fn new_client(store: &dyn Store, name: &str, now: Timestamp) -> Client {
     let c = full_client(name, now);
-    store.create_client(&c).await.unwrap();
+    store
+        .create_client(&c, &client_ev(AuditKind::ClientCreated, &c.id))
+        .await
+        .unwrap();
     c
 }
 
@@ -1273,6 +1306,11 @@ fn bare_grant(client: &Client, account: Option<&AccountId>, parent: Option<&str>
     }
 }
 
+/// The stored code (the store reads codes only with their account).
+async fn auth_code_of(store: &dyn Store, digest: &TokenDigest) -> Result<Option<AuthCode>, StoreError> {
+    Ok(store.auth_code_with_account(digest).await?.map(|(code, _)| code))
+}
+
 async fn revoked_at(store: &dyn Store, grant: &str) -> Option<Timestamp> {
     store.grant(grant).await.unwrap().expect("grant exists").revoked_at
 }
@@ -1291,6 +1329,114 @@ fn key(kid: &str, alg: SigningAlg, created_at: Timestamp) -> StoredKey {
 
 // --- OAuth clients ----------------------------------------------------------
 
+/// The events of `kind`, as written (without their `seq`).
+async fn events_of(store: &dyn Store, kind: AuditKind) -> Vec<AuditEvent> {
+    audit(store, None, Some(kind))
+        .await
+        .into_iter()
+        .map(|r| r.event)
+        .collect()
+}
+
+async fn client_key_and_revocation_writes_commit_their_audit_events(db: Arc<TestDb>) {
+    let s = db.store.as_ref();
+    let by_admin = |kind, client: &ClientId| {
+        ev(kind, None, T0)
+            .by(gatehouse_core::audit::by_admin("c_ops"))
+            .for_client(client)
+    };
+
+    // Clients: each change with its event, who made it and which client;
+    // a write that fails or finds no client writes none.
+    let c = full_client("Shop", T0);
+    let created = by_admin(AuditKind::ClientCreated, &c.id);
+    s.create_client(&c, &created).await.unwrap();
+    assert_eq!(events_of(s, AuditKind::ClientCreated).await, vec![created.clone()]);
+    let stored = audit(s, None, Some(AuditKind::ClientCreated)).await;
+    assert_eq!(stored[0].event.by.as_deref(), Some("admin:c_ops"));
+    assert_eq!(stored[0].event.client_id.as_ref(), Some(&c.id));
+    assert!(matches!(
+        s.create_client(&c, &by_admin(AuditKind::ClientCreated, &c.id)).await,
+        Err(StoreError::Conflict("client"))
+    ));
+    assert_eq!(events_of(s, AuditKind::ClientCreated).await.len(), 1);
+
+    let updated = by_admin(AuditKind::ClientUpdated, &c.id);
+    assert!(s.update_client(&c, &updated).await.unwrap());
+    let ghost = full_client("Ghost", T0);
+    assert!(
+        !s.update_client(&ghost, &by_admin(AuditKind::ClientUpdated, &ghost.id))
+            .await
+            .unwrap()
+    );
+    assert_eq!(events_of(s, AuditKind::ClientUpdated).await, vec![updated]);
+
+    assert!(
+        !s.delete_client(&ghost.id, &by_admin(AuditKind::ClientDeleted, &ghost.id))
+            .await
+            .unwrap()
+    );
+    assert_eq!(events_of(s, AuditKind::ClientDeleted).await, vec![]);
+
+    // Revocations, with the account and the client that asked.
+    let a = new_account(s, "rev@example.com").await;
+    let grant = bare_grant(&c, Some(&a.id), None, T0);
+    s.insert_grant(&grant, None).await.unwrap();
+    let grant_revoked = AuditEvent::revoked_by_client(AuditKind::GrantRevoked, Some(&a.id), &c.id, T0.plus(1));
+    s.revoke_grant(&grant.id, T0.plus(1), &grant_revoked).await.unwrap();
+    assert_eq!(revoked_at(s, &grant.id).await, Some(T0.plus(1)));
+    assert_eq!(events_of(s, AuditKind::GrantRevoked).await, vec![grant_revoked.clone()]);
+    assert_eq!(
+        kinds(&audit(s, Some(&a.id), None).await),
+        vec![AuditKind::SignUp, AuditKind::GrantRevoked]
+    );
+    let jti_revoked = AuditEvent::revoked_by_client(AuditKind::TokenRevoked, None, &c.id, T0.plus(2));
+    s.revoke_jti("jti-audited", T0.plus(300), &jti_revoked).await.unwrap();
+    assert!(s.jti_revoked("jti-audited").await.unwrap());
+    assert_eq!(events_of(s, AuditKind::TokenRevoked).await, vec![jti_revoked]);
+    assert_eq!(grant_revoked.by.as_deref(), Some(format!("client:{}", c.id).as_str()));
+
+    let deleted = by_admin(AuditKind::ClientDeleted, &c.id);
+    assert!(s.delete_client(&c.id, &deleted).await.unwrap());
+    assert_eq!(events_of(s, AuditKind::ClientDeleted).await, vec![deleted]);
+
+    // Signing keys: added and withdrawn with their events; a kid that
+    // exists adds nothing and records nothing.
+    let by_cli = |kind| ev(kind, None, T0).by(gatehouse_core::audit::BY_CLI);
+    let added = by_cli(AuditKind::SigningKeyAdded);
+    s.add_signing_key(&key("k-1", SigningAlg::ES256, T0), &added)
+        .await
+        .unwrap();
+    s.add_signing_key(&key("k-2", SigningAlg::ES256, T0.plus(1)), &added)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.add_signing_key(&key("k-1", SigningAlg::ES256, T0.plus(2)), &added)
+            .await,
+        Err(StoreError::Conflict("signing key"))
+    ));
+    assert_eq!(
+        events_of(s, AuditKind::SigningKeyAdded).await,
+        vec![added.clone(), added]
+    );
+    let withdrawn = by_cli(AuditKind::SigningKeysWithdrawn);
+    assert_eq!(
+        s.withdraw_signing_keys(SigningAlg::ES256, "k-2", &withdrawn)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(events_of(s, AuditKind::SigningKeysWithdrawn).await, vec![withdrawn]);
+
+    // Redelivering a message that does not exist records nothing.
+    assert!(
+        !s.outbox_redeliver("nope", T0, "x", &by_admin(AuditKind::OutboxRedelivered, &c.id))
+            .await
+            .unwrap()
+    );
+    assert_eq!(events_of(s, AuditKind::OutboxRedelivered).await, vec![]);
+}
+
 async fn clients_round_trip_conflict_and_cascade(db: Arc<TestDb>) {
     let s = db.store.as_ref();
     assert_eq!(s.clients().await.unwrap(), vec![]);
@@ -1307,7 +1453,9 @@ async fn clients_round_trip_conflict_and_cascade(db: Arc<TestDb>) {
     public.backchannel_logout_uri = None;
     public.events_uri = None;
     public.id_token_alg = SigningAlg::RS256;
-    s.create_client(&public).await.unwrap();
+    s.create_client(&public, &client_ev(AuditKind::ClientCreated, &public.id))
+        .await
+        .unwrap();
 
     assert_eq!(s.client(&first.id).await.unwrap(), Some(first.clone()));
     assert_eq!(s.client(&public.id).await.unwrap(), Some(public.clone()));
@@ -1322,7 +1470,10 @@ async fn clients_round_trip_conflict_and_cascade(db: Arc<TestDb>) {
     // The same id again: refused, the stored one unchanged.
     let mut dup = full_client("Impostor", T0.plus(20));
     dup.id = first.id.clone();
-    let err = s.create_client(&dup).await.unwrap_err();
+    let err = s
+        .create_client(&dup, &client_ev(AuditKind::ClientCreated, &dup.id))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Conflict("client")), "got {err:?}");
     assert_eq!(s.client(&first.id).await.unwrap(), Some(first.clone()));
 
@@ -1341,7 +1492,11 @@ async fn clients_round_trip_conflict_and_cascade(db: Arc<TestDb>) {
     changed.events_uri = Some("https://new.example/ev".into());
     changed.id_token_alg = SigningAlg::ES256;
     changed.created_at = T0.plus(999);
-    assert!(s.update_client(&changed).await.unwrap());
+    assert!(
+        s.update_client(&changed, &client_ev(AuditKind::ClientUpdated, &changed.id))
+            .await
+            .unwrap()
+    );
     let stored = s.client(&public.id).await.unwrap().unwrap();
     assert_eq!(
         stored,
@@ -1352,7 +1507,11 @@ async fn clients_round_trip_conflict_and_cascade(db: Arc<TestDb>) {
     );
     let mut ghost = changed.clone();
     ghost.id = ClientId::generate();
-    assert!(!s.update_client(&ghost).await.unwrap());
+    assert!(
+        !s.update_client(&ghost, &client_ev(AuditKind::ClientUpdated, &ghost.id))
+            .await
+            .unwrap()
+    );
     assert_eq!(s.client(&ghost.id).await.unwrap(), None);
 
     // Deleting takes codes, grants, refresh tokens, consents and session
@@ -1382,11 +1541,19 @@ async fn clients_round_trip_conflict_and_cascade(db: Arc<TestDb>) {
             .unwrap();
         issued.push((code, grant, refresh));
     }
-    assert!(s.delete_client(&first.id).await.unwrap());
-    assert!(!s.delete_client(&first.id).await.unwrap());
+    assert!(
+        s.delete_client(&first.id, &client_ev(AuditKind::ClientDeleted, &first.id))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.delete_client(&first.id, &client_ev(AuditKind::ClientDeleted, &first.id))
+            .await
+            .unwrap()
+    );
     assert_eq!(s.client(&first.id).await.unwrap(), None);
     let (code, grant, refresh) = &issued[0];
-    assert_eq!(s.auth_code(&code.digest).await.unwrap(), None);
+    assert_eq!(auth_code_of(s, &code.digest).await.unwrap(), None);
     assert_eq!(s.grant(&grant.id).await.unwrap(), None);
     assert!(
         s.grant_revoked(&grant.id).await.unwrap(),
@@ -1399,7 +1566,7 @@ async fn clients_round_trip_conflict_and_cascade(db: Arc<TestDb>) {
         vec![later.id.clone()]
     );
     let (code, grant, refresh) = &issued[1];
-    assert!(s.auth_code(&code.digest).await.unwrap().is_some());
+    assert!(auth_code_of(s, &code.digest).await.unwrap().is_some());
     assert!(s.grant(&grant.id).await.unwrap().is_some());
     assert!(s.refresh_token(&refresh.digest).await.unwrap().is_some());
     assert!(s.consent(&a.id, &later.id).await.unwrap().is_some());
@@ -1415,13 +1582,19 @@ async fn signing_keys_published_before_they_sign(db: Arc<TestDb>) {
     let s = db.store.as_ref();
     let ed = key("ed-1", SigningAlg::EdDSA, T0);
     let old = key("es-1", SigningAlg::ES256, T0);
-    s.add_signing_key(&ed).await.unwrap();
-    s.add_signing_key(&old).await.unwrap();
+    s.add_signing_key(&ed, &ev(AuditKind::SigningKeyAdded, None, T0))
+        .await
+        .unwrap();
+    s.add_signing_key(&old, &ev(AuditKind::SigningKeyAdded, None, T0))
+        .await
+        .unwrap();
     let next = StoredKey {
         signs_from: T0.plus(400),
         ..key("es-2", SigningAlg::ES256, T0.plus(100))
     };
-    s.add_signing_key(&next).await.unwrap();
+    s.add_signing_key(&next, &ev(AuditKind::SigningKeyAdded, None, T0))
+        .await
+        .unwrap();
     let old_until_next = StoredKey {
         retired_at: Some(T0.plus(400)),
         ..old.clone()
@@ -1433,7 +1606,9 @@ async fn signing_keys_published_before_they_sign(db: Arc<TestDb>) {
 
     // Rotated again at once (a compromise): both stop at once.
     let now = key("es-3", SigningAlg::ES256, T0.plus(200));
-    s.add_signing_key(&now).await.unwrap();
+    s.add_signing_key(&now, &ev(AuditKind::SigningKeyAdded, None, T0))
+        .await
+        .unwrap();
     let stopped = |k: &StoredKey| StoredKey {
         retired_at: Some(T0.plus(200)),
         ..k.clone()
@@ -1442,7 +1617,16 @@ async fn signing_keys_published_before_they_sign(db: Arc<TestDb>) {
         s.signing_keys().await.unwrap(),
         vec![now.clone(), stopped(&next), stopped(&old), ed.clone()]
     );
-    assert_eq!(s.withdraw_signing_keys(SigningAlg::ES256, "es-3").await.unwrap(), 2);
+    assert_eq!(
+        s.withdraw_signing_keys(
+            SigningAlg::ES256,
+            "es-3",
+            &ev(AuditKind::SigningKeysWithdrawn, None, T0)
+        )
+        .await
+        .unwrap(),
+        2
+    );
     assert_eq!(s.signing_keys().await.unwrap(), vec![now, ed]);
 }
 
@@ -1451,13 +1635,19 @@ async fn signing_keys_retire_and_purge(db: Arc<TestDb>) {
     assert_eq!(s.signing_keys().await.unwrap(), vec![]);
     let es1 = key("es-1", SigningAlg::ES256, T0);
     let ed1 = key("ed-1", SigningAlg::EdDSA, T0.plus(1));
-    s.add_signing_key(&es1).await.unwrap();
-    s.add_signing_key(&ed1).await.unwrap();
+    s.add_signing_key(&es1, &ev(AuditKind::SigningKeyAdded, None, T0))
+        .await
+        .unwrap();
+    s.add_signing_key(&ed1, &ev(AuditKind::SigningKeyAdded, None, T0))
+        .await
+        .unwrap();
     assert_eq!(s.signing_keys().await.unwrap(), vec![ed1.clone(), es1.clone()]);
 
     // A new ES256 key retires the old ES256 key only.
     let es2 = key("es-2", SigningAlg::ES256, T0.plus(100));
-    s.add_signing_key(&es2).await.unwrap();
+    s.add_signing_key(&es2, &ev(AuditKind::SigningKeyAdded, None, T0))
+        .await
+        .unwrap();
     let es1_retired = StoredKey {
         retired_at: Some(T0.plus(100)),
         ..es1.clone()
@@ -1469,7 +1659,9 @@ async fn signing_keys_retire_and_purge(db: Arc<TestDb>) {
 
     // A third: es-1 keeps its retirement time, es-2 is retired now.
     let es3 = key("es-3", SigningAlg::ES256, T0.plus(200));
-    s.add_signing_key(&es3).await.unwrap();
+    s.add_signing_key(&es3, &ev(AuditKind::SigningKeyAdded, None, T0))
+        .await
+        .unwrap();
     let es2_retired = StoredKey {
         retired_at: Some(T0.plus(200)),
         ..es2.clone()
@@ -1481,7 +1673,9 @@ async fn signing_keys_retire_and_purge(db: Arc<TestDb>) {
 
     // Same creation time: the kid orders them, newest (greatest) first.
     let ed2 = key("ed-2", SigningAlg::EdDSA, T0.plus(200));
-    s.add_signing_key(&ed2).await.unwrap();
+    s.add_signing_key(&ed2, &ev(AuditKind::SigningKeyAdded, None, T0))
+        .await
+        .unwrap();
     let ed1_retired = StoredKey {
         retired_at: Some(T0.plus(200)),
         ..ed1.clone()
@@ -1499,7 +1693,10 @@ async fn signing_keys_retire_and_purge(db: Arc<TestDb>) {
 
     // A kid taken: refused, and nothing retired.
     let dup = key("es-3", SigningAlg::ES256, T0.plus(300));
-    let err = s.add_signing_key(&dup).await.unwrap_err();
+    let err = s
+        .add_signing_key(&dup, &ev(AuditKind::SigningKeyAdded, None, T0))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "got {err:?}");
     assert_eq!(s.signing_keys().await.unwrap()[0], es3);
 
@@ -1622,9 +1819,9 @@ async fn expired_codes_tokens_and_interactions_are_purged(db: Arc<TestDb>) {
     assert!(s.grant(&grant.id).await.unwrap().is_some(), "the grant stays");
     assert_eq!(s.interaction(&gone.digest).await.unwrap(), None);
     assert_eq!(s.interaction(&live.digest).await.unwrap(), Some(live.clone()));
-    assert_eq!(s.auth_code(&old.digest).await.unwrap(), None);
-    assert_eq!(s.auth_code(&many[0].digest).await.unwrap(), None);
-    assert_eq!(s.auth_code(&kept.digest).await.unwrap(), Some(kept.clone()));
+    assert_eq!(auth_code_of(s, &old.digest).await.unwrap(), None);
+    assert_eq!(auth_code_of(s, &many[0].digest).await.unwrap(), None);
+    assert_eq!(auth_code_of(s, &kept.digest).await.unwrap(), Some(kept.clone()));
     // The session still knows it served the client.
     assert_eq!(s.session_clients(&session.id_digest).await.unwrap(), vec![c.id.clone()]);
     // Again: nothing left to purge.
@@ -1640,8 +1837,8 @@ async fn auth_code_redeems_once_then_replay_revokes_family(db: Arc<TestDb>) {
     let session = new_session(s, &a.id, T0).await;
     let code = auth_code(&c, &a.id, &session, T0);
     s.insert_auth_code(&code).await.unwrap();
-    assert_eq!(s.auth_code(&code.digest).await.unwrap(), Some(code.clone()));
-    assert_eq!(s.auth_code(&TokenDigest::of("nope")).await.unwrap(), None);
+    assert_eq!(auth_code_of(s, &code.digest).await.unwrap(), Some(code.clone()));
+    assert_eq!(auth_code_of(s, &TokenDigest::of("nope")).await.unwrap(), None);
     // The optional fields can be empty too.
     let plain = AuthCode {
         nonce: None,
@@ -1654,7 +1851,7 @@ async fn auth_code_redeems_once_then_replay_revokes_family(db: Arc<TestDb>) {
         ..auth_code(&c, &a.id, &session, T0)
     };
     s.insert_auth_code(&plain).await.unwrap();
-    assert_eq!(s.auth_code(&plain.digest).await.unwrap(), Some(plain));
+    assert_eq!(auth_code_of(s, &plain.digest).await.unwrap(), Some(plain));
     let err = s.insert_auth_code(&code).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "got {err:?}");
 
@@ -1667,7 +1864,7 @@ async fn auth_code_redeems_once_then_replay_revokes_family(db: Arc<TestDb>) {
             .unwrap(),
         Redemption::Issued
     );
-    assert_eq!(s.auth_code(&code.digest).await.unwrap().unwrap().used_at, Some(now));
+    assert_eq!(auth_code_of(s, &code.digest).await.unwrap().unwrap().used_at, Some(now));
     assert_eq!(s.grant(&grant.id).await.unwrap(), Some(grant.clone()));
     assert_eq!(s.refresh_token(&refresh.digest).await.unwrap(), Some(refresh.clone()));
     assert!(!s.grant_revoked(&grant.id).await.unwrap());
@@ -1695,7 +1892,7 @@ async fn auth_code_redeems_once_then_replay_revokes_family(db: Arc<TestDb>) {
     );
     assert_eq!(s.grant(&second.id).await.unwrap(), None);
     assert_eq!(s.refresh_token(&second_refresh.digest).await.unwrap(), None);
-    assert_eq!(s.auth_code(&code.digest).await.unwrap().unwrap().used_at, Some(now));
+    assert_eq!(auth_code_of(s, &code.digest).await.unwrap().unwrap().used_at, Some(now));
     for g in [&grant.id, &child.id, &grandchild.id] {
         assert_eq!(revoked_at(s, g).await, Some(replay_at), "{g}");
         assert!(s.grant_revoked(g).await.unwrap());
@@ -1844,7 +2041,9 @@ async fn grant_families_and_revocation(db: Arc<TestDb>) {
     assert_eq!(s.grant("g_unknown").await.unwrap(), None);
 
     // Revoking the middle: it and its descendants, not its parent or sibling.
-    s.revoke_grant(&child.id, T0.plus(5)).await.unwrap();
+    s.revoke_grant(&child.id, T0.plus(5), &ev(AuditKind::GrantRevoked, None, T0))
+        .await
+        .unwrap();
     assert_eq!(revoked_at(s, &child.id).await, Some(T0.plus(5)));
     assert_eq!(revoked_at(s, &grandchild.id).await, Some(T0.plus(5)));
     assert_eq!(revoked_at(s, &root.id).await, None);
@@ -1853,11 +2052,15 @@ async fn grant_families_and_revocation(db: Arc<TestDb>) {
     assert!(!s.grant_revoked(&sibling.id).await.unwrap());
 
     // Revoking the root: everything, the earlier times kept.
-    s.revoke_grant(&root.id, T0.plus(9)).await.unwrap();
+    s.revoke_grant(&root.id, T0.plus(9), &ev(AuditKind::GrantRevoked, None, T0))
+        .await
+        .unwrap();
     assert_eq!(revoked_at(s, &root.id).await, Some(T0.plus(9)));
     assert_eq!(revoked_at(s, &sibling.id).await, Some(T0.plus(9)));
     assert_eq!(revoked_at(s, &child.id).await, Some(T0.plus(5)));
-    s.revoke_grant("g_unknown", T0).await.unwrap();
+    s.revoke_grant("g_unknown", T0, &ev(AuditKind::GrantRevoked, None, T0))
+        .await
+        .unwrap();
 
     // An ancestor revoked behind the descendants' back (a row written
     // revoked) still counts.
@@ -1892,7 +2095,9 @@ async fn grant_families_and_revocation(db: Arc<TestDb>) {
     s.insert_grant(&x, None).await.unwrap();
     s.insert_grant(&y, None).await.unwrap();
     assert!(!s.grant_revoked(&x.id).await.unwrap());
-    s.revoke_grant(&x.id, T0.plus(1)).await.unwrap();
+    s.revoke_grant(&x.id, T0.plus(1), &ev(AuditKind::GrantRevoked, None, T0))
+        .await
+        .unwrap();
     assert!(s.grant_revoked(&y.id).await.unwrap());
 }
 
@@ -1979,7 +2184,7 @@ async fn consents_put_list_and_revoke(db: Arc<TestDb>) {
     assert_eq!(audit(s, Some(&a.id), Some(AuditKind::ConsentRevoked)).await.len(), 2);
 
     // Deleting the account takes its consents and grants.
-    s.delete_account(&a.id, &ev(AuditKind::AccountDeleted, Some(&a.id), now))
+    s.delete_account(&a.id, &ev(AuditKind::AccountDeleted, Some(&a.id), now), &[])
         .await
         .unwrap();
     assert_eq!(s.consents_of(&a.id).await.unwrap(), vec![]);
@@ -2024,18 +2229,18 @@ async fn session_clients_follow_sessions(db: Arc<TestDb>) {
     };
     let orphan = auth_code(&c1, &a.id, &ghost, T0);
     assert!(s.insert_auth_code(&orphan).await.is_err());
-    assert_eq!(s.auth_code(&orphan.digest).await.unwrap(), None);
+    assert_eq!(auth_code_of(s, &orphan.digest).await.unwrap(), None);
 
     // Ending a session forgets its clients.
     let out = ev(AuditKind::Logout, Some(&a.id), T0.plus(5));
-    s.end_sessions(&a.id, &SessionSelector::ById(a1.id_digest.clone()), &out)
+    s.end_sessions(&a.id, &SessionSelector::ById(a1.id_digest.clone()), &out, &[])
         .await
         .unwrap();
     assert_eq!(s.session_clients(&a1.id_digest).await.unwrap(), vec![]);
     assert_eq!(s.session_clients(&a2.id_digest).await.unwrap(), vec![c1.id.clone()]);
 
     // So does deleting the account (its sessions go, then their links).
-    s.delete_account(&a.id, &ev(AuditKind::AccountDeleted, Some(&a.id), T0.plus(6)))
+    s.delete_account(&a.id, &ev(AuditKind::AccountDeleted, Some(&a.id), T0.plus(6)), &[])
         .await
         .unwrap();
     assert_eq!(s.session_clients(&a2.id_digest).await.unwrap(), vec![]);
@@ -2044,7 +2249,7 @@ async fn session_clients_follow_sessions(db: Arc<TestDb>) {
     // And its authorization codes (deleted by the store: they have no
     // foreign keys), not the other account's.
     for code in &codes {
-        let kept = s.auth_code(&code.digest).await.unwrap().is_some();
+        let kept = auth_code_of(s, &code.digest).await.unwrap().is_some();
         assert_eq!(kept, code.account_id == b.id, "{:?}", code.account_id);
     }
 }
@@ -2054,12 +2259,18 @@ async fn session_clients_follow_sessions(db: Arc<TestDb>) {
 async fn revoked_jtis_are_remembered(db: Arc<TestDb>) {
     let s = db.store.as_ref();
     assert!(!s.jti_revoked("jti-1").await.unwrap());
-    s.revoke_jti("jti-1", T0.plus(300)).await.unwrap();
+    s.revoke_jti("jti-1", T0.plus(300), &ev(AuditKind::TokenRevoked, None, T0))
+        .await
+        .unwrap();
     assert!(s.jti_revoked("jti-1").await.unwrap());
     assert!(!s.jti_revoked("jti-2").await.unwrap());
     // Revoking twice is fine.
-    s.revoke_jti("jti-1", T0.plus(100)).await.unwrap();
-    s.revoke_jti("jti-1", T0.plus(600)).await.unwrap();
+    s.revoke_jti("jti-1", T0.plus(100), &ev(AuditKind::TokenRevoked, None, T0))
+        .await
+        .unwrap();
+    s.revoke_jti("jti-1", T0.plus(600), &ev(AuditKind::TokenRevoked, None, T0))
+        .await
+        .unwrap();
     assert!(s.jti_revoked("jti-1").await.unwrap());
 }
 
@@ -2187,7 +2398,7 @@ async fn oauth_corrupt_rows_are_errors(db: Arc<TestDb>) {
     db.raw("UPDATE auth_codes SET resources = '{\"not\": \"a list\"}'")
         .await
         .unwrap();
-    expect_corrupt(s.auth_code(&code.digest).await.map(|_| ()), "auth code");
+    expect_corrupt(auth_code_of(s, &code.digest).await.map(|_| ()), "auth code");
 
     let grant = bare_grant(&c, Some(&a.id), None, T0);
     s.insert_grant(&grant, None).await.unwrap();
@@ -2287,19 +2498,19 @@ async fn a_lifted_or_replaced_suspension_withdraws_its_end(db: Arc<TestDb>) {
 
     // Suspended everywhere, then banned for good: the end goes.
     let first = [outbox_message(&c, "off-1", T0), ends("on-later-1", None)];
-    s.ban_notify(&ban(None, Some(T0.plus(100))), T0, &banned(T0), &first)
+    s.ban(&ban(None, Some(T0.plus(100))), T0, &banned(T0), &first)
         .await
         .unwrap();
     assert_eq!(ids().await, ["off-1", "on-later-1"]);
     let second = [outbox_message(&c, "off-2", T0.plus(1))];
-    s.ban_notify(&ban(None, None), T0.plus(1), &banned(T0.plus(1)), &second)
+    s.ban(&ban(None, None), T0.plus(1), &banned(T0.plus(1)), &second)
         .await
         .unwrap();
     assert_eq!(ids().await, ["off-1", "off-2"]);
 
     // Suspended at the client too; lifting the ban everywhere keeps that end.
     let at_client = [ends("on-later-c", Some(&c.id))];
-    s.ban_notify(
+    s.ban(
         &ban(Some(&c.id), Some(T0.plus(100))),
         T0.plus(2),
         &banned(T0.plus(2)),
@@ -2308,18 +2519,10 @@ async fn a_lifted_or_replaced_suspension_withdraws_its_end(db: Arc<TestDb>) {
     .await
     .unwrap();
     let now_on = [outbox_message(&c, "on-now", T0.plus(3))];
-    assert!(
-        s.unban_notify(&a.id, None, &unbanned(T0.plus(3)), &now_on)
-            .await
-            .unwrap()
-    );
+    assert!(s.unban(&a.id, None, &unbanned(T0.plus(3)), &now_on).await.unwrap());
     assert_eq!(ids().await, ["off-1", "off-2", "on-later-c", "on-now"]);
     // Lifted early at the client: its end goes too.
-    assert!(
-        s.unban_notify(&a.id, Some(&c.id), &unbanned(T0.plus(4)), &[])
-            .await
-            .unwrap()
-    );
+    assert!(s.unban(&a.id, Some(&c.id), &unbanned(T0.plus(4)), &[]).await.unwrap());
     assert_eq!(ids().await, ["off-1", "off-2", "on-now"]);
 
     // An end already due stays: what it announces has happened.
@@ -2327,10 +2530,10 @@ async fn a_lifted_or_replaced_suspension_withdraws_its_end(db: Arc<TestDb>) {
         next_attempt_at: T0.plus(5),
         ..ends("on-due", None)
     }];
-    s.ban_notify(&ban(None, Some(T0.plus(5))), T0, &banned(T0), &due)
+    s.ban(&ban(None, Some(T0.plus(5))), T0, &banned(T0), &due)
         .await
         .unwrap();
-    assert!(s.unban_notify(&a.id, None, &unbanned(T0.plus(6)), &[]).await.unwrap());
+    assert!(s.unban(&a.id, None, &unbanned(T0.plus(6)), &[]).await.unwrap());
     assert_eq!(ids().await, ["off-1", "off-2", "on-due", "on-now"]);
 }
 
@@ -2341,7 +2544,7 @@ async fn outbox_claim_lease_and_outcomes(db: Arc<TestDb>) {
     let session = new_session(s, &a.id, T0).await;
     let messages = [outbox_message(&c, "m1", T0), outbox_message(&c, "m2", T0)];
     let ended = s
-        .end_sessions_notify(
+        .end_sessions(
             &a.id,
             &SessionSelector::ById(session.id_digest.clone()),
             &ev(AuditKind::Logout, Some(&a.id), T0),
@@ -2400,12 +2603,32 @@ async fn outbox_claim_lease_and_outcomes(db: Arc<TestDb>) {
     );
     assert_eq!(s.outbox_message("m2").await.unwrap().as_ref(), Some(dead));
     assert_eq!(s.outbox_message("nope").await.unwrap(), None);
-    assert!(s.outbox_redeliver("m2", T0.plus(1000), "signed again").await.unwrap());
     assert!(
-        !s.outbox_redeliver("m1", T0.plus(1000), "x").await.unwrap(),
+        s.outbox_redeliver(
+            "m2",
+            T0.plus(1000),
+            "signed again",
+            &ev(AuditKind::OutboxRedelivered, None, T0)
+        )
+        .await
+        .unwrap()
+    );
+    assert!(
+        !s.outbox_redeliver("m1", T0.plus(1000), "x", &ev(AuditKind::OutboxRedelivered, None, T0))
+            .await
+            .unwrap(),
         "delivered stays delivered"
     );
-    assert!(!s.outbox_redeliver("nope", T0.plus(1000), "x").await.unwrap());
+    assert!(
+        !s.outbox_redeliver("nope", T0.plus(1000), "x", &ev(AuditKind::OutboxRedelivered, None, T0))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        audit(s, None, Some(AuditKind::OutboxRedelivered)).await.len(),
+        1,
+        "only the redelivery that happened is audited"
+    );
     let again = s.claim_outbox(T0.plus(1000), 10, 30).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(
@@ -2418,7 +2641,11 @@ async fn outbox_claim_lease_and_outcomes(db: Arc<TestDb>) {
     );
 
     // Deleting the client deletes its messages.
-    assert!(s.delete_client(&c.id).await.unwrap());
+    assert!(
+        s.delete_client(&c.id, &client_ev(AuditKind::ClientDeleted, &c.id))
+            .await
+            .unwrap()
+    );
     assert_eq!(s.outbox_summary(None).await.unwrap(), OutboxSummary::default());
 }
 
@@ -2427,7 +2654,7 @@ async fn concurrent_outbox_claims_are_disjoint(db: Arc<TestDb>) {
     let c = new_client(s, "Shop", T0).await;
     let a = new_account(s, "race@example.com").await;
     let messages: Vec<_> = (0..20).map(|i| outbox_message(&c, &format!("r{i}"), T0)).collect();
-    s.end_sessions_notify(
+    s.end_sessions(
         &a.id,
         &SessionSelector::All,
         &ev(AuditKind::Logout, Some(&a.id), T0),
@@ -2459,7 +2686,7 @@ async fn outbox_rows_commit_with_the_logout(db: Arc<TestDb>) {
     let mut bad = outbox_message(&c, "bad", T0);
     bad.client_id = ClientId("no-such-client".into());
     let result = s
-        .end_sessions_notify(
+        .end_sessions(
             &a.id,
             &SessionSelector::ById(session.id_digest.clone()),
             &ev(AuditKind::Logout, Some(&a.id), T0),
@@ -2475,7 +2702,7 @@ async fn outbox_rows_commit_with_the_logout(db: Arc<TestDb>) {
     assert!(audit(s, Some(&a.id), Some(AuditKind::Logout)).await.is_empty());
 
     // Account deletion and a ban carry their messages too.
-    s.delete_account_notify(
+    s.delete_account(
         &a.id,
         &ev(AuditKind::AccountDeleted, Some(&a.id), T0),
         &[outbox_message(&c, "del", T0)],
@@ -2491,7 +2718,7 @@ async fn outbox_rows_commit_with_the_logout(db: Arc<TestDb>) {
         by: "test".into(),
         created_at: T0,
     };
-    s.ban_notify(
+    s.ban(
         &ban,
         T0,
         &ev(AuditKind::AccountBanned, Some(&b.id), T0),
@@ -2514,24 +2741,45 @@ async fn clients_cached_follow_other_writers(db: Arc<TestDb>) {
     assert_eq!(s.client(&c.id).await.unwrap(), Some(c.clone()));
 
     c.name = "Renamed elsewhere".to_owned();
-    assert!(other.update_client(&c).await.unwrap());
+    assert!(
+        other
+            .update_client(&c, &client_ev(AuditKind::ClientUpdated, &c.id))
+            .await
+            .unwrap()
+    );
     assert_eq!(s.client(&c.id).await.unwrap().unwrap().name, "Renamed elsewhere");
 
     c.name = "Renamed here".to_owned();
-    assert!(s.update_client(&c).await.unwrap());
+    assert!(
+        s.update_client(&c, &client_ev(AuditKind::ClientUpdated, &c.id))
+            .await
+            .unwrap()
+    );
     assert_eq!(s.client(&c.id).await.unwrap().unwrap().name, "Renamed here");
 
-    assert!(other.delete_client(&c.id).await.unwrap());
+    assert!(
+        other
+            .delete_client(&c.id, &client_ev(AuditKind::ClientDeleted, &c.id))
+            .await
+            .unwrap()
+    );
     assert_eq!(s.client(&c.id).await.unwrap(), None);
 
     // Revocations of token ids likewise.
     assert!(!s.jti_revoked("jti-1").await.unwrap());
-    other.revoke_jti("jti-1", T0.plus(300)).await.unwrap();
+    other
+        .revoke_jti("jti-1", T0.plus(300), &ev(AuditKind::TokenRevoked, None, T0))
+        .await
+        .unwrap();
     assert!(s.jti_revoked("jti-1").await.unwrap());
 
     let d = new_client(s, "Deleted here", T0).await;
     assert!(s.client(&d.id).await.unwrap().is_some());
-    assert!(s.delete_client(&d.id).await.unwrap());
+    assert!(
+        s.delete_client(&d.id, &client_ev(AuditKind::ClientDeleted, &d.id))
+            .await
+            .unwrap()
+    );
     assert_eq!(s.client(&d.id).await.unwrap(), None);
 }
 
@@ -2553,7 +2801,10 @@ async fn public_client_origins_follow_every_writer(db: Arc<TestDb>) {
         format!("{spa}/other"),
         "com.example.app://cb".into(),
     ];
-    other.create_client(&c).await.unwrap();
+    other
+        .create_client(&c, &client_ev(AuditKind::ClientCreated, &c.id))
+        .await
+        .unwrap();
     assert!(s.is_public_client_origin(spa).await.unwrap());
     // Only the exact serialized origin; a private-use scheme has none.
     for not in [
@@ -2572,7 +2823,12 @@ async fn public_client_origins_follow_every_writer(db: Arc<TestDb>) {
 
     // Changed elsewhere: the old origin goes, the new one comes.
     c.redirect_uris = vec!["https://spa2.example.com:8443/cb".into()];
-    assert!(other.update_client(&c).await.unwrap());
+    assert!(
+        other
+            .update_client(&c, &client_ev(AuditKind::ClientUpdated, &c.id))
+            .await
+            .unwrap()
+    );
     assert!(!s.is_public_client_origin(spa).await.unwrap());
     assert!(
         s.is_public_client_origin("https://spa2.example.com:8443")
@@ -2582,20 +2838,34 @@ async fn public_client_origins_follow_every_writer(db: Arc<TestDb>) {
 
     // Made confidential here, then public again elsewhere, then deleted.
     c.secret_digest = Some(TokenDigest::of("a secret now"));
-    assert!(s.update_client(&c).await.unwrap());
+    assert!(
+        s.update_client(&c, &client_ev(AuditKind::ClientUpdated, &c.id))
+            .await
+            .unwrap()
+    );
     assert!(
         !s.is_public_client_origin("https://spa2.example.com:8443")
             .await
             .unwrap()
     );
     c.secret_digest = None;
-    assert!(other.update_client(&c).await.unwrap());
+    assert!(
+        other
+            .update_client(&c, &client_ev(AuditKind::ClientUpdated, &c.id))
+            .await
+            .unwrap()
+    );
     assert!(
         s.is_public_client_origin("https://spa2.example.com:8443")
             .await
             .unwrap()
     );
-    assert!(other.delete_client(&c.id).await.unwrap());
+    assert!(
+        other
+            .delete_client(&c.id, &client_ev(AuditKind::ClientDeleted, &c.id))
+            .await
+            .unwrap()
+    );
     assert!(
         !s.is_public_client_origin("https://spa2.example.com:8443")
             .await
@@ -2608,14 +2878,17 @@ async fn public_client_origins_follow_every_writer(db: Arc<TestDb>) {
     local.secret_digest = None;
     local.grant_types = vec![GrantType::AuthorizationCode];
     local.redirect_uris = vec!["http://127.0.0.1:5173/callback".into()];
-    s.create_client(&local).await.unwrap();
+    s.create_client(&local, &client_ev(AuditKind::ClientCreated, &local.id))
+        .await
+        .unwrap();
     assert!(s.is_public_client_origin("http://127.0.0.1:5173").await.unwrap());
     assert!(other.is_public_client_origin("http://127.0.0.1:5173").await.unwrap());
     // A conflicting id changes nothing.
     let mut clash = local.clone();
     clash.redirect_uris = vec!["https://clash.example.com/cb".into()];
     assert!(matches!(
-        s.create_client(&clash).await,
+        s.create_client(&clash, &client_ev(AuditKind::ClientCreated, &clash.id))
+            .await,
         Err(StoreError::Conflict("client"))
     ));
     assert!(!s.is_public_client_origin("https://clash.example.com").await.unwrap());
@@ -2647,7 +2920,7 @@ async fn joined_reads_bring_account_and_bans(db: Arc<TestDb>) {
         created_at: T0,
     };
     let at_client = ban(Some(&client.id));
-    s.ban(&at_client, T0, &ev(AuditKind::AccountBanned, Some(&a.id), T0))
+    s.ban(&at_client, T0, &ev(AuditKind::AccountBanned, Some(&a.id), T0), &[])
         .await
         .unwrap();
     let (_, holder) = s.session_with_account(&session.id_digest).await.unwrap().unwrap();
@@ -2656,7 +2929,7 @@ async fn joined_reads_bring_account_and_bans(db: Arc<TestDb>) {
     assert_eq!(holder.unwrap().bans, vec![at_client.clone()]);
     // A ban everywhere ends the session: the session is gone, the code stays.
     let everywhere = ban(None);
-    s.ban(&everywhere, T0, &ev(AuditKind::AccountBanned, Some(&a.id), T0))
+    s.ban(&everywhere, T0, &ev(AuditKind::AccountBanned, Some(&a.id), T0), &[])
         .await
         .unwrap();
     assert!(s.session_with_account(&session.id_digest).await.unwrap().is_none());
@@ -2700,7 +2973,7 @@ async fn concurrent_codes_fail_alone(db: Arc<TestDb>) {
     for task in tasks {
         let (i, code, written) = task.await.unwrap();
         assert_eq!(written, i % 3 != 0, "code {i}");
-        let stored = s.auth_code(&code.digest).await.unwrap();
+        let stored = auth_code_of(s.as_ref(), &code.digest).await.unwrap();
         assert_eq!(stored.is_some(), written, "code {i}");
     }
 }

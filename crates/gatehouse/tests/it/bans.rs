@@ -84,7 +84,13 @@ async fn a_global_ban_reaches_everything(backend: Backend) {
         })
         .await;
     shop.audiences = vec!["https://pay.example/api".into()];
-    app.store().update_client(&shop).await.unwrap();
+    app.store()
+        .update_client(
+            &shop,
+            &crate::support::client_audit(gatehouse_core::audit::AuditKind::ClientUpdated, &shop),
+        )
+        .await
+        .unwrap();
     let secret = secret.unwrap();
     let caller = (shop.id.as_str(), secret.as_str());
     let tokens = tokens_at(&app, &b, &shop, &secret).await;

@@ -688,7 +688,13 @@ async fn narrowed_token_bound_to_the_receiving_service(backend: Backend) {
         })
         .await;
     shop.audiences = vec![pay.id.to_string()];
-    app.store().update_client(&shop).await.unwrap();
+    app.store()
+        .update_client(
+            &shop,
+            &crate::support::client_audit(gatehouse_core::audit::AuditKind::ClientUpdated, &shop),
+        )
+        .await
+        .unwrap();
     let shop_secret = shop_secret.unwrap();
     let shop_auth = Some((shop.id.as_str(), shop_secret.as_str()));
 
@@ -817,7 +823,13 @@ async fn a_bound_token_is_exchanged_only_with_its_key(backend: Backend) {
         })
         .await;
     spa.audiences = vec![pay.id.to_string()];
-    app.store().update_client(&spa).await.unwrap();
+    app.store()
+        .update_client(
+            &spa,
+            &crate::support::client_audit(gatehouse_core::audit::AuditKind::ClientUpdated, &spa),
+        )
+        .await
+        .unwrap();
     let key = DpopKey::new();
     let tokens = code_flow_for(&app, &b, &spa, None, Some(&key)).await;
     assert_eq!(tokens["token_type"], "DPoP");

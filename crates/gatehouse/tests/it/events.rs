@@ -93,7 +93,15 @@ async fn client_with_events_uri(app: &TestApp, name: &str, uri: &str) -> (String
         })
         .await;
     client.events_uri = Some(uri.to_owned());
-    assert!(app.store().update_client(&client).await.unwrap());
+    assert!(
+        app.store()
+            .update_client(
+                &client,
+                &crate::support::client_audit(gatehouse_core::audit::AuditKind::ClientUpdated, &client)
+            )
+            .await
+            .unwrap()
+    );
     let redirect = client.redirect_uris[0].clone();
     (client.id.to_string(), secret.unwrap(), redirect)
 }
@@ -616,7 +624,13 @@ async fn no_event_is_lost_when_the_server_is_killed(backend: Backend) {
         )
         .unwrap();
         client.events_uri = Some(format!("http://{addr}/events/{name}"));
-        store.create_client(&client).await.unwrap();
+        store
+            .create_client(
+                &client,
+                &crate::support::client_audit(gatehouse_core::audit::AuditKind::ClientCreated, &client),
+            )
+            .await
+            .unwrap();
         let consent = Consent {
             account_id: account.clone(),
             client_id: client.id.clone(),

@@ -50,7 +50,13 @@ async fn setup(app: &TestApp) -> Setup {
         })
         .await;
     shop.audiences = vec![pay.id.to_string(), "https://pay.example/api".to_owned()];
-    app.store().update_client(&shop).await.unwrap();
+    app.store()
+        .update_client(
+            &shop,
+            &crate::support::client_audit(gatehouse_core::audit::AuditKind::ClientUpdated, &shop),
+        )
+        .await
+        .unwrap();
     let (other, other_secret) = app
         .register_client(ClientSpec {
             name: "Other",

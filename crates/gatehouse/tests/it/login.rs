@@ -39,7 +39,13 @@ async fn shop(app: &TestApp) -> (RelyingParty, Verifier) {
         })
         .await;
     client.audiences = vec![PAY.to_owned()];
-    app.store().update_client(&client).await.unwrap();
+    app.store()
+        .update_client(
+            &client,
+            &crate::support::client_audit(gatehouse_core::audit::AuditKind::ClientUpdated, &client),
+        )
+        .await
+        .unwrap();
     let issuer = Issuer::discover(&app.base, reqwest::Client::new()).await.unwrap();
     let verifier = Verifier::new(issuer, PAY);
     let rp = RelyingParty::new(&verifier, client.id.as_str(), secret, REDIRECT.parse().unwrap());

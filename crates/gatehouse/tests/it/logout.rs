@@ -78,7 +78,15 @@ async fn client_with_logout_uri(app: &TestApp, name: &str, uri: &str) -> (String
         })
         .await;
     client.backchannel_logout_uri = Some(uri.to_owned());
-    assert!(app.store().update_client(&client).await.unwrap());
+    assert!(
+        app.store()
+            .update_client(
+                &client,
+                &crate::support::client_audit(gatehouse_core::audit::AuditKind::ClientUpdated, &client)
+            )
+            .await
+            .unwrap()
+    );
     let redirect = client.redirect_uris[0].clone();
     (client.id.to_string(), secret.unwrap(), redirect)
 }
@@ -434,7 +442,15 @@ async fn client_with_post_logout_uri(app: &TestApp, logout_uri: &str, back_to: &
         .unwrap()
         .unwrap();
     registered.post_logout_redirect_uris = vec![back_to.to_owned()];
-    assert!(store.update_client(&registered).await.unwrap());
+    assert!(
+        store
+            .update_client(
+                &registered,
+                &crate::support::client_audit(gatehouse_core::audit::AuditKind::ClientUpdated, &registered)
+            )
+            .await
+            .unwrap()
+    );
     client
 }
 

@@ -413,7 +413,13 @@ async fn clients_and_api(
         })
         .await;
     conf.audiences = vec![API.to_owned()];
-    app.store().update_client(&conf).await.unwrap();
+    app.store()
+        .update_client(
+            &conf,
+            &crate::support::client_audit(gatehouse_core::audit::AuditKind::ClientUpdated, &conf),
+        )
+        .await
+        .unwrap();
     let (mut public, _) = app
         .register_client(ClientSpec {
             name: "NodeApp",
@@ -422,7 +428,13 @@ async fn clients_and_api(
         })
         .await;
     public.id_token_alg = SigningAlg::EdDSA;
-    app.store().update_client(&public).await.unwrap();
+    app.store()
+        .update_client(
+            &public,
+            &crate::support::client_audit(gatehouse_core::audit::AuditKind::ClientUpdated, &public),
+        )
+        .await
+        .unwrap();
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

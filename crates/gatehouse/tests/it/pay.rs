@@ -102,7 +102,15 @@ impl World {
         // Tokens for the payments service name it by its URL; it
         // introspects them (`--resource-uri`).
         pay_client.resource_uris = vec![pay_base.clone()];
-        assert!(app.store().update_client(&pay_client).await.unwrap());
+        assert!(
+            app.store()
+                .update_client(
+                    &pay_client,
+                    &crate::support::client_audit(gatehouse_core::audit::AuditKind::ClientUpdated, &pay_client)
+                )
+                .await
+                .unwrap()
+        );
         let shop = merchant_client(&app, "Shop", &pay_base).await;
         let rival = merchant_client(&app, "Rival", &pay_base).await;
 
@@ -261,7 +269,16 @@ impl World {
             })
             .await;
         ops.audiences = vec![self.pay_base.clone()];
-        assert!(self.app.store().update_client(&ops).await.unwrap());
+        assert!(
+            self.app
+                .store()
+                .update_client(
+                    &ops,
+                    &crate::support::client_audit(gatehouse_core::audit::AuditKind::ClientUpdated, &ops)
+                )
+                .await
+                .unwrap()
+        );
         let (status, body) = post_form(
             &self.app,
             "/token",
@@ -358,7 +375,13 @@ async fn merchant_client(app: &TestApp, name: &str, pay_base: &str) -> (String, 
         })
         .await;
     client.audiences = vec![pay_base.to_owned(), OTHER_AUDIENCE.to_owned()];
-    app.store().update_client(&client).await.unwrap();
+    app.store()
+        .update_client(
+            &client,
+            &crate::support::client_audit(gatehouse_core::audit::AuditKind::ClientUpdated, &client),
+        )
+        .await
+        .unwrap();
     (client.id.to_string(), secret.unwrap())
 }
 

@@ -59,7 +59,15 @@ async fn userinfo_and_introspection_answer_only_the_audience(backend: Backend) {
         })
         .await;
     shop.audiences = vec![API.to_owned()];
-    assert!(app.store().update_client(&shop).await.unwrap());
+    assert!(
+        app.store()
+            .update_client(
+                &shop,
+                &crate::support::client_audit(gatehouse_core::audit::AuditKind::ClientUpdated, &shop)
+            )
+            .await
+            .unwrap()
+    );
     let shop_secret = shop_secret.unwrap();
     let shop_auth = (shop.id.as_str(), shop_secret.as_str());
     // The API is a resource server known by its resource URI.
@@ -72,7 +80,15 @@ async fn userinfo_and_introspection_answer_only_the_audience(backend: Backend) {
         })
         .await;
     api.resource_uris = vec![API.to_owned()];
-    assert!(app.store().update_client(&api).await.unwrap());
+    assert!(
+        app.store()
+            .update_client(
+                &api,
+                &crate::support::client_audit(gatehouse_core::audit::AuditKind::ClientUpdated, &api)
+            )
+            .await
+            .unwrap()
+    );
     let api_secret = api_secret.unwrap();
     let api_auth = (api.id.as_str(), api_secret.as_str());
     // Any other confidential client.
@@ -319,7 +335,15 @@ async fn the_admin_api_takes_only_tokens_for_the_idp(backend: Backend) {
         })
         .await;
     ops.audiences = vec![API.to_owned()];
-    assert!(app.store().update_client(&ops).await.unwrap());
+    assert!(
+        app.store()
+            .update_client(
+                &ops,
+                &crate::support::client_audit(gatehouse_core::audit::AuditKind::ClientUpdated, &ops)
+            )
+            .await
+            .unwrap()
+    );
     let secret = secret.unwrap();
     let token = |resource: Option<&'static str>| {
         let mut form = vec![("grant_type", "client_credentials"), ("scope", "gatehouse:admin")];

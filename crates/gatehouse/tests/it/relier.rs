@@ -55,7 +55,13 @@ async fn relier(app: &TestApp) -> (String, String) {
         .await;
     // The targets it may ask tokens for (`client create --audience`).
     client.audiences = vec![API.to_owned(), "https://other.example.com".to_owned()];
-    app.store().update_client(&client).await.unwrap();
+    app.store()
+        .update_client(
+            &client,
+            &crate::support::client_audit(gatehouse_core::audit::AuditKind::ClientUpdated, &client),
+        )
+        .await
+        .unwrap();
     (client.id.to_string(), secret.unwrap())
 }
 
@@ -265,7 +271,15 @@ async fn introspection_sees_a_revoked_token(backend: Backend) {
         .await;
     // Tokens name it by its resource URI: introspection answers it about them.
     api.resource_uris = vec![API.to_owned()];
-    assert!(app.store().update_client(&api).await.unwrap());
+    assert!(
+        app.store()
+            .update_client(
+                &api,
+                &crate::support::client_audit(gatehouse_core::audit::AuditKind::ClientUpdated, &api)
+            )
+            .await
+            .unwrap()
+    );
     let issuer = issuer(&app).await;
     let introspector = Introspector::new(&issuer, api.id.as_str(), api_secret.unwrap()).unwrap();
     let plain = Verifier::new(issuer.clone(), API);
@@ -851,7 +865,15 @@ async fn site_client(app: &TestApp, name: &str, site: &str) -> (String, String, 
         .await;
     client.backchannel_logout_uri = Some(format!("{site}/logout"));
     client.events_uri = Some(format!("{site}/events"));
-    assert!(app.store().update_client(&client).await.unwrap());
+    assert!(
+        app.store()
+            .update_client(
+                &client,
+                &crate::support::client_audit(gatehouse_core::audit::AuditKind::ClientUpdated, &client)
+            )
+            .await
+            .unwrap()
+    );
     let redirect = client.redirect_uris[0].clone();
     (client.id.to_string(), secret.unwrap(), redirect)
 }

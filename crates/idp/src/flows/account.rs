@@ -100,7 +100,7 @@ pub async fn change_password(
         .security_events(&account.id, None, &events, now, now)
         .await?;
     deps.store
-        .change_password_notify(&account.id, hash.expose(), Some(current.digest()), now, &audit, &outbox)
+        .change_password(&account.id, hash.expose(), Some(current.digest()), now, &audit, &outbox)
         .await?;
     deps.wake(&outbox);
     let reset_link = deps
@@ -212,7 +212,7 @@ pub async fn confirm_email_change(
     Ok(
         match deps
             .store
-            .redeem_code_notify(code, &CodeEffect::ChangeEmail, now, &audit, &outbox)
+            .redeem_code(code, &CodeEffect::ChangeEmail, now, &audit, &outbox)
             .await?
         {
             Redeemed::Done => {
@@ -255,7 +255,7 @@ pub async fn delete_account(
             .security_events(account, None, &[SecurityEvent::AccountPurged], now, now)
             .await?,
     );
-    deps.store.delete_account_notify(account, &audit, &outbox).await?;
+    deps.store.delete_account(account, &audit, &outbox).await?;
     deps.wake(&outbox);
     Ok(Ok(()))
 }

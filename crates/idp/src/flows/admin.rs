@@ -1,12 +1,12 @@
 //! What an administrator does to the IdP itself, from the admin API or the
 //! command line: clients created, changed and deleted, signing keys
 //! rotated, an undelivered outbox message sent again. `by` names who acts
-//! (`admin:<client id>` for the admin API, `cli` for the command line), for
-//! the audit event each change will carry once the store takes one (the
-//! `// audit:` lines say which).
+//! (`admin:<client id>` for the admin API, `cli` for the command line), in
+//! the audit event each change commits with.
 
 use gatehouse_core::OpaqueToken;
 use gatehouse_core::Timestamp;
+use gatehouse_core::audit::{Actor, AuditEvent, AuditKind};
 use gatehouse_core::oauth::client::{Client, ClientError, ClientSettings, SigningAlg};
 use gatehouse_core::oauth::{ClientId, GrantType};
 use gatehouse_store::{Store, StoreError};
@@ -39,13 +39,13 @@ pub async fn create_client(
     public: bool,
     grants: Vec<GrantType>,
     settings: &ClientSettings,
-    _by: &str,
+    by: &str,
 ) -> Result<(Client, Option<OpaqueToken>), ClientChangeError> {
     let redirects = settings.redirect_uris.clone().unwrap_or_default();
     let (mut client, secret) = Client::new(name, public, redirects, grants, Timestamp::now())?;
     client.apply(settings)?;
-    // audit: ClientCreated by `by` (the client's id and settings).
-    match store.create_client(&client).await {
+    let audit = AuditEvent::client_changed(AuditKind::ClientCreated, &client.id, by, client.created_at);
+    match store.create_client(&client, &audit).await {
         Ok(()) => Ok((client, secret)),
         Err(cause @ StoreError::Conflict(_)) => Err(ClientChangeError::Taken { id: client.id, cause }),
         Err(e) => Err(e.into()),
@@ -57,22 +57,23 @@ pub async fn update_client(
     store: &dyn Store,
     id: &str,
     settings: &ClientSettings,
-    _by: &str,
+    by: &str,
 ) -> Result<Client, ClientChangeError> {
     let not_found = || ClientChangeError::NotFound(id.to_owned());
     let mut client = store.client(&ClientId(id.to_owned())).await?.ok_or_else(not_found)?;
     client.apply(settings)?;
-    // audit: ClientUpdated by `by` (the client's id and the settings given).
-    if !store.update_client(&client).await? {
+    let audit = AuditEvent::client_changed(AuditKind::ClientUpdated, &client.id, by, Timestamp::now());
+    if !store.update_client(&client, &audit).await? {
         return Err(not_found());
     }
     Ok(client)
 }
 
 /// Deletes a client and everything issued to it.
-pub async fn delete_client(store: &dyn Store, id: &str, _by: &str) -> Result<(), ClientChangeError> {
-    // audit: ClientDeleted by `by` (the client's id).
-    if store.delete_client(&ClientId(id.to_owned())).await? {
+pub async fn delete_client(store: &dyn Store, id: &str, by: &str) -> Result<(), ClientChangeError> {
+    let client = ClientId(id.to_owned());
+    let audit = AuditEvent::client_changed(AuditKind::ClientDeleted, &client, by, Timestamp::now());
+    if store.delete_client(&client, &audit).await? {
         Ok(())
     } else {
         Err(ClientChangeError::NotFound(id.to_owned()))
@@ -85,11 +86,9 @@ pub async fn rotate_keys(
     secret: &InstanceSecret,
     alg: SigningAlg,
     how: Rotation,
-    _by: &str,
+    by: &str,
 ) -> Result<Rotated, KeyError> {
-    // audit: KeyAdded (and, with `Rotation::Now`, KeysWithdrawn) by `by`;
-    // the store writes are in `keys::rotate`.
-    keys::rotate(store, secret, alg, Timestamp::now(), how).await
+    keys::rotate(store, secret, alg, Timestamp::now(), how, by).await
 }
 
 /// No undelivered message has that id.
@@ -99,13 +98,22 @@ pub struct NoSuchMessage;
 /// Sends an undelivered (pending, failing or dead) outbox message again,
 /// now: signed again first (receivers refuse old tokens), and the worker
 /// woken.
-pub async fn redeliver(deps: &Deps, id: &str, now: Timestamp) -> Result<Result<(), NoSuchMessage>, Error> {
+pub async fn redeliver(
+    deps: &Deps,
+    id: &str,
+    by: &str,
+    now: Timestamp,
+) -> Result<Result<(), NoSuchMessage>, Error> {
     let message = match deps.store.outbox_message(id).await? {
         Some(m) if m.delivered_at.is_none() => m,
         _ => return Ok(Err(NoSuchMessage)),
     };
     let payload = deps.signer().resign(&message, now).await?;
-    if deps.store.outbox_redeliver(id, now, &payload).await? {
+    let audit = AuditEvent::new(AuditKind::OutboxRedelivered, None, &Actor::default(), now)
+        .by(by)
+        .for_client(&message.client_id)
+        .with_detail(serde_json::json!({ "message_id": id }));
+    if deps.store.outbox_redeliver(id, now, &payload, &audit).await? {
         deps.waker.notify_one();
         Ok(Ok(()))
     } else {

@@ -105,7 +105,12 @@ pub async fn ban(deps: &Deps, uid: &str, req: &BanRequest, by: &str, now: Timest
         created_at: now,
     };
     let audit = AuditEvent::new(AuditKind::AccountBanned, Some(&account_id), &actor(by), now)
-        .with_detail(json!({ "client_id": ban.client_id, "until": req.until, "reason": ban.reason, "by": by }));
+        .with_detail(json!({ "client_id": ban.client_id, "until": req.until, "reason": ban.reason, "by": by }))
+        .by(by);
+    let audit = match &ban.client_id {
+        Some(client) => audit.for_client(client),
+        None => audit,
+    };
     // Back-channel logout tokens only go with a ban everywhere (the one
     // that ends sessions); security events go with every ban.
     let signer = deps.signer();
@@ -115,7 +120,7 @@ pub async fn ban(deps: &Deps, uid: &str, req: &BanRequest, by: &str, now: Timest
         Vec::new()
     };
     outbox.extend(ban_events(&signer, &ban, now).await?);
-    deps.store.ban_notify(&ban, now, &audit, &outbox).await?;
+    deps.store.ban(&ban, now, &audit, &outbox).await?;
     deps.wake(&outbox);
     Ok(ban)
 }
@@ -158,10 +163,15 @@ pub async fn unban(deps: &Deps, uid: &str, client_id: Option<&str>, by: &str, no
         .await
         .map_err(Error::from)?;
     let audit = AuditEvent::new(AuditKind::AccountUnbanned, Some(&account_id), &actor(by), now)
-        .with_detail(json!({ "client_id": client, "by": by }));
+        .with_detail(json!({ "client_id": client, "by": by }))
+        .by(by);
+    let audit = match &client {
+        Some(client) => audit.for_client(client),
+        None => audit,
+    };
     if deps
         .store
-        .unban_notify(&account_id, client.as_ref(), &audit, &outbox)
+        .unban(&account_id, client.as_ref(), &audit, &outbox)
         .await?
     {
         deps.wake(&outbox);

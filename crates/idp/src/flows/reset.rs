@@ -113,7 +113,7 @@ pub async fn complete(
         .await?;
     match deps
         .store
-        .redeem_code_notify(code, &effect, now, &audit, &outbox)
+        .redeem_code(code, &effect, now, &audit, &outbox)
         .await?
     {
         Redeemed::Done => {

@@ -124,7 +124,7 @@ pub async fn log_out(
         .session(account, &session.id_digest, &session.handle, now)
         .await?;
     deps.store
-        .end_sessions_notify(
+        .end_sessions(
             account,
             &SessionSelector::ById(session.id_digest.clone()),
             &audit,
@@ -175,7 +175,7 @@ pub async fn end_other(
     }
     let ended = deps
         .store
-        .end_sessions_notify(account, &SessionSelector::ByHandle(handle.to_owned()), &audit, &outbox)
+        .end_sessions(account, &SessionSelector::ByHandle(handle.to_owned()), &audit, &outbox)
         .await?;
     deps.wake(&outbox);
     Ok(if ended == 0 {
@@ -193,7 +193,7 @@ pub async fn end_all_others(deps: &Deps, current: &Current, actor: &Actor, now: 
         .with_detail(serde_json::json!({ "sessions": "all_others" }));
     let outbox = deps.signer().account(account, Some(current.digest()), now).await?;
     deps.store
-        .end_sessions_notify(
+        .end_sessions(
             account,
             &SessionSelector::AllExcept(current.digest().clone()),
             &audit,

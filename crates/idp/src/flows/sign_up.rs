@@ -327,7 +327,7 @@ async fn redeem(
     Ok(
         match deps
             .store
-            .redeem_code(code, &CodeEffect::VerifyEmail, now, &audit)
+            .redeem_code(code, &CodeEffect::VerifyEmail, now, &audit, &[])
             .await?
         {
             Redeemed::Done => Ok(()),

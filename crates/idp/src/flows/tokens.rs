@@ -36,9 +36,9 @@ pub async fn revoke(
         if claims.client_id != client.as_str() {
             return Ok(Err(NotYours));
         }
-        // audit: TokenRevoked by the client (its `jti`), once the store's
-        // revoke_jti takes the event.
-        deps.store.revoke_jti(&claims.jti, Timestamp(claims.exp)).await?;
+        let audit = AuditEvent::revoked_by_client(AuditKind::TokenRevoked, None, client, now)
+            .with_detail(serde_json::json!({ "jti": claims.jti }));
+        deps.store.revoke_jti(&claims.jti, Timestamp(claims.exp), &audit).await?;
         return Ok(Ok(()));
     }
     let Some(token) = OpaqueToken::parse(token) else {
@@ -53,9 +53,9 @@ pub async fn revoke(
     if &grant.client_id != client {
         return Ok(Err(NotYours));
     }
-    // audit: GrantRevoked by the client (the grant id, the account), once
-    // the store's revoke_grant takes the event.
-    deps.store.revoke_grant(&grant.id, now).await?;
+    let audit = AuditEvent::revoked_by_client(AuditKind::GrantRevoked, grant.account_id.as_ref(), client, now)
+        .with_detail(serde_json::json!({ "grant_id": grant.id, "reason": "revoked" }));
+    deps.store.revoke_grant(&grant.id, now, &audit).await?;
     Ok(Ok(()))
 }
 

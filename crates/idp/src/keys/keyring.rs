@@ -232,7 +232,7 @@ impl KeyRing {
             reason: e.to_string(),
         })??;
         for key in &keys {
-            self.inner.store.add_signing_key(key).await?;
+            self.inner.store.add_signing_key(key, &key_added(key)).await?;
             tracing::info!(
                 kid = %key.kid,
                 alg = key.alg.as_str(),

@@ -170,3 +170,12 @@ fn corrupt(kid: &str, reason: impl fmt::Display) -> KeyError {
         reason: reason.to_string(),
     }
 }
+
+/// The audit event of `key`'s addition: by the IdP itself (its first
+/// start), unless the caller adds who (`AuditEvent::by`).
+pub(crate) fn key_added(key: &gatehouse_core::oauth::grant::StoredKey) -> gatehouse_core::audit::AuditEvent {
+    use gatehouse_core::audit::{Actor, AuditEvent, AuditKind};
+    AuditEvent::new(AuditKind::SigningKeyAdded, None, &Actor::default(), key.created_at).with_detail(
+        serde_json::json!({ "kid": key.kid, "alg": key.alg.as_str(), "signs_from": key.signs_from.0 }),
+    )
+}

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use gatehouse_core::Timestamp;
+use gatehouse_core::audit::{Actor, AuditEvent, AuditKind};
 use gatehouse_core::oauth::client::SigningAlg;
 use gatehouse_store::Store;
 
@@ -42,13 +43,15 @@ pub struct Rotated {
 /// the store retires the older keys of `alg` when it starts signing. Keys
 /// retired longer than [`RETIRED_KEY_GRACE`] ago are deleted. Refuses to
 /// add a key if `secret` does not open the keys already stored, since no
-/// server could then use the new key.
+/// server could then use the new key. `by` names who rotates, for the audit
+/// events the changes commit with.
 pub async fn rotate(
     store: &dyn Store,
     secret: &InstanceSecret,
     alg: SigningAlg,
     now: Timestamp,
     how: Rotation,
+    by: &str,
 ) -> Result<Rotated, KeyError> {
     let rows = store.signing_keys().await?;
     for row in rows.iter().filter(|k| k.retired_at.is_none()) {
@@ -63,9 +66,14 @@ pub async fn rotate(
         Rotation::Now => now,
     };
     let stored = new_key_blocking(alg, secret, now, signs_from).await?;
-    store.add_signing_key(&stored).await?;
+    store.add_signing_key(&stored, &key_added(&stored).by(by)).await?;
     let withdrawn = match how {
-        Rotation::Now => store.withdraw_signing_keys(alg, &stored.kid).await?,
+        Rotation::Now => {
+            let audit = AuditEvent::new(AuditKind::SigningKeysWithdrawn, None, &Actor::default(), now)
+                .with_detail(serde_json::json!({ "alg": alg.as_str(), "kept": stored.kid }))
+                .by(by);
+            store.withdraw_signing_keys(alg, &stored.kid, &audit).await?
+        }
         Rotation::Prepublish { .. } => 0,
     };
     let purged = store.purge_signing_keys(now.minus(RETIRED_KEY_GRACE)).await?;

@@ -115,10 +115,8 @@ async fn a_missing_algorithm_is_published_before_it_signs() {
     let store = TestStore::new().await;
     let secret = InstanceSecret::generate();
     let then = Timestamp::now().minus(1000);
-    store
-        .add_signing_key(&new_key(SigningAlg::ES256, &secret, then, then).expect("key"))
-        .await
-        .expect("add");
+    let key = new_key(SigningAlg::ES256, &secret, then, then).expect("key");
+    store.add_signing_key(&key, &key_added(&key)).await.expect("add");
     let ring = KeyRing::load_from(store.arc(), &secret, DELAY).await.expect("load");
     let rows = store.rows().await;
     assert_eq!(rows.len(), 3);
@@ -223,7 +221,7 @@ async fn a_token_verified_before_is_still_checked_in_full() {
     // Once its key is no longer published, the token is refused.
     let long_ago = Timestamp(Timestamp::now().0 - RETIRED_KEY_GRACE - 10);
     let newer = new_key(SigningAlg::ES256, &secret, long_ago, long_ago).expect("key");
-    store.add_signing_key(&newer).await.expect("add");
+    store.add_signing_key(&newer, &key_added(&newer)).await.expect("add");
     ring.refresh().await.expect("refresh");
     assert_eq!(rejection(ring.verify(&token, ISS).await), Rejection::UnknownKid);
 }
@@ -314,7 +312,7 @@ async fn a_key_another_instance_made_is_found_on_demand() {
     let a = KeyRing::load_from(store.arc(), &secret, DELAY).await.expect("load");
     let b = KeyRing::load_from(store.arc(), &secret, DELAY).await.expect("load");
     // A new EdDSA key, signing at once; B reloads, A has not.
-    let rotated = rotate(&*store, &secret, SigningAlg::EdDSA, Timestamp::now(), Rotation::Now)
+    let rotated = rotate(&*store, &secret, SigningAlg::EdDSA, Timestamp::now(), Rotation::Now, "cli")
         .await
         .expect("rotate");
     b.refresh().await.expect("refresh");
@@ -488,7 +486,7 @@ async fn a_wrong_secret_is_a_clear_error_at_load_and_rotate() {
         err.to_string().contains(kid.as_str()) && err.to_string().contains("GATEHOUSE_SECRET_KEY"),
         "{err}"
     );
-    let err = rotate(&*store, &wrong, SigningAlg::ES256, Timestamp::now(), SOON)
+    let err = rotate(&*store, &wrong, SigningAlg::ES256, Timestamp::now(), SOON, "cli")
         .await
         .expect_err("wrong secret");
     assert!(matches!(err, KeyError::Decrypt { .. }));
@@ -504,7 +502,7 @@ async fn a_corrupt_row_is_an_error_not_a_panic() {
     let other = new_key(SigningAlg::ES256, &secret, later, now).expect("key");
     let der = decrypt(&secret, &other.kid, &other.private_encrypted).expect("decrypt");
     row.private_encrypted = encrypt(&secret, &row.kid, &der).expect("encrypt");
-    store.add_signing_key(&row).await.expect("add");
+    store.add_signing_key(&row, &key_added(&row)).await.expect("add");
     assert!(matches!(
         KeyRing::load_from(store.arc(), &secret, DELAY).await,
         Err(KeyError::Corrupt { .. })
@@ -513,7 +511,7 @@ async fn a_corrupt_row_is_an_error_not_a_panic() {
     let (store, secret, _) = ring().await;
     let mut row = new_key(SigningAlg::EdDSA, &secret, later, later).expect("key");
     row.public_jwk = "{".into();
-    store.add_signing_key(&row).await.expect("add");
+    store.add_signing_key(&row, &key_added(&row)).await.expect("add");
     assert!(matches!(
         KeyRing::load_from(store.arc(), &secret, DELAY).await,
         Err(KeyError::Corrupt { .. })
@@ -532,7 +530,7 @@ async fn rotation_publishes_the_new_key_before_it_signs() {
     // A second after the first keys, so that it is the newest (the store
     // orders keys made in the same second by kid).
     let now = Timestamp::now().plus(1);
-    let rotated = rotate(&*store, &secret, SigningAlg::ES256, now, SOON)
+    let rotated = rotate(&*store, &secret, SigningAlg::ES256, now, SOON, "cli")
         .await
         .expect("rotate");
     assert_eq!(rotated.alg, SigningAlg::ES256);
@@ -575,7 +573,7 @@ async fn rotation_now_signs_at_once_and_withdraws_the_old_key() {
         .sign(SigningAlg::ES256, "at+jwt", &claims(300))
         .await
         .expect("sign");
-    let rotated = rotate(&*store, &secret, SigningAlg::ES256, Timestamp::now(), Rotation::Now)
+    let rotated = rotate(&*store, &secret, SigningAlg::ES256, Timestamp::now(), Rotation::Now, "cli")
         .await
         .expect("rotate");
     assert_eq!(rotated.withdrawn, 1);
@@ -599,7 +597,7 @@ async fn a_rotation_on_a_store_without_keys_signs_at_once() {
     let store = TestStore::new().await;
     let secret = InstanceSecret::generate();
     let now = Timestamp::now();
-    let first = rotate(&*store, &secret, SigningAlg::ES256, now, SOON)
+    let first = rotate(&*store, &secret, SigningAlg::ES256, now, SOON, "cli")
         .await
         .expect("rotate");
     assert_eq!(first.signs_from, now, "no JWKS was ever served from this store");
@@ -614,17 +612,17 @@ async fn keys_retired_long_ago_leave_the_jwks_and_are_purged() {
     let now = Timestamp::now();
     let long_ago = now.minus(RETIRED_KEY_GRACE + 120);
     // Oldest: retired long ago; then one retired a minute ago; then current.
-    let first = rotate(&*store, &secret, SigningAlg::ES256, long_ago.minus(60), SOON)
+    let first = rotate(&*store, &secret, SigningAlg::ES256, long_ago.minus(60), SOON, "cli")
         .await
         .expect("rotate");
-    let second = rotate(&*store, &secret, SigningAlg::ES256, long_ago, SOON)
+    let second = rotate(&*store, &secret, SigningAlg::ES256, long_ago, SOON, "cli")
         .await
         .expect("rotate");
     assert_eq!(
         second.purged, 0,
         "the first retired just now (at the second's creation)"
     );
-    let third = rotate(&*store, &secret, SigningAlg::ES256, now.minus(60), SOON)
+    let third = rotate(&*store, &secret, SigningAlg::ES256, now.minus(60), SOON, "cli")
         .await
         .expect("rotate");
     assert_eq!(third.purged, 1, "the first, retired longer ago than the grace");
@@ -659,7 +657,7 @@ async fn the_refresher_picks_up_a_rotation() {
     let (store, secret, ring) = ring().await;
     let old = ring.current_kid(SigningAlg::ES256).expect("kid");
     let task = ring.spawn_refresher(Duration::from_millis(20));
-    let rotated = rotate(&*store, &secret, SigningAlg::ES256, Timestamp::now(), Rotation::Now)
+    let rotated = rotate(&*store, &secret, SigningAlg::ES256, Timestamp::now(), Rotation::Now, "cli")
         .await
         .expect("rotate");
     let mut seen = false;
@@ -696,7 +694,7 @@ async fn with_the_sqlite_store() {
     let token = ring.sign(SigningAlg::EdDSA, "JWT", &claims(300)).await.expect("sign");
     ring.verify(&token, ISS).await.expect("verify");
 
-    let rotated = rotate(store.as_ref(), &secret, SigningAlg::ES256, Timestamp::now(), SOON)
+    let rotated = rotate(store.as_ref(), &secret, SigningAlg::ES256, Timestamp::now(), SOON, "cli")
         .await
         .expect("rotate");
     ring.refresh().await.expect("refresh");

@@ -16,6 +16,7 @@ use std::time::Duration;
 use gatehouse::Config;
 use gatehouse::config::LogFormat;
 use gatehouse::server::{self, Running};
+use gatehouse_core::audit::{AuditEvent, AuditKind};
 use gatehouse_store::Store;
 
 pub use smtp::SmtpSink;
@@ -216,7 +217,10 @@ impl TestApp {
         if let Some(scopes) = spec.scopes {
             client.scopes = Scopes::parse(scopes).expect("scopes");
         }
-        self.store().create_client(&client).await.expect("store client");
+        self.store()
+            .create_client(&client, &client_audit(AuditKind::ClientCreated, &client))
+            .await
+            .expect("store client");
         (client, secret.map(|s| s.expose().to_owned()))
     }
 
@@ -438,4 +442,15 @@ pub async fn serve_local(app: axum::Router) -> std::net::SocketAddr {
         let _ = axum::serve(listener, app).await;
     });
     addr
+}
+
+/// The audit event of a test's own change to `client` (as the command
+/// line's).
+pub fn client_audit(kind: AuditKind, client: &gatehouse_core::oauth::Client) -> AuditEvent {
+    AuditEvent::client_changed(
+        kind,
+        &client.id,
+        gatehouse_core::audit::BY_CLI,
+        gatehouse_core::Timestamp::now(),
+    )
 }

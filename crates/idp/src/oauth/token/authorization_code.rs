@@ -57,9 +57,16 @@ pub async fn exchange(
     }
     if record.used_at.is_some() {
         // A replay: revoke what the first use issued (RFC 6749 §4.1.2).
+        let audit = gatehouse_core::audit::AuditEvent::revoked_by_client(
+            gatehouse_core::audit::AuditKind::GrantRevoked,
+            Some(&record.account_id),
+            &client.id,
+            now,
+        )
+        .with_detail(serde_json::json!({ "grant_id": record.grant_id, "reason": "code_replayed" }));
         state
             .store
-            .revoke_grant(&record.grant_id, now)
+            .revoke_grant(&record.grant_id, now, &audit)
             .await
             .map_err(internal)?;
         return Err(invalid("code replayed"));

@@ -48,7 +48,18 @@ pub async fn exchange(
         ));
     }
     if record.used_at.is_some() {
-        state.store.revoke_grant(&grant.id, now).await.map_err(internal)?;
+        let audit = gatehouse_core::audit::AuditEvent::revoked_by_client(
+            gatehouse_core::audit::AuditKind::GrantRevoked,
+            grant.account_id.as_ref(),
+            &client.id,
+            now,
+        )
+        .with_detail(serde_json::json!({ "grant_id": grant.id, "reason": "refresh_token_reused" }));
+        state
+            .store
+            .revoke_grant(&grant.id, now, &audit)
+            .await
+            .map_err(internal)?;
         return Err(invalid("rotated token reused: family revoked"));
     }
     if record.expires_at <= now || state.store.grant_revoked(&grant.id).await.map_err(internal)? {
