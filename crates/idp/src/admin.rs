@@ -7,8 +7,8 @@
 //! action is audited with the calling client.
 //!
 //! Guarded by construction: every route of [`ADMIN_ROUTES`] is mounted
-//! behind one `route_layer` that checks the token before any handler (or
-//! its extractors) runs, and hands the handler the acting admin as an
+//! behind the guard, a `route_layer` on each of them that checks the token
+//! before the handler (or its extractors) runs, and hands the handler the acting admin as an
 //! [`Admin`]. The same table drives the router, the OpenAPI tidy check and
 //! the test that walks every admin route with and without rights.
 
@@ -103,13 +103,16 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     let mut admin = Router::new();
     for route in ADMIN_ROUTES {
         match MethodFilter::try_from(route.method.clone()) {
-            Ok(filter) => admin = admin.route(route.path, (route.handler)(filter)),
+            // On each method's handler, not on the router: a method the
+            // path does not serve stays 405 (a CORS preflight included).
+            Ok(filter) => {
+                let guarded = (route.handler)(filter).route_layer(middleware::from_fn_with_state(state.clone(), guard));
+                admin = admin.route(route.path, guarded);
+            }
             Err(e) => tracing::error!(path = route.path, error = %e, "admin route not mounted"),
         }
     }
-    admin
-        .route_layer(middleware::from_fn_with_state(state.clone(), guard))
-        .route("/openapi.json", get(openapi))
+    admin.route("/openapi.json", get(openapi))
 }
 
 /// The acting admin: the claims of the active admin token the request

@@ -6,8 +6,8 @@
 //! only about tokens issued to it or addressed to it), as a bearer token.
 //!
 //! Guarded by construction: every route of [`ADMIN_ROUTES`] is mounted
-//! behind one `route_layer` that checks the token before any handler (or
-//! its extractors) runs and hands the handler the acting [`Admin`]; the
+//! behind the guard, a `route_layer` on each of them that checks the token
+//! before the handler (or its extractors) runs and hands the handler the acting [`Admin`]; the
 //! test that walks every admin route reads the same table.
 
 use axum::extract::{FromRequestParts, Path, Query, Request, State};
@@ -56,11 +56,16 @@ pub fn routes(state: &PayState) -> Router<PayState> {
     let mut admin = Router::new();
     for route in ADMIN_ROUTES {
         match MethodFilter::try_from(route.method.clone()) {
-            Ok(filter) => admin = admin.route(route.path, (route.handler)(filter)),
+            // On each method's handler, not on the router: a method the
+            // path does not serve stays 405 (a CORS preflight included).
+            Ok(filter) => {
+                let guarded = (route.handler)(filter).route_layer(middleware::from_fn_with_state(state.clone(), guard));
+                admin = admin.route(route.path, guarded);
+            }
             Err(e) => tracing::error!(path = route.path, error = %e, "admin route not mounted"),
         }
     }
-    admin.route_layer(middleware::from_fn_with_state(state.clone(), guard))
+    admin
 }
 
 /// The acting admin: their `sub`, or the client's id. A handler takes it

@@ -155,7 +155,7 @@ async fn admin_api_manages_clients(backend: Backend) {
 /// Walks `routes` (method, path) on `base`: without a token each answers
 /// 401 with a `Bearer` challenge, with `not_admin` 403 naming
 /// `insufficient_scope`, and with `admin` neither (whatever the handler
-/// then says of `nobody`). Path parameters become
+/// then says of `nobody`); `PUT`, which no admin route takes, is 405. Path parameters become
 /// `nobody`.
 pub async fn walk_admin_routes(base: &str, routes: &[(&str, &str)], not_admin: &str, admin: &str) {
     let http = reqwest::Client::new();
@@ -194,6 +194,10 @@ pub async fn walk_admin_routes(base: &str, routes: &[(&str, &str)], not_admin: &
             "{what} with an admin token: {}",
             r.status()
         );
+        // A method the path does not serve is 405, token or not: the guard
+        // sits on the routes, not in front of the path.
+        let r = http.put(format!("{base}{concrete}")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "PUT {path}");
     }
 }
 

@@ -6,7 +6,8 @@
 //!
 //! - Every path `ARCHITECTURE.md` names exists.
 //! - Both backends have migrations of the same names.
-//! - The OpenAPI document lists exactly the admin routes.
+//! - The OpenAPI document lists exactly the admin routes, and no admin
+//!   route is mounted but from its table (`ADMIN_ROUTES`, behind the guard).
 //! - No source file is over [`LINE_LIMIT`] lines outside tests, but for
 //!   the named exceptions.
 
@@ -193,6 +194,21 @@ fn openapi_mismatches(doc: &Value, routes: &[(&str, &str)]) -> Vec<String> {
     wrong
 }
 
+/// Source files (outside tests) that mount an `/admin` route by hand
+/// (`.route("/admin...`) rather than through an `ADMIN_ROUTES` table,
+/// whose routes are all behind the admin guard.
+fn hand_mounted_admin_routes(root: &Path) -> Vec<String> {
+    tree(root)
+        .into_iter()
+        .filter(|p| p.ends_with(".rs") && !p.split('/').any(|part| part == "tests"))
+        .filter(|p| {
+            let text = fs::read_to_string(root.join(p)).unwrap_or_default();
+            let squeezed: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+            squeezed.contains(".route(\"/admin")
+        })
+        .collect()
+}
+
 /// Source files over [`LINE_LIMIT`] lines outside tests that are not
 /// among `exceptions`, and exceptions that are not needed any more.
 fn long_files(root: &Path, exceptions: &[(&str, &str)]) -> Vec<String> {
@@ -325,6 +341,24 @@ fn an_admin_route_missing_from_the_openapi_document_is_caught() {
             "DELETE /admin/a routed but not documented",
         ]
     );
+}
+
+#[test]
+fn admin_routes_are_mounted_only_from_their_table() {
+    let wrong = hand_mounted_admin_routes(&repo_root());
+    assert!(wrong.is_empty(), "mount admin routes through ADMIN_ROUTES: {wrong:#?}");
+}
+
+#[test]
+fn an_admin_route_mounted_by_hand_is_caught() {
+    let dir = planted(&[
+        (
+            "crates/a/src/lib.rs",
+            "Router::new()\n    .route(\n        \"/admin/x\",\n        get(x),\n    )",
+        ),
+        ("crates/a/src/ok.rs", "Router::new().route(\"/health\", get(x))"),
+    ]);
+    assert_eq!(hand_mounted_admin_routes(dir.path()), ["crates/a/src/lib.rs"]);
 }
 
 #[test]
