@@ -11,6 +11,7 @@ pub mod email;
 pub mod oauth;
 pub mod password;
 pub mod pay;
+pub mod protocol;
 pub mod return_path;
 pub mod secret;
 pub mod session;

@@ -215,13 +215,17 @@ impl PayClient {
     /// `typ` `payment-proof+jwt`, `iss` the payments service, `aud` this
     /// shop, `exp` not passed. The caller compares the contract hash.
     pub async fn verify_proof(&self, token: &str) -> Result<Proof, SignedError> {
-        let claims = self.verify(token, "payment-proof+jwt", true).await?;
+        let claims = self
+            .verify(token, gatehouse_core::pay::notification::PROOF_TYP, true)
+            .await?;
         serde_json::from_value(claims).map_err(|e| SignedError::Invalid(e.to_string()))
     }
 
     /// Checks a merchant notification (`typ` `payment-notification+jwt`).
     pub async fn verify_notification(&self, token: &str) -> Result<Notification, SignedError> {
-        let claims = self.verify(token, "payment-notification+jwt", false).await?;
+        let claims = self
+            .verify(token, gatehouse_core::pay::notification::NOTIFICATION_TYP, false)
+            .await?;
         serde_json::from_value(claims).map_err(|e| SignedError::Invalid(e.to_string()))
     }
 

@@ -18,17 +18,12 @@ use serde::Serialize;
 use crate::error::AppError;
 use crate::outbox::Signer;
 
-/// The `typ` of a security event token.
-pub const SET_TYP: &str = "secevent+jwt";
-/// The content type a SET is POSTed with (RFC 8935 §2).
-pub const SET_CONTENT_TYPE: &str = "application/secevent+jwt";
-
-pub const ACCOUNT_DISABLED: &str = "https://schemas.openid.net/secevent/risc/event-type/account-disabled";
-pub const ACCOUNT_ENABLED: &str = "https://schemas.openid.net/secevent/risc/event-type/account-enabled";
-pub const ACCOUNT_PURGED: &str = "https://schemas.openid.net/secevent/risc/event-type/account-purged";
-pub const IDENTIFIER_CHANGED: &str = "https://schemas.openid.net/secevent/risc/event-type/identifier-changed";
-pub const CREDENTIAL_CHANGE: &str = "https://schemas.openid.net/secevent/caep/event-type/credential-change";
-pub const SESSION_REVOKED: &str = "https://schemas.openid.net/secevent/caep/event-type/session-revoked";
+/// The SET's `typ`, content type and event type URIs: one definition,
+/// shared with the relier library that checks them.
+pub use gatehouse_core::protocol::{
+    ACCOUNT_DISABLED, ACCOUNT_ENABLED, ACCOUNT_PURGED, CREDENTIAL_CHANGE, IDENTIFIER_CHANGED, SESSION_REVOKED,
+    SET_CONTENT_TYPE, SET_TYP,
+};
 
 /// One security event about an account.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -45,7 +45,7 @@ pub fn router(state: AppState) -> Router {
     // What clients, resource servers and operators call.
     let api = Router::new()
         .merge(oauth::api_routes(&state))
-        .merge(admin::routes())
+        .merge(admin::routes(&state))
         .merge(ops::routes());
     Router::new()
         .merge(browser)

@@ -44,11 +44,9 @@ const BATCH: i64 = 32;
 /// (`GATEHOUSE_LOGOUT_TOKEN_LIFETIME`).
 pub const DEFAULT_LOGOUT_TOKEN_LIFETIME: Duration = Duration::from_secs(120);
 
-/// The `typ` of a logout token.
-pub const LOGOUT_TOKEN_TYP: &str = "logout+jwt";
-/// The event a logout token carries.
-pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
-const FORM: &str = "application/x-www-form-urlencoded";
+/// The logout token's `typ` and event, and the form it is POSTed as: one
+/// definition, shared with the relier library that checks them.
+pub use gatehouse_core::protocol::{BACKCHANNEL_LOGOUT_EVENT, FORM_CONTENT_TYPE as FORM, LOGOUT_TOKEN_TYP};
 
 #[derive(Serialize)]
 struct LogoutTokenClaims<'a> {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use gatehouse_core::oauth::claims::at_hash;
 use gatehouse_core::oauth::client::SigningAlg;
 use gatehouse_core::oauth::pkce;
+use gatehouse_core::protocol::ACCESS_TOKEN_TYPE;
 use gatehouse_core::token::OpaqueToken;
 use gatehouse_core::{Secret, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -24,7 +25,6 @@ use crate::verifier::raw_header;
 use crate::{Error, ReceiveError, Verifier};
 
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 
 /// A site registered at the issuer as a client, logging people in and
 /// asking for tokens. Cheap to clone.

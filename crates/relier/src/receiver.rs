@@ -37,17 +37,13 @@ use crate::dpop::{ReplayCache, Seen};
 use crate::verifier::raw_header;
 use crate::{ACCEPTED_ALGS, Error, MAX_TOKEN_LEN, RejectReason, Verifier, VerifyError};
 
-/// The event member of a logout token's `events` claim.
-pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
-/// The content type of a pushed SET (RFC 8935 §2).
-pub const SET_CONTENT_TYPE: &str = "application/secevent+jwt";
-
-pub const ACCOUNT_DISABLED: &str = "https://schemas.openid.net/secevent/risc/event-type/account-disabled";
-pub const ACCOUNT_ENABLED: &str = "https://schemas.openid.net/secevent/risc/event-type/account-enabled";
-pub const ACCOUNT_PURGED: &str = "https://schemas.openid.net/secevent/risc/event-type/account-purged";
-pub const IDENTIFIER_CHANGED: &str = "https://schemas.openid.net/secevent/risc/event-type/identifier-changed";
-pub const CREDENTIAL_CHANGE: &str = "https://schemas.openid.net/secevent/caep/event-type/credential-change";
-pub const SESSION_REVOKED: &str = "https://schemas.openid.net/secevent/caep/event-type/session-revoked";
+/// The logout event, the SET content type and the event type URIs, as
+/// the issuer writes them (one definition in core, re-exported here).
+pub use gatehouse_core::protocol::{
+    ACCOUNT_DISABLED, ACCOUNT_ENABLED, ACCOUNT_PURGED, BACKCHANNEL_LOGOUT_EVENT, CREDENTIAL_CHANGE, IDENTIFIER_CHANGED,
+    SESSION_REVOKED, SET_CONTENT_TYPE,
+};
+use gatehouse_core::protocol::{FORM_CONTENT_TYPE, LOGOUT_TOKEN_TYP, SET_TYP};
 
 /// Default: how old (by `iat`) a logout token may be and still be
 /// accepted. The issuer signs each retry afresh; an older one is refused
@@ -232,7 +228,7 @@ impl Receiver {
     /// before.
     pub async fn verify_logout_token_at(&self, token: &str, now: Timestamp) -> Result<LogoutEvent, ReceiveError> {
         let claims = self
-            .verify_jwt(token, &["logout+jwt"], false, self.max_age, now)
+            .verify_jwt(token, &[LOGOUT_TOKEN_TYP], false, self.max_age, now)
             .await?;
         let events = claims
             .get("events")
@@ -266,9 +262,7 @@ impl Receiver {
     /// [`ReceiveError::AlreadyReceived`] (a retransmission, to acknowledge
     /// again without handling it twice).
     pub async fn verify_set_at(&self, token: &str, now: Timestamp) -> Result<SecurityEvent, ReceiveError> {
-        let claims = self
-            .verify_jwt(token, &["secevent+jwt"], true, self.set_max_age, now)
-            .await?;
+        let claims = self.verify_jwt(token, &[SET_TYP], true, self.set_max_age, now).await?;
         let events = claims
             .get("events")
             .and_then(Value::as_object)
@@ -484,7 +478,7 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let receiver = Receiver::from_ref(state);
-        let form = content_type(&req).eq_ignore_ascii_case("application/x-www-form-urlencoded");
+        let form = content_type(&req).eq_ignore_ascii_case(FORM_CONTENT_TYPE);
         let body = read_body(req).await.map_err(LogoutRejection)?;
         if !form {
             return Err(LogoutRejection(ReceiveError::request("expected a form")));

@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use gatehouse_core::Timestamp;
 use gatehouse_core::oauth::Scopes;
 use gatehouse_core::oauth::claims::AccessTokenClaims;
+use gatehouse_core::protocol::{ACCESS_TOKEN_MEDIA_TYPE, ACCESS_TOKEN_TYP};
 
 use crate::dpop::ReplayCache;
 use crate::introspect::Introspector;
@@ -392,7 +393,7 @@ impl Verifier {
             return Err(Malformed.into());
         }
         let typ = header.typ.as_deref().unwrap_or_default();
-        if !typ.eq_ignore_ascii_case("at+jwt") && !typ.eq_ignore_ascii_case("application/at+jwt") {
+        if !typ.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) && !typ.eq_ignore_ascii_case(ACCESS_TOKEN_MEDIA_TYPE) {
             return Err(NotAnAccessToken.into());
         }
         let kid = header.kid.as_deref().filter(|k| !k.is_empty()).ok_or(Malformed)?;

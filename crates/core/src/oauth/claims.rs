@@ -10,8 +10,7 @@ use super::client::{Client, SigningAlg};
 use super::scope::Scopes;
 use crate::Profile;
 
-/// `typ` of a JWT access token (RFC 9068 §2.1).
-pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+pub use crate::protocol::ACCESS_TOKEN_TYP;
 
 /// `aud` is a string or an array of strings (RFC 7519 §4.1.3).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -24,8 +24,7 @@ use sha2::{Digest, Sha256};
 use super::error::{ErrorCode, OAuthError};
 use crate::Timestamp;
 
-/// The `typ` of a DPoP proof (RFC 9449 §4.2).
-pub const PROOF_TYP: &str = "dpop+jwt";
+pub use crate::protocol::DPOP_PROOF_TYP as PROOF_TYP;
 /// How far `iat` may be from `now`, in seconds, in the past or the future.
 /// A proof's `jti` must be remembered at least this long after its `iat`
 /// (see [`VerifiedProof::replay_expires_at`]).

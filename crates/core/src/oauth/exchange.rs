@@ -14,8 +14,7 @@ use super::error::{ErrorCode, OAuthError};
 use super::scope::Scopes;
 use crate::Timestamp;
 
-pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
-pub const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+pub use crate::protocol::{ACCESS_TOKEN_TYPE, JWT_TYPE};
 /// How many times a token may be narrowed in a row.
 pub const MAX_DEPTH: usize = 4;
 

@@ -4,6 +4,7 @@
 //! interaction ids) are stored only as digests.
 
 use super::client::{ClientId, SigningAlg};
+use super::error::OAuthError;
 use super::scope::Scopes;
 use crate::session::AuthMethod;
 use crate::time::{DAY, HOUR, MINUTE};
@@ -179,6 +180,34 @@ pub enum Redemption {
     Replayed,
     /// No such code or token.
     Unknown,
+}
+
+/// Why a code or a refresh token is not redeemed: the error to answer and
+/// whether the family it belongs to must be revoked first (a replayed code,
+/// a rotated refresh token presented again).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub error: OAuthError,
+    pub revokes_family: bool,
+}
+
+impl Refusal {
+    /// A refusal that revokes the whole family first.
+    pub fn revoking_family(error: OAuthError) -> Self {
+        Refusal {
+            error,
+            revokes_family: true,
+        }
+    }
+}
+
+impl From<OAuthError> for Refusal {
+    fn from(error: OAuthError) -> Self {
+        Refusal {
+            error,
+            revokes_family: false,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -27,3 +27,4 @@ mod relier;
 mod slow;
 mod spa;
 mod story;
+mod tidy;

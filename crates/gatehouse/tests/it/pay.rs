@@ -43,6 +43,7 @@ both_backends!(
     concurrent_wrong_pins_are_checked_at_most_the_limit,
     notifications_are_signed_and_retried,
     admins_see_history_and_refund,
+    every_admin_route_is_guarded,
 );
 
 /// What the merchant's notify URI received; it fails the first
@@ -1133,5 +1134,20 @@ async fn admins_see_history_and_refund(backend: Backend) {
     get(&b, &w.pay(&format!("/contracts/{hash}")))
         .await
         .expect(StatusCode::OK, "refunded");
+    w.finish().await;
+}
+
+/// Every route of the payments service's admin table, walked without a
+/// token, with a merchant's token (no admin scope) and with an admin's.
+async fn every_admin_route_is_guarded(backend: Backend) {
+    let w = World::new(backend).await;
+    let merchant = w.merchant_token(&w.shop).await;
+    let admin = w.admin_token().await;
+    let routes: Vec<(&str, &str)> = gatehouse_pay::admin::ADMIN_ROUTES
+        .iter()
+        .map(|r| (r.method.as_str(), r.path))
+        .collect();
+    assert_eq!(routes.len(), 3, "{routes:?}");
+    crate::admin::walk_admin_routes(&w.pay_base, &routes, &merchant, &admin).await;
     w.finish().await;
 }

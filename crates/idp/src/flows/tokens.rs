@@ -59,6 +59,23 @@ pub async fn revoke(
     Ok(Ok(()))
 }
 
+/// Revokes a grant's whole family because `client` replayed what the grant
+/// issued (`reason`: a used code presented again, a rotated refresh token
+/// reused; RFC 6749 §4.1.2 and §10.4), with its audit event.
+pub async fn revoke_family(
+    deps: &Deps,
+    grant_id: &str,
+    account: Option<&AccountId>,
+    client: &ClientId,
+    reason: &str,
+    now: Timestamp,
+) -> Result<(), Error> {
+    let audit = AuditEvent::revoked_by_client(AuditKind::GrantRevoked, account, client, now)
+        .with_detail(serde_json::json!({ "grant_id": grant_id, "reason": reason }));
+    deps.store.revoke_grant(grant_id, now, &audit).await?;
+    Ok(())
+}
+
 /// Records a token exchange: who asked, for which audience and scopes,
 /// from which subject token (and actor), the token issued.
 pub async fn record_exchange(

@@ -6,7 +6,6 @@ use axum::Json;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use gatehouse_core::ban::Ban;
 use gatehouse_core::oauth::claims::{
     ACCESS_TOKEN_TYP, AccessTokenClaims, Audience, IdTokenClaims, ProfileClaims, at_hash,
 };
@@ -282,25 +281,5 @@ pub fn resources_for(granted: &[String], asked: &[String]) -> Result<Vec<String>
             format!("the resource {r} was not granted"),
         )),
         None => Ok(asked.to_vec()),
-    }
-}
-
-/// Refuses a user an administrator banned from `client` (or everywhere).
-pub async fn check_not_banned(
-    state: &AppState,
-    account: &Account,
-    client: &Client,
-    now: Timestamp,
-) -> Result<(), OAuthError> {
-    let bans = state.store.bans_of(&account.id).await.map_err(internal)?;
-    refuse_banned(&bans, client, now)
-}
-
-/// Refuses a user whose `bans` (all of them, read with the account) block
-/// `client`.
-pub fn refuse_banned(bans: &[Ban], client: &Client, now: Timestamp) -> Result<(), OAuthError> {
-    match gatehouse_core::ban::blocking(bans, Some(&client.id), now) {
-        Some(_) => Err(OAuthError::invalid_grant("the user may not use this client").with_cause("banned")),
-        None => Ok(()),
     }
 }
