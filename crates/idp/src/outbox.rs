@@ -44,9 +44,11 @@ const BATCH: i64 = 32;
 /// (`GATEHOUSE_LOGOUT_TOKEN_LIFETIME`).
 pub const DEFAULT_LOGOUT_TOKEN_LIFETIME: Duration = Duration::from_secs(120);
 
-/// The logout token's `typ` and event, and the form it is POSTed as: one
-/// definition, shared with the relier library that checks them.
-pub use gatehouse_core::protocol::{BACKCHANNEL_LOGOUT_EVENT, FORM_CONTENT_TYPE as FORM, LOGOUT_TOKEN_TYP};
+/// The logout token's `typ` and event: one definition, shared with the
+/// relier library that checks them.
+pub use gatehouse_core::protocol::{BACKCHANNEL_LOGOUT_EVENT, LOGOUT_TOKEN_TYP};
+// The form a logout token is POSTed as.
+use gatehouse_core::protocol::FORM_CONTENT_TYPE as FORM;
 
 #[derive(Serialize)]
 struct LogoutTokenClaims<'a> {
