@@ -260,7 +260,14 @@ async fn list_outbox(
 
 async fn redeliver_outbox(State(state): State<AppState>, admin: Admin, Path(id): Path<String>) -> Response {
     let not_found = || problem(StatusCode::NOT_FOUND, "not_found", "no such undelivered message");
-    match flows::admin::redeliver(&state.flows, &id, &gatehouse_core::audit::by_admin(admin.client_id()), Timestamp::now()).await {
+    match flows::admin::redeliver(
+        &state.flows,
+        &id,
+        &gatehouse_core::audit::by_admin(admin.client_id()),
+        Timestamp::now(),
+    )
+    .await
+    {
         Ok(Ok(())) => StatusCode::ACCEPTED.into_response(),
         Ok(Err(NoSuchMessage)) => not_found(),
         Err(flows::Error::Store(e)) => store_error(e),

@@ -98,12 +98,7 @@ pub struct NoSuchMessage;
 /// Sends an undelivered (pending, failing or dead) outbox message again,
 /// now: signed again first (receivers refuse old tokens), and the worker
 /// woken.
-pub async fn redeliver(
-    deps: &Deps,
-    id: &str,
-    by: &str,
-    now: Timestamp,
-) -> Result<Result<(), NoSuchMessage>, Error> {
+pub async fn redeliver(deps: &Deps, id: &str, by: &str, now: Timestamp) -> Result<Result<(), NoSuchMessage>, Error> {
     let message = match deps.store.outbox_message(id).await? {
         Some(m) if m.delivered_at.is_none() => m,
         _ => return Ok(Err(NoSuchMessage)),

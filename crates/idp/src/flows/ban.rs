@@ -169,11 +169,7 @@ pub async fn unban(deps: &Deps, uid: &str, client_id: Option<&str>, by: &str, no
         Some(client) => audit.for_client(client),
         None => audit,
     };
-    if deps
-        .store
-        .unban(&account_id, client.as_ref(), &audit, &outbox)
-        .await?
-    {
+    if deps.store.unban(&account_id, client.as_ref(), &audit, &outbox).await? {
         deps.wake(&outbox);
         Ok(())
     } else {

@@ -111,11 +111,7 @@ pub async fn complete(
         .signer()
         .security_events(&code.account_id, None, &events, now, now)
         .await?;
-    match deps
-        .store
-        .redeem_code(code, &effect, now, &audit, &outbox)
-        .await?
-    {
+    match deps.store.redeem_code(code, &effect, now, &audit, &outbox).await? {
         Redeemed::Done => {
             deps.wake(&outbox);
             Ok(Ok(()))

@@ -38,7 +38,9 @@ pub async fn revoke(
         }
         let audit = AuditEvent::revoked_by_client(AuditKind::TokenRevoked, None, client, now)
             .with_detail(serde_json::json!({ "jti": claims.jti }));
-        deps.store.revoke_jti(&claims.jti, Timestamp(claims.exp), &audit).await?;
+        deps.store
+            .revoke_jti(&claims.jti, Timestamp(claims.exp), &audit)
+            .await?;
         return Ok(Ok(()));
     }
     let Some(token) = OpaqueToken::parse(token) else {

@@ -175,7 +175,6 @@ fn corrupt(kid: &str, reason: impl fmt::Display) -> KeyError {
 /// start), unless the caller adds who (`AuditEvent::by`).
 pub(crate) fn key_added(key: &gatehouse_core::oauth::grant::StoredKey) -> gatehouse_core::audit::AuditEvent {
     use gatehouse_core::audit::{Actor, AuditEvent, AuditKind};
-    AuditEvent::new(AuditKind::SigningKeyAdded, None, &Actor::default(), key.created_at).with_detail(
-        serde_json::json!({ "kid": key.kid, "alg": key.alg.as_str(), "signs_from": key.signs_from.0 }),
-    )
+    AuditEvent::new(AuditKind::SigningKeyAdded, None, &Actor::default(), key.created_at)
+        .with_detail(serde_json::json!({ "kid": key.kid, "alg": key.alg.as_str(), "signs_from": key.signs_from.0 }))
 }

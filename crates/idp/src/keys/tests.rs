@@ -312,9 +312,16 @@ async fn a_key_another_instance_made_is_found_on_demand() {
     let a = KeyRing::load_from(store.arc(), &secret, DELAY).await.expect("load");
     let b = KeyRing::load_from(store.arc(), &secret, DELAY).await.expect("load");
     // A new EdDSA key, signing at once; B reloads, A has not.
-    let rotated = rotate(&*store, &secret, SigningAlg::EdDSA, Timestamp::now(), Rotation::Now, "cli")
-        .await
-        .expect("rotate");
+    let rotated = rotate(
+        &*store,
+        &secret,
+        SigningAlg::EdDSA,
+        Timestamp::now(),
+        Rotation::Now,
+        "cli",
+    )
+    .await
+    .expect("rotate");
     b.refresh().await.expect("refresh");
     let token = b.sign(SigningAlg::EdDSA, "JWT", &claims(300)).await.expect("sign");
     assert_ne!(a.current_kid(SigningAlg::EdDSA).as_deref(), Some(rotated.kid.as_str()));
@@ -573,9 +580,16 @@ async fn rotation_now_signs_at_once_and_withdraws_the_old_key() {
         .sign(SigningAlg::ES256, "at+jwt", &claims(300))
         .await
         .expect("sign");
-    let rotated = rotate(&*store, &secret, SigningAlg::ES256, Timestamp::now(), Rotation::Now, "cli")
-        .await
-        .expect("rotate");
+    let rotated = rotate(
+        &*store,
+        &secret,
+        SigningAlg::ES256,
+        Timestamp::now(),
+        Rotation::Now,
+        "cli",
+    )
+    .await
+    .expect("rotate");
     assert_eq!(rotated.withdrawn, 1);
     ring.refresh().await.expect("refresh");
     assert_eq!(
@@ -657,9 +671,16 @@ async fn the_refresher_picks_up_a_rotation() {
     let (store, secret, ring) = ring().await;
     let old = ring.current_kid(SigningAlg::ES256).expect("kid");
     let task = ring.spawn_refresher(Duration::from_millis(20));
-    let rotated = rotate(&*store, &secret, SigningAlg::ES256, Timestamp::now(), Rotation::Now, "cli")
-        .await
-        .expect("rotate");
+    let rotated = rotate(
+        &*store,
+        &secret,
+        SigningAlg::ES256,
+        Timestamp::now(),
+        Rotation::Now,
+        "cli",
+    )
+    .await
+    .expect("rotate");
     let mut seen = false;
     for _ in 0..200 {
         if ring.current_kid(SigningAlg::ES256).as_deref() == Some(rotated.kid.as_str()) {
@@ -694,9 +715,16 @@ async fn with_the_sqlite_store() {
     let token = ring.sign(SigningAlg::EdDSA, "JWT", &claims(300)).await.expect("sign");
     ring.verify(&token, ISS).await.expect("verify");
 
-    let rotated = rotate(store.as_ref(), &secret, SigningAlg::ES256, Timestamp::now(), SOON, "cli")
-        .await
-        .expect("rotate");
+    let rotated = rotate(
+        store.as_ref(),
+        &secret,
+        SigningAlg::ES256,
+        Timestamp::now(),
+        SOON,
+        "cli",
+    )
+    .await
+    .expect("rotate");
     ring.refresh().await.expect("refresh");
     assert_eq!(ring.current_kid(SigningAlg::ES256), Some(old_kid.clone()), "not yet");
     // Both published (created in the same second: in kid order).
