@@ -14,12 +14,11 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodFilter, MethodRouter, get, on};
+use axum::routing::{get, on};
 use serde_json::json;
 
 use gatehouse_core::Timestamp;
@@ -38,13 +37,8 @@ use crate::oauth::error::{Scheme, bearer_challenge, challenge, internal, json_er
 /// The scope an admin token must carry.
 pub const ADMIN_SCOPE: &str = "gatehouse:admin";
 
-/// One admin route: its method, its path (axum's syntax, as in the OpenAPI
-/// document) and its handler.
-pub struct AdminRoute {
-    pub method: Method,
-    pub path: &'static str,
-    handler: fn(MethodFilter) -> MethodRouter<AppState>,
-}
+/// One admin route: its method, its path (axum's syntax) and its handler.
+pub type AdminRoute = gatehouse_kit::admin::AdminRoute<AppState>;
 
 /// Every admin route. Only these are mounted, all behind the guard.
 pub const ADMIN_ROUTES: &[AdminRoute] = &[
@@ -100,22 +94,10 @@ pub const ADMIN_ROUTES: &[AdminRoute] = &[
     },
 ];
 
-/// The admin routes, every one behind [`guard`], and the public OpenAPI
+/// The admin routes, every one behind the guard (the kit's [`gatehouse_kit::admin::guarded`]), and the public OpenAPI
 /// document.
 pub fn routes(state: &AppState) -> Router<AppState> {
-    let mut admin = Router::new();
-    for route in ADMIN_ROUTES {
-        match MethodFilter::try_from(route.method.clone()) {
-            // On each method's handler, not on the router: a method the
-            // path does not serve stays 405 (a CORS preflight included).
-            Ok(filter) => {
-                let guarded = (route.handler)(filter).route_layer(middleware::from_fn_with_state(state.clone(), guard));
-                admin = admin.route(route.path, guarded);
-            }
-            Err(e) => tracing::error!(path = route.path, error = %e, "admin route not mounted"),
-        }
-    }
-    admin.route("/openapi.json", get(openapi))
+    gatehouse_kit::admin::guarded::<_, Admin>(ADMIN_ROUTES, state).route("/openapi.json", get(openapi))
 }
 
 /// The acting admin: the claims of the active admin token the request
@@ -140,14 +122,6 @@ impl FromRequestParts<AppState> for Admin {
         }
         admin(state, &parts.headers).await.map(Admin)
     }
-}
-
-/// The admin routes' `route_layer`: refuses a request without an admin
-/// token (401, or 403 for a token lacking the scope) before any handler or
-/// extractor runs, and hands the rest the [`Admin`].
-async fn guard(admin: Admin, mut request: Request, next: Next) -> Response {
-    request.extensions_mut().insert(admin);
-    next.run(request).await
 }
 
 /// The admin API's errors: a JSON body with a code and a message.

@@ -9,11 +9,17 @@
 //!   [`outbox::Deliver`]: claim, deliver, back off, give up.
 //! - [`pools`]: the SQLite and PostgreSQL connection pools' settings and the
 //!   SQLite checkpointer (feature `pools`).
+//! - [`outbox_sql`]: the outbox table's delivery bookkeeping, for both
+//!   services' stores (feature `pools`).
+//! - [`admin`]: admin routes mounted from one table, each behind the guard.
 //! - [`headers`]: the security headers of every response.
 //! - [`page`]: rendering a page template into a response.
 
+pub mod admin;
 pub mod headers;
 pub mod outbox;
+#[cfg(feature = "pools")]
+pub mod outbox_sql;
 pub mod page;
 #[cfg(feature = "pools")]
 pub mod pools;

@@ -10,12 +10,11 @@
 //! before the handler (or its extractors) runs and hands the handler the acting [`Admin`]; the
 //! test that walks every admin route reads the same table.
 
-use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodFilter, MethodRouter, on};
+use axum::routing::on;
 use axum::{Json, Router};
 use gatehouse_core::Timestamp;
 use serde::Deserialize;
@@ -26,11 +25,7 @@ use crate::web::{ApiError, PayState, bearer};
 pub const ADMIN_SCOPE: &str = "gatehouse:admin";
 
 /// One admin route: its method, its path (axum's syntax) and its handler.
-pub struct AdminRoute {
-    pub method: Method,
-    pub path: &'static str,
-    handler: fn(MethodFilter) -> MethodRouter<PayState>,
-}
+pub type AdminRoute = gatehouse_kit::admin::AdminRoute<PayState>;
 
 /// Every admin route. Only these are mounted, all behind the guard.
 pub const ADMIN_ROUTES: &[AdminRoute] = &[
@@ -51,21 +46,9 @@ pub const ADMIN_ROUTES: &[AdminRoute] = &[
     },
 ];
 
-/// The admin routes, every one behind [`guard`].
+/// The admin routes, every one behind the guard (the kit's [`gatehouse_kit::admin::guarded`]).
 pub fn routes(state: &PayState) -> Router<PayState> {
-    let mut admin = Router::new();
-    for route in ADMIN_ROUTES {
-        match MethodFilter::try_from(route.method.clone()) {
-            // On each method's handler, not on the router: a method the
-            // path does not serve stays 405 (a CORS preflight included).
-            Ok(filter) => {
-                let guarded = (route.handler)(filter).route_layer(middleware::from_fn_with_state(state.clone(), guard));
-                admin = admin.route(route.path, guarded);
-            }
-            Err(e) => tracing::error!(path = route.path, error = %e, "admin route not mounted"),
-        }
-    }
-    admin
+    gatehouse_kit::admin::guarded::<_, Admin>(ADMIN_ROUTES, state)
 }
 
 /// The acting admin: their `sub`, or the client's id. A handler takes it
@@ -83,14 +66,6 @@ impl FromRequestParts<PayState> for Admin {
         }
         admin(state, &parts.headers).await.map(Admin)
     }
-}
-
-/// The admin routes' `route_layer`: refuses a request without an admin
-/// token (401, or 403 for a token lacking the scope) before any handler or
-/// extractor runs, and hands the rest the [`Admin`].
-async fn guard(admin: Admin, mut request: Request, next: Next) -> Response {
-    request.extensions_mut().insert(admin);
-    next.run(request).await
 }
 
 /// The admin check; the admin behind the request (their `sub`, or the

@@ -83,12 +83,7 @@ macro_rules! impl_outbox_store {
             }
 
             async fn outbox_delivered(&self, id: &str, now: Timestamp) -> Result<(), StoreError> {
-                sqlx::query($crate::outbox::OUTBOX_DELIVERED)
-                    .bind(id)
-                    .bind(now.0)
-                    .execute(&self.writer)
-                    .await?;
-                Ok(())
+                Ok(gatehouse_kit::outbox_sql::delivered(&self.writer, id, now.0).await?)
             }
 
             async fn outbox_failed(
@@ -99,15 +94,8 @@ macro_rules! impl_outbox_store {
                 error: &str,
                 dead: bool,
             ) -> Result<(), StoreError> {
-                sqlx::query($crate::outbox::OUTBOX_FAILED)
-                    .bind(id)
-                    .bind(now.0)
-                    .bind(next_attempt_at.0)
-                    .bind(error)
-                    .bind(dead)
-                    .execute(&self.writer)
-                    .await?;
-                Ok(())
+                let writer = &self.writer;
+                Ok(gatehouse_kit::outbox_sql::failed(writer, id, now.0, next_attempt_at.0, error, dead).await?)
             }
 
             async fn outbox_summary(&self, client: Option<&ClientId>) -> Result<OutboxSummary, StoreError> {
@@ -226,16 +214,6 @@ pub const CLAIM_OUTBOX_SQLITE: &str = claim_outbox!("");
 /// PostgreSQL: the due rows are locked with `FOR UPDATE SKIP LOCKED`, so
 /// concurrent workers take disjoint sets, and leased in the same statement.
 pub const CLAIM_OUTBOX_POSTGRES: &str = claim_outbox!(" FOR UPDATE SKIP LOCKED");
-
-pub const OUTBOX_DELIVERED: &str = "\
-    UPDATE outbox SET delivered_at = $2, attempts = attempts + 1, locked_until = NULL, last_error = NULL \
-    WHERE id = $1";
-
-/// `$1` id, `$2` now, `$3` next attempt, `$4` error, `$5` dead.
-pub const OUTBOX_FAILED: &str = "\
-    UPDATE outbox SET attempts = attempts + 1, last_error = $4, next_attempt_at = $3, locked_until = NULL, \
-                      dead_at = CASE WHEN $5 THEN $2 ELSE NULL END \
-    WHERE id = $1 AND delivered_at IS NULL";
 
 /// `$1` id, `$2` now, `$3` the payload signed again.
 pub const OUTBOX_REDELIVER: &str = "\

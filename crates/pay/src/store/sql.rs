@@ -318,16 +318,6 @@ pub const CLAIM_OUTBOX_POSTGRES: &str = "\
     RETURNING id, merchant, target_uri, payload, created_at, next_attempt_at, attempts, last_error, \
               delivered_at, dead_at";
 
-pub const OUTBOX_DELIVERED: &str = "\
-    UPDATE outbox SET delivered_at = $2, attempts = attempts + 1, locked_until = NULL, last_error = NULL \
-    WHERE id = $1";
-
-/// `$1` id, `$2` now, `$3` next attempt, `$4` error, `$5` dead.
-pub const OUTBOX_FAILED: &str = "\
-    UPDATE outbox SET attempts = attempts + 1, last_error = $4, next_attempt_at = $3, locked_until = NULL, \
-                      dead_at = CASE WHEN $5 THEN $2 ELSE NULL END \
-    WHERE id = $1 AND delivered_at IS NULL";
-
 pub const OUTBOX_LIST: &str = "\
     SELECT id, merchant, target_uri, payload, created_at, next_attempt_at, attempts, last_error, delivered_at, \
            dead_at \

@@ -718,12 +718,7 @@ macro_rules! impl_pay_store {
                 }
 
                 async fn outbox_delivered(&self, id: &str, now: Timestamp) -> Result<(), PayStoreError> {
-                    sqlx::query(sql::OUTBOX_DELIVERED)
-                        .bind(id)
-                        .bind(now.0)
-                        .execute(&self.pool)
-                        .await?;
-                    Ok(())
+                    Ok(gatehouse_kit::outbox_sql::delivered(&self.pool, id, now.0).await?)
                 }
 
                 async fn outbox_failed(
@@ -734,15 +729,8 @@ macro_rules! impl_pay_store {
                     error: &str,
                     dead: bool,
                 ) -> Result<(), PayStoreError> {
-                    sqlx::query(sql::OUTBOX_FAILED)
-                        .bind(id)
-                        .bind(now.0)
-                        .bind(next_attempt_at.0)
-                        .bind(error)
-                        .bind(dead)
-                        .execute(&self.pool)
-                        .await?;
-                    Ok(())
+                    let pool = &self.pool;
+                    Ok(gatehouse_kit::outbox_sql::failed(pool, id, now.0, next_attempt_at.0, error, dead).await?)
                 }
 
                 async fn outbox(&self, merchant: Option<&str>, limit: i64) -> Result<Vec<OutboxRow>, PayStoreError> {
