@@ -2,9 +2,66 @@
 //! each keeps its messages in a table `outbox` with the same delivery
 //! columns (`attempts`, `last_error`, `next_attempt_at`, `locked_until`,
 //! `delivered_at`, `dead_at`), so marking a message delivered or failed is
-//! one statement, written once, on SQLite and PostgreSQL alike.
+//! one statement, written once, on SQLite and PostgreSQL alike; claiming
+//! due messages is one statement too, which differs only in the columns
+//! each service reads back ([`claim_statement!`]).
 
 use sqlx::{Database, Encode, Executor, IntoArguments, Type};
+
+/// The claim of due messages, leasing them until `$3`: `$1` now, `$2` at
+/// most how many; the rows come back with `$columns` (a string literal, or
+/// a macro giving one). `claim_statement!(sqlite, ...)` is one
+/// UPDATE ... RETURNING (SQLite has one writer at a time, so the statement
+/// is atomic); `claim_statement!(postgres, ...)` locks the due rows with
+/// `FOR UPDATE SKIP LOCKED`, so concurrent workers take disjoint sets.
+#[macro_export]
+macro_rules! claim_statement {
+    (sqlite, $($columns:tt)+) => {
+        $crate::claim_statement!(@lock "", $($columns)+)
+    };
+    (postgres, $($columns:tt)+) => {
+        $crate::claim_statement!(@lock " FOR UPDATE SKIP LOCKED", $($columns)+)
+    };
+    (@lock $lock:literal, $($columns:tt)+) => {
+        concat!(
+            "UPDATE outbox SET locked_until = $3 \
+             WHERE id IN (SELECT id FROM outbox \
+                          WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_at <= $1 \
+                            AND (locked_until IS NULL OR locked_until <= $1) \
+                          ORDER BY next_attempt_at, created_at LIMIT $2",
+            $lock,
+            ") RETURNING ",
+            $($columns)+
+        )
+    };
+}
+
+/// Claims at most `limit` due messages at `now` (seconds) with
+/// `statement` (a [`claim_statement!`]), leased until `lease_until`.
+pub async fn claim<DB, R>(
+    pool: &sqlx::Pool<DB>,
+    statement: &'static str,
+    now: i64,
+    limit: i64,
+    lease_until: i64,
+) -> Result<Vec<R>, sqlx::Error>
+where
+    DB: Database,
+    R: for<'r> sqlx::FromRow<'r, DB::Row> + Send + Unpin,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+    <DB as Database>::Arguments: IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    let mut tx = pool.begin().await?;
+    let rows = sqlx::query_as::<DB, R>(statement)
+        .bind(now)
+        .bind(limit)
+        .bind(lease_until)
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(rows)
+}
 
 /// `$1` id, `$2` now.
 pub const DELIVERED: &str = "\

@@ -71,14 +71,9 @@ macro_rules! impl_outbox_store {
                     Backend::Sqlite => $crate::outbox::CLAIM_OUTBOX_SQLITE,
                     Backend::Postgres => $crate::outbox::CLAIM_OUTBOX_POSTGRES,
                 };
-                let mut tx = self.writer.begin().await?;
-                let rows = sqlx::query_as::<_, $crate::outbox::OutboxRow>(statement)
-                    .bind(now.0)
-                    .bind(limit)
-                    .bind(now.plus(lease_secs).0)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                tx.commit().await?;
+                let lease_until = now.plus(lease_secs).0;
+                let rows: Vec<$crate::outbox::OutboxRow> =
+                    gatehouse_kit::outbox_sql::claim(&self.writer, statement, now.0, limit, lease_until).await?;
                 rows.into_iter().map(OutboxMessage::try_from).collect()
             }
 
@@ -180,21 +175,6 @@ macro_rules! outbox_columns {
 
 /// Leases the due, unleased rows (`$1` now, `$2` limit, `$3` the lease's
 /// end) and answers with them; `$lock` ends the inner select.
-macro_rules! claim_outbox {
-    ($lock:literal) => {
-        concat!(
-            "UPDATE outbox SET locked_until = $3 \
-             WHERE id IN (SELECT id FROM outbox \
-                          WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_at <= $1 \
-                            AND (locked_until IS NULL OR locked_until <= $1) \
-                          ORDER BY next_attempt_at, created_at LIMIT $2",
-            $lock,
-            ") RETURNING ",
-            outbox_columns!()
-        )
-    };
-}
-
 pub const INSERT_OUTBOX: &str = concat!(
     "INSERT INTO outbox (",
     outbox_columns!(),
@@ -207,13 +187,10 @@ pub const WITHDRAW_OUTBOX: &str = "\
     DELETE FROM outbox WHERE withdraw_key = $1 AND next_attempt_at > $2 \
                          AND delivered_at IS NULL AND dead_at IS NULL";
 
-/// SQLite: one UPDATE ... RETURNING (SQLite has one writer at a time, so
-/// the statement is atomic).
-pub const CLAIM_OUTBOX_SQLITE: &str = claim_outbox!("");
-
-/// PostgreSQL: the due rows are locked with `FOR UPDATE SKIP LOCKED`, so
-/// concurrent workers take disjoint sets, and leased in the same statement.
-pub const CLAIM_OUTBOX_POSTGRES: &str = claim_outbox!(" FOR UPDATE SKIP LOCKED");
+/// The claim of due messages (the kit's, as the payments store's).
+pub const CLAIM_OUTBOX_SQLITE: &str = gatehouse_kit::claim_statement!(sqlite, outbox_columns!());
+/// The same on PostgreSQL (`FOR UPDATE SKIP LOCKED`).
+pub const CLAIM_OUTBOX_POSTGRES: &str = gatehouse_kit::claim_statement!(postgres, outbox_columns!());
 
 /// `$1` id, `$2` now, `$3` the payload signed again.
 pub const OUTBOX_REDELIVER: &str = "\

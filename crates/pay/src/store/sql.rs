@@ -299,24 +299,17 @@ pub const INSERT_OUTBOX: &str = "\
     INSERT INTO outbox (id, merchant, target_uri, payload, created_at, next_attempt_at) \
     VALUES ($1, $2, $3, $4, $5, $5)";
 
-pub const CLAIM_OUTBOX_SQLITE: &str = "\
-    UPDATE outbox SET locked_until = $3 \
-    WHERE id IN (SELECT id FROM outbox \
-                 WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_at <= $1 \
-                   AND (locked_until IS NULL OR locked_until <= $1) \
-                 ORDER BY next_attempt_at, created_at LIMIT $2) \
-    RETURNING id, merchant, target_uri, payload, created_at, next_attempt_at, attempts, last_error, \
-              delivered_at, dead_at";
+/// The columns a claimed message comes back with.
+macro_rules! outbox_claimed_columns {
+    () => {
+        "id, merchant, target_uri, payload, created_at, next_attempt_at, attempts, last_error, delivered_at, dead_at"
+    };
+}
 
-pub const CLAIM_OUTBOX_POSTGRES: &str = "\
-    UPDATE outbox SET locked_until = $3 \
-    WHERE id IN (SELECT id FROM outbox \
-                 WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_at <= $1 \
-                   AND (locked_until IS NULL OR locked_until <= $1) \
-                 ORDER BY next_attempt_at, created_at LIMIT $2 \
-                 FOR UPDATE SKIP LOCKED) \
-    RETURNING id, merchant, target_uri, payload, created_at, next_attempt_at, attempts, last_error, \
-              delivered_at, dead_at";
+/// The claim of due messages (the kit's, as the IdP's store's).
+pub const CLAIM_OUTBOX_SQLITE: &str = gatehouse_kit::claim_statement!(sqlite, outbox_claimed_columns!());
+/// The same on PostgreSQL (`FOR UPDATE SKIP LOCKED`).
+pub const CLAIM_OUTBOX_POSTGRES: &str = gatehouse_kit::claim_statement!(postgres, outbox_claimed_columns!());
 
 pub const OUTBOX_LIST: &str = "\
     SELECT id, merchant, target_uri, payload, created_at, next_attempt_at, attempts, last_error, delivered_at, \

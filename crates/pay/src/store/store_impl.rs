@@ -706,14 +706,9 @@ macro_rules! impl_pay_store {
                         Backend::Sqlite => sql::CLAIM_OUTBOX_SQLITE,
                         Backend::Postgres => sql::CLAIM_OUTBOX_POSTGRES,
                     };
-                    let mut tx = self.pool.begin().await?;
-                    let rows = sqlx::query_as::<_, sql::OutboxDbRow>(statement)
-                        .bind(now.0)
-                        .bind(limit)
-                        .bind(now.plus(lease_secs).0)
-                        .fetch_all(&mut *tx)
-                        .await?;
-                    tx.commit().await?;
+                    let lease_until = now.plus(lease_secs).0;
+                    let rows: Vec<sql::OutboxDbRow> =
+                        gatehouse_kit::outbox_sql::claim(&self.pool, statement, now.0, limit, lease_until).await?;
                     Ok(rows.into_iter().map(OutboxRow::from).collect())
                 }
 
