@@ -14,7 +14,9 @@ pub trait AuditStore: Send + Sync {
     /// Appends an event that has no other change to go with (a failed login).
     async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
 
-    /// Oldest first.
+    /// The log's read, oldest first: the events `query` selects. No
+    /// endpoint calls it yet; it is the read fraud review will be served
+    /// from (its own issue), and the tests read the log with it.
     async fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
 }
 

@@ -159,10 +159,6 @@ macro_rules! impl_store {
 
             #[async_trait]
             impl $crate::MaintenanceStore for $store {
-                fn backend(&self) -> Backend {
-                    $backend
-                }
-
                 async fn migrate(&self) -> Result<(), StoreError> {
                     $migrator.run(&self.writer).await?;
                     Ok(())

@@ -82,8 +82,10 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// Which database an `impl_store!` expansion is for (`backend.rs`): where
+/// a backend runs a write another way, the code matches on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     Sqlite,
     Postgres,
 }
@@ -239,12 +241,9 @@ pub struct AuditQuery {
     pub limit: u32,
 }
 
-/// The database itself: which backend, migrations, a health check,
-/// housekeeping.
+/// The database itself: migrations, a health check, housekeeping.
 #[async_trait]
 pub trait MaintenanceStore: Send + Sync {
-    fn backend(&self) -> Backend;
-
     /// Applies this backend's migrations (idempotent).
     async fn migrate(&self) -> Result<(), StoreError>;
 

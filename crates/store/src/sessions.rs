@@ -14,10 +14,9 @@ use gatehouse_core::{AccountId, Timestamp, TokenDigest};
 pub trait SessionStore: Send + Sync {
     async fn create_session(&self, session: &Session, audit: &AuditEvent) -> Result<(), StoreError>;
 
-    async fn session(&self, id: &TokenDigest) -> Result<Option<Session>, StoreError>;
-
-    /// The session with its account and the account's bans, in one read;
-    /// `None` if either is missing.
+    /// The session with its account and the account's bans, in one read
+    /// (the only read of a session by its cookie's digest); `None` if either
+    /// is missing.
     async fn session_with_account(&self, id: &TokenDigest) -> Result<Option<(Session, AccountBans)>, StoreError>;
 
     /// Newest first.
@@ -71,14 +70,6 @@ macro_rules! impl_session_store {
                 insert_audit(&mut tx, audit).await?;
                 tx.commit().await?;
                 Ok(())
-            }
-
-            async fn session(&self, id: &TokenDigest) -> Result<Option<Session>, StoreError> {
-                let row = sqlx::query_as::<_, SessionRow>($crate::sessions::SESSION_BY_ID)
-                    .bind(id.as_str())
-                    .fetch_optional(&self.pool)
-                    .await?;
-                Ok(row.map(Session::from))
             }
 
             async fn session_with_account(
@@ -170,11 +161,6 @@ pub const INSERT_SESSION: &str = "\
     INSERT INTO sessions (id_digest, handle, account_id, created_at, auth_time, amr, \
                           last_seen_at, user_agent, ip, needs_reauth) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
-
-pub const SESSION_BY_ID: &str = "\
-    SELECT id_digest, handle, account_id, created_at, auth_time, amr, \
-           last_seen_at, user_agent, ip, needs_reauth \
-    FROM sessions WHERE id_digest = $1";
 
 /// Newest first; the digest breaks ties so the order is stable.
 pub const SESSIONS_OF: &str = "\

@@ -97,12 +97,6 @@ pub trait OAuthStore: Send + Sync {
         audit: &AuditEvent,
     ) -> Result<bool, StoreError>;
 
-    /// Writes a grant on its own, with an optional refresh token. No
-    /// endpoint calls it today (client credentials and token exchange store
-    /// no grant; a code's redemption writes its own): the store's tests set
-    /// up grants with it.
-    async fn insert_grant(&self, grant: &Grant, refresh: Option<&RefreshToken>) -> Result<(), StoreError>;
-
     async fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError>;
 
     /// Whether the grant or any ancestor (`parent_id` chain) is revoked.
@@ -435,13 +429,6 @@ macro_rules! impl_oauth_store {
                 insert_audit(&mut tx, audit).await?;
                 tx.commit().await?;
                 Ok(deleted > 0)
-            }
-
-            async fn insert_grant(&self, grant: &Grant, refresh: Option<&RefreshToken>) -> Result<(), StoreError> {
-                let mut tx = self.writer.begin().await?;
-                write_grant(&mut tx, grant, refresh).await?;
-                tx.commit().await?;
-                Ok(())
             }
 
             async fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {

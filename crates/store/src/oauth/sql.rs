@@ -93,8 +93,9 @@ macro_rules! insert_auth_code {
     };
 }
 
-/// The grant a redeemed code becomes, `$1` to `$13` as in [`INSERT_GRANT`],
-/// inserted only from the rows of `$source`.
+/// The grant a redeemed code becomes, `$1` to `$13` in this order
+/// (`grant_query` in `write.rs` binds them), inserted only from the rows
+/// of `$source`. A code's redemption is the only way a grant is written.
 macro_rules! insert_grant_from {
     ($source:literal) => {
         concat!(
@@ -127,7 +128,7 @@ pub const INSERT_AUTH_CODE_POSTGRES: &str = concat!(
 
 /// A code's redemption as one query. Marks the code used (`$14` now, `$15`
 /// its digest); only if that changed a row, inserts the grant (`$1` to
-/// `$13` as [`INSERT_GRANT`]), which answers with its id, and then, if
+/// `$13` as in `insert_grant_from!`), which answers with its id, and then, if
 /// there is one, the refresh token (`$16` digest, `$17` created, `$18`
 /// expires, `$19` used). No row back: the code was used before, or never
 /// issued. SQLite runs it in a batch (`batch.rs`); PostgreSQL as one
@@ -178,11 +179,6 @@ pub const CONSENTS_OF: &str = "\
 
 pub const DELETE_CONSENT: &str = "\
     DELETE FROM consents WHERE account_id = $1 AND client_id = $2";
-
-pub const INSERT_GRANT: &str = "\
-    INSERT INTO grants (id, client_id, account_id, scopes, sid, session_digest, auth_time, amr, \
-                        resources, parent_id, created_at, revoked_at, dpop_jkt) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 
 pub const GRANT: &str = "\
     SELECT id, client_id, account_id, scopes, sid, session_digest, auth_time, amr, resources, \

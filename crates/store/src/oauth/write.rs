@@ -1,5 +1,5 @@
 //! The writes several OAuth methods share: binding a client's, grant's
-//! or code's columns, a grant with its refresh token, revoking a family,
+//! or code's columns, writing a refresh token, revoking a family,
 //! a replay. Expanded by `impl_oauth_store!`.
 
 /// The helpers, for the backend `impl_store!` expands.
@@ -25,9 +25,9 @@ macro_rules! oauth_writes {
                 .bind(columns.resource_uris)
         }
 
-        /// `statement` ([`crate::oauth::sql::INSERT_GRANT`] or
-        /// [`crate::oauth::sql::REDEEM_AUTH_CODE_SQLITE`]) with the grant's columns
-        /// bound, `$1` to `$13`.
+        /// `statement` ([`crate::oauth::sql::REDEEM_AUTH_CODE_SQLITE`] or
+        /// [`crate::oauth::sql::REDEEM_AUTH_CODE_POSTGRES`]) with the grant's
+        /// columns bound, `$1` to `$13`.
         fn grant_query(statement: &'static str, grant: &Grant) -> Query {
             let amr = grant.amr.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(" ");
             sqlx::query(statement)
@@ -44,23 +44,6 @@ macro_rules! oauth_writes {
                 .bind(grant.created_at.0)
                 .bind(grant.revoked_at.map(|t| t.0))
                 .bind(grant.dpop_jkt.as_deref())
-        }
-
-        /// Writes a grant and its first refresh token (if any) on `conn`.
-        async fn write_grant(conn: &mut Conn, grant: &Grant, refresh: Option<&RefreshToken>) -> Result<(), StoreError> {
-            let inserted = grant_query($crate::oauth::sql::INSERT_GRANT, grant)
-                .execute(&mut *conn)
-                .await;
-            match inserted {
-                Err(e) if $crate::sql::is_unique_violation(&e) => {
-                    return Err(StoreError::Conflict("grant"));
-                }
-                other => other?,
-            };
-            if let Some(refresh) = refresh {
-                write_refresh_token(conn, refresh).await?;
-            }
-            Ok(())
         }
 
         async fn write_refresh_token(conn: &mut Conn, token: &RefreshToken) -> Result<(), StoreError> {
