@@ -26,8 +26,8 @@ pub trait BanStore: Send + Sync {
 
     /// Lifts the ban of the account everywhere (`None`) or at one client,
     /// deleting its account-enabled messages not yet due
-    /// ([`crate::suspension_end_key`]); false if there was none. With its audit
-    /// event and, only if there was a ban to lift, `outbox`.
+    /// ([`crate::suspension_end_key`]), with its audit event and `outbox`;
+    /// false if there was none, and then nothing is written.
     async fn unban(
         &self,
         account: &AccountId,
@@ -126,8 +126,9 @@ macro_rules! impl_ban_store {
                     // The unban happens at its audit event's time.
                     withdraw_suspension_end(&mut tx, account, client, audit.at).await?;
                     insert_outbox(&mut tx, outbox).await?;
+                    insert_audit(&mut tx, audit).await?;
                 }
-                insert_audit(&mut tx, audit).await?;
+                // No ban to lift: nothing changed, nothing is recorded.
                 tx.commit().await?;
                 Ok(deleted > 0)
             }

@@ -2582,6 +2582,14 @@ async fn a_lifted_or_replaced_suspension_withdraws_its_end(db: Arc<TestDb>) {
         .unwrap();
     assert!(s.unban(&a.id, None, &unbanned(T0.plus(6)), &[]).await.unwrap());
     assert_eq!(ids().await, ["off-1", "off-2", "on-due", "on-now"]);
+
+    // No ban left to lift: nothing changes, and no event says otherwise.
+    let lifted = audit(s, Some(&a.id), Some(AuditKind::AccountUnbanned)).await.len();
+    assert!(!s.unban(&a.id, None, &unbanned(T0.plus(7)), &[]).await.unwrap());
+    assert_eq!(
+        audit(s, Some(&a.id), Some(AuditKind::AccountUnbanned)).await.len(),
+        lifted
+    );
 }
 
 async fn outbox_claim_lease_and_outcomes(db: Arc<TestDb>) {

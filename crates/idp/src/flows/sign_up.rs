@@ -148,7 +148,8 @@ pub async fn create_account(
         user_agent: format!("gatehouse {by}"),
     };
     let audit = AuditEvent::new(AuditKind::SignUp, Some(&account.id), &actor, now)
-        .with_detail(serde_json::json!({ "email": email, "by": by, "verified": verified }));
+        .with_detail(serde_json::json!({ "email": email, "by": by, "verified": verified }))
+        .by(by);
     match store.create_account(&account, &audit).await {
         Ok(()) => Ok(account.id),
         Err(StoreError::Conflict(_)) => Err(CreateError::Taken(email)),
