@@ -1026,6 +1026,79 @@ async fn pin_reset_from_a_purchase_ends_on_it_ready_to_pay(backend: Backend) {
     w.finish().await;
 }
 
+both_backends!(health_and_metrics_show_purchases_and_refusals);
+
+/// The payments service's `/health/*` and `/metrics`, as the IdP's: a
+/// purchase, its amount, the refusals by reason, requests by route and the
+/// notification queue are counted; readiness is 503 once its database is
+/// gone (dropped on PostgreSQL; an SQLite file already open cannot go away
+/// under its connections, so there only the 200 is checked).
+async fn health_and_metrics_show_purchases_and_refusals(backend: Backend) {
+    let mut w = World::new(backend).await;
+    let (b, broad, sub) = w.user("vic@example.com", &w.shop).await;
+    w.store.fund(&sub, 1000, "EUR").await.unwrap();
+    let contract = w.contract(&broad, "o1", 250).await;
+    let hash = contract["contract_hash"].as_str().unwrap();
+    first_purchase_setup(&w, &b, &contract).await;
+    pay_with(&w, &b, hash, "604918")
+        .await
+        .expect(StatusCode::BAD_REQUEST, "Wrong PIN");
+    pay_with(&w, &b, hash, PIN)
+        .await
+        .expect_redirect("http://127.0.0.1:9/fulfill");
+    let dear = w.contract(&broad, "o2", 5000).await;
+    pay_with(&w, &b, dear["contract_hash"].as_str().unwrap(), PIN)
+        .await
+        .expect(StatusCode::PAYMENT_REQUIRED, "Not enough money");
+
+    let ops = w.app.browser();
+    get(&ops, &w.pay("/health/live")).await.expect(StatusCode::OK, "\"ok\"");
+    get(&ops, &w.pay("/health/ready"))
+        .await
+        .expect(StatusCode::OK, "\"ok\"");
+    // The notification is delivered by the worker; the queue shows it.
+    let page = eventually("the notification delivered", || async {
+        let page = get(&ops, &w.pay("/metrics")).await;
+        page.body
+            .contains("gatehouse_pay_notifications{state=\"delivered\"} 1")
+            .then_some(page)
+    })
+    .await;
+    page.expect(StatusCode::OK, "# TYPE gatehouse_pay_purchases counter");
+    for line in [
+        "gatehouse_pay_purchases_total{currency=\"EUR\"} 1",
+        "gatehouse_pay_paid_minor_units_total{currency=\"EUR\"} 250",
+        "gatehouse_pay_refusals_total{reason=\"wrong_pin\"} 1",
+        "gatehouse_pay_refusals_total{reason=\"insufficient_funds\"} 1",
+        "gatehouse_pay_notifications{state=\"pending\"} 0",
+        "gatehouse_pay_notifications{state=\"failed\"} 0",
+        "gatehouse_pay_notifications{state=\"dead\"} 0",
+        "gatehouse_pay_http_requests_total{method=\"POST\",route=\"/contracts/{hash}/pay\",status=\"303\"} 1",
+        "gatehouse_pay_http_requests_total{method=\"POST\",route=\"/contracts/{hash}/pay\",status=\"400\"} 1",
+    ] {
+        assert!(page.body.contains(line), "{line} missing from:\n{}", page.body);
+    }
+
+    if matches!(backend, Backend::Postgres) {
+        assert_eq!(w.store.ledger_sum().await.unwrap(), 0);
+        w.pay_db.drop_db().await;
+        eventually("readiness fails without the database", || async {
+            let page = get(&ops, &w.pay("/health/ready")).await;
+            (page.status == StatusCode::SERVICE_UNAVAILABLE).then_some(page)
+        })
+        .await
+        .expect(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+        get(&ops, &w.pay("/health/live")).await.expect(StatusCode::OK, "\"ok\"");
+        // The ledger is gone with the database: stop without the final sums.
+        if let Some(pay) = w.pay.take() {
+            pay.shutdown().await;
+        }
+        w.app.finish().await;
+        return;
+    }
+    w.finish().await;
+}
+
 async fn wrong_pins_are_throttled(backend: Backend) {
     let w = World::new(backend).await;
     let (b, broad, sub) = w.user("ivy@example.com", &w.shop).await;
