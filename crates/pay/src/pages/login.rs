@@ -185,7 +185,7 @@ async fn pin_reset_returned(
         .store
         .allow_pin_reset(digest.as_str(), &session.sub, now.plus(PIN_RESET_WINDOW), now)
         .await?;
-    Ok(see_other(&super::pin::new_pin_url(&return_to)))
+    Ok(see_other(&super::pin::new_pin_url(return_to)))
 }
 
 #[cfg(test)]
