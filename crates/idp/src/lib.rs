@@ -54,7 +54,10 @@ pub fn router(state: AppState) -> Router {
         // The strictest policy the pages work under (no scripts, no
         // framing), nosniff, no referrer, no caching: see the kit.
         .layer(axum::middleware::map_response(gatehouse_kit::headers::security_headers))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.requests.clone(),
+            gatehouse_kit::ops::track,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -1,32 +1,16 @@
 //! Prometheus metrics, kept in the `AppState` (no global registry): requests
 //! by route and status, and the account events operators watch.
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
-use prometheus_client::encoding::EncodeLabelSet;
+use gatehouse_kit::ops::{OutcomeLabels, Requests, count};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::AppState;
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
-    pub method: String,
-    pub route: String,
-    pub status: u16,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabels {
-    pub outcome: String,
-}
-
 pub struct Metrics {
     registry: Registry,
-    pub requests: Family<RequestLabels, Counter>,
+    /// Requests by route and status (the kit's `track` middleware).
+    pub requests: Requests,
     /// Logins by outcome: `success`, or the failure reason.
     pub logins: Family<OutcomeLabels, Counter>,
     pub signups: Counter,
@@ -48,14 +32,9 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("gatehouse");
-        let requests = Family::<RequestLabels, Counter>::default();
+        let requests = gatehouse_kit::ops::register_requests(&mut registry);
         let logins = Family::<OutcomeLabels, Counter>::default();
         let signups = Counter::default();
-        registry.register(
-            "http_requests",
-            "HTTP requests by route, method and status",
-            requests.clone(),
-        );
         registry.register("logins", "Login attempts by outcome", logins.clone());
         registry.register("signups", "Accounts created", signups.clone());
         let outbox_deliveries = Family::<OutcomeLabels, Counter>::default();
@@ -88,49 +67,15 @@ impl Metrics {
     }
 
     pub fn login(&self, outcome: &str) {
-        self.logins
-            .get_or_create(&OutcomeLabels {
-                outcome: outcome.to_owned(),
-            })
-            .inc();
+        count(&self.logins, outcome);
     }
 
     pub fn outbox_delivery(&self, outcome: &str) {
-        self.outbox_deliveries
-            .get_or_create(&OutcomeLabels {
-                outcome: outcome.to_owned(),
-            })
-            .inc();
+        count(&self.outbox_deliveries, outcome);
     }
 
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
-            tracing::error!(error = %e, "metrics encoding failed");
-        }
-        out
+        gatehouse_kit::ops::encode(&self.registry)
     }
-}
-
-/// Middleware: counts every request by its route template (not its raw path,
-/// so a scanner cannot blow up the label set).
-pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().as_str().to_owned();
-    let response = next.run(req).await;
-    state
-        .metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            method,
-            route,
-            status: response.status().as_u16(),
-        })
-        .inc();
-    response
 }

@@ -1,44 +1,22 @@
-//! Operations endpoints: liveness, readiness (the store answers) and metrics.
+//! Operations endpoints: liveness, readiness (the store answers) and
+//! metrics, the kit's ([`gatehouse_kit::ops`]) over the IdP's state.
 
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::json;
+use axum::Router;
+use gatehouse_kit::ops::Ops;
 
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/health/live", get(live))
-        .route("/health/ready", get(ready))
-        .route("/metrics", get(metrics))
+    gatehouse_kit::ops::routes()
 }
 
-async fn live() -> impl IntoResponse {
-    Json(json!({ "status": "ok" }))
-}
-
-async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ok" }))),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "unavailable", "store": "unreachable" })),
-            )
-        }
+#[async_trait::async_trait]
+impl Ops for AppState {
+    async fn ready(&self) -> Result<(), String> {
+        self.store.ping().await.map_err(|e| e.to_string())
     }
-}
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.encode(),
-    )
+    async fn metrics(&self) -> String {
+        self.metrics.encode()
+    }
 }

@@ -14,9 +14,13 @@
 //! - [`admin`]: admin routes mounted from one table, each behind the guard.
 //! - [`headers`]: the security headers of every response.
 //! - [`page`]: rendering a page template into a response.
+//! - [`ops`]: `/health/live`, `/health/ready`, `/metrics` and the request
+//!   counter, over a service's [`ops::Ops`] (feature `ops`).
 
 pub mod admin;
 pub mod headers;
+#[cfg(feature = "ops")]
+pub mod ops;
 pub mod outbox;
 #[cfg(feature = "pools")]
 pub mod outbox_sql;

@@ -36,6 +36,33 @@ macro_rules! claim_statement {
     };
 }
 
+/// How many messages are pending (never tried), failed (tried, will be
+/// retried), delivered and dead: one row ([`SummaryRow`]) over the outbox
+/// table, with the `WHERE` clause `$filter` (a string literal, may be empty).
+#[macro_export]
+macro_rules! summary_statement {
+    ($filter:literal) => {
+        concat!(
+            "SELECT \
+               COALESCE(SUM(CASE WHEN delivered_at IS NULL AND dead_at IS NULL AND attempts = 0 THEN 1 ELSE 0 END), 0) AS pending, \
+               COALESCE(SUM(CASE WHEN delivered_at IS NULL AND dead_at IS NULL AND attempts > 0 THEN 1 ELSE 0 END), 0) AS failed, \
+               COALESCE(SUM(CASE WHEN delivered_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS delivered, \
+               COALESCE(SUM(CASE WHEN dead_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS dead \
+             FROM outbox",
+            $filter
+        )
+    };
+}
+
+/// The row of a [`summary_statement!`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct SummaryRow {
+    pub pending: i64,
+    pub failed: i64,
+    pub delivered: i64,
+    pub dead: i64,
+}
+
 /// Claims at most `limit` due messages at `now` (seconds) with
 /// `statement` (a [`claim_statement!`]), leased until `lease_until`.
 pub async fn claim<DB, R>(

@@ -11,6 +11,8 @@
 //! - `admin.rs`: purchases and refunds for IdP admins;
 //! - `outbox.rs`: signed merchant notifications, retried with backoff;
 //! - `keys.rs`: the ES256 signing key, encrypted at rest, and the JWKS;
+//! - `metrics.rs`: its Prometheus metrics; `/health/*` and `/metrics` are
+//!   the kit's (`gatehouse_kit::ops`), as the IdP's;
 //! - `store/`: the pay database (SQLite or PostgreSQL): ledger, purchases,
 //!   contracts, sessions, audit, outbox;
 //! - the rules (contract canonical form and hash, ledger movements,
@@ -34,6 +36,7 @@ pub mod admin;
 pub mod api;
 pub mod funding;
 pub mod keys;
+pub mod metrics;
 pub mod outbox;
 pub mod pages;
 pub mod store;
@@ -113,8 +116,12 @@ pub fn router(state: PayState) -> Router {
         .merge(admin::routes(&state))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/static/style.css", get(style))
-        .route("/health/live", get(|| async { "ok" }))
+        .merge(gatehouse_kit::ops::routes())
         .layer(axum::middleware::map_response(gatehouse_kit::headers::security_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.requests.clone(),
+            gatehouse_kit::ops::track,
+        ))
         .layer(DefaultBodyLimit::max(web::BODY_LIMIT))
         .layer(RequestBodyLimitLayer::new(web::BODY_LIMIT))
         .with_state(state)
@@ -187,6 +194,7 @@ impl PayService {
             secure_cookies: secure,
             outbox_wake: Notify::new(),
             funding: Arc::new(TestFunding),
+            metrics: metrics::PayMetrics::new(),
         }));
         let app = router(state.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

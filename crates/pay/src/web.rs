@@ -49,6 +49,7 @@ pub struct Inner {
     pub secure_cookies: bool,
     pub outbox_wake: Notify,
     pub funding: Arc<dyn FundingSource>,
+    pub metrics: crate::metrics::PayMetrics,
 }
 
 impl std::ops::Deref for PayState {

@@ -94,7 +94,7 @@ macro_rules! impl_outbox_store {
             }
 
             async fn outbox_summary(&self, client: Option<&ClientId>) -> Result<OutboxSummary, StoreError> {
-                let row = sqlx::query_as::<_, $crate::outbox::OutboxSummaryRow>($crate::outbox::OUTBOX_SUMMARY)
+                let row = sqlx::query_as::<_, gatehouse_kit::outbox_sql::SummaryRow>($crate::outbox::OUTBOX_SUMMARY)
                     .bind(client.map(ClientId::as_str))
                     .fetch_one(&self.pool)
                     .await?;
@@ -199,13 +199,7 @@ pub const OUTBOX_REDELIVER: &str = "\
     WHERE id = $1 AND delivered_at IS NULL";
 
 /// `$1` the client, or NULL for all.
-pub const OUTBOX_SUMMARY: &str = "\
-    SELECT \
-      COALESCE(SUM(CASE WHEN delivered_at IS NULL AND dead_at IS NULL AND attempts = 0 THEN 1 ELSE 0 END), 0) AS pending, \
-      COALESCE(SUM(CASE WHEN delivered_at IS NULL AND dead_at IS NULL AND attempts > 0 THEN 1 ELSE 0 END), 0) AS failed, \
-      COALESCE(SUM(CASE WHEN delivered_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS delivered, \
-      COALESCE(SUM(CASE WHEN dead_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS dead \
-    FROM outbox WHERE ($1 IS NULL OR client_id = $1)";
+pub const OUTBOX_SUMMARY: &str = gatehouse_kit::summary_statement!(" WHERE ($1 IS NULL OR client_id = $1)");
 
 /// When the oldest message still waiting (not delivered, not dead) was written.
 pub const OUTBOX_OLDEST_WAITING: &str =
@@ -219,14 +213,6 @@ pub const OUTBOX_MESSAGES: &str = concat!(
     " FROM outbox WHERE ($1 IS NULL OR client_id = $1) \
      ORDER BY created_at DESC, id DESC LIMIT $2"
 );
-
-#[derive(sqlx::FromRow)]
-pub struct OutboxSummaryRow {
-    pub pending: i64,
-    pub failed: i64,
-    pub delivered: i64,
-    pub dead: i64,
-}
 
 #[derive(sqlx::FromRow)]
 pub struct OutboxRow {

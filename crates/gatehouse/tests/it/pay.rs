@@ -942,6 +942,163 @@ async fn pin_reset_needs_a_fresh_login_of_the_same_person(backend: Backend) {
     w.finish().await;
 }
 
+both_backends!(pin_reset_from_a_purchase_ends_on_it_ready_to_pay);
+
+/// The fresh login of a PIN reset begun at `reset` (the IdP asks for the
+/// password again): where the browser lands.
+async fn fresh_login(b: &Browser, reset: &str, email: &str) -> String {
+    let r = get(b, reset).await;
+    let (_, page) = walk(b, r.location().unwrap()).await;
+    page.expect(StatusCode::OK, "enter your password again");
+    let next = page.input_value("next").unwrap();
+    let r = b
+        .post("/login", &[("email", email), ("password", PASSWORD), ("next", &next)])
+        .await;
+    walk(b, b.url(r.location().unwrap()).as_str()).await.0
+}
+
+/// A buyer who forgot the PIN on the pay page resets it and is back on
+/// that pay page, ready to pay with the new PIN; a `next` that is not one
+/// of the service's own paths ends on the payments page instead.
+async fn pin_reset_from_a_purchase_ends_on_it_ready_to_pay(backend: Backend) {
+    let w = World::new(backend).await;
+    let (b, broad, sub) = w.user("uma@example.com", &w.shop).await;
+    w.store.fund(&sub, 1000, "EUR").await.unwrap();
+    let contract = w.contract(&broad, "o1", 100).await;
+    let hash = contract["contract_hash"].as_str().unwrap();
+    let pay_page = first_purchase_setup(&w, &b, &contract).await;
+    pay_with(&w, &b, hash, "604918")
+        .await
+        .expect(StatusCode::BAD_REQUEST, "Wrong PIN");
+
+    // Somewhere else than our own paths: back to the payments page.
+    for hostile in ["https://evil.example/", "//evil.example/", "/%2F/evil.example"] {
+        let reset = w.pay(&format!("/pin/reset?next={}", urlencoding(hostile)));
+        let landed = fresh_login(&b, &reset, "uma@example.com").await;
+        assert_eq!(landed, w.pay("/pin/new"), "{hostile}");
+        let page = get(&b, &landed).await;
+        let csrf = page.input_value("csrf").unwrap();
+        assert_eq!(page.input_value("next"), None, "{hostile}");
+        post(
+            &b,
+            &landed,
+            &[
+                ("csrf", &csrf),
+                ("pin", "604918"),
+                ("pin_again", "604918"),
+                ("next", hostile),
+            ],
+        )
+        .await
+        .expect_redirect("/?notice=pin_changed");
+    }
+
+    // "Forgot your PIN?" on the pay page carries the purchase along.
+    let reset_path = format!("/pin/reset?next=/contracts/{hash}");
+    assert!(pay_page.body.contains(&reset_path), "{}", pay_page.body);
+    let landed = fresh_login(&b, &w.pay(&reset_path), "uma@example.com").await;
+    assert_eq!(landed, w.pay(&format!("/pin/new?next=%2Fcontracts%2F{hash}")));
+    let page = get(&b, &landed).await;
+    page.expect(StatusCode::OK, "New purchase PIN");
+    let csrf = page.input_value("csrf").unwrap();
+    let next = page.input_value("next").unwrap();
+    assert_eq!(next, format!("/contracts/{hash}"));
+    post(
+        &b,
+        &w.pay("/pin/new"),
+        &[
+            ("csrf", &csrf),
+            ("pin", "720461"),
+            ("pin_again", "720461"),
+            ("next", &next),
+        ],
+    )
+    .await
+    .expect_redirect(&format!("/contracts/{hash}"));
+    // The same purchase page, ready to pay with the new PIN.
+    let page = get(&b, &w.pay(&format!("/contracts/{hash}"))).await;
+    page.expect(StatusCode::OK, "Purchase PIN");
+    page.expect(StatusCode::OK, "Pay 1.00 EUR");
+    pay_with(&w, &b, hash, "720461")
+        .await
+        .expect_redirect(contract["contract"]["fulfillment_url"].as_str().unwrap());
+    assert_eq!(w.store.balance(&sub, "EUR").await.unwrap(), 900);
+    w.finish().await;
+}
+
+both_backends!(health_and_metrics_show_purchases_and_refusals);
+
+/// The payments service's `/health/*` and `/metrics`, as the IdP's: a
+/// purchase, its amount, the refusals by reason, requests by route and the
+/// notification queue are counted; readiness is 503 once its database is
+/// gone (dropped on PostgreSQL; an SQLite file already open cannot go away
+/// under its connections, so there only the 200 is checked).
+async fn health_and_metrics_show_purchases_and_refusals(backend: Backend) {
+    let mut w = World::new(backend).await;
+    let (b, broad, sub) = w.user("vic@example.com", &w.shop).await;
+    w.store.fund(&sub, 1000, "EUR").await.unwrap();
+    let contract = w.contract(&broad, "o1", 250).await;
+    let hash = contract["contract_hash"].as_str().unwrap();
+    first_purchase_setup(&w, &b, &contract).await;
+    pay_with(&w, &b, hash, "604918")
+        .await
+        .expect(StatusCode::BAD_REQUEST, "Wrong PIN");
+    pay_with(&w, &b, hash, PIN)
+        .await
+        .expect_redirect("http://127.0.0.1:9/fulfill");
+    let dear = w.contract(&broad, "o2", 5000).await;
+    pay_with(&w, &b, dear["contract_hash"].as_str().unwrap(), PIN)
+        .await
+        .expect(StatusCode::PAYMENT_REQUIRED, "Not enough money");
+
+    let ops = w.app.browser();
+    get(&ops, &w.pay("/health/live")).await.expect(StatusCode::OK, "\"ok\"");
+    get(&ops, &w.pay("/health/ready"))
+        .await
+        .expect(StatusCode::OK, "\"ok\"");
+    // The notification is delivered by the worker; the queue shows it.
+    let page = eventually("the notification delivered", || async {
+        let page = get(&ops, &w.pay("/metrics")).await;
+        page.body
+            .contains("gatehouse_pay_notifications{state=\"delivered\"} 1")
+            .then_some(page)
+    })
+    .await;
+    page.expect(StatusCode::OK, "# TYPE gatehouse_pay_purchases counter");
+    for line in [
+        "gatehouse_pay_purchases_total{currency=\"EUR\"} 1",
+        "gatehouse_pay_paid_minor_units_total{currency=\"EUR\"} 250",
+        "gatehouse_pay_refusals_total{reason=\"wrong_pin\"} 1",
+        "gatehouse_pay_refusals_total{reason=\"insufficient_funds\"} 1",
+        "gatehouse_pay_notifications{state=\"pending\"} 0",
+        "gatehouse_pay_notifications{state=\"failed\"} 0",
+        "gatehouse_pay_notifications{state=\"dead\"} 0",
+        "gatehouse_pay_http_requests_total{method=\"POST\",route=\"/contracts/{hash}/pay\",status=\"303\"} 1",
+        "gatehouse_pay_http_requests_total{method=\"POST\",route=\"/contracts/{hash}/pay\",status=\"400\"} 1",
+    ] {
+        assert!(page.body.contains(line), "{line} missing from:\n{}", page.body);
+    }
+
+    if matches!(backend, Backend::Postgres) {
+        assert_eq!(w.store.ledger_sum().await.unwrap(), 0);
+        w.pay_db.drop_db().await;
+        eventually("readiness fails without the database", || async {
+            let page = get(&ops, &w.pay("/health/ready")).await;
+            (page.status == StatusCode::SERVICE_UNAVAILABLE).then_some(page)
+        })
+        .await
+        .expect(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+        get(&ops, &w.pay("/health/live")).await.expect(StatusCode::OK, "\"ok\"");
+        // The ledger is gone with the database: stop without the final sums.
+        if let Some(pay) = w.pay.take() {
+            pay.shutdown().await;
+        }
+        w.app.finish().await;
+        return;
+    }
+    w.finish().await;
+}
+
 async fn wrong_pins_are_throttled(backend: Backend) {
     let w = World::new(backend).await;
     let (b, broad, sub) = w.user("ivy@example.com", &w.shop).await;

@@ -21,13 +21,10 @@ pub const PIN_RESET_WINDOW: i64 = 10 * 60;
 /// Clock tolerance on `auth_time`, in seconds.
 const AUTH_TIME_LEEWAY: i64 = 5;
 
-/// Only our own paths are places to come back to.
-fn local_path(path: &str) -> &str {
-    if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') {
-        path
-    } else {
-        "/"
-    }
+/// Only our own paths are places to come back to (the core's rule, as
+/// for the IdP's `next`); anything else comes back to the payments page.
+pub fn local_path(path: &str) -> &str {
+    gatehouse_core::return_path::local_return_path(path).unwrap_or("/")
 }
 
 /// Sends the browser to the IdP; `return_to` is where it goes afterwards.
@@ -131,7 +128,7 @@ async fn handle(state: &PayState, headers: &HeaderMap, query: &str) -> Result<Re
         }
     };
     let mut response = match row.purpose.as_str() {
-        PURPOSE_PIN_RESET => pin_reset_returned(state, headers, &pending, &login, now).await?,
+        PURPOSE_PIN_RESET => pin_reset_returned(state, headers, &pending, &login, &row.return_to, now).await?,
         _ => {
             let (_, cookie) = state.start_session(&login.subject).await?;
             let mut r = see_other(&row.return_to);
@@ -153,6 +150,7 @@ async fn pin_reset_returned(
     headers: &HeaderMap,
     pending: &PendingLogin,
     login: &gatehouse_relier::Login,
+    return_to: &str,
     now: Timestamp,
 ) -> Result<Response, PageError> {
     let Some((digest, session)) = state.session(headers).await? else {
@@ -187,7 +185,7 @@ async fn pin_reset_returned(
         .store
         .allow_pin_reset(digest.as_str(), &session.sub, now.plus(PIN_RESET_WINDOW), now)
         .await?;
-    Ok(see_other("/pin/new"))
+    Ok(see_other(&super::pin::new_pin_url(return_to)))
 }
 
 #[cfg(test)]
@@ -200,5 +198,7 @@ mod tests {
         assert_eq!(local_path("//evil.example/"), "/");
         assert_eq!(local_path("https://evil.example/"), "/");
         assert_eq!(local_path("/\\evil"), "/");
+        assert_eq!(local_path("/%2F/evil.example"), "/");
+        assert_eq!(local_path(""), "/");
     }
 }

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::login::require_login;
 use super::render::{PayPage, SetupPage, money, render};
 use super::{hash_pin, parse_form, verify_pin};
+use crate::metrics::Refusal;
 use crate::store::{Buyer, Contract, Paid, PayAuditKind, PaySession, PayStoreError, Purchase};
 use crate::web::{PageError, PayState, csp_for_merchants, see_other};
 
@@ -303,6 +304,7 @@ pub async fn pay(State(state): State<PayState>, headers: HeaderMap, Path(hash): 
         let key = pin::throttle_key(&session.sub);
         let now = Timestamp::now();
         let Some(reserved) = state.store.reserve_attempt(&key, now, pin::PER_USER).await? else {
+            state.metrics.refusal(Refusal::TooManyPins);
             let window = state.store.throttle_window(&key).await?;
             return Err(PageError::page(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -316,6 +318,7 @@ pub async fn pay(State(state): State<PayState>, headers: HeaderMap, Path(hash): 
         let ok = pin::well_formed(&form.pin) && verify_pin(form.pin, pin_hash).await?;
         if !ok {
             // The reserved attempt stays counted: it is the failure.
+            state.metrics.refusal(Refusal::WrongPin);
             let detail = serde_json::json!({ "contract_hash": hash, "failures": reserved.failures });
             state
                 .store
@@ -339,6 +342,7 @@ pub async fn pay(State(state): State<PayState>, headers: HeaderMap, Path(hash): 
             Ok(paid) => {
                 if matches!(paid, Paid::New(_)) {
                     state.outbox_wake.notify_one();
+                    state.metrics.purchase(&contract.terms.currency, contract.terms.amount);
                 }
                 if paid.purchase().state == PurchaseState::Refunded {
                     // Refunded between the page and the payment.
@@ -347,6 +351,7 @@ pub async fn pay(State(state): State<PayState>, headers: HeaderMap, Path(hash): 
                 prove(&state, &contract, paid.purchase())
             }
             Err(PayStoreError::InsufficientFunds) => {
+                state.metrics.refusal(Refusal::InsufficientFunds);
                 purchase_page(
                     &state,
                     &contract,

@@ -92,6 +92,8 @@ pub struct HomePage<'a> {
 #[template(path = "pin_new.html")]
 pub struct PinNewPage<'a> {
     pub csrf: &'a str,
+    /// Where the browser goes once the PIN is set (`/`: the payments page).
+    pub next: &'a str,
     pub error: Option<&'a str>,
 }
 

@@ -366,6 +366,13 @@ pub trait PayStore: Send + Sync + 'static {
     ) -> Result<(), PayStoreError>;
     /// Newest first.
     async fn outbox(&self, merchant: Option<&str>, limit: i64) -> Result<Vec<OutboxRow>, PayStoreError>;
+    /// How many notifications are pending, failed (will retry), delivered
+    /// and dead.
+    async fn outbox_summary(&self) -> Result<gatehouse_kit::outbox_sql::SummaryRow, PayStoreError>;
+
+    // --- operations
+    /// The database answers (readiness).
+    async fn ping(&self) -> Result<(), PayStoreError>;
 }
 
 /// Opens the database the URL names (`sqlite://...` or `postgres://...`).

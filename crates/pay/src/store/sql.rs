@@ -311,6 +311,9 @@ pub const CLAIM_OUTBOX_SQLITE: &str = gatehouse_kit::claim_statement!(sqlite, ou
 /// The same on PostgreSQL (`FOR UPDATE SKIP LOCKED`).
 pub const CLAIM_OUTBOX_POSTGRES: &str = gatehouse_kit::claim_statement!(postgres, outbox_claimed_columns!());
 
+/// The notifications by delivery state (the kit's statement, as the IdP's).
+pub const OUTBOX_SUMMARY: &str = gatehouse_kit::summary_statement!("");
+
 pub const OUTBOX_LIST: &str = "\
     SELECT id, merchant, target_uri, payload, created_at, next_attempt_at, attempts, last_error, delivered_at, \
            dead_at \

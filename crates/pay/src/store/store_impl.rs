@@ -728,6 +728,15 @@ macro_rules! impl_pay_store {
                     Ok(gatehouse_kit::outbox_sql::failed(pool, id, now.0, next_attempt_at.0, error, dead).await?)
                 }
 
+                async fn outbox_summary(&self) -> Result<gatehouse_kit::outbox_sql::SummaryRow, PayStoreError> {
+                    Ok(sqlx::query_as(sql::OUTBOX_SUMMARY).fetch_one(&self.pool).await?)
+                }
+
+                async fn ping(&self) -> Result<(), PayStoreError> {
+                    sqlx::query("SELECT 1").execute(&self.pool).await?;
+                    Ok(())
+                }
+
                 async fn outbox(&self, merchant: Option<&str>, limit: i64) -> Result<Vec<OutboxRow>, PayStoreError> {
                     let rows = sqlx::query_as::<_, sql::OutboxDbRow>(sql::OUTBOX_LIST)
                         .bind(merchant)
