@@ -1,8 +1,9 @@
 //! The purchase pages: `GET /purchase/{link}` (the single-use link from the
 //! merchant), `GET /contracts/{hash}` (the pay URL), and the forms
 //! `POST /contracts/{hash}/setup` (first purchase: agreement and PIN) and
-//! `POST /contracts/{hash}/pay`. These pages may be framed by the
-//! registered merchants' origins.
+//! `POST /contracts/{hash}/pay`. A purchase page may be framed only by the
+//! origins of the contract's own merchant (`frame-ancestors`); any other
+//! page here, or a page whose contract is unknown, by nobody.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -43,30 +44,38 @@ fn gone() -> PageError {
 /// `GET /purchase/{link}`: burns the link, signs the link's buyer in, and
 /// sends the browser to the pay URL.
 pub async fn link(State(state): State<PayState>, Path(link): Path<String>) -> Response {
+    let mut hash = None;
     let result = async {
         let token = OpaqueToken::parse(&link).ok_or_else(gone)?;
-        let (hash, sub) = state
+        let (h, sub) = state
             .store
             .use_link(token.digest().as_str(), Timestamp::now())
             .await?
             .ok_or_else(gone)?;
         let (_, cookie) = state.start_session(&sub).await?;
-        let mut response = see_other(&format!("/contracts/{hash}"));
+        let mut response = see_other(&format!("/contracts/{h}"));
         if let Ok(v) = cookie.parse() {
             response.headers_mut().append(header::SET_COOKIE, v);
         }
+        hash = Some(h);
         Ok::<_, PageError>(response)
     }
     .await;
-    framed(&state, result.unwrap_or_else(IntoResponse::into_response)).await
+    framed(
+        &state,
+        hash.as_deref(),
+        result.unwrap_or_else(IntoResponse::into_response),
+    )
+    .await
 }
 
-/// Lets the merchants' origins frame a purchase page.
-async fn framed(state: &PayState, mut response: Response) -> Response {
-    let origins: Vec<String> = match state.store.merchants().await {
-        Ok(m) => m.into_iter().flat_map(|m| m.origins).collect(),
+/// Lets the origins of the merchant of the contract `hash` (and only
+/// those) frame the response; without a known contract, nobody.
+async fn framed(state: &PayState, hash: Option<&str>, mut response: Response) -> Response {
+    let origins = match merchant_origins(state, hash).await {
+        Ok(o) => o,
         Err(e) => {
-            tracing::warn!(error = %e, "payments: cannot read the merchants' origins");
+            tracing::warn!(error = %e, "payments: cannot read the merchant's origins");
             Vec::new()
         }
     };
@@ -74,6 +83,22 @@ async fn framed(state: &PayState, mut response: Response) -> Response {
         response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
     }
     response
+}
+
+/// The registered origins of the merchant of the contract `hash`.
+async fn merchant_origins(state: &PayState, hash: Option<&str>) -> Result<Vec<String>, PayStoreError> {
+    let Some(hash) = hash.filter(|h| is_hash(h)) else {
+        return Ok(Vec::new());
+    };
+    let Some(contract) = state.store.contract(hash).await? else {
+        return Ok(Vec::new());
+    };
+    Ok(state
+        .store
+        .merchant(&contract.terms.merchant)
+        .await?
+        .map(|m| m.origins)
+        .unwrap_or_default())
 }
 
 /// A fresh proof that `purchase` is paid, on the fulfillment URL.
@@ -200,7 +225,7 @@ pub async fn contract(State(state): State<PayState>, headers: HeaderMap, Path(ha
         }
     }
     .await;
-    framed(&state, result.unwrap_or_else(IntoResponse::into_response)).await
+    framed(&state, Some(&hash), result.unwrap_or_else(IntoResponse::into_response)).await
 }
 
 #[derive(Deserialize)]
@@ -271,7 +296,7 @@ pub async fn setup(
         Ok(see_other(&format!("/contracts/{hash}")))
     }
     .await;
-    framed(&state, result.unwrap_or_else(IntoResponse::into_response)).await
+    framed(&state, Some(&hash), result.unwrap_or_else(IntoResponse::into_response)).await
 }
 
 #[derive(Deserialize)]
@@ -361,5 +386,5 @@ pub async fn pay(State(state): State<PayState>, headers: HeaderMap, Path(hash): 
         }
     }
     .await;
-    framed(&state, result.unwrap_or_else(IntoResponse::into_response)).await
+    framed(&state, Some(&hash), result.unwrap_or_else(IntoResponse::into_response)).await
 }
