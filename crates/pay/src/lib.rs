@@ -113,6 +113,7 @@ pub fn router(state: PayState) -> Router {
         .merge(admin::routes(&state))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/static/style.css", get(style))
+        .route("/static/checkout.js", get(pages::embed::script))
         .route("/health/live", get(|| async { "ok" }))
         .layer(axum::middleware::map_response(gatehouse_kit::headers::security_headers))
         .layer(DefaultBodyLimit::max(web::BODY_LIMIT))
