@@ -1,7 +1,8 @@
 //! The pages' HTML: one layout (the site's name, who is signed in, the
 //! login or logout control) around each page's body, built with `format!`
 //! and every value escaped with [`esc`]. No scripts: every control is a
-//! link or a form.
+//! link or a form (the one script is the shop's embedded checkout's,
+//! `checkout.rs`).
 
 use std::fmt::Write;
 
@@ -77,7 +78,7 @@ pub const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:46rem;m
 header{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:center;border-bottom:1px solid #ddd;padding:.75rem 0}
 header .site{font-weight:bold}header .account{margin-left:auto}
 a.button,button{display:inline-block;padding:.35rem .8rem;border:1px solid #246;border-radius:4px;background:#246;color:#fff;text-decoration:none;font:inherit;cursor:pointer}
-form.inline{display:inline}ul.items{list-style:none;padding:0}ul.items li{border:1px solid #ddd;border-radius:4px;padding:.6rem;margin:.5rem 0}ul.items li strong{display:block;margin-bottom:.3rem}
+form.inline{display:inline}.checkout iframe{width:100%;height:40rem;border:1px solid #ddd;border-radius:4px}ul.items{list-style:none;padding:0}ul.items li{border:1px solid #ddd;border-radius:4px;padding:.6rem;margin:.5rem 0}ul.items li strong{display:block;margin-bottom:.3rem}
 .price{font-weight:bold}.notice{background:#eef6ee;border:1px solid #9c9;padding:.6rem;border-radius:4px}
 .error{background:#fbeeee;border:1px solid #c99;padding:.6rem;border-radius:4px}
 .goods{background:#f6f6fb;border:1px solid #99c;padding:1rem;border-radius:4px}

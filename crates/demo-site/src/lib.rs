@@ -39,6 +39,7 @@
 //! ```
 
 mod catalog;
+mod checkout;
 mod fulfill;
 mod html;
 mod pay;

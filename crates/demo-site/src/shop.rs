@@ -15,6 +15,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use crate::catalog;
+use crate::checkout;
 use crate::fulfill::{FulfillError, Order};
 use crate::html::esc;
 use crate::pay::{PayClient, PayError};
@@ -60,15 +61,23 @@ fn not_a_shop(state: &Inner) -> Response {
     state.error_page(StatusCode::NOT_FOUND, None, "Not found", "This site sells nothing.")
 }
 
-/// `GET /offer/{product}`: a fresh order, its contract made for the
-/// signed-in user, and 402 Payment Required.
-pub async fn offer(State(state): State<AppState>, headers: HeaderMap, Path(product): Path<String>) -> Response {
+/// `GET /offer/{product}[?checkout=frame]`: a fresh order, its contract
+/// made for the signed-in user, and 402 Payment Required; with
+/// `checkout=frame` the purchase page is framed on it (`checkout.rs`).
+pub async fn offer(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(product): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
     let Some(pay) = state.pay.as_ref() else {
         return not_a_shop(&state);
     };
+    let embedded = checkout::wanted(query.as_deref());
     let here = format!(
-        "/offer/{}",
-        url::form_urlencoded::byte_serialize(product.as_bytes()).collect::<String>()
+        "/offer/{}{}",
+        url::form_urlencoded::byte_serialize(product.as_bytes()).collect::<String>(),
+        if embedded { "?checkout=frame" } else { "" }
     );
     let current = state.current(&headers);
     let Some(product) = catalog::product(&product) else {
@@ -156,6 +165,30 @@ pub async fn offer(State(state): State<AppState>, headers: HeaderMap, Path(produ
             })),
         )
             .into_response()
+    } else if embedded
+        && let (Some(pay_origin), Some(frame_src)) = (
+            checkout::origin_of(pay.audience()),
+            checkout::frame_src(&contract.purchase_url),
+        )
+    {
+        let price = catalog::price(order.amount, &order.currency);
+        let body = checkout::body(
+            product.summary,
+            &price,
+            &pay_origin,
+            &frame_src,
+            &order.order_id,
+            &contract.contract_hash,
+        );
+        let mut page = state.page(
+            StatusCode::PAYMENT_REQUIRED,
+            Some(&session),
+            &here,
+            &format!("Buy {}", product.summary),
+            &body,
+        );
+        checkout::set_policy(&mut page, &pay_origin);
+        page
     } else {
         let price = catalog::price(order.amount, &order.currency);
         let body = format!(
@@ -163,9 +196,11 @@ pub async fn offer(State(state): State<AppState>, headers: HeaderMap, Path(produ
 <p>Price: <span class="price" id="price">{price}</span>. You pay with Gatehouse Pay: you are already signed in there
 through your Gatehouse account.</p>
 <p><a class="button" id="pay" href="{purchase}">Pay {price}</a></p>
+<p><a id="pay-here" href="{here}?checkout=frame">Or pay on this page</a> (Gatehouse Pay in a frame).</p>
 <p><small>Order <code>{order}</code>, contract <code id="contract-hash">{hash}</code>.</small></p>"#,
             summary = esc(product.summary),
             purchase = esc(&contract.purchase_url),
+            here = esc(&here),
             order = esc(&order.order_id),
             hash = esc(&contract.contract_hash),
         );

@@ -89,7 +89,8 @@ pub fn router(state: AppState) -> Router {
             .route("/offer/{product}", get(crate::shop::offer))
             .route("/fulfill", get(crate::shop::fulfill))
             .route("/notify", post(crate::shop::notify))
-            .route("/orders", get(crate::shop::orders));
+            .route("/orders", get(crate::shop::orders))
+            .route("/checkout.js", get(crate::checkout::script));
     }
     router
         .layer(axum::middleware::map_response(gatehouse_kit::headers::security_headers))

@@ -67,6 +67,10 @@ pub struct ServiceOptions {
     pub pay_listen: SocketAddr,
     pub pay_database_url: Option<String>,
     pub shop_listen: SocketAddr,
+    /// The host name in the shop's public URL (default: the address it
+    /// listens on), e.g. `localhost` beside a payments service on
+    /// `127.0.0.1`: two sites, so its framed checkout is cross-site.
+    pub shop_host: Option<String>,
     pub forum_listen: SocketAddr,
     pub demo_account: bool,
 }
@@ -82,6 +86,7 @@ impl Stack {
                 pay_listen: options.pay_listen,
                 pay_database_url: options.pay_database_url,
                 shop_listen: options.shop_listen,
+                shop_host: None,
                 forum_listen: options.forum_listen,
                 demo_account: options.demo_account,
             },
@@ -106,7 +111,12 @@ impl Services {
         let shop_listener = bind(options.shop_listen).await?;
         let forum_listener = bind(options.forum_listen).await?;
         let pay_url = local_url(&pay_listener)?;
-        let shop_url = local_url(&shop_listener)?;
+        let mut shop_url = local_url(&shop_listener)?;
+        if let Some(host) = &options.shop_host {
+            shop_url
+                .set_host(Some(host))
+                .with_context(|| format!("the shop's host name {host}"))?;
+        }
         let forum_url = local_url(&forum_listener)?;
         // The payments audience: its URL without the trailing slash.
         let pay_audience = pay_url.as_str().trim_end_matches('/').to_owned();

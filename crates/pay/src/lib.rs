@@ -116,6 +116,7 @@ pub fn router(state: PayState) -> Router {
         .merge(admin::routes(&state))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/static/style.css", get(style))
+        .route("/static/checkout.js", get(pages::embed::script))
         .merge(gatehouse_kit::ops::routes())
         .layer(axum::middleware::map_response(gatehouse_kit::headers::security_headers))
         .layer(axum::middleware::from_fn_with_state(

@@ -87,6 +87,13 @@ impl PayState {
         format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
     }
 
+    /// The payments session cookie: sent in a merchant's frame too
+    /// ([`session_cookie_attributes`]).
+    pub fn session_cookie(&self, value: &str, max_age: i64) -> String {
+        let attributes = session_cookie_attributes(self.secure_cookies);
+        format!("{SESSION_COOKIE}={value}; Path=/; HttpOnly; Max-Age={max_age}{attributes}")
+    }
+
     /// The payments session the request carries, if any.
     pub async fn session(&self, headers: &HeaderMap) -> Result<Option<(TokenDigest, PaySession)>, PageError> {
         let Some(token) = cookie_value(headers, SESSION_COOKIE).and_then(|v| OpaqueToken::parse(&v)) else {
@@ -107,10 +114,27 @@ impl PayState {
         self.store
             .create_session(token.digest().as_str(), sub, now, now.plus(SESSION_LIFETIME))
             .await?;
-        Ok((
-            token.digest(),
-            self.cookie(SESSION_COOKIE, token.expose(), SESSION_LIFETIME),
-        ))
+        Ok((token.digest(), self.session_cookie(token.expose(), SESSION_LIFETIME)))
+    }
+}
+
+/// The payments session cookie's attributes beyond `Path`, `HttpOnly` and
+/// `Max-Age`. A purchase page framed on a merchant's site is a third-party
+/// context, where only a `SameSite=None` cookie is sent, and browsers take
+/// `SameSite=None` only with `Secure`. On https the cookie is also
+/// `Partitioned` (CHIPS): a browser that blocks third-party cookies keeps
+/// it for the frame, keyed to the merchant's site. On plain-http loopback
+/// (the demo, the tests) it is `SameSite=None; Secure` without
+/// `Partitioned`: Chromium treats `http://localhost` and `http://127.0.0.1`
+/// as secure contexts and keeps `Secure` cookies from them, and sends the
+/// cookie in a frame while third-party cookies are allowed (its default);
+/// when they are blocked the frame has no session and the page offers the
+/// popup or full-page fallback (README, "Checkout in the merchant's page").
+pub fn session_cookie_attributes(https: bool) -> &'static str {
+    if https {
+        "; SameSite=None; Secure; Partitioned"
+    } else {
+        "; SameSite=None; Secure"
     }
 }
 
@@ -329,6 +353,12 @@ mod tests {
             "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; frame-ancestors http://a.example"
         );
         assert!(csp_for_merchants(&[]).ends_with("frame-ancestors 'none'"));
+    }
+
+    #[test]
+    fn the_session_cookie_works_in_a_merchants_frame() {
+        assert_eq!(session_cookie_attributes(true), "; SameSite=None; Secure; Partitioned");
+        assert_eq!(session_cookie_attributes(false), "; SameSite=None; Secure");
     }
 
     #[test]

@@ -711,7 +711,18 @@ impl ChromeDriver {
         self.new_session(true).await
     }
 
+    /// A new session with JavaScript on and third-party cookies blocked
+    /// (as Safari and Firefox's strict mode do): for the checkout's
+    /// fallback out of a frame (`embed.rs`).
+    pub(crate) async fn session_without_third_party_cookies(&self) -> Client {
+        self.new_session_with(true, true).await
+    }
+
     async fn new_session(&self, javascript: bool) -> Client {
+        self.new_session_with(javascript, false).await
+    }
+
+    async fn new_session_with(&self, javascript: bool, block_third_party_cookies: bool) -> Client {
         let binary = std::env::var("GATEHOUSE_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
         let caps = json!({
             "browserName": "chrome",
@@ -730,7 +741,12 @@ impl ChromeDriver {
                     format!("--window-size={},{}", WINDOW.0, WINDOW.1),
                     format!("--user-data-dir={}", self.profile.path().display()),
                 ],
-                "prefs": { "profile.managed_default_content_settings.javascript": if javascript { 1 } else { 2 } },
+                "prefs": {
+                    "profile.managed_default_content_settings.javascript": if javascript { 1 } else { 2 },
+                    // 1: block third-party cookies; 0: allow them (the default).
+                    "profile.cookie_controls_mode": if block_third_party_cookies { 1 } else { 0 },
+                    "profile.block_third_party_cookies": block_third_party_cookies,
+                },
             },
             "goog:loggingPrefs": { "browser": "ALL" },
         });

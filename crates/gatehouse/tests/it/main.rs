@@ -13,6 +13,7 @@ mod browser;
 mod cli;
 mod cors;
 mod dpop;
+mod embed;
 mod events;
 mod exchange;
 mod login;

@@ -42,6 +42,12 @@ pub(crate) struct Stack {
 
 impl Stack {
     pub(crate) async fn start(backend: Backend) -> Stack {
+        Self::start_with_shop_host(backend, None).await
+    }
+
+    /// [`Stack::start`] with the shop's URL naming `shop_host` (e.g.
+    /// `localhost`, another site than the payments service's `127.0.0.1`).
+    pub(crate) async fn start_with_shop_host(backend: Backend, shop_host: Option<&str>) -> Stack {
         let app = spawn_app(backend).await;
         let dir = tempfile::tempdir().unwrap();
         let any = "127.0.0.1:0".parse().unwrap();
@@ -53,6 +59,7 @@ impl Stack {
                 pay_listen: any,
                 pay_database_url: None,
                 shop_listen: any,
+                shop_host: shop_host.map(str::to_owned),
                 forum_listen: any,
                 demo_account: false,
             },
@@ -80,7 +87,7 @@ impl std::ops::Deref for Stack {
 }
 
 /// What the site's header says: "Signed in as ..." or "Not signed in".
-async fn who(c: &fantoccini::Client) -> String {
+pub(crate) async fn who(c: &fantoccini::Client) -> String {
     text(c, "#who").await
 }
 
@@ -104,7 +111,7 @@ async fn until_header(c: &fantoccini::Client, url: &str, heading: &str, expected
 }
 
 /// The user id of `email`.
-async fn uid(app: &TestApp, email: &str) -> String {
+pub(crate) async fn uid(app: &TestApp, email: &str) -> String {
     app.store()
         .account_by_email(&gatehouse_core::Email::parse(email).unwrap())
         .await
@@ -133,7 +140,7 @@ async fn sign_up(c: &fantoccini::Client, app: &TestApp, email: &str) {
 }
 
 /// On the IdP's login page: the password, and sign in.
-async fn sign_in(c: &fantoccini::Client, email: &str) {
+pub(crate) async fn sign_in(c: &fantoccini::Client, email: &str) {
     wait_for_heading(c, "Sign in").await;
     fill(c, "input[name=email]", email).await;
     fill(c, "input[name=password]", PASSWORD).await;
@@ -162,7 +169,7 @@ async fn screenshot(c: &fantoccini::Client, name: &str) {
 
 /// The console is clean but for the 402 answers of the shop, which are
 /// the protocol, not a fault.
-async fn assert_console_clean_but_402(c: &Session) {
+pub(crate) async fn assert_console_clean_but_402(c: &Session) {
     let problems: Vec<_> = console_problems(c)
         .await
         .into_iter()

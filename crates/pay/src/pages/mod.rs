@@ -1,6 +1,8 @@
-//! The browser pages: the purchase link and page, paying, the payments
+//! The browser pages: the purchase link and page, paying (also framed on a
+//! merchant's page or in a popup: `embed.rs`), the payments
 //! page (wallet and history), the PIN reset, the login callback.
 
+pub mod embed;
 pub mod home;
 pub mod login;
 pub mod pin;

@@ -1,11 +1,12 @@
 //! The purchase pages: `GET /purchase/{link}` (the single-use link from the
 //! merchant), `GET /contracts/{hash}` (the pay URL), and the forms
 //! `POST /contracts/{hash}/setup` (first purchase: agreement and PIN) and
-//! `POST /contracts/{hash}/pay`. These pages may be framed by the
-//! registered merchants' origins.
+//! `POST /contracts/{hash}/pay`. A purchase page may be framed only by the
+//! origins of the contract's own merchant (`frame-ancestors`); any other
+//! page here, or a page whose contract is unknown, by nobody.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use gatehouse_core::pay::contract::is_hash;
@@ -14,6 +15,7 @@ use gatehouse_core::pay::{PurchaseState, pin, terms};
 use gatehouse_core::{OpaqueToken, Timestamp, TokenDigest};
 use serde::{Deserialize, Serialize};
 
+use super::embed::{Display, UsesCheckoutScript, frame_fallback_page, paid_page};
 use super::login::require_login;
 use super::render::{PayPage, SetupPage, money, render};
 use super::{hash_pin, parse_form, verify_pin};
@@ -43,42 +45,78 @@ fn gone() -> PageError {
 
 /// `GET /purchase/{link}`: burns the link, signs the link's buyer in, and
 /// sends the browser to the pay URL.
-pub async fn link(State(state): State<PayState>, Path(link): Path<String>) -> Response {
+pub async fn link(State(state): State<PayState>, Path(link): Path<String>, RawQuery(query): RawQuery) -> Response {
+    let display = Display::from_query(query.as_deref());
+    let mut hash = None;
     let result = async {
         let token = OpaqueToken::parse(&link).ok_or_else(gone)?;
-        let (hash, sub) = state
+        let (h, sub) = state
             .store
             .use_link(token.digest().as_str(), Timestamp::now())
             .await?
             .ok_or_else(gone)?;
         let (_, cookie) = state.start_session(&sub).await?;
-        let mut response = see_other(&format!("/contracts/{hash}"));
+        let mut response = see_other(&format!("/contracts/{h}{}", display.query()));
         if let Ok(v) = cookie.parse() {
             response.headers_mut().append(header::SET_COOKIE, v);
         }
+        hash = Some(h);
         Ok::<_, PageError>(response)
     }
     .await;
-    framed(&state, result.unwrap_or_else(IntoResponse::into_response)).await
+    framed(
+        &state,
+        hash.as_deref(),
+        result.unwrap_or_else(IntoResponse::into_response),
+    )
+    .await
 }
 
-/// Lets the merchants' origins frame a purchase page.
-async fn framed(state: &PayState, mut response: Response) -> Response {
-    let origins: Vec<String> = match state.store.merchants().await {
-        Ok(m) => m.into_iter().flat_map(|m| m.origins).collect(),
+/// Lets the origins of the merchant of the contract `hash` (and only
+/// those) frame the response; without a known contract, nobody.
+async fn framed(state: &PayState, hash: Option<&str>, mut response: Response) -> Response {
+    let origins = match merchant_origins(state, hash).await {
+        Ok(o) => o,
         Err(e) => {
-            tracing::warn!(error = %e, "payments: cannot read the merchants' origins");
+            tracing::warn!(error = %e, "payments: cannot read the merchant's origins");
             Vec::new()
         }
     };
-    if let Ok(v) = HeaderValue::from_str(&csp_for_merchants(&origins)) {
+    let mut csp = csp_for_merchants(&origins);
+    if response.extensions().get::<UsesCheckoutScript>().is_some() {
+        csp.push_str("; script-src 'self'");
+    }
+    if let Ok(v) = HeaderValue::from_str(&csp) {
         response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
     }
     response
 }
 
-/// A fresh proof that `purchase` is paid, on the fulfillment URL.
-fn prove(state: &PayState, contract: &Contract, purchase: &Purchase) -> Result<Response, PageError> {
+/// The registered origins of the merchant of the contract `hash`.
+async fn merchant_origins(state: &PayState, hash: Option<&str>) -> Result<Vec<String>, PayStoreError> {
+    let Some(hash) = hash.filter(|h| is_hash(h)) else {
+        return Ok(Vec::new());
+    };
+    let Some(contract) = state.store.contract(hash).await? else {
+        return Ok(Vec::new());
+    };
+    Ok(state
+        .store
+        .merchant(&contract.terms.merchant)
+        .await?
+        .map(|m| m.origins)
+        .unwrap_or_default())
+}
+
+/// A fresh proof that `purchase` is paid, on the fulfillment URL: a
+/// redirect there, or in a frame or popup the page that hands it to the
+/// merchant's page.
+async fn prove(
+    state: &PayState,
+    contract: &Contract,
+    purchase: &Purchase,
+    display: Display,
+) -> Result<Response, PageError> {
     let now = Timestamp::now();
     let proof = state.keys.sign(
         PROOF_TYP,
@@ -96,7 +134,17 @@ fn prove(state: &PayState, contract: &Contract, purchase: &Purchase) -> Result<R
     let mut url = url::Url::parse(&contract.terms.fulfillment_url)
         .map_err(|e| PageError::Internal(format!("stored fulfillment URL: {e}")))?;
     url.query_pairs_mut().append_pair("payment", &proof);
-    Ok(see_other(url.as_str()))
+    if display == Display::Page {
+        return Ok(see_other(url.as_str()));
+    }
+    let name = merchant_name(state, contract).await?;
+    Ok(paid_page(contract, &name, &url))
+}
+
+/// The name the pages show for the contract's merchant.
+async fn merchant_name(state: &PayState, contract: &Contract) -> Result<String, PageError> {
+    let merchant = state.store.merchant(&contract.terms.merchant).await?;
+    Ok(merchant.map_or_else(|| contract.terms.merchant.clone(), |m| m.name))
 }
 
 /// Where a contract leaves this browser's user.
@@ -107,20 +155,26 @@ enum Standing {
     Done(Response),
 }
 
-async fn standing(state: &PayState, headers: &HeaderMap, hash: &str) -> Result<Standing, PageError> {
+async fn standing(state: &PayState, headers: &HeaderMap, hash: &str, display: Display) -> Result<Standing, PageError> {
     if !is_hash(hash) {
         return Err(PageError::not_found());
     }
     let contract = state.store.contract(hash).await?.ok_or_else(PageError::not_found)?;
     let Some((digest, session)) = state.session(headers).await? else {
+        // In a frame the IdP's pages cannot show, and no session means the
+        // browser kept no cookie here: the popup or the full page.
+        if display == Display::Frame {
+            let name = merchant_name(state, &contract).await?;
+            return Ok(Standing::Done(frame_fallback_page(&contract, &name)));
+        }
         return Ok(Standing::Done(
-            require_login(state, &format!("/contracts/{hash}")).await?,
+            require_login(state, &format!("/contracts/{hash}{}", display.query())).await?,
         ));
     };
     match state.store.purchase_by_contract(hash).await? {
         Some(p) if p.sub != session.sub => Ok(Standing::Done(see_other(&contract.terms.offer_url))),
         Some(p) if p.state == PurchaseState::Refunded => Ok(Standing::Done(refunded_page(&contract))),
-        Some(p) => Ok(Standing::Done(prove(state, &contract, &p)?)),
+        Some(p) => Ok(Standing::Done(prove(state, &contract, &p, display).await?)),
         None if contract.sub != session.sub => Ok(Standing::Done(see_other(&contract.terms.offer_url))),
         None => Ok(Standing::Buyer(contract, digest, session)),
     }
@@ -145,14 +199,13 @@ async fn purchase_page(
     contract: &Contract,
     digest: &TokenDigest,
     session: &PaySession,
+    display: Display,
     status: StatusCode,
     error: Option<&str>,
 ) -> Result<Response, PageError> {
     let buyer = state.store.buyer(&session.sub).await?;
-    let merchant = state.store.merchant(&contract.terms.merchant).await?;
-    let merchant_name = merchant
-        .as_ref()
-        .map_or(contract.terms.merchant.as_str(), |m| m.name.as_str());
+    let merchant_name = merchant_name(state, contract).await?;
+    let merchant_name = merchant_name.as_str();
     let csrf = state.csrf_token(digest);
     let t = &contract.terms;
     let price = money(t.amount, &t.currency);
@@ -162,6 +215,7 @@ async fn purchase_page(
             status,
             &SetupPage {
                 hash: &contract.hash,
+                display: display.query(),
                 csrf: &csrf,
                 merchant: merchant_name,
                 summary: &t.summary,
@@ -179,6 +233,7 @@ async fn purchase_page(
         status,
         &PayPage {
             hash: &contract.hash,
+            display: display.query(),
             csrf: &csrf,
             merchant: merchant_name,
             summary: &t.summary,
@@ -191,17 +246,23 @@ async fn purchase_page(
 }
 
 /// `GET /contracts/{hash}`: the pay URL.
-pub async fn contract(State(state): State<PayState>, headers: HeaderMap, Path(hash): Path<String>) -> Response {
+pub async fn contract(
+    State(state): State<PayState>,
+    headers: HeaderMap,
+    Path(hash): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let display = Display::from_query(query.as_deref());
     let result = async {
-        match standing(&state, &headers, &hash).await? {
+        match standing(&state, &headers, &hash, display).await? {
             Standing::Done(r) => Ok(r),
             Standing::Buyer(contract, digest, session) => {
-                purchase_page(&state, &contract, &digest, &session, StatusCode::OK, None).await
+                purchase_page(&state, &contract, &digest, &session, display, StatusCode::OK, None).await
             }
         }
     }
     .await;
-    framed(&state, result.unwrap_or_else(IntoResponse::into_response)).await
+    framed(&state, Some(&hash), result.unwrap_or_else(IntoResponse::into_response)).await
 }
 
 #[derive(Deserialize)]
@@ -218,11 +279,13 @@ pub async fn setup(
     State(state): State<PayState>,
     headers: HeaderMap,
     Path(hash): Path<String>,
+    RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
+    let display = Display::from_query(query.as_deref());
     let result = async {
         let form: SetupForm = parse_form(&body)?;
-        let (contract, digest, session) = match standing(&state, &headers, &hash).await? {
+        let (contract, digest, session) = match standing(&state, &headers, &hash, display).await? {
             Standing::Done(r) => return Ok(r),
             Standing::Buyer(c, d, s) => (c, d, s),
         };
@@ -233,7 +296,18 @@ pub async fn setup(
         let (agreed, has_pin) = ready(buyer.as_ref());
         let again = |error: &'static str| {
             let (state, contract, digest, session) = (&state, &contract, &digest, &session);
-            async move { purchase_page(state, contract, digest, session, StatusCode::BAD_REQUEST, Some(error)).await }
+            async move {
+                purchase_page(
+                    state,
+                    contract,
+                    digest,
+                    session,
+                    display,
+                    StatusCode::BAD_REQUEST,
+                    Some(error),
+                )
+                .await
+            }
         };
         if !agreed && form.agree.as_deref() != Some("yes") {
             return again("Please agree to the terms of service and the privacy notice.").await;
@@ -269,10 +343,10 @@ pub async fn setup(
         if let Some(h) = new_pin {
             state.store.set_pin(&session.sub, &h, false, now).await?;
         }
-        Ok(see_other(&format!("/contracts/{hash}")))
+        Ok(see_other(&format!("/contracts/{hash}{}", display.query())))
     }
     .await;
-    framed(&state, result.unwrap_or_else(IntoResponse::into_response)).await
+    framed(&state, Some(&hash), result.unwrap_or_else(IntoResponse::into_response)).await
 }
 
 #[derive(Deserialize)]
@@ -283,10 +357,17 @@ struct PayForm {
 
 /// `POST /contracts/{hash}/pay`: checks the PIN (throttled), pays once,
 /// and sends the browser to the fulfillment URL with a proof.
-pub async fn pay(State(state): State<PayState>, headers: HeaderMap, Path(hash): Path<String>, body: Bytes) -> Response {
+pub async fn pay(
+    State(state): State<PayState>,
+    headers: HeaderMap,
+    Path(hash): Path<String>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let display = Display::from_query(query.as_deref());
     let result = async {
         let form: PayForm = parse_form(&body)?;
-        let (contract, digest, session) = match standing(&state, &headers, &hash).await? {
+        let (contract, digest, session) = match standing(&state, &headers, &hash, display).await? {
             // Paid already: proved again, nothing charged.
             Standing::Done(r) => return Ok(r),
             Standing::Buyer(c, d, s) => (c, d, s),
@@ -297,7 +378,7 @@ pub async fn pay(State(state): State<PayState>, headers: HeaderMap, Path(hash): 
         let buyer = state.store.buyer(&session.sub).await?;
         let (agreed, has_pin) = ready(buyer.as_ref());
         let (true, true, Some(pin_hash)) = (agreed, has_pin, buyer.and_then(|b| b.pin_hash)) else {
-            return Ok(see_other(&format!("/contracts/{hash}")));
+            return Ok(see_other(&format!("/contracts/{hash}{}", display.query())));
         };
         // Reserve the attempt before the PIN is checked: at most the limit
         // is ever checked, however many arrive at once.
@@ -329,6 +410,7 @@ pub async fn pay(State(state): State<PayState>, headers: HeaderMap, Path(hash): 
                 &contract,
                 &digest,
                 &session,
+                display,
                 StatusCode::BAD_REQUEST,
                 Some("Wrong PIN."),
             )
@@ -348,7 +430,7 @@ pub async fn pay(State(state): State<PayState>, headers: HeaderMap, Path(hash): 
                     // Refunded between the page and the payment.
                     return Ok(refunded_page(&contract));
                 }
-                prove(&state, &contract, paid.purchase())
+                prove(&state, &contract, paid.purchase(), display).await
             }
             Err(PayStoreError::InsufficientFunds) => {
                 state.metrics.refusal(Refusal::InsufficientFunds);
@@ -357,6 +439,7 @@ pub async fn pay(State(state): State<PayState>, headers: HeaderMap, Path(hash): 
                     &contract,
                     &digest,
                     &session,
+                    display,
                     StatusCode::PAYMENT_REQUIRED,
                     Some("Not enough money in your wallet. Add test money on the payments page."),
                 )
@@ -366,5 +449,5 @@ pub async fn pay(State(state): State<PayState>, headers: HeaderMap, Path(hash): 
         }
     }
     .await;
-    framed(&state, result.unwrap_or_else(IntoResponse::into_response)).await
+    framed(&state, Some(&hash), result.unwrap_or_else(IntoResponse::into_response)).await
 }

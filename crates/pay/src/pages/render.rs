@@ -48,6 +48,8 @@ pub struct MessagePage<'a> {
 #[template(path = "setup.html")]
 pub struct SetupPage<'a> {
     pub hash: &'a str,
+    /// The query that keeps a framed or popup display (`""` for a page).
+    pub display: &'a str,
     pub csrf: &'a str,
     pub merchant: &'a str,
     pub summary: &'a str,
@@ -63,6 +65,8 @@ pub struct SetupPage<'a> {
 #[template(path = "pay.html")]
 pub struct PayPage<'a> {
     pub hash: &'a str,
+    /// The query that keeps a framed or popup display (`""` for a page).
+    pub display: &'a str,
     pub csrf: &'a str,
     pub merchant: &'a str,
     pub summary: &'a str,
