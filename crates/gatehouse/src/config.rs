@@ -80,6 +80,10 @@ pub struct PayConfig {
     /// (`GATEHOUSE_PAY_HEADER_READ_TIMEOUT`, `GATEHOUSE_PAY_BODY_TIMEOUT`,
     /// `GATEHOUSE_PAY_KEEP_ALIVE_TIMEOUT`, `GATEHOUSE_PAY_MAX_CONNECTIONS`).
     pub limits: gatehouse_serve::Limits,
+    /// How long the IdP's word on a buyer holds before money moves only
+    /// after asking it again (`GATEHOUSE_PAY_STANDING_MAX_AGE`, seconds);
+    /// `None`: the payments service's default (60 s).
+    pub standing_max_age: Option<std::time::Duration>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -125,11 +129,12 @@ struct FileConfig {
     pay_body_timeout: Option<String>,
     pay_keep_alive_timeout: Option<String>,
     pay_max_connections: Option<String>,
+    pay_standing_max_age: Option<String>,
 }
 
 /// The environment variables we read; `GATEHOUSE_TEST_*` is left to the
 /// test suite.
-const ENV_KEYS: [&str; 26] = [
+const ENV_KEYS: [&str; 27] = [
     "GATEHOUSE_ISSUER",
     "GATEHOUSE_LISTEN",
     "GATEHOUSE_DATABASE_URL",
@@ -155,6 +160,7 @@ const ENV_KEYS: [&str; 26] = [
     "GATEHOUSE_PAY_BODY_TIMEOUT",
     "GATEHOUSE_PAY_KEEP_ALIVE_TIMEOUT",
     "GATEHOUSE_PAY_MAX_CONNECTIONS",
+    "GATEHOUSE_PAY_STANDING_MAX_AGE",
     // The log filter (tracing's EnvFilter syntax), read by `main`.
     "GATEHOUSE_LOG",
 ];
@@ -265,6 +271,14 @@ impl Config {
                     &file.pay_max_connections,
                 ],
             )?,
+            standing_max_age: match pick(
+                "GATEHOUSE_PAY_STANDING_MAX_AGE",
+                "pay_standing_max_age",
+                &file.pay_standing_max_age,
+            ) {
+                Some(v) => Some(seconds(Some(v), gatehouse_pay::DEFAULT_STANDING_MAX_AGE)?),
+                None => None,
+            },
         };
         let limits = limits(
             &pick,

@@ -25,7 +25,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use gatehouse_relier::{Introspector, Issuer, RelyingParty, Verifier};
+use gatehouse_relier::{Introspector, Issuer, Receiver, RelyingParty, Verifier};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -36,6 +36,7 @@ pub mod funding;
 pub mod keys;
 pub mod outbox;
 pub mod pages;
+pub mod standing;
 pub mod store;
 pub mod web;
 
@@ -64,7 +65,14 @@ pub struct PayConfig {
     pub secret_key: Option<String>,
     /// Slow clients and the connection cap on its port.
     pub limits: gatehouse_serve::Limits,
+    /// How long the IdP's word on a buyer (a login, a narrowed token
+    /// introspected, an account-enabled event) holds: after that, money
+    /// moves only once the IdP has been asked again (see `standing.rs`).
+    pub standing_max_age: std::time::Duration,
 }
+
+/// The default of [`PayConfig::standing_max_age`].
+pub const DEFAULT_STANDING_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Opens the payments database and migrates it.
 pub async fn open_store(database_url: &str) -> anyhow::Result<Arc<dyn PayStore>> {
@@ -109,6 +117,8 @@ pub fn router(state: PayState) -> Router {
         .route("/pin/reset", get(pages::pin::reset))
         .route("/pin/new", get(pages::pin::new_form).post(pages::pin::set_new))
         .route("/login/callback", get(pages::login::callback))
+        .route("/backchannel-logout", post(standing::backchannel_logout))
+        .route("/events", post(standing::events))
         .route("/api/contracts", post(api::create_contract))
         .merge(admin::routes(&state))
         .route("/.well-known/jwks.json", get(jwks))
@@ -170,6 +180,8 @@ impl PayService {
             .introspection(introspector.clone())
             .build();
         let redirect = url::Url::parse(&format!("{audience}/login/callback")).context("redirect URI")?;
+        // Logout tokens and security events, checked with the IdP's keys.
+        let receiver = Receiver::new(&verifier, config.client_id.clone());
         let rp = RelyingParty::new(
             &verifier,
             config.client_id.clone(),
@@ -183,8 +195,10 @@ impl PayService {
             csrf_key: secret.derive_key(keys::CSRF_PURPOSE),
             verifier,
             introspector,
+            receiver,
             rp,
             secure_cookies: secure,
+            standing_max_age: i64::try_from(config.standing_max_age.as_secs()).unwrap_or(i64::MAX),
             outbox_wake: Notify::new(),
             funding: Arc::new(TestFunding),
         }));

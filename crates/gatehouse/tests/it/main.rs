@@ -21,6 +21,7 @@ mod oauth;
 mod openid_client;
 mod ops;
 mod pay;
+mod pay_standing;
 mod profile;
 mod reach;
 mod relier;

@@ -50,7 +50,14 @@ pub async fn link(State(state): State<PayState>, Path(link): Path<String>) -> Re
             .use_link(token.digest().as_str(), Timestamp::now())
             .await?
             .ok_or_else(gone)?;
-        let (_, cookie) = state.start_session(&sub).await?;
+        // The IdP vouched for the buyer when the merchant's narrowed token
+        // was introspected, as the contract was made.
+        let contract = state.store.contract(&hash).await?.ok_or_else(gone)?;
+        let back = format!("/contracts/{hash}");
+        if let Some(r) = crate::standing::gate(&state, &sub, contract.created_at, "open_link", &back).await? {
+            return Ok(r);
+        }
+        let (_, cookie) = state.start_session(&sub, None, contract.created_at).await?;
         let mut response = see_other(&format!("/contracts/{hash}"));
         if let Ok(v) = cookie.parse() {
             response.headers_mut().append(header::SET_COOKIE, v);
@@ -298,6 +305,10 @@ pub async fn pay(State(state): State<PayState>, headers: HeaderMap, Path(hash): 
         let (true, true, Some(pin_hash)) = (agreed, has_pin, buyer.and_then(|b| b.pin_hash)) else {
             return Ok(see_other(&format!("/contracts/{hash}")));
         };
+        let back = format!("/contracts/{hash}");
+        if let Some(r) = crate::standing::gate(&state, &session.sub, session.vouched_at, "pay", &back).await? {
+            return Ok(r);
+        }
         // Reserve the attempt before the PIN is checked: at most the limit
         // is ever checked, however many arrive at once.
         let key = pin::throttle_key(&session.sub);
