@@ -10,6 +10,8 @@
 //!   callback;
 //! - `admin.rs`: purchases and refunds for IdP admins;
 //! - `outbox.rs`: signed merchant notifications, retried with backoff;
+//! - `standing.rs`: back-channel logouts and security events from the IdP,
+//!   and the buyer's standing checked before money moves;
 //! - `keys.rs`: the ES256 signing key, encrypted at rest, and the JWKS;
 //! - `store/`: the pay database (SQLite or PostgreSQL): ledger, purchases,
 //!   contracts, sessions, audit, outbox;
