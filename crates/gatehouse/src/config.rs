@@ -609,6 +609,18 @@ mod tests {
     }
 
     #[test]
+    fn the_payments_standing_max_age_is_positive_seconds() {
+        let c = Config::from_sources(None, env(&[])).expect("defaults");
+        assert_eq!(c.pay.standing_max_age, None, "the payments service's default");
+        let c = Config::from_sources(Some("pay_standing_max_age = \"30\""), env(&[])).expect("file");
+        assert_eq!(c.pay.standing_max_age, Some(std::time::Duration::from_secs(30)));
+        let c = Config::from_sources(None, env(&[("GATEHOUSE_PAY_STANDING_MAX_AGE", "5")])).expect("env");
+        assert_eq!(c.pay.standing_max_age, Some(std::time::Duration::from_secs(5)));
+        let e = Config::from_sources(None, env(&[("GATEHOUSE_PAY_STANDING_MAX_AGE", "soon")])).expect_err("text");
+        assert_eq!(e.key, "GATEHOUSE_PAY_STANDING_MAX_AGE");
+    }
+
+    #[test]
     fn secret_key_is_32_bytes_of_base64_and_never_shown() {
         let good = InstanceSecret::generate();
         let text = good.to_base64().expose().clone();
