@@ -80,6 +80,10 @@ pub struct PayConfig {
     /// (`GATEHOUSE_PAY_HEADER_READ_TIMEOUT`, `GATEHOUSE_PAY_BODY_TIMEOUT`,
     /// `GATEHOUSE_PAY_KEEP_ALIVE_TIMEOUT`, `GATEHOUSE_PAY_MAX_CONNECTIONS`).
     pub limits: gatehouse_serve::Limits,
+    /// How long the IdP's word on a buyer holds before money moves only
+    /// after asking it again (`GATEHOUSE_PAY_STANDING_MAX_AGE`, seconds);
+    /// `None`: the payments service's default (60 s).
+    pub standing_max_age: Option<std::time::Duration>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -125,11 +129,12 @@ struct FileConfig {
     pay_body_timeout: Option<String>,
     pay_keep_alive_timeout: Option<String>,
     pay_max_connections: Option<String>,
+    pay_standing_max_age: Option<String>,
 }
 
 /// The environment variables we read; `GATEHOUSE_TEST_*` is left to the
 /// test suite.
-const ENV_KEYS: [&str; 26] = [
+const ENV_KEYS: [&str; 27] = [
     "GATEHOUSE_ISSUER",
     "GATEHOUSE_LISTEN",
     "GATEHOUSE_DATABASE_URL",
@@ -155,6 +160,7 @@ const ENV_KEYS: [&str; 26] = [
     "GATEHOUSE_PAY_BODY_TIMEOUT",
     "GATEHOUSE_PAY_KEEP_ALIVE_TIMEOUT",
     "GATEHOUSE_PAY_MAX_CONNECTIONS",
+    "GATEHOUSE_PAY_STANDING_MAX_AGE",
     // The log filter (tracing's EnvFilter syntax), read by `main`.
     "GATEHOUSE_LOG",
 ];
@@ -265,6 +271,14 @@ impl Config {
                     &file.pay_max_connections,
                 ],
             )?,
+            standing_max_age: match pick(
+                "GATEHOUSE_PAY_STANDING_MAX_AGE",
+                "pay_standing_max_age",
+                &file.pay_standing_max_age,
+            ) {
+                Some(v) => Some(seconds(Some(v), gatehouse_pay::DEFAULT_STANDING_MAX_AGE)?),
+                None => None,
+            },
         };
         let limits = limits(
             &pick,
@@ -592,6 +606,18 @@ mod tests {
         assert_eq!(c.jwks_max_age, std::time::Duration::from_secs(2));
         let e = Config::from_sources(None, env(&[("GATEHOUSE_JWKS_MAX_AGE", "0")])).expect_err("zero");
         assert_eq!(e.key, "GATEHOUSE_JWKS_MAX_AGE");
+    }
+
+    #[test]
+    fn the_payments_standing_max_age_is_positive_seconds() {
+        let c = Config::from_sources(None, env(&[])).expect("defaults");
+        assert_eq!(c.pay.standing_max_age, None, "the payments service's default");
+        let c = Config::from_sources(Some("pay_standing_max_age = \"30\""), env(&[])).expect("file");
+        assert_eq!(c.pay.standing_max_age, Some(std::time::Duration::from_secs(30)));
+        let c = Config::from_sources(None, env(&[("GATEHOUSE_PAY_STANDING_MAX_AGE", "5")])).expect("env");
+        assert_eq!(c.pay.standing_max_age, Some(std::time::Duration::from_secs(5)));
+        let e = Config::from_sources(None, env(&[("GATEHOUSE_PAY_STANDING_MAX_AGE", "soon")])).expect_err("text");
+        assert_eq!(e.key, "GATEHOUSE_PAY_STANDING_MAX_AGE");
     }
 
     #[test]

@@ -130,6 +130,9 @@ impl Services {
             c.first_party = true;
             // It introspects the tokens addressed to it.
             c.resource_uris = vec![pay_audience.clone()];
+            // It hears logouts and security events: money obeys the IdP.
+            c.backchannel_logout_uri = Some(join(&pay_url, "backchannel-logout"));
+            c.events_uri = Some(join(&pay_url, "events"));
         })
         .await?;
         let shop_client = register(store, saved.shop.as_ref(), "Gatehouse Shop", |c| {
@@ -179,6 +182,7 @@ impl Services {
                 data_dir: data_dir.clone(),
                 secret_key: None,
                 limits: gatehouse_serve::DEFAULT_LIMITS,
+                standing_max_age: gatehouse_pay::DEFAULT_STANDING_MAX_AGE,
             },
             pay_listener,
         )

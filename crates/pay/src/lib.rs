@@ -10,6 +10,8 @@
 //!   callback;
 //! - `admin.rs`: purchases and refunds for IdP admins;
 //! - `outbox.rs`: signed merchant notifications, retried with backoff;
+//! - `standing.rs`: back-channel logouts and security events from the IdP,
+//!   and the buyer's standing checked before money moves;
 //! - `keys.rs`: the ES256 signing key, encrypted at rest, and the JWKS;
 //! - `metrics.rs`: its Prometheus metrics; `/health/*` and `/metrics` are
 //!   the kit's (`gatehouse_kit::ops`), as the IdP's;
@@ -27,7 +29,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use gatehouse_relier::{Introspector, Issuer, RelyingParty, Verifier};
+use gatehouse_relier::{Introspector, Issuer, Receiver, RelyingParty, Verifier};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -39,6 +41,7 @@ pub mod keys;
 pub mod metrics;
 pub mod outbox;
 pub mod pages;
+pub mod standing;
 pub mod store;
 pub mod web;
 
@@ -67,7 +70,14 @@ pub struct PayConfig {
     pub secret_key: Option<String>,
     /// Slow clients and the connection cap on its port.
     pub limits: gatehouse_serve::Limits,
+    /// How long the IdP's word on a buyer (a login, a narrowed token
+    /// introspected, an account-enabled event) holds: after that, money
+    /// moves only once the IdP has been asked again (see `standing.rs`).
+    pub standing_max_age: std::time::Duration,
 }
+
+/// The default of [`PayConfig::standing_max_age`].
+pub const DEFAULT_STANDING_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Opens the payments database and migrates it.
 pub async fn open_store(database_url: &str) -> anyhow::Result<Arc<dyn PayStore>> {
@@ -112,6 +122,8 @@ pub fn router(state: PayState) -> Router {
         .route("/pin/reset", get(pages::pin::reset))
         .route("/pin/new", get(pages::pin::new_form).post(pages::pin::set_new))
         .route("/login/callback", get(pages::login::callback))
+        .route("/backchannel-logout", post(standing::backchannel_logout))
+        .route("/events", post(standing::events))
         .route("/api/contracts", post(api::create_contract))
         .merge(admin::routes(&state))
         .route("/.well-known/jwks.json", get(jwks))
@@ -178,6 +190,8 @@ impl PayService {
             .introspection(introspector.clone())
             .build();
         let redirect = url::Url::parse(&format!("{audience}/login/callback")).context("redirect URI")?;
+        // Logout tokens and security events, checked with the IdP's keys.
+        let receiver = Receiver::new(&verifier, config.client_id.clone());
         let rp = RelyingParty::new(
             &verifier,
             config.client_id.clone(),
@@ -191,8 +205,10 @@ impl PayService {
             csrf_key: secret.derive_key(keys::CSRF_PURPOSE),
             verifier,
             introspector,
+            receiver,
             rp,
             secure_cookies: secure,
+            standing_max_age: i64::try_from(config.standing_max_age.as_secs()).unwrap_or(i64::MAX),
             outbox_wake: Notify::new(),
             funding: Arc::new(TestFunding),
             metrics: metrics::PayMetrics::new(),

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use gatehouse_core::{OpaqueToken, Secret, Timestamp, TokenDigest};
-use gatehouse_relier::{Introspector, RelyingParty, Verifier};
+use gatehouse_relier::{Introspector, Receiver, RelyingParty, Verifier};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -45,8 +45,12 @@ pub struct Inner {
     pub verifier: Verifier,
     /// For admin tokens (any audience).
     pub introspector: Introspector,
+    /// Back-channel logout tokens and security events from the IdP.
+    pub receiver: Receiver,
     pub rp: RelyingParty,
     pub secure_cookies: bool,
+    /// Seconds the IdP's word on a buyer holds ([`crate::PayConfig::standing_max_age`]).
+    pub standing_max_age: i64,
     pub outbox_wake: Notify,
     pub funding: Arc<dyn FundingSource>,
     pub metrics: crate::metrics::PayMetrics,
@@ -107,12 +111,25 @@ impl PayState {
             .map(|s| (digest, s)))
     }
 
-    /// Starts a payments session for `sub`: the cookie to set.
-    pub async fn start_session(&self, sub: &str) -> Result<(TokenDigest, String), PageError> {
+    /// Starts a payments session for `sub` (from the IdP session `sid`, when
+    /// a login made it): the cookie to set.
+    pub async fn start_session(
+        &self,
+        sub: &str,
+        sid: Option<&str>,
+        vouched_at: Timestamp,
+    ) -> Result<(TokenDigest, String), PageError> {
         let token = OpaqueToken::generate();
         let now = Timestamp::now();
         self.store
-            .create_session(token.digest().as_str(), sub, now, now.plus(SESSION_LIFETIME))
+            .create_session(
+                token.digest().as_str(),
+                sub,
+                sid,
+                vouched_at,
+                now,
+                now.plus(SESSION_LIFETIME),
+            )
             .await?;
         Ok((token.digest(), self.session_cookie(token.expose(), SESSION_LIFETIME)))
     }

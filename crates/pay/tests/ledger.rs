@@ -301,7 +301,79 @@ both_backends!(
     contracts_and_links,
     the_store_refuses_a_negative_wallet,
     pin_reservations_are_atomic,
+    the_newest_word_of_the_idp_stands,
 );
+
+/// The standing keeps the newest event (by `iat`): an older one arriving
+/// late changes nothing; a refusal ends every session of the buyer; a
+/// logout ends its IdP session's sessions and the buyer's sessions of
+/// unknown IdP session, no one else's.
+async fn the_newest_word_of_the_idp_stands(backend: Backend) {
+    use gatehouse_pay::store::SessionsOf;
+    let db = Db::new(backend).await;
+    let s = &db.store;
+    let now = Timestamp(1_000_000);
+    let detail = serde_json::json!({});
+    let later = now.plus(3600);
+    s.create_session("d1", "gil", Some("sid-a"), now, now, later)
+        .await
+        .expect("session");
+    s.create_session("d2", "gil", Some("sid-b"), now, now, later)
+        .await
+        .expect("session");
+    s.create_session("d3", "gil", None, now, now, later)
+        .await
+        .expect("session");
+    s.create_session("d4", "hal", None, now, now, later)
+        .await
+        .expect("session");
+
+    let ended = s
+        .end_sessions(
+            SessionsOf::IdpSession {
+                sid: "sid-a",
+                sub: Some("gil"),
+            },
+            &detail,
+            now,
+        )
+        .await
+        .expect("logout");
+    assert_eq!(ended, 2, "sid-a's session and gil's link session");
+    assert!(s.session("d2", now).await.expect("read").is_some());
+    assert!(s.session("d4", now).await.expect("read").is_some());
+
+    assert!(
+        s.record_standing("gil", Some("account_disabled"), Timestamp(20), &detail, now)
+            .await
+            .expect("w")
+    );
+    assert!(
+        s.session("d2", now).await.expect("read").is_none(),
+        "a refusal ends every session"
+    );
+    assert!(
+        s.session("d4", now).await.expect("read").is_some(),
+        "of that buyer only"
+    );
+    // An older account-enabled, late: nothing changes.
+    assert!(
+        !s.record_standing("gil", None, Timestamp(10), &detail, now)
+            .await
+            .expect("w")
+    );
+    let standing = s.standing("gil").await.expect("read").expect("recorded");
+    assert_eq!(standing.refused.as_deref(), Some("account_disabled"));
+    // A newer one restores.
+    assert!(
+        s.record_standing("gil", None, Timestamp(30), &detail, now)
+            .await
+            .expect("w")
+    );
+    assert_eq!(s.standing("gil").await.expect("read").expect("recorded").refused, None);
+    assert!(s.standing("hal").await.expect("read").is_none());
+    db.finish().await;
+}
 
 /// 40 PIN attempts at once, from two store processes on the same database
 /// (two instances): exactly the limit are reserved, each counted once; a

@@ -84,6 +84,10 @@ pub fn pay_config(config: &Config, addr: std::net::SocketAddr, idp: Option<&Url>
         data_dir: config.data_dir.clone(),
         secret_key: config.pay.secret_key.as_ref().map(|s| s.expose().clone()),
         limits: config.pay.limits,
+        standing_max_age: config
+            .pay
+            .standing_max_age
+            .unwrap_or(gatehouse_pay::DEFAULT_STANDING_MAX_AGE),
     })
 }
 

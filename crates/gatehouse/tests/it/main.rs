@@ -22,6 +22,7 @@ mod oauth;
 mod openid_client;
 mod ops;
 mod pay;
+mod pay_standing;
 mod profile;
 mod reach;
 mod relier;

@@ -28,7 +28,7 @@ use crate::support::{Backend, Browser, ClientSpec, Page, TestApp, TestDb, eventu
 const PASSWORD: &str = "a perfectly fine passphrase";
 const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const AT: &str = "urn:ietf:params:oauth:token-type:access_token";
-const PIN: &str = "385172";
+pub(crate) const PIN: &str = "385172";
 /// Another resource the merchants may narrow tokens to.
 const OTHER_AUDIENCE: &str = "http://127.0.0.1:9/api";
 
@@ -57,13 +57,15 @@ struct Receiver {
     attempts: AtomicUsize,
 }
 
-struct World {
-    app: TestApp,
+pub(crate) struct World {
+    pub(crate) app: TestApp,
     pay: Option<PayService>,
-    pay_base: String,
-    pay_db: TestDb,
-    store: Arc<dyn PayStore>,
-    shop: (String, String),
+    pub(crate) pay_base: String,
+    pub(crate) pay_db: TestDb,
+    pub(crate) store: Arc<dyn PayStore>,
+    pub(crate) shop: (String, String),
+    /// The payments service's client id at the IdP.
+    pub(crate) pay_client: String,
     rival: (String, String),
     receiver: Arc<Receiver>,
     _dir: tempfile::TempDir,
@@ -82,11 +84,22 @@ fn terms(order: &str, amount: i64) -> Value {
 }
 
 impl World {
-    async fn new(backend: Backend) -> World {
+    pub(crate) async fn new(backend: Backend) -> World {
         Self::with_receiver(backend, 0).await
     }
 
     async fn with_receiver(backend: Backend, fail_first: usize) -> World {
+        Self::build(backend, fail_first, true).await
+    }
+
+    /// The payments service registered with a back-channel logout URI and
+    /// an events URI where nothing listens: every message from the IdP is
+    /// lost.
+    pub(crate) async fn deaf(backend: Backend) -> World {
+        Self::build(backend, 0, false).await
+    }
+
+    async fn build(backend: Backend, fail_first: usize, hears: bool) -> World {
         let app = spawn_app(backend).await;
         let dir = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -105,6 +118,11 @@ impl World {
         // Tokens for the payments service name it by its URL; it
         // introspects them (`--resource-uri`).
         pay_client.resource_uris = vec![pay_base.clone()];
+        // It hears logouts and security events (issue 15), or, deaf, loses
+        // them all (nothing listens on port 9).
+        let heard_at = if hears { pay_base.as_str() } else { "http://127.0.0.1:9" };
+        pay_client.backchannel_logout_uri = Some(format!("{heard_at}/backchannel-logout"));
+        pay_client.events_uri = Some(format!("{heard_at}/events"));
         assert!(
             app.store()
                 .update_client(
@@ -177,12 +195,14 @@ impl World {
                 data_dir: dir.path().to_owned(),
                 secret_key: None,
                 limits: Default::default(),
+                standing_max_age: gatehouse_pay::DEFAULT_STANDING_MAX_AGE,
             },
             listener,
         )
         .await
         .unwrap();
         World {
+            pay_client: pay_client.id.to_string(),
             app,
             pay: Some(pay),
             pay_base,
@@ -196,7 +216,7 @@ impl World {
     }
 
     /// The ledger adds up; then everything stops.
-    async fn finish(mut self) {
+    pub(crate) async fn finish(mut self) {
         assert_eq!(
             self.store.ledger_sum().await.unwrap(),
             0,
@@ -211,20 +231,20 @@ impl World {
         self.app.finish().await;
     }
 
-    fn pay(&self, path: &str) -> String {
+    pub(crate) fn pay(&self, path: &str) -> String {
         format!("{}{path}", self.pay_base)
     }
 
     /// A signed-in user and the shop's broad token for them: (browser,
     /// broad token, sub).
-    async fn user(&self, email: &str, merchant: &(String, String)) -> (Browser, String, String) {
+    pub(crate) async fn user(&self, email: &str, merchant: &(String, String)) -> (Browser, String, String) {
         let b = self.app.ready_account(email, PASSWORD).await;
         let broad = self.broad_token(&b, merchant).await;
         let sub = jwt_claims(&broad)["sub"].as_str().unwrap().to_owned();
         (b, broad, sub)
     }
 
-    async fn broad_token(&self, b: &Browser, merchant: &(String, String)) -> String {
+    pub(crate) async fn broad_token(&self, b: &Browser, merchant: &(String, String)) -> String {
         let name = if merchant == &self.rival { "rival" } else { "shop" };
         let redirect = format!("http://127.0.0.1:9/{name}/cb");
         let (url, verifier) = auth_url(
@@ -323,7 +343,7 @@ impl World {
     }
 
     /// A contract for the user of `broad`, created by the shop: the answer.
-    async fn contract(&self, broad: &str, order: &str, amount: i64) -> Value {
+    pub(crate) async fn contract(&self, broad: &str, order: &str, amount: i64) -> Value {
         let user_token = self.narrow(&self.shop, broad, &self.pay_base).await;
         let merchant_token = self.merchant_token(&self.shop).await;
         let (status, _, body) = self.create(&merchant_token, &user_token, terms(order, amount)).await;
@@ -416,7 +436,7 @@ fn urlencoding(s: &str) -> String {
 }
 
 /// GET an absolute URL in this browser, no redirects followed.
-async fn get(b: &Browser, url: &str) -> Page {
+pub(crate) async fn get(b: &Browser, url: &str) -> Page {
     let r = b.client.get(url).send().await.unwrap();
     let (status, headers) = (r.status(), r.headers().clone());
     Page {
@@ -426,7 +446,7 @@ async fn get(b: &Browser, url: &str) -> Page {
     }
 }
 
-async fn post(b: &Browser, url: &str, fields: &[(&str, &str)]) -> Page {
+pub(crate) async fn post(b: &Browser, url: &str, fields: &[(&str, &str)]) -> Page {
     let r = b.client.post(url).form(fields).send().await.unwrap();
     let (status, headers) = (r.status(), r.headers().clone());
     Page {
@@ -438,7 +458,7 @@ async fn post(b: &Browser, url: &str, fields: &[(&str, &str)]) -> Page {
 
 /// Follows redirects through the IdP and the payments service until a page
 /// answers or the browser leaves for another origin: (last URL, page).
-async fn walk(b: &Browser, url: &str) -> (String, Page) {
+pub(crate) async fn walk(b: &Browser, url: &str) -> (String, Page) {
     let mut next = reqwest::Url::parse(url).unwrap();
     for _ in 0..12 {
         if next.port() == Some(9) {
@@ -463,7 +483,7 @@ fn get_nothing() -> Page {
 }
 
 /// Opens the purchase link, agrees, sets the PIN: the pay page.
-async fn first_purchase_setup(w: &World, b: &Browser, contract: &Value) -> Page {
+pub(crate) async fn first_purchase_setup(w: &World, b: &Browser, contract: &Value) -> Page {
     let hash = contract["contract_hash"].as_str().unwrap();
     let link = contract["purchase_url"].as_str().unwrap();
     let r = get(b, link).await;
@@ -517,7 +537,7 @@ async fn first_purchase_setup(w: &World, b: &Browser, contract: &Value) -> Page 
 }
 
 /// Posts the PIN on the pay page of `hash`.
-async fn pay_with(w: &World, b: &Browser, hash: &str, pin: &str) -> Page {
+pub(crate) async fn pay_with(w: &World, b: &Browser, hash: &str, pin: &str) -> Page {
     let page = get(b, &w.pay(&format!("/contracts/{hash}"))).await;
     let csrf = page.input_value("csrf").unwrap_or_default();
     post(

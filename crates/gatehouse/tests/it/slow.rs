@@ -319,6 +319,7 @@ async fn start_pay(app: &TestApp, backend: Backend, dir: &std::path::Path, limit
             data_dir: dir.to_owned(),
             secret_key: None,
             limits,
+            standing_max_age: gatehouse_pay::DEFAULT_STANDING_MAX_AGE,
         },
         listener,
     )

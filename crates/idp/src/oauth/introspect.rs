@@ -48,6 +48,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Va
             if !c.introspectable_by(&client) {
                 return Ok(inactive());
             }
+            served(state, &client, &c).await;
             let mut body = json!({
                 "active": true,
                 "iss": c.iss,
@@ -77,6 +78,24 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Va
         }
     }
     refresh_token_state(state, &client, token).await
+}
+
+/// A resource server that hears logouts or security events and accepted a
+/// person's token issued to another client (a narrowed token: the payments
+/// service) was served by that token's IdP session: remember it, so the
+/// session's logout and the account's events reach it too. A failure is
+/// logged; the answer stands.
+async fn served(state: &AppState, client: &Client, claims: &gatehouse_core::oauth::claims::AccessTokenClaims) {
+    let listens = client.backchannel_logout_uri.is_some() || client.events_uri.is_some();
+    let Some(gid) = claims.gid.as_deref() else {
+        return;
+    };
+    if !listens || claims.client_id == client.id.as_str() {
+        return;
+    }
+    if let Err(e) = state.store.resource_served(gid, &client.id, Timestamp::now()).await {
+        tracing::warn!(error = %e, client = %client.id, "cannot record the session's resource server");
+    }
 }
 
 async fn refresh_token_state(state: &AppState, client: &Client, token: &str) -> Result<Value, OAuthError> {

@@ -102,6 +102,9 @@ pub async fn fund(State(state): State<PayState>, headers: HeaderMap, body: Bytes
             )
         };
         let amount: i64 = form.amount.trim().parse().map_err(|_| bad())?;
+        if let Some(r) = crate::standing::gate(&state, &session.sub, session.vouched_at, "fund", "/").await? {
+            return Ok(r);
+        }
         let currency = form.currency.trim();
         let movement = gatehouse_core::pay::Movement::fund(state.funding.name(), &session.sub, amount, currency);
         if movement.is_err() {

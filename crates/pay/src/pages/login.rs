@@ -130,7 +130,9 @@ async fn handle(state: &PayState, headers: &HeaderMap, query: &str) -> Result<Re
     let mut response = match row.purpose.as_str() {
         PURPOSE_PIN_RESET => pin_reset_returned(state, headers, &pending, &login, &row.return_to, now).await?,
         _ => {
-            let (_, cookie) = state.start_session(&login.subject).await?;
+            // The IdP let them sign in here just now: it vouches for them.
+            crate::standing::vouched(state, &login.subject, now).await?;
+            let (_, cookie) = state.start_session(&login.subject, login.sid.as_deref(), now).await?;
             let mut r = see_other(&row.return_to);
             if let Ok(v) = cookie.parse() {
                 r.headers_mut().append(header::SET_COOKIE, v);

@@ -55,8 +55,16 @@ pub async fn link(State(state): State<PayState>, Path(link): Path<String>, RawQu
             .use_link(token.digest().as_str(), Timestamp::now())
             .await?
             .ok_or_else(gone)?;
-        let (_, cookie) = state.start_session(&sub).await?;
-        let mut response = see_other(&format!("/contracts/{h}{}", display.query()));
+        // The IdP vouched for the buyer when the merchant's narrowed token
+        // was introspected, as the contract was made.
+        let contract = state.store.contract(&h).await?.ok_or_else(gone)?;
+        let back = format!("/contracts/{h}{}", display.query());
+        if let Some(r) = crate::standing::gate(&state, &sub, contract.created_at, "open_link", &back).await? {
+            hash = Some(h);
+            return Ok(r);
+        }
+        let (_, cookie) = state.start_session(&sub, None, contract.created_at).await?;
+        let mut response = see_other(&back);
         if let Ok(v) = cookie.parse() {
             response.headers_mut().append(header::SET_COOKIE, v);
         }
@@ -380,6 +388,10 @@ pub async fn pay(
         let (true, true, Some(pin_hash)) = (agreed, has_pin, buyer.and_then(|b| b.pin_hash)) else {
             return Ok(see_other(&format!("/contracts/{hash}{}", display.query())));
         };
+        let back = format!("/contracts/{hash}{}", display.query());
+        if let Some(r) = crate::standing::gate(&state, &session.sub, session.vouched_at, "pay", &back).await? {
+            return Ok(r);
+        }
         // Reserve the attempt before the PIN is checked: at most the limit
         // is ever checked, however many arrive at once.
         let key = pin::throttle_key(&session.sub);

@@ -24,12 +24,15 @@ use serde::Serialize;
 
 #[macro_use]
 mod store_impl;
+#[macro_use]
+mod standing;
 mod postgres;
 mod sql;
 mod sqlite;
 
 pub use postgres::PgPayStore;
 pub use sqlite::SqlitePayStore;
+pub use standing::{SessionsOf, Standing, StandingStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PayStoreError {
@@ -151,6 +154,9 @@ pub struct PaySession {
     pub expires_at: Timestamp,
     /// Until when the PIN may be changed (after a fresh login).
     pub pin_reset_until: Option<Timestamp>,
+    /// When the IdP last vouched for the buyer (login, or the narrowed
+    /// token of the purchase link).
+    pub vouched_at: Timestamp,
 }
 
 /// A login at the IdP in progress.
@@ -187,6 +193,14 @@ pub enum PayAuditKind {
     PurchasePaid,
     Refund,
     WalletFunded,
+    /// The IdP said the buyer may not move money (account disabled or
+    /// purged), or may again (account enabled).
+    StandingChanged,
+    /// A back-channel logout or a security event ended payments sessions.
+    SessionsEnded,
+    /// Paying, funding or opening a purchase link was refused: the buyer's
+    /// standing at the IdP.
+    MoneyRefused,
 }
 
 impl PayAuditKind {
@@ -201,6 +215,9 @@ impl PayAuditKind {
             PayAuditKind::PurchasePaid => "purchase_paid",
             PayAuditKind::Refund => "refund",
             PayAuditKind::WalletFunded => "wallet_funded",
+            PayAuditKind::StandingChanged => "standing_changed",
+            PayAuditKind::SessionsEnded => "sessions_ended",
+            PayAuditKind::MoneyRefused => "money_refused",
         }
     }
 }
@@ -238,7 +255,7 @@ pub struct StoredPayKey {
 }
 
 #[async_trait]
-pub trait PayStore: Send + Sync + 'static {
+pub trait PayStore: StandingStore + Send + Sync + 'static {
     fn backend(&self) -> Backend;
     async fn migrate(&self) -> Result<(), PayStoreError>;
 
@@ -321,10 +338,14 @@ pub trait PayStore: Send + Sync + 'static {
     async fn balances_sum(&self) -> Result<i64, PayStoreError>;
 
     // --- sessions and logins
+    /// `sid`: the IdP session of the login it came from, if known;
+    /// `vouched_at`: when the IdP last vouched for the buyer.
     async fn create_session(
         &self,
         digest: &str,
         sub: &str,
+        sid: Option<&str>,
+        vouched_at: Timestamp,
         now: Timestamp,
         expires_at: Timestamp,
     ) -> Result<(), PayStoreError>;

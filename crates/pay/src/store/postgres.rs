@@ -33,3 +33,8 @@ impl_pay_store! {
     backend: crate::store::Backend::Postgres,
     migrator: MIGRATOR,
 }
+
+impl_standing_store! {
+    store: PgPayStore,
+    db: sqlx::Postgres,
+}

@@ -228,16 +228,17 @@ pub const BALANCES_SUM: &str = "SELECT CAST(COALESCE(SUM(balance), 0) AS BIGINT)
 // --- sessions
 
 pub const INSERT_SESSION: &str = "\
-    INSERT INTO sessions (digest, sub, created_at, expires_at) VALUES ($1, $2, $3, $4)";
+    INSERT INTO sessions (digest, sub, created_at, expires_at, sid, vouched_at) VALUES ($1, $2, $3, $4, $5, $6)";
 
 pub const SESSION: &str = "\
-    SELECT sub, expires_at, pin_reset_until FROM sessions WHERE digest = $1 AND expires_at > $2";
+    SELECT sub, expires_at, pin_reset_until, vouched_at FROM sessions WHERE digest = $1 AND expires_at > $2";
 
 #[derive(sqlx::FromRow)]
 pub struct SessionRow {
     pub sub: String,
     pub expires_at: i64,
     pub pin_reset_until: Option<i64>,
+    pub vouched_at: i64,
 }
 
 pub const PURGE_SESSIONS: &str = "DELETE FROM sessions WHERE expires_at <= $1";

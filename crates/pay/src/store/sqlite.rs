@@ -33,3 +33,8 @@ impl_pay_store! {
     backend: crate::store::Backend::Sqlite,
     migrator: MIGRATOR,
 }
+
+impl_standing_store! {
+    store: SqlitePayStore,
+    db: sqlx::Sqlite,
+}

@@ -593,6 +593,8 @@ macro_rules! impl_pay_store {
                     &self,
                     digest: &str,
                     sub: &str,
+                    sid: Option<&str>,
+                    vouched_at: Timestamp,
                     now: Timestamp,
                     expires_at: Timestamp,
                 ) -> Result<(), PayStoreError> {
@@ -601,6 +603,8 @@ macro_rules! impl_pay_store {
                         .bind(sub)
                         .bind(now.0)
                         .bind(expires_at.0)
+                        .bind(sid)
+                        .bind(vouched_at.0)
                         .execute(&self.pool)
                         .await?;
                     Ok(())
@@ -616,6 +620,7 @@ macro_rules! impl_pay_store {
                         sub: r.sub,
                         expires_at: Timestamp(r.expires_at),
                         pin_reset_until: r.pin_reset_until.map(Timestamp),
+                        vouched_at: Timestamp(r.vouched_at),
                     }))
                 }
 

@@ -71,6 +71,12 @@ pub trait OAuthStore: Send + Sync {
         now: Timestamp,
     ) -> Result<Redemption, StoreError>;
 
+    /// A resource server (`client`) accepted a token of the grant
+    /// `grant_id` (it introspected it): the grant's IdP session, if it is
+    /// still there, has served that client too, so the client hears its
+    /// logout and the account's security events. Idempotent.
+    async fn resource_served(&self, grant_id: &str, client: &ClientId, now: Timestamp) -> Result<(), StoreError>;
+
     /// The clients an IdP session has served (for logout), sorted.
     async fn session_clients(&self, session: &TokenDigest) -> Result<Vec<ClientId>, StoreError>;
 
@@ -342,6 +348,21 @@ macro_rules! impl_oauth_store {
                     now,
                 )
                 .await
+            }
+
+            async fn resource_served(
+                &self,
+                grant_id: &str,
+                client: &ClientId,
+                now: Timestamp,
+            ) -> Result<(), StoreError> {
+                sqlx::query($crate::oauth::sql::RESOURCE_SERVED)
+                    .bind(grant_id)
+                    .bind(client.as_str())
+                    .bind(now.0)
+                    .execute(&self.writer)
+                    .await?;
+                Ok(())
             }
 
             async fn session_clients(&self, session: &TokenDigest) -> Result<Vec<ClientId>, StoreError> {

@@ -152,6 +152,14 @@ pub const REDEEM_AUTH_CODE_POSTGRES: &str = concat!(
 
 pub const AUTH_CODE_GRANT: &str = "SELECT grant_id FROM auth_codes WHERE digest = $1";
 
+/// `$1` grant id, `$2` the resource server's client id, `$3` now: the
+/// grant's session (while it lives) served that client.
+pub const RESOURCE_SERVED: &str = "\
+    INSERT INTO session_clients (session_digest, client_id, first_at) \
+    SELECT g.session_digest, $2, $3 FROM grants g JOIN sessions s ON s.id_digest = g.session_digest \
+    WHERE g.id = $1 \
+    ON CONFLICT (session_digest, client_id) DO NOTHING";
+
 /// Sorted by the caller (byte order, whatever the database's collation).
 pub const SESSION_CLIENTS: &str = "\
     SELECT client_id FROM session_clients WHERE session_digest = $1";
