@@ -74,6 +74,7 @@ impl Db {
                 name: "The Shop".into(),
                 origins: vec!["http://127.0.0.1:8082".into()],
                 notify_uri: Some("http://127.0.0.1:9/notify".into()),
+                fee: Default::default(),
             })
             .await
             .expect("merchant");

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::fee::{Fee, FeeRule, Split, split};
+
 /// The version of the terms format (`v`).
 pub const TERMS_FORMAT: i64 = 1;
 /// The largest amount, in minor units (one million in major units).
@@ -52,6 +54,11 @@ pub struct ContractTerms {
     pub fulfillment_url: String,
     pub offer_url: String,
     pub v: i64,
+    /// The fee of the merchant's rule when the contract was made, if any
+    /// (absent for a merchant without fees, so such a merchant's terms are
+    /// exactly its own fields plus `merchant` and `v`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee: Option<Fee>,
 }
 
 /// Why terms are refused (400 `invalid_request`, with this text).
@@ -117,11 +124,23 @@ impl MerchantTerms {
             fulfillment_url: self.fulfillment_url,
             offer_url: self.offer_url,
             v: TERMS_FORMAT,
+            fee: None,
         })
     }
 }
 
 impl ContractTerms {
+    /// The terms with the fee `rule` makes of their amount.
+    pub fn with_fee(mut self, rule: &FeeRule) -> Self {
+        self.fee = rule.fee(self.amount);
+        self
+    }
+
+    /// What paying these terms moves (price, fee, total).
+    pub fn split(&self) -> Split {
+        split(self.amount, self.fee)
+    }
+
     /// The canonical JSON text.
     pub fn canonical(&self) -> Result<String, TermsError> {
         let value = serde_json::to_value(self).map_err(|_| TermsError::NotCanonical("unserializable"))?;

@@ -22,7 +22,12 @@ pub enum AccountKind {
     Merchant,
     /// Where money comes from (owner: the funding source's name).
     Funding,
+    /// Where fees go (owner: [`FEE_ACCOUNT_OWNER`]).
+    Fee,
 }
+
+/// The owner of the fee account (one per currency).
+pub const FEE_ACCOUNT_OWNER: &str = "fees";
 
 impl AccountKind {
     pub fn as_str(self) -> &'static str {
@@ -30,6 +35,7 @@ impl AccountKind {
             AccountKind::User => "user",
             AccountKind::Merchant => "merchant",
             AccountKind::Funding => "funding",
+            AccountKind::Fee => "fee",
         }
     }
 
@@ -60,6 +66,11 @@ impl LedgerAccount {
         Self::new(AccountKind::Funding, source, currency)
     }
 
+    /// The fee account of `currency`.
+    pub fn fees(currency: &str) -> Self {
+        Self::new(AccountKind::Fee, FEE_ACCOUNT_OWNER, currency)
+    }
+
     fn new(kind: AccountKind, owner: &str, currency: &str) -> Self {
         Self {
             kind,
@@ -84,6 +95,10 @@ pub enum MovementKind {
     Purchase,
     /// A merchant gives a purchase's money back.
     Refund,
+    /// A purchase's fee reaches the fee account (from whoever pays it).
+    Fee,
+    /// The fee account gives a refunded purchase's fee back.
+    FeeRefund,
 }
 
 impl MovementKind {
@@ -92,6 +107,8 @@ impl MovementKind {
             MovementKind::Fund => "fund",
             MovementKind::Purchase => "purchase",
             MovementKind::Refund => "refund",
+            MovementKind::Fee => "fee",
+            MovementKind::FeeRefund => "fee_refund",
         }
     }
 }
@@ -163,6 +180,19 @@ impl Movement {
             LedgerAccount::user(sub, currency),
             amount,
         )
+    }
+
+    /// A purchase's fee of `amount` leaves the payer's account (the buyer's
+    /// wallet or the merchant's account) for the fee account.
+    pub fn fee(payer: LedgerAccount, amount: i64) -> Result<Self, MovementError> {
+        let fees = LedgerAccount::fees(&payer.currency);
+        Self::new(MovementKind::Fee, payer, fees, amount)
+    }
+
+    /// A refunded purchase's fee goes back to whoever paid it.
+    pub fn fee_refund(payer: LedgerAccount, amount: i64) -> Result<Self, MovementError> {
+        let fees = LedgerAccount::fees(&payer.currency);
+        Self::new(MovementKind::FeeRefund, fees, payer, amount)
     }
 
     /// The two entries: `(account, signed amount)`; they sum to zero.

@@ -153,6 +153,7 @@ impl World {
                 name: "The Shop".into(),
                 origins: vec!["http://127.0.0.1:9".into()],
                 notify_uri: Some(format!("http://{addr}/notify")),
+                fee: Default::default(),
             })
             .await
             .unwrap();
@@ -162,6 +163,7 @@ impl World {
                 name: "The Rival".into(),
                 origins: vec!["http://127.0.0.1:10".into()],
                 notify_uri: None,
+                fee: Default::default(),
             })
             .await
             .unwrap();

@@ -15,7 +15,7 @@ use gatehouse_core::{OpaqueToken, Timestamp, TokenDigest};
 use serde::{Deserialize, Serialize};
 
 use super::login::require_login;
-use super::render::{PayPage, SetupPage, money, render};
+use super::render::{PayPage, SetupPage, fee_line, money, price_with_fee, render};
 use super::{hash_pin, parse_form, verify_pin};
 use crate::store::{Buyer, Contract, Paid, PayAuditKind, PaySession, PayStoreError, Purchase};
 use crate::web::{PageError, PayState, csp_for_merchants, see_other};
@@ -164,7 +164,7 @@ async fn purchase_page(
                 csrf: &csrf,
                 merchant: merchant_name,
                 summary: &t.summary,
-                price,
+                price: price_with_fee(t),
                 need_agreement: !agreed,
                 need_pin: !has_pin,
                 terms_version: terms::TERMS_OF_SERVICE_VERSION,
@@ -183,6 +183,8 @@ async fn purchase_page(
             summary: &t.summary,
             order_id: &t.order_id,
             price,
+            fee: fee_line(t.fee, &t.currency),
+            total: money(t.split().buyer_pays, &t.currency),
             balance: money(balance, &t.currency),
             error,
         },

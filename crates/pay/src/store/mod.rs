@@ -18,7 +18,7 @@ use std::sync::Arc;
 use gatehouse_core::Timestamp;
 use gatehouse_core::pay::ledger::TEST_FUNDING_SOURCE;
 use gatehouse_core::pay::notification::NotificationClaims;
-use gatehouse_core::pay::{ContractTerms, PurchaseState};
+use gatehouse_core::pay::{ContractTerms, Fee, FeeRule, PurchaseState};
 use gatehouse_core::throttle::{Policy, Window};
 use serde::Serialize;
 
@@ -71,6 +71,8 @@ pub struct Merchant {
     pub origins: Vec<String>,
     /// Where notifications go.
     pub notify_uri: Option<String>,
+    /// Its fee rule (the default: no fee).
+    pub fee: FeeRule,
 }
 
 /// A buyer's agreement and PIN.
@@ -125,6 +127,8 @@ pub struct Purchase {
     pub state: PurchaseState,
     pub paid_at: i64,
     pub refunded_at: Option<i64>,
+    /// The fee the contract stated, if any (a refund returns it).
+    pub fee: Option<Fee>,
 }
 
 /// What [`PayStore::pay`] did.

@@ -107,6 +107,21 @@ macro_rules! impl_pay_store {
                 Ok(balance)
             }
 
+            /// The account a purchase's fee leaves (and returns to on a refund).
+            fn fee_payer_account(
+                sub: &str,
+                merchant: &str,
+                currency: &str,
+                fee: gatehouse_core::pay::Fee,
+            ) -> gatehouse_core::pay::LedgerAccount {
+                match fee.payer {
+                    gatehouse_core::pay::FeePayer::Buyer => gatehouse_core::pay::LedgerAccount::user(sub, currency),
+                    gatehouse_core::pay::FeePayer::Merchant => {
+                        gatehouse_core::pay::LedgerAccount::merchant(merchant, currency)
+                    }
+                }
+            }
+
             /// Writes the merchant's notification, if it has a notify URI.
             async fn notify(
                 conn: &mut Conn,
@@ -192,6 +207,9 @@ macro_rules! impl_pay_store {
                         .bind(origins)
                         .bind(merchant.notify_uri.as_deref())
                         .bind(Timestamp::now().0)
+                        .bind(merchant.fee.fixed)
+                        .bind(merchant.fee.basis_points)
+                        .bind(merchant.fee.payer.as_str())
                         .execute(&self.pool)
                         .await?;
                     Ok(())
@@ -405,6 +423,15 @@ macro_rules! impl_pay_store {
                 ) -> Result<Paid, PayStoreError> {
                     let terms = &contract.terms;
                     let movement = Movement::purchase(&contract.sub, &terms.merchant, terms.amount, &terms.currency)?;
+                    let fee_movement = terms
+                        .fee
+                        .map(|fee| {
+                            Movement::fee(
+                                fee_payer_account(&contract.sub, &terms.merchant, &terms.currency, fee),
+                                fee.amount,
+                            )
+                        })
+                        .transpose()?;
                     let mut tx = self.pool.begin().await?;
                     // The unique contract hash: the second payment of one
                     // contract inserts nothing and charges nothing.
@@ -416,6 +443,8 @@ macro_rules! impl_pay_store {
                         .bind(terms.amount)
                         .bind(terms.currency.as_str())
                         .bind(now.0)
+                        .bind(terms.fee.map_or(0, |f| f.amount))
+                        .bind(terms.fee.map(|f| f.payer.as_str()))
                         .execute(&mut *tx)
                         .await?;
                     if inserted.rows_affected() != 1 {
@@ -427,7 +456,12 @@ macro_rules! impl_pay_store {
                         return Ok(Paid::Already(Purchase::try_from(existing)?));
                     }
                     // Dropping `tx` on an error rolls the purchase back.
+                    // The price and the fee: two balanced movements in
+                    // the one transaction.
                     apply_movement(&mut tx, &movement, &new_id(), Some(purchase_id), now).await?;
+                    if let Some(fee_movement) = &fee_movement {
+                        apply_movement(&mut tx, fee_movement, &new_id(), Some(purchase_id), now).await?;
+                    }
                     let purchase = Purchase {
                         id: purchase_id.to_owned(),
                         contract_hash: contract.hash.clone(),
@@ -438,6 +472,7 @@ macro_rules! impl_pay_store {
                         state: gatehouse_core::pay::PurchaseState::Created.pay()?,
                         paid_at: now.0,
                         refunded_at: None,
+                        fee: terms.fee,
                     };
                     notify(&mut tx, &purchase, PurchaseEvent::Completed, now).await?;
                     let detail = serde_json::json!({
@@ -445,6 +480,7 @@ macro_rules! impl_pay_store {
                         "contract_hash": purchase.contract_hash,
                         "merchant": purchase.merchant,
                         "amount": purchase.amount,
+                        "fee": purchase.fee,
                         "currency": purchase.currency,
                     });
                     insert_audit(
@@ -495,6 +531,13 @@ macro_rules! impl_pay_store {
                         &purchase.currency,
                     )?;
                     debug_assert_eq!(movement.kind, MovementKind::Refund);
+                    // The fee goes back first: a merchant who paid it then
+                    // holds the whole price again to give back.
+                    if let Some(fee) = purchase.fee {
+                        let payer = fee_payer_account(&purchase.sub, &purchase.merchant, &purchase.currency, fee);
+                        let back = Movement::fee_refund(payer, fee.amount)?;
+                        apply_movement(&mut tx, &back, &new_id(), Some(purchase_id), now).await?;
+                    }
                     apply_movement(&mut tx, &movement, &new_id(), Some(purchase_id), now).await?;
                     notify(&mut tx, &purchase, PurchaseEvent::Refunded, now).await?;
                     let detail = serde_json::json!({
@@ -502,6 +545,7 @@ macro_rules! impl_pay_store {
                         "contract_hash": purchase.contract_hash,
                         "merchant": purchase.merchant,
                         "amount": purchase.amount,
+                        "fee": purchase.fee,
                         "currency": purchase.currency,
                         "by": by,
                     });
