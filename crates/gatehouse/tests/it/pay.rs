@@ -25,6 +25,8 @@ use crate::both_backends;
 use crate::oauth::{auth_url, authorize, exchange, jwt_claims, post_form};
 use crate::support::{Backend, Browser, ClientSpec, Page, TestApp, TestDb, eventually, serve_local, spawn_app};
 
+mod fees;
+
 const PASSWORD: &str = "a perfectly fine passphrase";
 const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const AT: &str = "urn:ietf:params:oauth:token-type:access_token";
