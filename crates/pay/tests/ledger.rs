@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use gatehouse_core::Timestamp;
-use gatehouse_core::pay::{MerchantTerms, PurchaseState};
+use gatehouse_core::pay::{FeePayer, FeeRule, MerchantTerms, PurchaseState};
 use gatehouse_pay::store::{self, Contract, ContractCreated, Merchant, Paid, PayStore, PayStoreError, PurchaseLink};
 
 #[derive(Clone, Copy, Debug)]
@@ -302,7 +302,52 @@ both_backends!(
     contracts_and_links,
     the_store_refuses_a_negative_wallet,
     pin_reservations_are_atomic,
+    fees_are_covered_and_come_back,
 );
+
+/// A contract for `sub` with the fee `rule` makes of `amount`.
+fn contract_with_fee(sub: &str, order: &str, amount: i64, rule: FeeRule) -> Contract {
+    let mut c = contract(sub, order, amount);
+    c.terms = c.terms.with_fee(&rule);
+    c.hash = c.terms.hash().expect("hash");
+    c
+}
+
+/// A buyer-paid fee must be covered by the wallet with the price (or
+/// nothing moves); a refund returns price and fee, whoever paid it; a fee
+/// the merchant pays may take the whole price.
+async fn fees_are_covered_and_come_back(backend: Backend) {
+    let db = Db::new(backend).await;
+    let store = db.store.clone();
+    store.fund("fay", 500, "EUR").await.expect("fund");
+    let buyer_pays = FeeRule::new(30, 0, FeePayer::Buyer).expect("rule");
+    let c = contract_with_fee("fay", "o1", 500, buyer_pays);
+    assert_eq!(c.terms.split().buyer_pays, 530);
+    create(store.as_ref(), &c).await;
+    assert!(matches!(
+        store.pay(&c, "p1", Timestamp::now()).await,
+        Err(PayStoreError::InsufficientFunds)
+    ));
+    assert!(store.purchase_by_contract(&c.hash).await.expect("read").is_none());
+    assert_eq!(store.balance("fay", "EUR").await.expect("b"), 500);
+    store.fund("fay", 30, "EUR").await.expect("fund");
+    store.pay(&c, "p1", Timestamp::now()).await.expect("pay");
+    assert_eq!(store.balance("fay", "EUR").await.expect("b"), 0);
+    let refunded = store.refund_as("p1", "admin", Timestamp::now()).await.expect("refund");
+    assert_eq!(refunded.fee.map(|f| f.amount), Some(30));
+    assert_eq!(store.balance("fay", "EUR").await.expect("b"), 530);
+
+    // All of the price as the merchant's fee: the merchant gets nothing,
+    // and the refund still gives the buyer everything back.
+    let merchant_pays = FeeRule::new(0, 10_000, FeePayer::Merchant).expect("rule");
+    let c = contract_with_fee("fay", "o2", 100, merchant_pays);
+    create(store.as_ref(), &c).await;
+    store.pay(&c, "p2", Timestamp::now()).await.expect("pay");
+    assert_eq!(store.balance("fay", "EUR").await.expect("b"), 430);
+    store.refund_as("p2", "admin", Timestamp::now()).await.expect("refund");
+    assert_eq!(store.balance("fay", "EUR").await.expect("b"), 530);
+    db.finish().await;
+}
 
 /// 40 PIN attempts at once, from two store processes on the same database
 /// (two instances): exactly the limit are reserved, each counted once; a
