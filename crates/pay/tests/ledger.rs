@@ -412,3 +412,98 @@ async fn unknown_database_urls_are_refused() {
         Err(PayStoreError::UnsupportedUrl(_))
     ));
 }
+
+/// Migration 0003 builds SQLite's `ledger_accounts` again (to allow the
+/// `fee` kind): the accounts, entries and purchases written before it stay,
+/// old purchases have no fee, and foreign keys hold afterwards.
+#[tokio::test]
+async fn the_fee_migration_keeps_the_sqlite_ledger() {
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+    use std::str::FromStr;
+
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("sqlite://{}", dir.path().join("pay.db").display());
+    let options = SqliteConnectOptions::from_str(&url)
+        .expect("url")
+        .create_if_missing(true)
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .expect("pool");
+    let migrator = sqlx::migrate!("./migrations/sqlite");
+    migrator.run_to(1, &pool).await.expect("0001");
+    for statement in [
+        "INSERT INTO merchants (client_id, name, origins, created_at) VALUES ('shop', 'Shop', '[]', 1)",
+        "INSERT INTO ledger_accounts (id, kind, owner, currency, balance) VALUES \
+         ('funding:EUR:test', 'funding', 'test', 'EUR', -300), ('user:EUR:u', 'user', 'u', 'EUR', 100), \
+         ('merchant:EUR:shop', 'merchant', 'shop', 'EUR', 200)",
+        "INSERT INTO ledger_movements (id, kind, created_at) VALUES ('m1', 'fund', 1)",
+        "INSERT INTO ledger_entries (movement_id, account_id, amount, created_at) VALUES \
+         ('m1', 'funding:EUR:test', -300, 1), ('m1', 'user:EUR:u', 300, 1)",
+        "INSERT INTO contracts (hash, merchant, sub, terms, amount, currency, created_at) \
+         VALUES ('h', 'shop', 'u', '{}', 200, 'EUR', 1)",
+        "INSERT INTO purchases (id, contract_hash, sub, merchant, amount, currency, state, paid_at) \
+         VALUES ('p1', 'h', 'u', 'shop', 200, 'EUR', 'paid', 1)",
+    ] {
+        sqlx::query(statement).execute(&pool).await.expect(statement);
+    }
+    migrator.run(&pool).await.expect("all migrations");
+
+    let accounts: Vec<(String, i64)> = sqlx::query_as("SELECT id, balance FROM ledger_accounts ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .expect("accounts");
+    assert_eq!(
+        accounts,
+        [
+            ("funding:EUR:test".to_owned(), -300),
+            ("merchant:EUR:shop".to_owned(), 200),
+            ("user:EUR:u".to_owned(), 100)
+        ]
+    );
+    let entries: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger_entries")
+        .fetch_one(&pool)
+        .await
+        .expect("entries");
+    assert_eq!(entries, 2);
+    let fee: (i64, Option<String>) = sqlx::query_as("SELECT fee, fee_payer FROM purchases WHERE id = 'p1'")
+        .fetch_one(&pool)
+        .await
+        .expect("purchase");
+    assert_eq!(fee, (0, None));
+    let rule: (i64, i64, String) =
+        sqlx::query_as("SELECT fee_fixed, fee_basis_points, fee_payer FROM merchants WHERE client_id = 'shop'")
+            .fetch_one(&pool)
+            .await
+            .expect("merchant");
+    assert_eq!(rule, (0, 0, "buyer".to_owned()));
+    // The fee kind is allowed, never below zero; foreign keys still hold.
+    sqlx::query(
+        "INSERT INTO ledger_accounts (id, kind, owner, currency) VALUES ('fee:EUR:fees', 'fee', 'fees', 'EUR')",
+    )
+    .execute(&pool)
+    .await
+    .expect("a fee account");
+    assert!(
+        sqlx::query("UPDATE ledger_accounts SET balance = -1 WHERE id = 'fee:EUR:fees'")
+            .execute(&pool)
+            .await
+            .is_err()
+    );
+    assert!(
+        sqlx::query(
+            "INSERT INTO ledger_entries (movement_id, account_id, amount, created_at) VALUES ('m1', 'nobody', 1, 1)"
+        )
+        .execute(&pool)
+        .await
+        .is_err(),
+        "foreign keys are on again"
+    );
+    let violations: Vec<(String,)> = sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check")
+        .fetch_all(&pool)
+        .await
+        .expect("check");
+    assert!(violations.is_empty());
+}

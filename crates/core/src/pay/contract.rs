@@ -251,6 +251,27 @@ mod tests {
     }
 
     #[test]
+    fn the_terms_state_a_fee_only_when_there_is_one() {
+        use crate::pay::fee::FeePayer;
+        let plain = terms().into_contract("shop").expect("valid");
+        // No rule, or a rule that comes to zero: the same terms and hash.
+        assert_eq!(plain.clone().with_fee(&FeeRule::default()), plain);
+        let tiny = FeeRule::new(0, 1, FeePayer::Buyer).expect("rule");
+        assert_eq!(plain.clone().with_fee(&tiny), plain);
+        let rule = FeeRule::new(30, 250, FeePayer::Buyer).expect("rule");
+        let with_fee = plain.clone().with_fee(&rule);
+        let canonical = with_fee.canonical().expect("canonical");
+        // 2.5 % of 499 is 12.475: 12, plus 30.
+        assert!(
+            canonical.contains(r#""fee":{"amount":42,"payer":"buyer"}"#),
+            "{canonical}"
+        );
+        assert_ne!(with_fee.hash().expect("hash"), plain.hash().expect("hash"));
+        assert_eq!(ContractTerms::from_canonical(&canonical).expect("read"), with_fee);
+        assert_eq!(with_fee.split().buyer_pays, 541);
+    }
+
+    #[test]
     fn canonical_json_rules() {
         assert_eq!(
             canonical_json(&json!({"b": [1, {"z": null, "a": true}], "a": "é\n"})).expect("ok"),
