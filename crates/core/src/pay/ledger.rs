@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::fee::{Fee, FeePayer};
+
 /// The built-in funding source that credits test money.
 pub const TEST_FUNDING_SOURCE: &str = "test";
 
@@ -140,6 +142,22 @@ fn check_currency(currency: &str) -> Result<(), MovementError> {
     }
 }
 
+fn fee_payer(fee: Fee, sub: &str, merchant: &str, currency: &str) -> LedgerAccount {
+    match fee.payer {
+        FeePayer::Buyer => LedgerAccount::user(sub, currency),
+        FeePayer::Merchant => LedgerAccount::merchant(merchant, currency),
+    }
+}
+
+/// The accounts `movements` touch, each once, in the order of their ids:
+/// the order a transaction locks them in.
+pub fn lock_order<'a>(movements: &[&'a Movement]) -> Vec<&'a LedgerAccount> {
+    let mut accounts: Vec<&LedgerAccount> = movements.iter().flat_map(|m| [&m.from, &m.to]).collect();
+    accounts.sort_by_key(|a| a.id());
+    accounts.dedup_by_key(|a| a.id());
+    accounts
+}
+
 impl Movement {
     fn new(kind: MovementKind, from: LedgerAccount, to: LedgerAccount, amount: i64) -> Result<Self, MovementError> {
         if amount <= 0 {
@@ -182,17 +200,22 @@ impl Movement {
         )
     }
 
-    /// A purchase's fee of `amount` leaves the payer's account (the buyer's
-    /// wallet or the merchant's account) for the fee account.
-    pub fn fee(payer: LedgerAccount, amount: i64) -> Result<Self, MovementError> {
-        let fees = LedgerAccount::fees(&payer.currency);
-        Self::new(MovementKind::Fee, payer, fees, amount)
+    /// A purchase's fee leaves its payer's account (`sub`'s wallet or
+    /// `merchant`'s account) for the fee account.
+    pub fn fee(fee: Fee, sub: &str, merchant: &str, currency: &str) -> Result<Self, MovementError> {
+        let payer = fee_payer(fee, sub, merchant, currency);
+        Self::new(MovementKind::Fee, payer, LedgerAccount::fees(currency), fee.amount)
     }
 
     /// A refunded purchase's fee goes back to whoever paid it.
-    pub fn fee_refund(payer: LedgerAccount, amount: i64) -> Result<Self, MovementError> {
-        let fees = LedgerAccount::fees(&payer.currency);
-        Self::new(MovementKind::FeeRefund, fees, payer, amount)
+    pub fn fee_refund(fee: Fee, sub: &str, merchant: &str, currency: &str) -> Result<Self, MovementError> {
+        let payer = fee_payer(fee, sub, merchant, currency);
+        Self::new(
+            MovementKind::FeeRefund,
+            LedgerAccount::fees(currency),
+            payer,
+            fee.amount,
+        )
     }
 
     /// The two entries: `(account, signed amount)`; they sum to zero.
@@ -212,6 +235,43 @@ mod tests {
         assert_eq!(a.id(), "user:EUR:u1");
         assert_eq!(b.id(), "merchant:EUR:shop");
         assert_eq!(x + y, 0);
+    }
+
+    #[test]
+    fn fees_move_between_their_payer_and_the_fee_account() {
+        let fee = Fee {
+            amount: 40,
+            payer: FeePayer::Buyer,
+        };
+        let m = Movement::fee(fee, "u1", "shop", "EUR").expect("valid");
+        assert_eq!((m.from.id(), m.to.id()), ("user:EUR:u1".into(), "fee:EUR:fees".into()));
+        let merchant = Fee {
+            payer: FeePayer::Merchant,
+            ..fee
+        };
+        let back = Movement::fee_refund(merchant, "u1", "shop", "EUR").expect("valid");
+        assert_eq!(
+            (back.from.id(), back.to.id(), back.amount),
+            ("fee:EUR:fees".into(), "merchant:EUR:shop".into(), 40)
+        );
+        assert!(!AccountKind::Fee.may_go_negative());
+    }
+
+    #[test]
+    fn accounts_are_locked_once_each_in_id_order() {
+        let price = Movement::purchase("u1", "shop", 400, "EUR").expect("valid");
+        let fee = Movement::fee(
+            Fee {
+                amount: 40,
+                payer: FeePayer::Buyer,
+            },
+            "u1",
+            "shop",
+            "EUR",
+        )
+        .expect("valid");
+        let ids: Vec<String> = lock_order(&[&price, &fee]).iter().map(|a| a.id()).collect();
+        assert_eq!(ids, ["fee:EUR:fees", "merchant:EUR:shop", "user:EUR:u1"]);
     }
 
     #[test]

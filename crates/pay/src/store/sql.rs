@@ -228,6 +228,9 @@ pub const DEBIT_COVERED: &str = "\
     UPDATE ledger_accounts SET balance = balance - $1 WHERE id = $2 AND balance >= $1";
 
 /// A funding source's debit (its balance mirrors the money it brought in).
+/// Locks an account's row (PostgreSQL) without changing it.
+pub const LOCK_ACCOUNT: &str = "UPDATE ledger_accounts SET balance = balance WHERE id = $1";
+
 pub const DEBIT_ANY: &str = "UPDATE ledger_accounts SET balance = balance - $1 WHERE id = $2";
 
 pub const CREDIT: &str = "\

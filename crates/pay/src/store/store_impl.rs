@@ -107,19 +107,26 @@ macro_rules! impl_pay_store {
                 Ok(balance)
             }
 
-            /// The account a purchase's fee leaves (and returns to on a refund).
-            fn fee_payer_account(
-                sub: &str,
-                merchant: &str,
-                currency: &str,
-                fee: gatehouse_core::pay::Fee,
-            ) -> gatehouse_core::pay::LedgerAccount {
-                match fee.payer {
-                    gatehouse_core::pay::FeePayer::Buyer => gatehouse_core::pay::LedgerAccount::user(sub, currency),
-                    gatehouse_core::pay::FeePayer::Merchant => {
-                        gatehouse_core::pay::LedgerAccount::merchant(merchant, currency)
-                    }
+            /// Makes and locks every account of `movements`, in the order
+            /// of their ids, before any of them moves: a purchase or refund
+            /// with a fee touches three accounts in two movements, and
+            /// each movement's own ordering alone could then deadlock
+            /// against another on PostgreSQL.
+            async fn lock_accounts(conn: &mut Conn, movements: &[&Movement]) -> Result<(), PayStoreError> {
+                for account in gatehouse_core::pay::ledger::lock_order(movements) {
+                    sqlx::query(sql::ENSURE_ACCOUNT)
+                        .bind(account.id())
+                        .bind(account.kind.as_str())
+                        .bind(account.owner.as_str())
+                        .bind(account.currency.as_str())
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query(sql::LOCK_ACCOUNT)
+                        .bind(account.id())
+                        .execute(&mut *conn)
+                        .await?;
                 }
+                Ok(())
             }
 
             /// Writes the merchant's notification, if it has a notify URI.
@@ -425,12 +432,7 @@ macro_rules! impl_pay_store {
                     let movement = Movement::purchase(&contract.sub, &terms.merchant, terms.amount, &terms.currency)?;
                     let fee_movement = terms
                         .fee
-                        .map(|fee| {
-                            Movement::fee(
-                                fee_payer_account(&contract.sub, &terms.merchant, &terms.currency, fee),
-                                fee.amount,
-                            )
-                        })
+                        .map(|fee| Movement::fee(fee, &contract.sub, &terms.merchant, &terms.currency))
                         .transpose()?;
                     let mut tx = self.pool.begin().await?;
                     // The unique contract hash: the second payment of one
@@ -458,6 +460,9 @@ macro_rules! impl_pay_store {
                     // Dropping `tx` on an error rolls the purchase back.
                     // The price and the fee: two balanced movements in
                     // the one transaction.
+                    if let Some(fee_movement) = &fee_movement {
+                        lock_accounts(&mut tx, &[&movement, fee_movement]).await?;
+                    }
                     apply_movement(&mut tx, &movement, &new_id(), Some(purchase_id), now).await?;
                     if let Some(fee_movement) = &fee_movement {
                         apply_movement(&mut tx, fee_movement, &new_id(), Some(purchase_id), now).await?;
@@ -534,8 +539,8 @@ macro_rules! impl_pay_store {
                     // The fee goes back first: a merchant who paid it then
                     // holds the whole price again to give back.
                     if let Some(fee) = purchase.fee {
-                        let payer = fee_payer_account(&purchase.sub, &purchase.merchant, &purchase.currency, fee);
-                        let back = Movement::fee_refund(payer, fee.amount)?;
+                        let back = Movement::fee_refund(fee, &purchase.sub, &purchase.merchant, &purchase.currency)?;
+                        lock_accounts(&mut tx, &[&back, &movement]).await?;
                         apply_movement(&mut tx, &back, &new_id(), Some(purchase_id), now).await?;
                     }
                     apply_movement(&mut tx, &movement, &new_id(), Some(purchase_id), now).await?;
