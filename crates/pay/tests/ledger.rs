@@ -303,7 +303,67 @@ both_backends!(
     the_store_refuses_a_negative_wallet,
     pin_reservations_are_atomic,
     fees_are_covered_and_come_back,
+    concurrent_payments_and_refunds_with_fees,
 );
+
+/// Payments and refunds with fees at once, from two wallets of one merchant:
+/// none fails for anything but money (no deadlock), and every account ends
+/// where the successful ones put it.
+async fn concurrent_payments_and_refunds_with_fees(backend: Backend) {
+    let db = Db::new(backend).await;
+    let store = db.store.clone();
+    let rule = FeeRule::new(10, 0, FeePayer::Buyer).expect("rule");
+    for buyer in ["gus", "hal"] {
+        store.fund(buyer, 550, "EUR").await.expect("fund");
+        for i in 0..5 {
+            let c = contract_with_fee(buyer, &format!("{buyer}-first-{i}"), 100, rule);
+            create(store.as_ref(), &c).await;
+            store
+                .pay(&c, &format!("{buyer}-p{i}"), Timestamp::now())
+                .await
+                .expect("pay");
+        }
+    }
+    // Each wallet holds nothing now; refunds and new payments race.
+    let mut tasks = tokio::task::JoinSet::new();
+    for buyer in ["gus", "hal"] {
+        for i in 0..5 {
+            let store = store.clone();
+            let id = format!("{buyer}-p{i}");
+            tasks.spawn(async move { store.refund_as(&id, "admin", Timestamp::now()).await.map(|_| true) });
+            let store = db.store.clone();
+            let c = contract_with_fee(buyer, &format!("{buyer}-second-{i}"), 100, rule);
+            create(store.as_ref(), &c).await;
+            tasks.spawn(async move {
+                match store.pay(&c, &format!("{}-q", c.hash), Timestamp::now()).await {
+                    Ok(_) => Ok(false),
+                    Err(PayStoreError::InsufficientFunds) => Ok(true),
+                    Err(e) => Err(e),
+                }
+            });
+        }
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.expect("task").expect("only a refusal for money");
+    }
+    let paid_again = |buyer: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .purchases(Some(buyer), 100)
+                .await
+                .expect("list")
+                .iter()
+                .filter(|p| p.state == PurchaseState::Paid)
+                .count() as i64
+        }
+    };
+    for buyer in ["gus", "hal"] {
+        let paid = paid_again(buyer).await;
+        assert_eq!(store.balance(buyer, "EUR").await.expect("b"), 550 - 110 * paid);
+    }
+    db.finish().await;
+}
 
 /// A contract for `sub` with the fee `rule` makes of `amount`.
 fn contract_with_fee(sub: &str, order: &str, amount: i64, rule: FeeRule) -> Contract {

@@ -99,8 +99,12 @@ async fn buyer_paid_fee_is_shown_moved_and_refunded(backend: Backend) {
             ("fee:EUR:fees", 40)
         ])
     );
-    // The buyer's wallet page says so too.
-    get(&b, &w.pay("/")).await.expect(StatusCode::OK, "5.60 EUR");
+    // The buyer's wallet page says so too: the balance, and the purchase
+    // at what it cost.
+    get(&b, &w.pay("/"))
+        .await
+        .expect(StatusCode::OK, "5.60 EUR")
+        .expect(StatusCode::OK, "<td>4.40 EUR</td>");
 
     let purchase = w.store.purchase_by_contract(hash).await.unwrap().unwrap();
     let body = admin_refund(&w, &purchase.id).await;
