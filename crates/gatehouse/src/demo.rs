@@ -164,6 +164,7 @@ impl Services {
                 name: "Gatehouse Shop".to_owned(),
                 origins: vec![origin(&shop_url)],
                 notify_uri: Some(join(&shop_url, "notify")),
+                fee: Default::default(),
             })
             .await
             .context("cannot register the shop as a merchant")?;

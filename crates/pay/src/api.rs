@@ -126,7 +126,8 @@ async fn handle(state: &PayState, headers: &HeaderMap, body: &[u8]) -> Result<Re
     let terms = request
         .terms
         .into_contract(&merchant.client_id)
-        .map_err(|e| ApiError::invalid_request(e.to_string()))?;
+        .map_err(|e| ApiError::invalid_request(e.to_string()))?
+        .with_fee(&merchant.fee);
     let hash = terms.hash().map_err(|e| ApiError::invalid_request(e.to_string()))?;
     let now = Timestamp::now();
     let contract = Contract {

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use gatehouse_core::Timestamp;
-use gatehouse_core::pay::{MerchantTerms, PurchaseState};
+use gatehouse_core::pay::{FeePayer, FeeRule, MerchantTerms, PurchaseState};
 use gatehouse_pay::store::{self, Contract, ContractCreated, Merchant, Paid, PayStore, PayStoreError, PurchaseLink};
 
 #[derive(Clone, Copy, Debug)]
@@ -74,6 +74,7 @@ impl Db {
                 name: "The Shop".into(),
                 origins: vec!["http://127.0.0.1:8082".into()],
                 notify_uri: Some("http://127.0.0.1:9/notify".into()),
+                fee: Default::default(),
             })
             .await
             .expect("merchant");
@@ -302,6 +303,8 @@ both_backends!(
     the_store_refuses_a_negative_wallet,
     pin_reservations_are_atomic,
     the_newest_word_of_the_idp_stands,
+    fees_are_covered_and_come_back,
+    concurrent_payments_and_refunds_with_fees,
 );
 
 /// The standing keeps the newest event (by `iat`): an older one arriving
@@ -375,6 +378,109 @@ async fn the_newest_word_of_the_idp_stands(backend: Backend) {
     db.finish().await;
 }
 
+/// Payments and refunds with fees at once, from two wallets of one merchant:
+/// none fails for anything but money (no deadlock), and every account ends
+/// where the successful ones put it.
+async fn concurrent_payments_and_refunds_with_fees(backend: Backend) {
+    let db = Db::new(backend).await;
+    let store = db.store.clone();
+    let rule = FeeRule::new(10, 0, FeePayer::Buyer).expect("rule");
+    for buyer in ["gus", "hal"] {
+        store.fund(buyer, 550, "EUR").await.expect("fund");
+        for i in 0..5 {
+            let c = contract_with_fee(buyer, &format!("{buyer}-first-{i}"), 100, rule);
+            create(store.as_ref(), &c).await;
+            store
+                .pay(&c, &format!("{buyer}-p{i}"), Timestamp::now())
+                .await
+                .expect("pay");
+        }
+    }
+    // Each wallet holds nothing now; refunds and new payments race.
+    let mut tasks = tokio::task::JoinSet::new();
+    for buyer in ["gus", "hal"] {
+        for i in 0..5 {
+            let store = store.clone();
+            let id = format!("{buyer}-p{i}");
+            tasks.spawn(async move { store.refund_as(&id, "admin", Timestamp::now()).await.map(|_| true) });
+            let store = db.store.clone();
+            let c = contract_with_fee(buyer, &format!("{buyer}-second-{i}"), 100, rule);
+            create(store.as_ref(), &c).await;
+            tasks.spawn(async move {
+                match store.pay(&c, &format!("{}-q", c.hash), Timestamp::now()).await {
+                    Ok(_) => Ok(false),
+                    Err(PayStoreError::InsufficientFunds) => Ok(true),
+                    Err(e) => Err(e),
+                }
+            });
+        }
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.expect("task").expect("only a refusal for money");
+    }
+    let paid_again = |buyer: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .purchases(Some(buyer), 100)
+                .await
+                .expect("list")
+                .iter()
+                .filter(|p| p.state == PurchaseState::Paid)
+                .count() as i64
+        }
+    };
+    for buyer in ["gus", "hal"] {
+        let paid = paid_again(buyer).await;
+        assert_eq!(store.balance(buyer, "EUR").await.expect("b"), 550 - 110 * paid);
+    }
+    db.finish().await;
+}
+
+/// A contract for `sub` with the fee `rule` makes of `amount`.
+fn contract_with_fee(sub: &str, order: &str, amount: i64, rule: FeeRule) -> Contract {
+    let mut c = contract(sub, order, amount);
+    c.terms = c.terms.with_fee(&rule);
+    c.hash = c.terms.hash().expect("hash");
+    c
+}
+
+/// A buyer-paid fee must be covered by the wallet with the price (or
+/// nothing moves); a refund returns price and fee, whoever paid it; a fee
+/// the merchant pays may take the whole price.
+async fn fees_are_covered_and_come_back(backend: Backend) {
+    let db = Db::new(backend).await;
+    let store = db.store.clone();
+    store.fund("fay", 500, "EUR").await.expect("fund");
+    let buyer_pays = FeeRule::new(30, 0, FeePayer::Buyer).expect("rule");
+    let c = contract_with_fee("fay", "o1", 500, buyer_pays);
+    assert_eq!(c.terms.split().buyer_pays, 530);
+    create(store.as_ref(), &c).await;
+    assert!(matches!(
+        store.pay(&c, "p1", Timestamp::now()).await,
+        Err(PayStoreError::InsufficientFunds)
+    ));
+    assert!(store.purchase_by_contract(&c.hash).await.expect("read").is_none());
+    assert_eq!(store.balance("fay", "EUR").await.expect("b"), 500);
+    store.fund("fay", 30, "EUR").await.expect("fund");
+    store.pay(&c, "p1", Timestamp::now()).await.expect("pay");
+    assert_eq!(store.balance("fay", "EUR").await.expect("b"), 0);
+    let refunded = store.refund_as("p1", "admin", Timestamp::now()).await.expect("refund");
+    assert_eq!(refunded.fee.map(|f| f.amount), Some(30));
+    assert_eq!(store.balance("fay", "EUR").await.expect("b"), 530);
+
+    // All of the price as the merchant's fee: the merchant gets nothing,
+    // and the refund still gives the buyer everything back.
+    let merchant_pays = FeeRule::new(0, 10_000, FeePayer::Merchant).expect("rule");
+    let c = contract_with_fee("fay", "o2", 100, merchant_pays);
+    create(store.as_ref(), &c).await;
+    store.pay(&c, "p2", Timestamp::now()).await.expect("pay");
+    assert_eq!(store.balance("fay", "EUR").await.expect("b"), 430);
+    store.refund_as("p2", "admin", Timestamp::now()).await.expect("refund");
+    assert_eq!(store.balance("fay", "EUR").await.expect("b"), 530);
+    db.finish().await;
+}
+
 /// 40 PIN attempts at once, from two store processes on the same database
 /// (two instances): exactly the limit are reserved, each counted once; a
 /// full window refuses and changes nothing; a new window starts afresh.
@@ -437,4 +543,99 @@ async fn unknown_database_urls_are_refused() {
         store::connect("mysql://x").await,
         Err(PayStoreError::UnsupportedUrl(_))
     ));
+}
+
+/// Migration 0003 builds SQLite's `ledger_accounts` again (to allow the
+/// `fee` kind): the accounts, entries and purchases written before it stay,
+/// old purchases have no fee, and foreign keys hold afterwards.
+#[tokio::test]
+async fn the_fee_migration_keeps_the_sqlite_ledger() {
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+    use std::str::FromStr;
+
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("sqlite://{}", dir.path().join("pay.db").display());
+    let options = SqliteConnectOptions::from_str(&url)
+        .expect("url")
+        .create_if_missing(true)
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .expect("pool");
+    let migrator = sqlx::migrate!("./migrations/sqlite");
+    migrator.run_to(1, &pool).await.expect("0001");
+    for statement in [
+        "INSERT INTO merchants (client_id, name, origins, created_at) VALUES ('shop', 'Shop', '[]', 1)",
+        "INSERT INTO ledger_accounts (id, kind, owner, currency, balance) VALUES \
+         ('funding:EUR:test', 'funding', 'test', 'EUR', -300), ('user:EUR:u', 'user', 'u', 'EUR', 100), \
+         ('merchant:EUR:shop', 'merchant', 'shop', 'EUR', 200)",
+        "INSERT INTO ledger_movements (id, kind, created_at) VALUES ('m1', 'fund', 1)",
+        "INSERT INTO ledger_entries (movement_id, account_id, amount, created_at) VALUES \
+         ('m1', 'funding:EUR:test', -300, 1), ('m1', 'user:EUR:u', 300, 1)",
+        "INSERT INTO contracts (hash, merchant, sub, terms, amount, currency, created_at) \
+         VALUES ('h', 'shop', 'u', '{}', 200, 'EUR', 1)",
+        "INSERT INTO purchases (id, contract_hash, sub, merchant, amount, currency, state, paid_at) \
+         VALUES ('p1', 'h', 'u', 'shop', 200, 'EUR', 'paid', 1)",
+    ] {
+        sqlx::query(statement).execute(&pool).await.expect(statement);
+    }
+    migrator.run(&pool).await.expect("all migrations");
+
+    let accounts: Vec<(String, i64)> = sqlx::query_as("SELECT id, balance FROM ledger_accounts ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .expect("accounts");
+    assert_eq!(
+        accounts,
+        [
+            ("funding:EUR:test".to_owned(), -300),
+            ("merchant:EUR:shop".to_owned(), 200),
+            ("user:EUR:u".to_owned(), 100)
+        ]
+    );
+    let entries: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger_entries")
+        .fetch_one(&pool)
+        .await
+        .expect("entries");
+    assert_eq!(entries, 2);
+    let fee: (i64, Option<String>) = sqlx::query_as("SELECT fee, fee_payer FROM purchases WHERE id = 'p1'")
+        .fetch_one(&pool)
+        .await
+        .expect("purchase");
+    assert_eq!(fee, (0, None));
+    let rule: (i64, i64, String) =
+        sqlx::query_as("SELECT fee_fixed, fee_basis_points, fee_payer FROM merchants WHERE client_id = 'shop'")
+            .fetch_one(&pool)
+            .await
+            .expect("merchant");
+    assert_eq!(rule, (0, 0, "buyer".to_owned()));
+    // The fee kind is allowed, never below zero; foreign keys still hold.
+    sqlx::query(
+        "INSERT INTO ledger_accounts (id, kind, owner, currency) VALUES ('fee:EUR:fees', 'fee', 'fees', 'EUR')",
+    )
+    .execute(&pool)
+    .await
+    .expect("a fee account");
+    assert!(
+        sqlx::query("UPDATE ledger_accounts SET balance = -1 WHERE id = 'fee:EUR:fees'")
+            .execute(&pool)
+            .await
+            .is_err()
+    );
+    assert!(
+        sqlx::query(
+            "INSERT INTO ledger_entries (movement_id, account_id, amount, created_at) VALUES ('m1', 'nobody', 1, 1)"
+        )
+        .execute(&pool)
+        .await
+        .is_err(),
+        "foreign keys are on again"
+    );
+    let violations: Vec<(String,)> = sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check")
+        .fetch_all(&pool)
+        .await
+        .expect("check");
+    assert!(violations.is_empty());
 }

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::fee::{Fee, FeeRule, Split, split};
+
 /// The version of the terms format (`v`).
 pub const TERMS_FORMAT: i64 = 1;
 /// The largest amount, in minor units (one million in major units).
@@ -52,6 +54,11 @@ pub struct ContractTerms {
     pub fulfillment_url: String,
     pub offer_url: String,
     pub v: i64,
+    /// The fee of the merchant's rule when the contract was made, if any
+    /// (absent for a merchant without fees, so such a merchant's terms are
+    /// exactly its own fields plus `merchant` and `v`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee: Option<Fee>,
 }
 
 /// Why terms are refused (400 `invalid_request`, with this text).
@@ -117,11 +124,23 @@ impl MerchantTerms {
             fulfillment_url: self.fulfillment_url,
             offer_url: self.offer_url,
             v: TERMS_FORMAT,
+            fee: None,
         })
     }
 }
 
 impl ContractTerms {
+    /// The terms with the fee `rule` makes of their amount.
+    pub fn with_fee(mut self, rule: &FeeRule) -> Self {
+        self.fee = rule.fee(self.amount);
+        self
+    }
+
+    /// What paying these terms moves (price, fee, total).
+    pub fn split(&self) -> Split {
+        split(self.amount, self.fee)
+    }
+
     /// The canonical JSON text.
     pub fn canonical(&self) -> Result<String, TermsError> {
         let value = serde_json::to_value(self).map_err(|_| TermsError::NotCanonical("unserializable"))?;
@@ -229,6 +248,27 @@ mod tests {
             ContractTerms::from_canonical(&c.canonical().expect("c")).expect("read"),
             c
         );
+    }
+
+    #[test]
+    fn the_terms_state_a_fee_only_when_there_is_one() {
+        use crate::pay::fee::FeePayer;
+        let plain = terms().into_contract("shop").expect("valid");
+        // No rule, or a rule that comes to zero: the same terms and hash.
+        assert_eq!(plain.clone().with_fee(&FeeRule::default()), plain);
+        let tiny = FeeRule::new(0, 1, FeePayer::Buyer).expect("rule");
+        assert_eq!(plain.clone().with_fee(&tiny), plain);
+        let rule = FeeRule::new(30, 250, FeePayer::Buyer).expect("rule");
+        let with_fee = plain.clone().with_fee(&rule);
+        let canonical = with_fee.canonical().expect("canonical");
+        // 2.5 % of 499 is 12.475: 12, plus 30.
+        assert!(
+            canonical.contains(r#""fee":{"amount":42,"payer":"buyer"}"#),
+            "{canonical}"
+        );
+        assert_ne!(with_fee.hash().expect("hash"), plain.hash().expect("hash"));
+        assert_eq!(ContractTerms::from_canonical(&canonical).expect("read"), with_fee);
+        assert_eq!(with_fee.split().buyer_pays, 541);
     }
 
     #[test]

@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::fee::{Fee, FeePayer};
+
 /// The built-in funding source that credits test money.
 pub const TEST_FUNDING_SOURCE: &str = "test";
 
@@ -22,7 +24,12 @@ pub enum AccountKind {
     Merchant,
     /// Where money comes from (owner: the funding source's name).
     Funding,
+    /// Where fees go (owner: [`FEE_ACCOUNT_OWNER`]).
+    Fee,
 }
+
+/// The owner of the fee account (one per currency).
+pub const FEE_ACCOUNT_OWNER: &str = "fees";
 
 impl AccountKind {
     pub fn as_str(self) -> &'static str {
@@ -30,6 +37,7 @@ impl AccountKind {
             AccountKind::User => "user",
             AccountKind::Merchant => "merchant",
             AccountKind::Funding => "funding",
+            AccountKind::Fee => "fee",
         }
     }
 
@@ -60,6 +68,11 @@ impl LedgerAccount {
         Self::new(AccountKind::Funding, source, currency)
     }
 
+    /// The fee account of `currency`.
+    pub fn fees(currency: &str) -> Self {
+        Self::new(AccountKind::Fee, FEE_ACCOUNT_OWNER, currency)
+    }
+
     fn new(kind: AccountKind, owner: &str, currency: &str) -> Self {
         Self {
             kind,
@@ -84,6 +97,10 @@ pub enum MovementKind {
     Purchase,
     /// A merchant gives a purchase's money back.
     Refund,
+    /// A purchase's fee reaches the fee account (from whoever pays it).
+    Fee,
+    /// The fee account gives a refunded purchase's fee back.
+    FeeRefund,
 }
 
 impl MovementKind {
@@ -92,6 +109,8 @@ impl MovementKind {
             MovementKind::Fund => "fund",
             MovementKind::Purchase => "purchase",
             MovementKind::Refund => "refund",
+            MovementKind::Fee => "fee",
+            MovementKind::FeeRefund => "fee_refund",
         }
     }
 }
@@ -121,6 +140,22 @@ fn check_currency(currency: &str) -> Result<(), MovementError> {
     } else {
         Err(MovementError::Currency)
     }
+}
+
+fn fee_payer(fee: Fee, sub: &str, merchant: &str, currency: &str) -> LedgerAccount {
+    match fee.payer {
+        FeePayer::Buyer => LedgerAccount::user(sub, currency),
+        FeePayer::Merchant => LedgerAccount::merchant(merchant, currency),
+    }
+}
+
+/// The accounts `movements` touch, each once, in the order of their ids:
+/// the order a transaction locks them in.
+pub fn lock_order<'a>(movements: &[&'a Movement]) -> Vec<&'a LedgerAccount> {
+    let mut accounts: Vec<&LedgerAccount> = movements.iter().flat_map(|m| [&m.from, &m.to]).collect();
+    accounts.sort_by_key(|a| a.id());
+    accounts.dedup_by_key(|a| a.id());
+    accounts
 }
 
 impl Movement {
@@ -165,6 +200,24 @@ impl Movement {
         )
     }
 
+    /// A purchase's fee leaves its payer's account (`sub`'s wallet or
+    /// `merchant`'s account) for the fee account.
+    pub fn fee(fee: Fee, sub: &str, merchant: &str, currency: &str) -> Result<Self, MovementError> {
+        let payer = fee_payer(fee, sub, merchant, currency);
+        Self::new(MovementKind::Fee, payer, LedgerAccount::fees(currency), fee.amount)
+    }
+
+    /// A refunded purchase's fee goes back to whoever paid it.
+    pub fn fee_refund(fee: Fee, sub: &str, merchant: &str, currency: &str) -> Result<Self, MovementError> {
+        let payer = fee_payer(fee, sub, merchant, currency);
+        Self::new(
+            MovementKind::FeeRefund,
+            LedgerAccount::fees(currency),
+            payer,
+            fee.amount,
+        )
+    }
+
     /// The two entries: `(account, signed amount)`; they sum to zero.
     pub fn entries(&self) -> [(&LedgerAccount, i64); 2] {
         [(&self.from, -self.amount), (&self.to, self.amount)]
@@ -182,6 +235,43 @@ mod tests {
         assert_eq!(a.id(), "user:EUR:u1");
         assert_eq!(b.id(), "merchant:EUR:shop");
         assert_eq!(x + y, 0);
+    }
+
+    #[test]
+    fn fees_move_between_their_payer_and_the_fee_account() {
+        let fee = Fee {
+            amount: 40,
+            payer: FeePayer::Buyer,
+        };
+        let m = Movement::fee(fee, "u1", "shop", "EUR").expect("valid");
+        assert_eq!((m.from.id(), m.to.id()), ("user:EUR:u1".into(), "fee:EUR:fees".into()));
+        let merchant = Fee {
+            payer: FeePayer::Merchant,
+            ..fee
+        };
+        let back = Movement::fee_refund(merchant, "u1", "shop", "EUR").expect("valid");
+        assert_eq!(
+            (back.from.id(), back.to.id(), back.amount),
+            ("fee:EUR:fees".into(), "merchant:EUR:shop".into(), 40)
+        );
+        assert!(!AccountKind::Fee.may_go_negative());
+    }
+
+    #[test]
+    fn accounts_are_locked_once_each_in_id_order() {
+        let price = Movement::purchase("u1", "shop", 400, "EUR").expect("valid");
+        let fee = Movement::fee(
+            Fee {
+                amount: 40,
+                payer: FeePayer::Buyer,
+            },
+            "u1",
+            "shop",
+            "EUR",
+        )
+        .expect("valid");
+        let ids: Vec<String> = lock_order(&[&price, &fee]).iter().map(|a| a.id()).collect();
+        assert_eq!(ids, ["fee:EUR:fees", "merchant:EUR:shop", "user:EUR:u1"]);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 use url::Url;
 
+use gatehouse_core::pay::{FeePayer, FeeRule};
 use gatehouse_pay::{Merchant, PayConfig, PayService};
 
 use crate::config::Config;
@@ -48,6 +49,17 @@ pub enum MerchantCommand {
         /// Where purchase notifications go.
         #[arg(long)]
         notify_uri: Option<String>,
+        /// The fixed part of the fee on each purchase, in minor units.
+        #[arg(long, default_value_t = 0)]
+        fee_fixed: i64,
+        /// The percentage part of the fee, in basis points (250 = 2.5 %;
+        /// rounded half up to a minor unit, per purchase).
+        #[arg(long, default_value_t = 0)]
+        fee_basis_points: i64,
+        /// Who pays the fee: `buyer` (on top of the price) or `merchant`
+        /// (out of the price).
+        #[arg(long, default_value = "buyer", value_parser = ["buyer", "merchant"])]
+        fee_payer: String,
     },
 }
 
@@ -118,8 +130,13 @@ pub async fn run(config: &Config, command: PayCommand) -> anyhow::Result<(Value,
                     name,
                     origins,
                     notify_uri,
+                    fee_fixed,
+                    fee_basis_points,
+                    fee_payer,
                 },
         } => {
+            let payer = FeePayer::parse(&fee_payer).context("--fee-payer is buyer or merchant")?;
+            let fee = FeeRule::new(fee_fixed, fee_basis_points, payer)?;
             let store = open(config).await?;
             store
                 .add_merchant(Merchant {
@@ -127,10 +144,11 @@ pub async fn run(config: &Config, command: PayCommand) -> anyhow::Result<(Value,
                     name: name.clone(),
                     origins: origins.clone(),
                     notify_uri: notify_uri.clone(),
+                    fee,
                 })
                 .await?;
             Ok((
-                json!({ "client_id": client_id, "name": name, "origins": origins, "notify_uri": notify_uri }),
+                json!({ "client_id": client_id, "name": name, "origins": origins, "notify_uri": notify_uri, "fee": fee }),
                 format!("Merchant {name} ({client_id}) registered."),
             ))
         }

@@ -215,6 +215,49 @@ async fn pay_serve_runs_the_payments_service_alone() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(json(&out)["client_id"], "shop-1");
+    assert_eq!(
+        json(&out)["fee"],
+        serde_json::json!({ "fixed": 0, "basis_points": 0, "payer": "buyer" }),
+        "no fee unless asked"
+    );
+    // The fee rule: set by adding the merchant again; a bad one is refused.
+    let merchant_add = |extra: &[&str]| {
+        let mut cmd = pay_cmd();
+        cmd.args([
+            "--json",
+            "pay",
+            "merchant",
+            "add",
+            "--client-id",
+            "shop-1",
+            "--name",
+            "Shop",
+        ])
+        .args(["--origin", "http://127.0.0.1:9"])
+        .args(extra);
+        cmd.output().unwrap()
+    };
+    let out = merchant_add(&[
+        "--fee-fixed",
+        "30",
+        "--fee-basis-points",
+        "250",
+        "--fee-payer",
+        "merchant",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        json(&out)["fee"],
+        serde_json::json!({ "fixed": 30, "basis_points": 250, "payer": "merchant" })
+    );
+    for bad in [
+        &["--fee-basis-points", "10001"][..],
+        &["--fee-fixed", "-1"],
+        &["--fee-payer", "nobody"],
+    ] {
+        let out = merchant_add(bad);
+        assert!(!out.status.success(), "{bad:?} is refused");
+    }
     let out = pay_cmd()
         .args(["--json", "pay", "fund", "--user", "u-1", "--amount", "250"])
         .output()

@@ -25,6 +25,8 @@ use crate::both_backends;
 use crate::oauth::{auth_url, authorize, exchange, jwt_claims, post_form};
 use crate::support::{Backend, Browser, ClientSpec, Page, TestApp, TestDb, eventually, serve_local, spawn_app};
 
+mod fees;
+
 const PASSWORD: &str = "a perfectly fine passphrase";
 const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const AT: &str = "urn:ietf:params:oauth:token-type:access_token";
@@ -173,6 +175,7 @@ impl World {
                 name: "The Shop".into(),
                 origins: vec!["http://127.0.0.1:9".into()],
                 notify_uri: Some(format!("http://{addr}/notify")),
+                fee: Default::default(),
             })
             .await
             .unwrap();
@@ -182,6 +185,7 @@ impl World {
                 name: "The Rival".into(),
                 origins: vec!["http://127.0.0.1:10".into()],
                 notify_uri: None,
+                fee: Default::default(),
             })
             .await
             .unwrap();

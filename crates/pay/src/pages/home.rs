@@ -6,6 +6,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use gatehouse_core::Timestamp;
+use gatehouse_core::pay::fee::split;
 use gatehouse_core::pay::ledger::MAX_FUNDING;
 use serde::Deserialize;
 
@@ -57,7 +58,8 @@ pub async fn home(State(state): State<PayState>, headers: HeaderMap, Query(q): Q
             .map(|p| HistoryRow {
                 when: gatehouse_core::time::format_utc(Timestamp(p.paid_at)),
                 merchant: names.get(&p.merchant).cloned().unwrap_or(p.merchant),
-                amount: money(p.amount, &p.currency),
+                // What left the wallet: the price and a fee the buyer paid.
+                amount: money(split(p.amount, p.fee).buyer_pays, &p.currency),
                 state: p.state.as_str(),
             })
             .collect();

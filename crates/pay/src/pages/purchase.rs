@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::embed::{Display, UsesCheckoutScript, frame_fallback_page, paid_page};
 use super::login::require_login;
-use super::render::{PayPage, SetupPage, money, render};
+use super::render::{PayPage, SetupPage, fee_line, money, price_with_fee, render};
 use super::{hash_pin, parse_form, verify_pin};
 use crate::metrics::Refusal;
 use crate::store::{Buyer, Contract, Paid, PayAuditKind, PaySession, PayStoreError, Purchase};
@@ -158,7 +158,7 @@ async fn merchant_name(state: &PayState, contract: &Contract) -> Result<String, 
 /// Where a contract leaves this browser's user.
 enum Standing {
     /// Show the purchase page (or act on its form).
-    Buyer(Contract, TokenDigest, PaySession),
+    Buyer(Box<Contract>, TokenDigest, PaySession),
     /// Already answered (login, proof, offer, refunded page).
     Done(Response),
 }
@@ -184,7 +184,7 @@ async fn standing(state: &PayState, headers: &HeaderMap, hash: &str, display: Di
         Some(p) if p.state == PurchaseState::Refunded => Ok(Standing::Done(refunded_page(&contract))),
         Some(p) => Ok(Standing::Done(prove(state, &contract, &p, display).await?)),
         None if contract.sub != session.sub => Ok(Standing::Done(see_other(&contract.terms.offer_url))),
-        None => Ok(Standing::Buyer(contract, digest, session)),
+        None => Ok(Standing::Buyer(Box::new(contract), digest, session)),
     }
 }
 
@@ -227,7 +227,7 @@ async fn purchase_page(
                 csrf: &csrf,
                 merchant: merchant_name,
                 summary: &t.summary,
-                price,
+                price: price_with_fee(t),
                 need_agreement: !agreed,
                 need_pin: !has_pin,
                 terms_version: terms::TERMS_OF_SERVICE_VERSION,
@@ -247,6 +247,8 @@ async fn purchase_page(
             summary: &t.summary,
             order_id: &t.order_id,
             price,
+            fee: fee_line(t.fee, &t.currency),
+            total: money(t.split().buyer_pays, &t.currency),
             balance: money(balance, &t.currency),
             error,
         },
@@ -295,7 +297,7 @@ pub async fn setup(
         let form: SetupForm = parse_form(&body)?;
         let (contract, digest, session) = match standing(&state, &headers, &hash, display).await? {
             Standing::Done(r) => return Ok(r),
-            Standing::Buyer(c, d, s) => (c, d, s),
+            Standing::Buyer(c, d, s) => (*c, d, s),
         };
         if !state.csrf_ok(&digest, &form.csrf) {
             return Err(PageError::csrf());
@@ -378,7 +380,7 @@ pub async fn pay(
         let (contract, digest, session) = match standing(&state, &headers, &hash, display).await? {
             // Paid already: proved again, nothing charged.
             Standing::Done(r) => return Ok(r),
-            Standing::Buyer(c, d, s) => (c, d, s),
+            Standing::Buyer(c, d, s) => (*c, d, s),
         };
         if !state.csrf_ok(&digest, &form.csrf) {
             return Err(PageError::csrf());

@@ -4,6 +4,7 @@
 use askama::Template;
 use axum::http::StatusCode;
 use axum::response::Response;
+use gatehouse_core::pay::{ContractTerms, Fee, FeePayer};
 
 pub const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;color:#222}\
 header{margin-bottom:1.5rem}.brand{font-weight:bold;text-decoration:none;color:#225}\
@@ -27,6 +28,35 @@ pub fn money(amount: i64, currency: &str) -> String {
     let sign = if amount < 0 { "-" } else { "" };
     let a = amount.unsigned_abs();
     format!("{sign}{}.{:02} {currency}", a / 100, a % 100)
+}
+
+/// The fee line of a purchase page: the amount and who pays it.
+pub fn fee_line(fee: Option<Fee>, currency: &str) -> Option<String> {
+    fee.map(|f| {
+        let who = match f.payer {
+            FeePayer::Buyer => "paid by you, on top of the price",
+            FeePayer::Merchant => "paid by the merchant, out of the price",
+        };
+        format!("{} ({who})", money(f.amount, currency))
+    })
+}
+
+/// The price as the first-purchase page states it: the total, and the fee
+/// when the buyer pays one.
+pub fn price_with_fee(terms: &ContractTerms) -> String {
+    let split = terms.split();
+    let total = money(split.buyer_pays, &terms.currency);
+    match terms.fee {
+        Some(Fee {
+            amount,
+            payer: FeePayer::Buyer,
+        }) => format!(
+            "{total} ({} plus a fee of {})",
+            money(terms.amount, &terms.currency),
+            money(amount, &terms.currency)
+        ),
+        _ => total,
+    }
 }
 
 #[derive(Template)]
@@ -72,6 +102,10 @@ pub struct PayPage<'a> {
     pub summary: &'a str,
     pub order_id: &'a str,
     pub price: String,
+    /// The fee and who pays it, when the contract states one.
+    pub fee: Option<String>,
+    /// What leaves the buyer's wallet.
+    pub total: String,
     pub balance: String,
     pub error: Option<&'a str>,
 }

@@ -2,7 +2,8 @@
 //! backends on sqlx (SQLite, PostgreSQL), chosen by the URL scheme in
 //! [`connect`]. All SQL is in `sql.rs`, written once; `store_impl.rs` holds
 //! the one implementation as a macro expanded for [`SqlitePayStore`] and
-//! [`PgPayStore`].
+//! [`PgPayStore`] (its ledger writes in `ledger_impl.rs`, the standing in
+//! `standing.rs`).
 //!
 //! Money moves only in [`PayStore::pay`], [`PayStore::refund`] and
 //! [`PayStore::credit_wallet`], each one transaction that writes a balanced
@@ -18,10 +19,12 @@ use std::sync::Arc;
 use gatehouse_core::Timestamp;
 use gatehouse_core::pay::ledger::TEST_FUNDING_SOURCE;
 use gatehouse_core::pay::notification::NotificationClaims;
-use gatehouse_core::pay::{ContractTerms, PurchaseState};
+use gatehouse_core::pay::{ContractTerms, Fee, FeeRule, PurchaseState};
 use gatehouse_core::throttle::{Policy, Window};
 use serde::Serialize;
 
+#[macro_use]
+mod ledger_impl;
 #[macro_use]
 mod store_impl;
 #[macro_use]
@@ -74,6 +77,8 @@ pub struct Merchant {
     pub origins: Vec<String>,
     /// Where notifications go.
     pub notify_uri: Option<String>,
+    /// Its fee rule (the default: no fee).
+    pub fee: FeeRule,
 }
 
 /// A buyer's agreement and PIN.
@@ -128,6 +133,8 @@ pub struct Purchase {
     pub state: PurchaseState,
     pub paid_at: i64,
     pub refunded_at: Option<i64>,
+    /// The fee the contract stated, if any (a refund returns it).
+    pub fee: Option<Fee>,
 }
 
 /// What [`PayStore::pay`] did.

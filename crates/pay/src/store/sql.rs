@@ -2,7 +2,7 @@
 //! backends run the same text (`$1` parameters, `ON CONFLICT`, `RETURNING`).
 
 use gatehouse_core::Timestamp;
-use gatehouse_core::pay::{ContractTerms, PurchaseState};
+use gatehouse_core::pay::{ContractTerms, Fee, FeePayer, FeeRule, PurchaseState};
 
 use super::{Contract, Merchant, OutboxRow, PayAuditRecord, PayStoreError, Purchase};
 
@@ -26,12 +26,14 @@ pub struct KeyRow {
 // --- merchants
 
 pub const UPSERT_MERCHANT: &str = "\
-    INSERT INTO merchants (client_id, name, origins, notify_uri, created_at) VALUES ($1, $2, $3, $4, $5) \
+    INSERT INTO merchants (client_id, name, origins, notify_uri, created_at, fee_fixed, fee_basis_points, fee_payer) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
     ON CONFLICT (client_id) DO UPDATE SET name = excluded.name, origins = excluded.origins, \
-                                          notify_uri = excluded.notify_uri";
+                                          notify_uri = excluded.notify_uri, fee_fixed = excluded.fee_fixed, \
+                                          fee_basis_points = excluded.fee_basis_points, fee_payer = excluded.fee_payer";
 
-pub const MERCHANT: &str = "SELECT client_id, name, origins, notify_uri FROM merchants WHERE client_id = $1";
-pub const MERCHANTS: &str = "SELECT client_id, name, origins, notify_uri FROM merchants ORDER BY client_id";
+pub const MERCHANT: &str = "SELECT client_id, name, origins, notify_uri, fee_fixed, fee_basis_points, fee_payer FROM merchants WHERE client_id = $1";
+pub const MERCHANTS: &str = "SELECT client_id, name, origins, notify_uri, fee_fixed, fee_basis_points, fee_payer FROM merchants ORDER BY client_id";
 
 #[derive(sqlx::FromRow)]
 pub struct MerchantRow {
@@ -39,6 +41,9 @@ pub struct MerchantRow {
     pub name: String,
     pub origins: String,
     pub notify_uri: Option<String>,
+    pub fee_fixed: i64,
+    pub fee_basis_points: i64,
+    pub fee_payer: String,
 }
 
 impl TryFrom<MerchantRow> for Merchant {
@@ -46,11 +51,16 @@ impl TryFrom<MerchantRow> for Merchant {
     fn try_from(r: MerchantRow) -> Result<Self, PayStoreError> {
         let origins: Vec<String> = serde_json::from_str(&r.origins)
             .map_err(|e| PayStoreError::Corrupt(format!("merchant {} origins: {e}", r.client_id)))?;
+        let payer = FeePayer::parse(&r.fee_payer)
+            .ok_or_else(|| PayStoreError::Corrupt(format!("merchant {} fee payer", r.client_id)))?;
+        let fee = FeeRule::new(r.fee_fixed, r.fee_basis_points, payer)
+            .map_err(|e| PayStoreError::Corrupt(format!("merchant {} fee rule: {e}", r.client_id)))?;
         Ok(Merchant {
             client_id: r.client_id,
             name: r.name,
             origins,
             notify_uri: r.notify_uri,
+            fee,
         })
     }
 }
@@ -142,25 +152,25 @@ pub const USE_LINK: &str = "\
 // --- purchases
 
 pub const INSERT_PURCHASE: &str = "\
-    INSERT INTO purchases (id, contract_hash, sub, merchant, amount, currency, state, paid_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, 'paid', $7) ON CONFLICT (contract_hash) DO NOTHING";
+    INSERT INTO purchases (id, contract_hash, sub, merchant, amount, currency, state, paid_at, fee, fee_payer) \
+    VALUES ($1, $2, $3, $4, $5, $6, 'paid', $7, $8, $9) ON CONFLICT (contract_hash) DO NOTHING";
 
 pub const PURCHASE_BY_ID: &str = "\
-    SELECT id, contract_hash, sub, merchant, amount, currency, state, paid_at, refunded_at \
+    SELECT id, contract_hash, sub, merchant, amount, currency, state, paid_at, refunded_at, fee, fee_payer \
     FROM purchases WHERE id = $1";
 
 pub const PURCHASE_BY_CONTRACT: &str = "\
-    SELECT id, contract_hash, sub, merchant, amount, currency, state, paid_at, refunded_at \
+    SELECT id, contract_hash, sub, merchant, amount, currency, state, paid_at, refunded_at, fee, fee_payer \
     FROM purchases WHERE contract_hash = $1";
 
 pub const PURCHASES: &str = "\
-    SELECT id, contract_hash, sub, merchant, amount, currency, state, paid_at, refunded_at \
+    SELECT id, contract_hash, sub, merchant, amount, currency, state, paid_at, refunded_at, fee, fee_payer \
     FROM purchases WHERE ($1 IS NULL OR sub = $1) ORDER BY paid_at DESC, id LIMIT $2";
 
 /// `$1` id, `$2` now.
 pub const MARK_REFUNDED: &str = "\
     UPDATE purchases SET state = 'refunded', refunded_at = $2 WHERE id = $1 AND state = 'paid' \
-    RETURNING id, contract_hash, sub, merchant, amount, currency, state, paid_at, refunded_at";
+    RETURNING id, contract_hash, sub, merchant, amount, currency, state, paid_at, refunded_at, fee, fee_payer";
 
 #[derive(sqlx::FromRow)]
 pub struct PurchaseRow {
@@ -173,6 +183,8 @@ pub struct PurchaseRow {
     pub state: String,
     pub paid_at: i64,
     pub refunded_at: Option<i64>,
+    pub fee: i64,
+    pub fee_payer: Option<String>,
 }
 
 impl TryFrom<PurchaseRow> for Purchase {
@@ -180,6 +192,15 @@ impl TryFrom<PurchaseRow> for Purchase {
     fn try_from(r: PurchaseRow) -> Result<Self, PayStoreError> {
         let state = PurchaseState::parse(&r.state)
             .ok_or_else(|| PayStoreError::Corrupt(format!("purchase {} state {}", r.id, r.state)))?;
+        let fee = match (r.fee, r.fee_payer.as_deref()) {
+            (0, None) => None,
+            (amount, Some(payer)) if amount > 0 => Some(Fee {
+                amount,
+                payer: FeePayer::parse(payer)
+                    .ok_or_else(|| PayStoreError::Corrupt(format!("purchase {} fee payer", r.id)))?,
+            }),
+            _ => return Err(PayStoreError::Corrupt(format!("purchase {} fee", r.id))),
+        };
         Ok(Purchase {
             id: r.id,
             contract_hash: r.contract_hash,
@@ -190,6 +211,7 @@ impl TryFrom<PurchaseRow> for Purchase {
             state,
             paid_at: r.paid_at,
             refunded_at: r.refunded_at,
+            fee,
         })
     }
 }
@@ -206,6 +228,9 @@ pub const DEBIT_COVERED: &str = "\
     UPDATE ledger_accounts SET balance = balance - $1 WHERE id = $2 AND balance >= $1";
 
 /// A funding source's debit (its balance mirrors the money it brought in).
+/// Locks an account's row (PostgreSQL) without changing it.
+pub const LOCK_ACCOUNT: &str = "UPDATE ledger_accounts SET balance = balance WHERE id = $1";
+
 pub const DEBIT_ANY: &str = "UPDATE ledger_accounts SET balance = balance - $1 WHERE id = $2";
 
 pub const CREDIT: &str = "\

@@ -41,71 +41,8 @@ macro_rules! impl_pay_store {
                 Ok(())
             }
 
-            /// Writes a movement: both accounts exist, the debit (covered
-            /// unless the account may go negative), the credit, the movement
-            /// and its two entries. Returns the credited account's balance.
-            async fn apply_movement(
-                conn: &mut Conn,
-                movement: &Movement,
-                movement_id: &str,
-                purchase_id: Option<&str>,
-                now: Timestamp,
-            ) -> Result<i64, PayStoreError> {
-                for account in [&movement.from, &movement.to] {
-                    sqlx::query(sql::ENSURE_ACCOUNT)
-                        .bind(account.id())
-                        .bind(account.kind.as_str())
-                        .bind(account.owner.as_str())
-                        .bind(account.currency.as_str())
-                        .execute(&mut *conn)
-                        .await?;
-                }
-                let debit = if movement.from.kind.may_go_negative() {
-                    sql::DEBIT_ANY
-                } else {
-                    sql::DEBIT_COVERED
-                };
-                let (from, to) = (movement.from.id(), movement.to.id());
-                // Rows are locked in the order of their ids, whatever the
-                // direction, so a purchase and a refund between the same two
-                // accounts cannot deadlock on PostgreSQL.
-                let mut balance = 0;
-                for debit_now in [from < to, from >= to] {
-                    if debit_now {
-                        let debited = sqlx::query(debit)
-                            .bind(movement.amount)
-                            .bind(from.as_str())
-                            .execute(&mut *conn)
-                            .await?;
-                        if debited.rows_affected() != 1 {
-                            return Err(PayStoreError::InsufficientFunds);
-                        }
-                    } else {
-                        balance = sqlx::query_scalar(sql::CREDIT)
-                            .bind(movement.amount)
-                            .bind(to.as_str())
-                            .fetch_one(&mut *conn)
-                            .await?;
-                    }
-                }
-                sqlx::query(sql::INSERT_MOVEMENT)
-                    .bind(movement_id)
-                    .bind(movement.kind.as_str())
-                    .bind(purchase_id)
-                    .bind(now.0)
-                    .execute(&mut *conn)
-                    .await?;
-                for (account, amount) in movement.entries() {
-                    sqlx::query(sql::INSERT_ENTRY)
-                        .bind(movement_id)
-                        .bind(account.id())
-                        .bind(amount)
-                        .bind(now.0)
-                        .execute(&mut *conn)
-                        .await?;
-                }
-                Ok(balance)
-            }
+            // The ledger's writes (`ledger_impl.rs`).
+            pay_ledger_writes!();
 
             /// Writes the merchant's notification, if it has a notify URI.
             async fn notify(
@@ -192,6 +129,9 @@ macro_rules! impl_pay_store {
                         .bind(origins)
                         .bind(merchant.notify_uri.as_deref())
                         .bind(Timestamp::now().0)
+                        .bind(merchant.fee.fixed)
+                        .bind(merchant.fee.basis_points)
+                        .bind(merchant.fee.payer.as_str())
                         .execute(&self.pool)
                         .await?;
                     Ok(())
@@ -405,6 +345,10 @@ macro_rules! impl_pay_store {
                 ) -> Result<Paid, PayStoreError> {
                     let terms = &contract.terms;
                     let movement = Movement::purchase(&contract.sub, &terms.merchant, terms.amount, &terms.currency)?;
+                    let fee_movement = terms
+                        .fee
+                        .map(|fee| Movement::fee(fee, &contract.sub, &terms.merchant, &terms.currency))
+                        .transpose()?;
                     let mut tx = self.pool.begin().await?;
                     // The unique contract hash: the second payment of one
                     // contract inserts nothing and charges nothing.
@@ -416,6 +360,8 @@ macro_rules! impl_pay_store {
                         .bind(terms.amount)
                         .bind(terms.currency.as_str())
                         .bind(now.0)
+                        .bind(terms.fee.map_or(0, |f| f.amount))
+                        .bind(terms.fee.map(|f| f.payer.as_str()))
                         .execute(&mut *tx)
                         .await?;
                     if inserted.rows_affected() != 1 {
@@ -427,7 +373,15 @@ macro_rules! impl_pay_store {
                         return Ok(Paid::Already(Purchase::try_from(existing)?));
                     }
                     // Dropping `tx` on an error rolls the purchase back.
+                    // The price and the fee: two balanced movements in
+                    // the one transaction.
+                    if let Some(fee_movement) = &fee_movement {
+                        lock_accounts(&mut tx, &[&movement, fee_movement]).await?;
+                    }
                     apply_movement(&mut tx, &movement, &new_id(), Some(purchase_id), now).await?;
+                    if let Some(fee_movement) = &fee_movement {
+                        apply_movement(&mut tx, fee_movement, &new_id(), Some(purchase_id), now).await?;
+                    }
                     let purchase = Purchase {
                         id: purchase_id.to_owned(),
                         contract_hash: contract.hash.clone(),
@@ -438,6 +392,7 @@ macro_rules! impl_pay_store {
                         state: gatehouse_core::pay::PurchaseState::Created.pay()?,
                         paid_at: now.0,
                         refunded_at: None,
+                        fee: terms.fee,
                     };
                     notify(&mut tx, &purchase, PurchaseEvent::Completed, now).await?;
                     let detail = serde_json::json!({
@@ -445,6 +400,7 @@ macro_rules! impl_pay_store {
                         "contract_hash": purchase.contract_hash,
                         "merchant": purchase.merchant,
                         "amount": purchase.amount,
+                        "fee": purchase.fee,
                         "currency": purchase.currency,
                     });
                     insert_audit(
@@ -495,6 +451,13 @@ macro_rules! impl_pay_store {
                         &purchase.currency,
                     )?;
                     debug_assert_eq!(movement.kind, MovementKind::Refund);
+                    // The fee goes back first: a merchant who paid it then
+                    // holds the whole price again to give back.
+                    if let Some(fee) = purchase.fee {
+                        let back = Movement::fee_refund(fee, &purchase.sub, &purchase.merchant, &purchase.currency)?;
+                        lock_accounts(&mut tx, &[&back, &movement]).await?;
+                        apply_movement(&mut tx, &back, &new_id(), Some(purchase_id), now).await?;
+                    }
                     apply_movement(&mut tx, &movement, &new_id(), Some(purchase_id), now).await?;
                     notify(&mut tx, &purchase, PurchaseEvent::Refunded, now).await?;
                     let detail = serde_json::json!({
@@ -502,6 +465,7 @@ macro_rules! impl_pay_store {
                         "contract_hash": purchase.contract_hash,
                         "merchant": purchase.merchant,
                         "amount": purchase.amount,
+                        "fee": purchase.fee,
                         "currency": purchase.currency,
                         "by": by,
                     });
