@@ -7,7 +7,10 @@
 //! must end: back-channel logout tokens at `/backchannel-logout`
 //! ([`gatehouse_relier::LogoutToken`]) and Security Event Tokens at
 //! `/events` ([`gatehouse_relier::SetToken`]: an account disabled or
-//! purged, a session revoked). The forum tries a silent login
+//! purged, a session revoked). A credential change (a password reset or
+//! change) ends nothing: the person's sessions are marked and, before the
+//! next page, sent to the IdP again (`prompt=none`, then a login if the
+//! IdP asks for the password) and back to the same place. The forum tries a silent login
 //! (`prompt=none`) on a visitor's first visit, so a person signed in at
 //! the IdP arrives signed in. The shop sells through the payments service
 //! (docs/payments.md, "The merchant side"): `/offer/{product}` answers
@@ -43,6 +46,7 @@ mod checkout;
 mod fulfill;
 mod html;
 mod pay;
+mod recheck;
 mod session;
 mod shop;
 #[cfg(test)]

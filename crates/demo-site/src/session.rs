@@ -2,7 +2,9 @@
 //! session exists from a visitor's first login attempt (it holds the
 //! pending logins) or first proof of payment; it is signed in once a login
 //! finished. Back-channel logout and security events end sessions by the
-//! issuer's session id (`sid`) or by user (`sub`).
+//! issuer's session id (`sid`) or by user (`sub`). A credential change
+//! (a password reset or change at the IdP) ends nothing: it marks the
+//! user's sessions to be checked with the IdP again ([`Session::recheck`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -38,6 +40,9 @@ pub struct Pending {
     pub next: String,
     /// `prompt=none`: a refusal is quiet.
     pub silent: bool,
+    /// A check of a marked session: a silent refusal goes on to an
+    /// interactive login instead of back to `next`.
+    pub recheck: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -50,6 +55,9 @@ pub struct Session {
     /// The token the site's forms carry.
     pub csrf: String,
     pub last_seen: i64,
+    /// The user's credentials changed at the IdP: before the next page,
+    /// the IdP is asked again (`prompt=none`, then a login if it must).
+    pub recheck: bool,
 }
 
 impl Session {
@@ -134,6 +142,7 @@ impl Sessions {
         // Proofs of another buyer do not carry over to this one.
         session.paid.retain(|_, buyer| *buyer == user.subject);
         session.user = Some(user);
+        session.recheck = false;
         session.csrf = random_token();
         session.last_seen = now;
         let new_id = random_token();
@@ -161,6 +170,20 @@ impl Sessions {
             !matches
         });
         before - map.len()
+    }
+
+    /// Marks every signed-in session of `sub` to be checked with the IdP
+    /// again before its next page. Returns how many were marked.
+    pub fn mark_for_recheck(&self, sub: &str) -> usize {
+        let mut map = self.lock();
+        let mut marked = 0;
+        for s in map.values_mut() {
+            if s.user.as_ref().is_some_and(|u| u.subject == sub) {
+                s.recheck = true;
+                marked += 1;
+            }
+        }
+        marked
     }
 
     /// Forgets, in every session, that contract `hash` was paid (it was
@@ -218,6 +241,28 @@ mod tests {
         assert!(sessions.get(&b, 0).is_some());
         assert!(sessions.get(&anonymous, 0).is_some());
         assert_eq!(sessions.end(None, None), 0);
+    }
+
+    #[test]
+    fn a_credential_change_marks_the_users_sessions_and_a_login_clears_the_mark() {
+        let sessions = Sessions::default();
+        let a = sessions.create(0);
+        sessions.update(&a, |s| s.paid.insert("h1".into(), "alice".into()));
+        let a = sessions.sign_in(&a, user("alice", "s1"), 0);
+        let b = sessions.create(0);
+        let b = sessions.sign_in(&b, user("bob", "s2"), 0);
+        let anonymous = sessions.create(0);
+
+        assert_eq!(sessions.mark_for_recheck("alice"), 1);
+        let marked = sessions.get(&a, 0).unwrap();
+        assert!(marked.recheck && marked.user.is_some(), "marked, not ended");
+        assert!(!sessions.get(&b, 0).unwrap().recheck);
+        assert!(!sessions.get(&anonymous, 0).unwrap().recheck);
+
+        let again = sessions.sign_in(&a, user("alice", "s1"), 1);
+        let s = sessions.get(&again, 1).unwrap();
+        assert!(!s.recheck, "the login that answers the check clears the mark");
+        assert_eq!(s.paid.keys().collect::<Vec<_>>(), ["h1"], "the place is kept");
     }
 
     #[test]

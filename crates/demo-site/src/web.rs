@@ -84,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .route("/backchannel-logout", post(backchannel_logout))
         .route("/events", post(events))
         .route("/style.css", get(style));
+    let gate = axum::middleware::from_fn_with_state(state.clone(), crate::recheck::gate);
     if state.kind == Kind::Shop {
         router = router
             .route("/offer/{product}", get(crate::shop::offer))
@@ -93,6 +94,7 @@ pub fn router(state: AppState) -> Router {
             .route("/checkout.js", get(crate::checkout::script));
     }
     router
+        .layer(gate)
         .layer(axum::middleware::map_response(gatehouse_kit::headers::security_headers))
         .with_state(state)
 }
@@ -307,6 +309,14 @@ async fn login(State(state): State<AppState>, headers: HeaderMap, Query(q): Quer
 /// Sends the browser to the IdP, keeping the pending login in the session
 /// (a new one if needed).
 pub fn start_login(state: &Inner, headers: &HeaderMap, next: &str, silent: bool) -> Response {
+    start(state, headers, next, silent, false)
+}
+
+/// [`start_login`]; `recheck`: it checks a marked session (a silent
+/// refusal goes on to an interactive login, and a silent login that cannot
+/// start is an error page, not a quiet return to a page that would check
+/// again).
+pub fn start(state: &Inner, headers: &HeaderMap, next: &str, silent: bool, recheck: bool) -> Response {
     let request = LoginRequest {
         scope: state.kind.scope().to_owned(),
         prompt: silent.then(|| "none".to_owned()),
@@ -314,7 +324,7 @@ pub fn start_login(state: &Inner, headers: &HeaderMap, next: &str, silent: bool)
     };
     let (url, pending) = match state.rp.start(&request) {
         Ok(started) => started,
-        Err(e) if silent => {
+        Err(e) if silent && !recheck => {
             // A silent attempt that cannot even start is given up quietly.
             tracing::warn!(error = %e, "cannot start a silent login");
             return see_other(next, vec![state.set_cookie(&state.silent_cookie_name(), "1", None)]);
@@ -336,6 +346,7 @@ pub fn start_login(state: &Inner, headers: &HeaderMap, next: &str, silent: bool)
                 login: pending,
                 next: next.to_owned(),
                 silent,
+                recheck,
             },
             now(),
         )
@@ -387,6 +398,13 @@ async fn callback(State(state): State<AppState>, headers: HeaderMap, RawQuery(qu
                 &pending.next,
                 vec![state.set_cookie(state.cookie_name(), &new_id, None)],
             )
+        }
+        Err(e) if pending.recheck => {
+            // The IdP wants the password again (or something else went
+            // wrong): ask it with a login the person sees, back to the same
+            // place.
+            tracing::info!(site = %state.name, error = %e, "a marked session needs a login");
+            start(&state, &headers, &pending.next, false, false)
         }
         Err(LoginError::Denied { error, .. }) if pending.silent && SILENT_ERRORS.contains(&error.as_str()) => {
             see_other(&pending.next, vec![])
@@ -460,7 +478,8 @@ async fn backchannel_logout(State(state): State<AppState>, LogoutToken(event): L
 }
 
 /// RFC 8935 push delivery of Security Event Tokens: an account disabled
-/// (a ban) or purged, or its sessions revoked, ends its sessions here.
+/// (a ban) or purged, or its sessions revoked, ends its sessions here; a
+/// credential change marks them to be checked again (`crate::recheck`).
 async fn events(State(state): State<AppState>, SetToken(set): SetToken) -> StatusCode {
     let ends = matches!(
         set.event,
@@ -469,6 +488,11 @@ async fn events(State(state): State<AppState>, SetToken(set): SetToken) -> Statu
     if ends {
         let ended = state.sessions.end(Some(&set.subject), None);
         tracing::info!(site = %state.name, event = ?set.event, ended, "security event");
+    } else if set.event == EventKind::CredentialChange {
+        // A password reset marks, it does not destroy: the person keeps
+        // their place here and passes the IdP again before the next page.
+        let marked = state.sessions.mark_for_recheck(&set.subject);
+        tracing::info!(site = %state.name, marked, "credential change: sessions to check again");
     } else {
         tracing::debug!(site = %state.name, event = ?set.event, "security event ignored");
     }

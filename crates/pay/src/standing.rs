@@ -1,8 +1,8 @@
 //! The payments service hears the IdP (issue 15): back-channel logouts end
 //! the matching payments sessions; security events record the buyer's
 //! standing (account disabled or purged: every payments session ends and
-//! money stops; account enabled: it may move again; session revoked: the
-//! sessions end) and [`gate`] reads it before money moves: refused, fresh,
+//! money stops; account enabled: it may move again; session revoked or a
+//! credential change: the sessions end) and [`gate`] reads it before money moves: refused, fresh,
 //! or stale (then the IdP is asked again).
 //!
 //! Both endpoints take what the relier library's `Receiver` verified
@@ -47,7 +47,10 @@ pub fn effect(event: &EventKind) -> Effect {
         EventKind::AccountDisabled { .. } => Effect::Refuse("account_disabled"),
         EventKind::AccountPurged => Effect::Refuse("account_purged"),
         EventKind::AccountEnabled => Effect::Restore,
-        EventKind::SessionRevoked => Effect::EndSessions,
+        // A password reset or change at the IdP: the buyer's IdP sessions
+        // need the password again, so a payments session (where money
+        // moves) does not outlive it; its next login is one hop.
+        EventKind::SessionRevoked | EventKind::CredentialChange => Effect::EndSessions,
         _ => Effect::Ignore,
     }
 }
@@ -203,7 +206,7 @@ mod tests {
         assert_eq!(effect(&EventKind::AccountPurged), Effect::Refuse("account_purged"));
         assert_eq!(effect(&EventKind::AccountEnabled), Effect::Restore);
         assert_eq!(effect(&EventKind::SessionRevoked), Effect::EndSessions);
-        assert_eq!(effect(&EventKind::CredentialChange), Effect::Ignore);
+        assert_eq!(effect(&EventKind::CredentialChange), Effect::EndSessions);
         assert_eq!(effect(&EventKind::Other("urn:x".into())), Effect::Ignore);
     }
 

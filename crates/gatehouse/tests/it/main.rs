@@ -18,6 +18,7 @@ mod events;
 mod exchange;
 mod login;
 mod logout;
+mod marks;
 mod oauth;
 mod openid_client;
 mod ops;

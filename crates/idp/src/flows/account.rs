@@ -2,7 +2,7 @@
 //! the password, the email (confirmed from the new address, by the mailed
 //! code or link), and deleting it. The destructive ones ask for the current
 //! password. A password change tells the account's clients (credential
-//! change, sessions revoked) and marks the other sessions as needing the
+//! change) and marks the other sessions as needing the
 //! password; an email change tells them the new identifier; a deletion ends
 //! every session and tells them the account is purged; each in the store
 //! call that makes the change. A profile change tells no one (see
@@ -94,7 +94,9 @@ pub async fn change_password(
     }
     let hash = hash_password(new_password).await?;
     let audit = AuditEvent::new(AuditKind::PasswordChanged, Some(&account.id), actor, now);
-    let events = [SecurityEvent::CredentialChange, SecurityEvent::SessionRevoked];
+    // The other sessions are marked, not ended: the clients hear a
+    // credential change, not a session revoked (issue 15, item 5).
+    let events = [SecurityEvent::CredentialChange];
     let outbox = deps
         .signer()
         .security_events(&account.id, None, &events, now, now)

@@ -4,8 +4,8 @@
 //! and what depends on the account (the lookup, the code, its audit event,
 //! the mail) happens in a task after the answer. Completing a reset does not
 //! end the account's other sessions: it marks them as needing the password
-//! again, and tells the account's clients (credential change, sessions
-//! revoked) in the same store call.
+//! again, and tells the account's clients (a credential change: their
+//! sessions are marked too, not ended) in the same store call.
 
 use gatehouse_core::audit::{Actor, AuditEvent, AuditKind};
 use gatehouse_core::code::{CodeEffect, CodePurpose, OneTimeCode};
@@ -106,7 +106,9 @@ pub async fn complete(
     let audit = AuditEvent::new(AuditKind::PasswordResetCompleted, Some(&code.account_id), actor, now)
         .with_detail(serde_json::json!({ "email": code.email }));
     let effect = CodeEffect::ResetPassword { new_hash, keep };
-    let events = [SecurityEvent::CredentialChange, SecurityEvent::SessionRevoked];
+    // The other sessions are marked, not ended: the clients hear a
+    // credential change, not a session revoked (issue 15, item 5).
+    let events = [SecurityEvent::CredentialChange];
     let outbox = deps
         .signer()
         .security_events(&code.account_id, None, &events, now, now)
