@@ -4,6 +4,7 @@
 //! IdP, `gatehouse user ban` (everywhere, at the payments client, until a
 //! time), and a payments service that hears nothing (its URIs unreachable),
 //! which the standing check still stops once the IdP's word is stale.
+//! A password change ends the payments session too (a credential change).
 
 use std::process::Command;
 
@@ -22,6 +23,7 @@ both_backends!(
     a_ban_at_the_payments_client_stops_money_there,
     a_suspension_that_lifts_restores_paying,
     a_lost_event_is_caught_by_the_standing_check,
+    a_password_change_ends_the_payments_session,
 );
 
 fn gatehouse(app: &TestApp, args: &[&str]) {
@@ -101,6 +103,34 @@ async fn a_logout_at_the_idp_ends_the_payments_session(backend: Backend) {
     .await;
     pay_is_stopped(&w, &b, &contract, &sub).await;
     assert!(audit_kinds(&w, &sub).await.contains(&"sessions_ended".to_owned()));
+    w.finish().await;
+}
+
+/// A password change at the IdP (a credential change; the IdP's other
+/// sessions are only marked) ends the payments session all the same: money
+/// does not move from a session that outlived the old password.
+async fn a_password_change_ends_the_payments_session(backend: Backend) {
+    let w = World::new(backend).await;
+    let (b, _, sub, contract) = buyer(&w, "kit@example.com").await;
+    assert!(
+        !session_ended(&w, &b, &contract).await,
+        "signed in at the payments service"
+    );
+
+    b.post(
+        "/settings/password",
+        &[
+            ("current_password", PASSWORD),
+            ("new_password", "another perfectly fine one"),
+        ],
+    )
+    .await
+    .expect_redirect("/settings?notice=password_changed");
+    eventually("the payments session to end", || async {
+        session_ended(&w, &b, &contract).await.then_some(())
+    })
+    .await;
+    pay_is_stopped(&w, &b, &contract, &sub).await;
     w.finish().await;
 }
 
