@@ -2,8 +2,8 @@
 //! item 5): the demo shop hears a credential change, keeps the person's
 //! session and place, and before the next page asks the IdP again
 //! (`prompt=none`); the IdP wants the password there (its session was
-//! marked), and the person comes back into the same page, signed in. The
-//! sessions are not revoked: the clients hear no session-revoked.
+//! marked), and the person comes back into the same page, signed in. A
+//! password change in the browser itself comes back without a prompt.
 
 use reqwest::StatusCode;
 use url::Url;
@@ -99,6 +99,26 @@ async fn a_password_reset_sends_the_shop_through_the_idp_and_back_to_the_same_pa
     // And it stays so: no further check.
     let r = laptop.client.get(&orders).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+
+    // A password change on the laptop itself: its IdP session is the one
+    // that typed it and stays, so the shop's check comes straight back,
+    // with no password asked.
+    laptop
+        .post(
+            "/settings/password",
+            &[("current_password", NEW_PASSWORD), ("new_password", PASSWORD)],
+        )
+        .await
+        .expect_redirect("/settings?notice=password_changed");
+    let check = eventually("the shop checks with the IdP again", || async {
+        let r = laptop.client.get(&orders).send().await.unwrap();
+        let to = r.headers().get("location")?.to_str().ok()?.to_owned();
+        to.starts_with(&stack.app.base).then_some(to)
+    })
+    .await;
+    let (at, page) = walk(&laptop, &check).await;
+    assert_eq!(at.as_str(), orders, "silently back to the same page");
+    page.expect(StatusCode::OK, &signed_in_as(email));
     stack.finish().await;
 }
 
