@@ -652,6 +652,9 @@ mod tests {
             StatusCode::ACCEPTED
         );
         assert!(alive(&state, &a1) && alive(&state, &a2));
+        // It marks them to be checked with the IdP again; bob's is not.
+        let marked = |id: &str| state.sessions.get(id, now()).is_some_and(|s| s.recheck);
+        assert!(marked(&a1) && marked(&a2) && !marked(&b));
         assert_eq!(
             post(&state, "/events", set_type, set("alice", disabled)).await,
             StatusCode::ACCEPTED
