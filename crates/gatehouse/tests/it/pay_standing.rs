@@ -24,6 +24,7 @@ both_backends!(
     a_suspension_that_lifts_restores_paying,
     a_lost_event_is_caught_by_the_standing_check,
     a_password_change_ends_the_payments_session,
+    a_stale_standing_in_a_frame_continues_in_a_window,
 );
 
 fn gatehouse(app: &TestApp, args: &[&str]) {
@@ -335,4 +336,38 @@ async fn a_lost_event_is_caught_by_the_standing_check(backend: Backend) {
     );
     assert!(w.store.purchase_by_contract(second).await.unwrap().is_none());
     w.finish().await;
+}
+
+/// In a frame, where the IdP's pages cannot show, a stale standing does not
+/// send the frame to the IdP: the purchase continues in a popup or as a
+/// full page (which go by the IdP), and nothing is charged meanwhile.
+async fn a_stale_standing_in_a_frame_continues_in_a_window(backend: Backend) {
+    let w = World::deaf(backend).await;
+    let (b, _, sub, contract) = buyer(&w, "fay@example.com").await;
+    on_pay_db(&w, "UPDATE sessions SET vouched_at = vouched_at - 3600").await;
+    let page = get(&b, &w.pay(&format!("/contracts/{}?display=frame", hash(&contract)))).await;
+    let csrf = page.input_value("csrf").unwrap_or_default();
+    let r = post(
+        &b,
+        &w.pay(&format!("/contracts/{}/pay?display=frame", hash(&contract))),
+        &[("csrf", &csrf), ("pin", PIN)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.location());
+    assert!(r.body.contains("Continue to pay"), "{}", r.body);
+    assert!(
+        r.body
+            .contains(&format!("/contracts/{}?display=popup", hash(&contract))),
+        "{}",
+        r.body
+    );
+    assert_eq!(w.store.balance(&sub, "EUR").await.unwrap(), 1000, "nothing charged");
+
+    // The same outside a frame: by the IdP.
+    let r = pay_with(&w, &b, hash(&contract), PIN).await;
+    assert!(
+        r.location().is_some_and(|l| l.starts_with(&w.app.base)),
+        "{:?}",
+        r.location()
+    );
 }

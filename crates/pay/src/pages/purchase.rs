@@ -59,7 +59,7 @@ pub async fn link(State(state): State<PayState>, Path(link): Path<String>, RawQu
         // was introspected, as the contract was made.
         let contract = state.store.contract(&h).await?.ok_or_else(gone)?;
         let back = format!("/contracts/{h}{}", display.query());
-        if let Some(r) = crate::standing::gate(&state, &sub, contract.created_at, "open_link", &back).await? {
+        if let Some(r) = gate(&state, &sub, contract.created_at, "open_link", &contract, display).await? {
             hash = Some(h);
             return Ok(r);
         }
@@ -150,6 +150,27 @@ async fn prove(
 }
 
 /// The name the pages show for the contract's merchant.
+/// The buyer's standing before money moves ([`crate::standing::gate`]),
+/// coming back to this purchase page. In a frame, where the IdP's pages
+/// cannot show, a trip to the IdP becomes the popup or the full page.
+async fn gate(
+    state: &PayState,
+    sub: &str,
+    vouched_at: Timestamp,
+    action: &str,
+    contract: &Contract,
+    display: Display,
+) -> Result<Option<Response>, PageError> {
+    let back = format!("/contracts/{}{}", contract.hash, display.query());
+    match crate::standing::gate(state, sub, vouched_at, action, &back).await? {
+        Some(_) if display == Display::Frame => {
+            let name = merchant_name(state, contract).await?;
+            Ok(Some(frame_fallback_page(contract, &name)))
+        }
+        other => Ok(other),
+    }
+}
+
 async fn merchant_name(state: &PayState, contract: &Contract) -> Result<String, PageError> {
     let merchant = state.store.merchant(&contract.terms.merchant).await?;
     Ok(merchant.map_or_else(|| contract.terms.merchant.clone(), |m| m.name))
@@ -390,8 +411,7 @@ pub async fn pay(
         let (true, true, Some(pin_hash)) = (agreed, has_pin, buyer.and_then(|b| b.pin_hash)) else {
             return Ok(see_other(&format!("/contracts/{hash}{}", display.query())));
         };
-        let back = format!("/contracts/{hash}{}", display.query());
-        if let Some(r) = crate::standing::gate(&state, &session.sub, session.vouched_at, "pay", &back).await? {
+        if let Some(r) = gate(&state, &session.sub, session.vouched_at, "pay", &contract, display).await? {
             return Ok(r);
         }
         // Reserve the attempt before the PIN is checked: at most the limit
