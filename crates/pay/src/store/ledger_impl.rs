@@ -1,4 +1,6 @@
-//! The ledger's writes inside [`super::PayStore`]'s implementation
+//! The writes the payments store's implementations share: the audit
+//! event (in [`super::PayStore`]'s and the standing's), and the ledger's
+//! writes inside [`super::PayStore`]'s implementation
 //! (`store_impl.rs` expands them in each backend's implementation, where
 //! `Conn`, `sql` and the ledger types are in scope): a movement written
 //! with both its entries, and the accounts a change touches locked in one
@@ -92,6 +94,30 @@ macro_rules! pay_ledger_writes {
                     .execute(&mut *conn)
                     .await?;
             }
+            Ok(())
+        }
+    };
+}
+
+/// The payments audit log's write, in a transaction's connection: for
+/// `impl_pay_store!` and `impl_standing_store!` (`Conn`, `PayAuditKind`,
+/// `PayStoreError` and `Timestamp` in scope).
+macro_rules! pay_audit_write {
+    () => {
+        async fn insert_audit(
+            conn: &mut Conn,
+            kind: PayAuditKind,
+            sub: Option<&str>,
+            detail: &serde_json::Value,
+            now: Timestamp,
+        ) -> Result<(), PayStoreError> {
+            sqlx::query($crate::store::sql::INSERT_AUDIT)
+                .bind(now.0)
+                .bind(kind.as_str())
+                .bind(sub)
+                .bind(detail.to_string())
+                .execute(conn)
+                .await?;
             Ok(())
         }
     };

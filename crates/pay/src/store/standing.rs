@@ -94,22 +94,8 @@ macro_rules! impl_standing_store {
 
             type Conn = <$db as sqlx::Database>::Connection;
 
-            async fn audit(
-                conn: &mut Conn,
-                kind: PayAuditKind,
-                sub: Option<&str>,
-                detail: &serde_json::Value,
-                now: Timestamp,
-            ) -> Result<(), PayStoreError> {
-                sqlx::query($crate::store::sql::INSERT_AUDIT)
-                    .bind(now.0)
-                    .bind(kind.as_str())
-                    .bind(sub)
-                    .bind(detail.to_string())
-                    .execute(conn)
-                    .await?;
-                Ok(())
-            }
+            // The payments audit log's write (`ledger_impl.rs`).
+            pay_audit_write!();
 
             #[async_trait]
             impl StandingStore for $store {
@@ -150,7 +136,7 @@ macro_rules! impl_standing_store {
                             .execute(&mut *tx)
                             .await?;
                     }
-                    audit(&mut tx, PayAuditKind::StandingChanged, Some(sub), detail, now).await?;
+                    insert_audit(&mut tx, PayAuditKind::StandingChanged, Some(sub), detail, now).await?;
                     tx.commit().await?;
                     Ok(true)
                 }
@@ -172,7 +158,7 @@ macro_rules! impl_standing_store {
                     if ended > 0 {
                         let mut detail = detail.clone();
                         detail["ended"] = serde_json::Value::from(ended);
-                        audit(&mut tx, PayAuditKind::SessionsEnded, sub, &detail, now).await?;
+                        insert_audit(&mut tx, PayAuditKind::SessionsEnded, sub, &detail, now).await?;
                     }
                     tx.commit().await?;
                     Ok(ended)

@@ -24,22 +24,8 @@ macro_rules! impl_pay_store {
 
             type Conn = <$db as sqlx::Database>::Connection;
 
-            async fn insert_audit(
-                conn: &mut Conn,
-                kind: PayAuditKind,
-                sub: Option<&str>,
-                detail: &serde_json::Value,
-                now: Timestamp,
-            ) -> Result<(), PayStoreError> {
-                sqlx::query(sql::INSERT_AUDIT)
-                    .bind(now.0)
-                    .bind(kind.as_str())
-                    .bind(sub)
-                    .bind(detail.to_string())
-                    .execute(conn)
-                    .await?;
-                Ok(())
-            }
+            // The payments audit log's write (`ledger_impl.rs`).
+            pay_audit_write!();
 
             // The ledger's writes (`ledger_impl.rs`).
             pay_ledger_writes!();
