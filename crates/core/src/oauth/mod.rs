@@ -9,6 +9,8 @@ pub mod client;
 pub mod dpop;
 pub mod error;
 pub mod exchange;
+#[cfg(test)]
+mod fixtures;
 pub mod grant;
 pub mod pkce;
 pub mod redeem;

@@ -4,8 +4,9 @@
 use super::*;
 use crate::oauth::client::ClientId;
 use crate::oauth::error::ErrorCode;
+use crate::oauth::fixtures::{account, ban};
 use crate::oauth::scope::Scopes;
-use crate::{AccountId, Email, Secret, TokenDigest};
+use crate::{AccountId, TokenDigest};
 
 const NOW: Timestamp = Timestamp(10_000);
 const REDIRECT: &str = "https://shop.example/cb";
@@ -15,29 +16,6 @@ fn client() -> Client {
     Client::new("Shop", true, vec![REDIRECT.into()], vec![], Timestamp(0))
         .expect("client")
         .0
-}
-
-fn account(verified: bool) -> Account {
-    Account {
-        id: AccountId("user-1".into()),
-        email: Email::parse("a@example.com").expect("email"),
-        email_verified: verified,
-        password_hash: Secret::new(String::new()),
-        created_at: Timestamp(0),
-        updated_at: Timestamp(0),
-        profile: Default::default(),
-    }
-}
-
-fn ban(client: Option<&ClientId>, until: Option<i64>) -> Ban {
-    Ban {
-        account_id: AccountId("user-1".into()),
-        client_id: client.cloned(),
-        until: until.map(Timestamp),
-        reason: "spam".into(),
-        by: "cli".into(),
-        created_at: Timestamp(0),
-    }
 }
 
 fn code(client: &Client) -> AuthCode {

@@ -3,7 +3,8 @@
 
 use super::*;
 use crate::oauth::client::ClientId;
-use crate::{AccountId, Email, Secret, TokenDigest};
+use crate::oauth::fixtures::{account, ban};
+use crate::{AccountId, TokenDigest};
 
 const NOW: Timestamp = Timestamp(10_000);
 
@@ -17,29 +18,6 @@ fn client() -> Client {
     )
     .expect("client")
     .0
-}
-
-fn account(verified: bool) -> Account {
-    Account {
-        id: AccountId("user-1".into()),
-        email: Email::parse("a@example.com").expect("email"),
-        email_verified: verified,
-        password_hash: Secret::new(String::new()),
-        created_at: Timestamp(0),
-        updated_at: Timestamp(0),
-        profile: Default::default(),
-    }
-}
-
-fn ban(client: Option<&ClientId>) -> Ban {
-    Ban {
-        account_id: AccountId("user-1".into()),
-        client_id: client.cloned(),
-        until: None,
-        reason: "spam".into(),
-        by: "cli".into(),
-        created_at: Timestamp(0),
-    }
 }
 
 fn grant(client: &Client) -> Grant {
@@ -236,7 +214,7 @@ const REFUSALS: &[Row] = &[
     ),
     (
         "banned everywhere",
-        |c| c.bans = vec![ban(None)],
+        |c| c.bans = vec![ban(None, None)],
         ErrorCode::InvalidGrant,
         "the user may not use this client",
         Some("banned"),
@@ -244,7 +222,7 @@ const REFUSALS: &[Row] = &[
     ),
     (
         "banned from this client",
-        |c| c.bans = vec![ban(Some(&c.client.id))],
+        |c| c.bans = vec![ban(Some(&c.client.id), None)],
         ErrorCode::InvalidGrant,
         "the user may not use this client",
         Some("banned"),
@@ -295,7 +273,7 @@ fn what_does_not_refuse() {
             c.proof_jkt = Some("k".into())
         }),
         ("banned from another client", |c| {
-            c.bans = vec![ban(Some(&ClientId("other".into())))]
+            c.bans = vec![ban(Some(&ClientId("other".into())), None)]
         }),
         ("the same scope, asked again", |c| {
             c.scope = Some("offline_access openid profile".into())
