@@ -55,15 +55,14 @@ pub async fn revoke(
     if &grant.client_id != client {
         return Ok(Err(NotYours));
     }
-    let audit = AuditEvent::revoked_by_client(AuditKind::GrantRevoked, grant.account_id.as_ref(), client, now)
-        .with_detail(serde_json::json!({ "grant_id": grant.id, "reason": "revoked" }));
-    deps.store.revoke_grant(&grant.id, now, &audit).await?;
+    revoke_family(deps, &grant.id, grant.account_id.as_ref(), client, "revoked", now).await?;
     Ok(Ok(()))
 }
 
-/// Revokes a grant's whole family because `client` replayed what the grant
-/// issued (`reason`: a used code presented again, a rotated refresh token
-/// reused; RFC 6749 §4.1.2 and §10.4), with its audit event.
+/// Revokes a grant's whole family at `client`'s doing, with its audit
+/// event; `reason`: `revoked` (RFC 7009, a refresh token revoked), or what
+/// `client` replayed (a used code presented again, a rotated refresh token
+/// reused; RFC 6749 §4.1.2 and §10.4).
 pub async fn revoke_family(
     deps: &Deps,
     grant_id: &str,
